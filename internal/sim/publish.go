@@ -1,0 +1,133 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/gortmplib/pkg/codecs"
+
+	"github.com/glasscast/glasscast/internal/rtmp"
+	"github.com/glasscast/glasscast/internal/sei"
+)
+
+// Source publishes a clip over RTMP, looped, paced by the wall clock.
+type Source struct {
+	Clip *Clip
+	// Loops is how many times the clip plays; 0 loops until the context ends.
+	Loops int
+	// NoSEI leaves the frames as they are in the clip.
+	NoSEI bool
+
+	framesSent atomic.Uint64
+	bytesSent  atomic.Uint64
+}
+
+// FramesSent counts the video frames written so far.
+func (s *Source) FramesSent() uint64 { return s.framesSent.Load() }
+
+// BytesSent counts the payload bytes written so far.
+func (s *Source) BytesSent() uint64 { return s.bytesSent.Load() }
+
+// Publish connects to rawURL (rtmp://host:port/app/key or rtmps://…) and sends
+// the clip until ctx ends, the loops are done, or the server hangs up. It
+// returns nil only when the loops are done.
+func (s *Source) Publish(ctx context.Context, rawURL string) error {
+	c := s.Clip
+	if c == nil {
+		var err error
+		if c, err = LoadClip(DefaultClip); err != nil {
+			return err
+		}
+	}
+	if len(c.Frames) == 0 {
+		return ErrNoClip
+	}
+	u, err := rtmp.ClientURL(rawURL)
+	if err != nil {
+		return err
+	}
+	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn := &gortmplib.Client{URL: u, Publish: true}
+	if err := conn.Initialize(dialCtx); err != nil {
+		return fmt.Errorf("publish to %s: %w", u.Redacted(), err)
+	}
+	defer conn.Close()
+
+	var tracks []*gortmplib.Track
+	var video, audio *gortmplib.Track
+	if c.SPS != nil {
+		video = &gortmplib.Track{Codec: &codecs.H264{SPS: c.SPS, PPS: c.PPS}}
+		tracks = append(tracks, video)
+	}
+	if c.Audio != nil {
+		audio = &gortmplib.Track{Codec: &codecs.MPEG4Audio{Config: c.Audio}}
+		tracks = append(tracks, audio)
+	}
+	w := &gortmplib.Writer{Conn: conn, Tracks: tracks}
+	if err := w.Initialize(); err != nil {
+		return err
+	}
+
+	// Nothing the server sends after the publish starts matters, and the
+	// connection is not safe for a concurrent reader and writer: a server
+	// that hangs up shows as a failed write, within a frame or two.
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	start := time.Now()
+	for loop := 0; s.Loops == 0 || loop < s.Loops; loop++ {
+		base := time.Duration(loop) * c.Duration
+		for i := range c.Frames {
+			f := &c.Frames[i]
+			due := start.Add(base + f.DTS)
+			if d := time.Until(due); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-timer.C:
+				}
+			} else if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := s.write(w, video, audio, f, base); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Source) write(w *gortmplib.Writer, video, audio *gortmplib.Track, f *Frame, base time.Duration) error {
+	if f.Video {
+		if video == nil {
+			return nil
+		}
+		au := f.NALUs
+		if !s.NoSEI {
+			au = make([][]byte, 0, len(f.NALUs)+1)
+			au = append(au, sei.Marshal(time.Now()))
+			au = append(au, f.NALUs...)
+		}
+		for _, n := range au {
+			s.bytesSent.Add(uint64(len(n)))
+		}
+		s.framesSent.Add(1)
+		return w.WriteH264(video, base+f.PTS, base+f.DTS, au)
+	}
+	if audio == nil {
+		return nil
+	}
+	s.bytesSent.Add(uint64(len(f.AU)))
+	return w.WriteMPEG4Audio(audio, base+f.DTS, f.AU)
+}
+
+// ErrNoClip is returned when a source has nothing to send.
+var ErrNoClip = errors.New("sim: the clip has no frames")

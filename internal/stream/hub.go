@@ -1,0 +1,417 @@
+package stream
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+)
+
+// Errors a publisher or reader branches on.
+var (
+	ErrClosed   = errors.New("stream closed")
+	ErrReplaced = errors.New("publisher replaced by a newer one")
+)
+
+// Unit is one access unit on the stream's timeline. Units are shared by every
+// reader and must not be modified.
+type Unit struct {
+	Kind Kind
+	// DTS and PTS are stream time: zero at the stream's first unit, monotonic
+	// per kind across publisher reconnects, and kept close to wall-clock time.
+	DTS, PTS time.Duration
+	// Key is true for an H.264 IDR (which then carries SPS and PPS) and for
+	// every audio unit.
+	Key bool
+	// NALUs holds a video access unit; Payload an audio one (a raw AAC frame).
+	NALUs   [][]byte
+	Payload []byte
+	// Epoch counts publisher sessions; it changes when a publisher reconnects.
+	Epoch uint32
+	// Tracks describes the tracks the unit belongs to.
+	Tracks *Tracks
+	// Arrival is when the unit entered the hub.
+	Arrival time.Time
+}
+
+// Size is the number of payload bytes the unit carries.
+func (u *Unit) Size() int {
+	if u.Kind == KindAudio {
+		return len(u.Payload)
+	}
+	n := 0
+	for _, nalu := range u.NALUs {
+		n += len(nalu)
+	}
+	return n
+}
+
+// Config tunes a hub. Zero fields take the defaults.
+type Config struct {
+	// GOPCacheUnits and GOPCacheBytes bound the cached group of pictures; a
+	// longer GOP is not cached and new readers wait for the next keyframe.
+	GOPCacheUnits int
+	GOPCacheBytes int
+	// OnPublish and OnUnpublish run in the publisher's goroutine, outside the
+	// hub's lock, when a publisher session starts and ends.
+	OnPublish   func(epoch uint32, t *Tracks)
+	OnUnpublish func(epoch uint32, err error)
+}
+
+// Hub is one live stream: one publisher at a time, many readers.
+type Hub struct {
+	cfg Config
+
+	mu      sync.Mutex
+	closed  bool
+	readers map[*Reader]struct{}
+	pub     *Publisher
+	epoch   uint32
+	tracks  *Tracks
+	gop     []*Unit // from the last keyframe on; nil when not cacheable
+	gopSize int
+	tl      timeline
+	st      counters
+}
+
+// New makes a hub.
+func New(cfg Config) *Hub {
+	if cfg.GOPCacheUnits <= 0 {
+		cfg.GOPCacheUnits = 1500
+	}
+	if cfg.GOPCacheBytes <= 0 {
+		cfg.GOPCacheBytes = 24 << 20
+	}
+	return &Hub{cfg: cfg, readers: make(map[*Reader]struct{})}
+}
+
+// Tracks returns the current track set, nil before the first publish.
+func (h *Hub) Tracks() *Tracks {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.tracks
+}
+
+// Publish starts a publisher session with the given tracks. A publisher
+// already in place is replaced: its writes fail with ErrReplaced and its Done
+// channel closes.
+func (h *Hub) Publish(t *Tracks) (*Publisher, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	old := h.pub
+	h.epoch++
+	p := &Publisher{hub: h, epoch: h.epoch, done: make(chan struct{}), needKey: t.Video != nil}
+	h.pub = p
+	h.tracks = t
+	h.gop = nil
+	h.gopSize = 0
+	h.tl.newEpoch(time.Now())
+	h.mu.Unlock()
+
+	if old != nil {
+		old.end(ErrReplaced)
+	}
+	if h.cfg.OnPublish != nil {
+		h.cfg.OnPublish(p.epoch, t)
+	}
+	return p, nil
+}
+
+// Close ends the stream: the publisher is cut off and readers get ErrClosed
+// once they have drained their queues.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	pub := h.pub
+	readers := make([]*Reader, 0, len(h.readers))
+	for r := range h.readers {
+		readers = append(readers, r)
+	}
+	h.mu.Unlock()
+
+	if pub != nil {
+		pub.end(ErrClosed)
+	}
+	for _, r := range readers {
+		r.closeWith(ErrClosed)
+	}
+}
+
+// write is the publisher's path: rebase, cache, fan out. Never blocks on a
+// reader.
+func (h *Hub) write(p *Publisher, u *Unit) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	if h.pub != p {
+		return ErrReplaced
+	}
+	u.Epoch = p.epoch
+	u.Tracks = h.tracks
+	h.tl.rebase(u)
+	h.st.add(u)
+
+	h.cacheGOP(u)
+	for r := range h.readers {
+		r.push(u)
+	}
+	return nil
+}
+
+// cacheGOP keeps the units from the last keyframe on. Audio-only streams
+// have no keyframes to start from, so nothing is cached for them.
+func (h *Hub) cacheGOP(u *Unit) {
+	switch {
+	case u.Kind == KindVideo && u.Key:
+		h.gop = append(h.gop[:0], u)
+		h.gopSize = u.Size()
+	case h.gop == nil:
+	case len(h.gop) < h.cfg.GOPCacheUnits && h.gopSize+u.Size() <= h.cfg.GOPCacheBytes:
+		h.gop = append(h.gop, u)
+		h.gopSize += u.Size()
+	default:
+		h.gop = nil // too long to cache: new readers wait for the next keyframe
+		h.gopSize = 0
+	}
+}
+
+// NewReader adds a reader whose queue holds up to size units. It starts at
+// the cached keyframe when there is one.
+func (h *Hub) NewReader(name string, size int) *Reader {
+	if size < 16 {
+		size = 16
+	}
+	r := &Reader{hub: h, name: name, buf: make([]*Unit, size), notify: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		r.err = ErrClosed
+		return r
+	}
+	h.readers[r] = struct{}{}
+	r.waitKey = true
+	start := h.gop
+	if len(start) > size {
+		start = start[len(start)-size:]
+	}
+	for _, u := range start {
+		r.push(u)
+	}
+	return r
+}
+
+func (h *Hub) removeReader(r *Reader) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.readers[r]; ok {
+		delete(h.readers, r)
+		h.st.retiredDrops += r.Dropped()
+	}
+}
+
+// Publisher writes one publisher session into the hub.
+type Publisher struct {
+	hub     *Hub
+	epoch   uint32
+	needKey bool // no IDR seen yet in this session
+
+	once sync.Once
+	done chan struct{}
+	err  error
+}
+
+// Epoch is the session's number.
+func (p *Publisher) Epoch() uint32 { return p.epoch }
+
+// Done closes when the session is over: replaced, closed, or ended by Close.
+func (p *Publisher) Done() <-chan struct{} { return p.done }
+
+// Err says why Done closed.
+func (p *Publisher) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+func (p *Publisher) end(err error) {
+	p.once.Do(func() {
+		p.err = err
+		close(p.done)
+	})
+}
+
+// Close ends the session because the publisher went away.
+func (p *Publisher) Close(cause error) {
+	h := p.hub
+	h.mu.Lock()
+	current := h.pub == p
+	if current {
+		h.pub = nil
+		h.tl.endEpoch(time.Now())
+	}
+	h.mu.Unlock()
+	if cause == nil {
+		cause = errors.New("publisher disconnected")
+	}
+	p.end(cause)
+	if current && h.cfg.OnUnpublish != nil {
+		h.cfg.OnUnpublish(p.epoch, cause)
+	}
+}
+
+// WriteVideo writes an H.264 access unit with timestamps in the publisher's
+// own clock. Parameter sets are taken out of the access unit: a change makes
+// a new track set, and every IDR leaves with the current SPS and PPS in front.
+// Units before the session's first IDR are dropped: nobody could decode them.
+func (p *Publisher) WriteVideo(pts, dts time.Duration, au [][]byte) error {
+	if p.Err() != nil {
+		return p.err
+	}
+	var sps, pps []byte
+	idr := false
+	nalus := make([][]byte, 0, len(au)+2)
+	nalus = append(nalus, nil, nil) // room for SPS and PPS
+	for _, n := range au {
+		if len(n) == 0 {
+			continue
+		}
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeSPS:
+			sps = n
+			continue
+		case h264.NALUTypePPS:
+			pps = n
+			continue
+		case h264.NALUTypeAccessUnitDelimiter:
+			continue
+		case h264.NALUTypeIDR:
+			idr = true
+		}
+		nalus = append(nalus, n)
+	}
+	if sps != nil || pps != nil {
+		if err := p.updateParams(sps, pps); err != nil {
+			return err
+		}
+	}
+	if len(nalus) == 2 {
+		return nil // parameter sets only
+	}
+	if !idr && p.needKey {
+		return nil
+	}
+	if idr {
+		p.needKey = false
+		v := p.hub.Tracks().Video
+		if v == nil {
+			return errors.New("video unit on a stream without a video track")
+		}
+		nalus[0], nalus[1] = v.SPS, v.PPS
+	} else {
+		nalus = nalus[2:]
+	}
+	return p.hub.write(p, &Unit{Kind: KindVideo, PTS: pts, DTS: dts, Key: idr, NALUs: nalus, Arrival: time.Now()})
+}
+
+func (p *Publisher) updateParams(sps, pps []byte) error {
+	h := p.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cur := h.tracks
+	if cur == nil || cur.Video == nil || h.pub != p {
+		return nil
+	}
+	if sps == nil {
+		sps = cur.Video.SPS
+	}
+	if pps == nil {
+		pps = cur.Video.PPS
+	}
+	if bytes.Equal(sps, cur.Video.SPS) && bytes.Equal(pps, cur.Video.PPS) {
+		return nil
+	}
+	v, err := NewVideo(sps, pps)
+	if err != nil {
+		return err
+	}
+	h.tracks = &Tracks{Video: v, Audio: cur.Audio}
+	return nil
+}
+
+// WriteAudio writes one AAC frame.
+func (p *Publisher) WriteAudio(pts time.Duration, au []byte) error {
+	if p.Err() != nil {
+		return p.err
+	}
+	if len(au) == 0 {
+		return nil
+	}
+	return p.hub.write(p, &Unit{Kind: KindAudio, PTS: pts, DTS: pts, Key: true, Payload: au, Arrival: time.Now()})
+}
+
+// timeline maps publisher timestamps to stream time. The first unit of the
+// stream is at zero; a reconnecting publisher continues where the wall clock
+// says the stream is, so stream time keeps following real time and a gap
+// shows as a gap.
+type timeline struct {
+	started    bool // some unit was written
+	epochSet   bool // the current epoch's offset is known
+	offset     time.Duration
+	last       [3]time.Duration // last DTS per kind
+	seen       [3]bool
+	end        time.Duration    // largest DTS written
+	epochStart time.Time
+	endWall    time.Time // when the previous publisher left
+}
+
+func (t *timeline) newEpoch(now time.Time) {
+	t.epochSet = false
+	t.epochStart = now
+}
+
+func (t *timeline) endEpoch(now time.Time) {
+	t.endWall = now
+}
+
+func (t *timeline) rebase(u *Unit) {
+	if !t.epochSet {
+		t.epochSet = true
+		target := time.Duration(0)
+		if t.started {
+			gap := time.Duration(0)
+			if !t.endWall.IsZero() {
+				gap = t.epochStart.Sub(t.endWall)
+			}
+			target = t.end + max(gap, 40*time.Millisecond)
+		}
+		t.offset = target - u.DTS
+	}
+	ptsDelta := u.PTS - u.DTS
+	dts := u.DTS + t.offset
+	if t.seen[u.Kind] && dts <= t.last[u.Kind] {
+		dts = t.last[u.Kind] + time.Millisecond
+	}
+	t.started = true
+	t.seen[u.Kind] = true
+	t.last[u.Kind] = dts
+	t.end = max(t.end, dts)
+	u.DTS = dts
+	u.PTS = dts + max(ptsDelta, 0)
+}

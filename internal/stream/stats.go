@@ -1,0 +1,98 @@
+package stream
+
+import "time"
+
+// statsWindow is how far back bitrate and frame rate look.
+const statsWindow = 5
+
+// counters is updated in the publisher's path under the hub's lock.
+type counters struct {
+	framesIn     uint64
+	audioIn      uint64
+	bytesIn      uint64
+	bframes      bool
+	retiredDrops uint64 // drops of readers that are gone
+	firstWall    time.Time
+	// per-second buckets for the rates
+	sec    [statsWindow]int64
+	bytes  [statsWindow]uint64
+	frames [statsWindow]uint64
+}
+
+func (c *counters) add(u *Unit) {
+	now := u.Arrival
+	if c.firstWall.IsZero() {
+		c.firstWall = now
+	}
+	s := now.Unix()
+	i := s % statsWindow
+	if c.sec[i] != s {
+		c.sec[i], c.bytes[i], c.frames[i] = s, 0, 0
+	}
+	size := uint64(u.Size())
+	c.bytes[i] += size
+	c.bytesIn += size
+	if u.Kind == KindVideo {
+		c.framesIn++
+		c.frames[i]++
+		if u.PTS != u.DTS {
+			c.bframes = true
+		}
+	} else {
+		c.audioIn++
+	}
+}
+
+// Stats is a snapshot of a hub's counters.
+type Stats struct {
+	Tracks        *Tracks
+	Publishing    bool
+	Epoch         uint32
+	FramesIn      uint64  // video frames written
+	AudioFramesIn uint64  // audio frames written
+	BytesIn       uint64  // payload bytes written
+	Bitrate       int64   // bits per second over the last few seconds
+	FPS           float64 // video frames per second over the last few seconds
+	BFrames       bool    // the video has frames out of decode order
+	Readers       int
+	DroppedFrames uint64 // units readers lost to full queues
+}
+
+// Stats returns the current counters.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := Stats{
+		Tracks:        h.tracks,
+		Publishing:    h.pub != nil,
+		Epoch:         h.epoch,
+		FramesIn:      h.st.framesIn,
+		AudioFramesIn: h.st.audioIn,
+		BytesIn:       h.st.bytesIn,
+		BFrames:       h.st.bframes,
+		Readers:       len(h.readers),
+		DroppedFrames: h.st.retiredDrops,
+	}
+	for r := range h.readers {
+		st.DroppedFrames += r.Dropped()
+	}
+	// Rates over the complete seconds of the window (the current one is partial).
+	now := time.Now().Unix()
+	var bytes, frames uint64
+	secs := 0
+	for i := range statsWindow {
+		s := h.st.sec[i]
+		if s < now && s >= now-statsWindow+1 {
+			bytes += h.st.bytes[i]
+			frames += h.st.frames[i]
+		}
+	}
+	if !h.st.firstWall.IsZero() {
+		secs = int(min(int64(statsWindow-1), now-h.st.firstWall.Unix()))
+	}
+	if secs > 0 {
+		st.Bitrate = int64(bytes*8) / int64(secs)
+		st.FPS = float64(frames) / float64(secs)
+	}
+	return st
+}
