@@ -130,6 +130,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
+// Close stops a server that is not running, or stops Run.
+func (s *Server) Close() { s.close() }
+
 func (s *Server) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

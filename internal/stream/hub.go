@@ -265,6 +265,10 @@ func (p *Publisher) Close(cause error) {
 	if current {
 		h.pub = nil
 		h.tl.endEpoch(time.Now())
+		end := &Unit{Kind: KindEnd, Epoch: p.epoch, Tracks: h.tracks, Arrival: time.Now()}
+		for r := range h.readers {
+			r.push(end)
+		}
 	}
 	h.mu.Unlock()
 	if cause == nil {

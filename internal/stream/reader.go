@@ -36,7 +36,7 @@ func (r *Reader) Lags() uint64 { return r.lags.Load() }
 
 // startable says whether a decoder can begin at u.
 func startable(u *Unit) bool {
-	return u.Key && (u.Kind == KindVideo || u.Tracks == nil || u.Tracks.Video == nil)
+	return u.Kind == KindEnd || u.Key && (u.Kind == KindVideo || u.Tracks == nil || u.Tracks.Video == nil)
 }
 
 // push runs in the publisher's goroutine with the hub locked. It never blocks.

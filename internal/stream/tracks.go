@@ -28,6 +28,9 @@ type Kind uint8
 const (
 	KindVideo Kind = iota + 1
 	KindAudio
+	// KindEnd marks the end of a publisher session. It carries no media and
+	// reaches every reader, in order, so outputs can finish what they hold.
+	KindEnd
 )
 
 func (k Kind) String() string {
@@ -36,6 +39,8 @@ func (k Kind) String() string {
 		return "video"
 	case KindAudio:
 		return "audio"
+	case KindEnd:
+		return "end"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }

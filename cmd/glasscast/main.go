@@ -1,0 +1,221 @@
+// Command glasscast is a self-hostable live-video cloud for camera smart
+// glasses: RTMP in, LL-HLS and DASH out, in one binary.
+//
+//	glasscast [serve] [flags]     run the server (the default)
+//	glasscast publish URL         push the built-in test stream to an RTMP URL
+//	glasscast bench [flags]       measure latency, CPU and memory under load
+//	glasscast version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/bench"
+	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/server"
+	"github.com/glasscast/glasscast/internal/sim"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stdout, stderr)
+	case "publish":
+		return publish(args, stderr)
+	case "bench":
+		return bench.Main(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "glasscast", version())
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "glasscast: unknown command %q\n\n", cmd)
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: glasscast <command> [flags]
+
+Commands:
+  serve     run the server (default; --demo adds a demo stream)
+  publish   push the built-in test stream to an RTMP URL
+  bench     measure latency, CPU and memory (see glasscast bench -h)
+  version   print the version
+
+Run "glasscast <command> -h" for a command's flags.
+`)
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// signalContext ends at the first SIGINT or SIGTERM; a second one exits at once.
+func signalContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ch
+		fmt.Fprintln(stderr, "glasscast: draining (signal again to stop at once)")
+		cancel()
+		<-ch
+		fmt.Fprintln(stderr, "glasscast: stopping at once")
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast: configuration:\n%v\n", err)
+		return 2
+	}
+	if cfg.Check {
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	srv, err := server.New(*cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast: %v\n", err)
+		return 1
+	}
+	ctx, stop := signalContext(stderr)
+	defer stop()
+
+	fmt.Fprintf(stdout, "glasscast %s\n", version())
+	fmt.Fprintf(stdout, "  HTTP   %s  (API, LL-HLS, DASH, watch pages)\n", srv.Public())
+	fmt.Fprintf(stdout, "  RTMP   %sSTREAM_KEY\n", srv.RTMPBase())
+	if srv.TokenGenerated() {
+		fmt.Fprintf(stdout, "  admin token (generated; set --admin-token or GLASSCAST_ADMIN_TOKEN to keep one): %s\n", srv.AdminToken())
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	if cfg.Demo {
+		go announceDemo(ctx, srv, stdout)
+	}
+	if err := <-done; err != nil {
+		fmt.Fprintf(stderr, "glasscast: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// announceDemo prints the demo's watch URL once the demo stream plays.
+func announceDemo(ctx context.Context, srv *server.Server, stdout io.Writer) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		id := srv.DemoID()
+		if id == "" {
+			continue
+		}
+		st, err := srv.Registry().Get(id)
+		if err != nil || !st.Info().Playable {
+			continue
+		}
+		fmt.Fprintf(stdout, "\n  Demo stream is live. Watch it: %s/watch/%s\n", srv.Public(), id)
+		fmt.Fprintf(stdout, "  LL-HLS: %s/hls/%s/index.m3u8   DASH: %s/dash/%s/manifest.mpd\n\n", srv.Public(), id, srv.Public(), id)
+		return
+	}
+}
+
+func publish(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("glasscast publish", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	loops := fs.Int("loops", 0, "how many times to play the clip (0: until interrupted)")
+	clipFile := fs.String("clip", "", "fragmented MP4 to send instead of the built-in clip")
+	noAudio := fs.Bool("video-only", false, "send the video only")
+	noVideo := fs.Bool("audio-only", false, "send the audio only")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: glasscast publish [flags] rtmp://HOST:PORT/live/STREAM_KEY")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	data := sim.DefaultClip
+	if *clipFile != "" {
+		var err error
+		if data, err = os.ReadFile(*clipFile); err != nil {
+			fmt.Fprintf(stderr, "glasscast: %v\n", err)
+			return 1
+		}
+	}
+	clip, err := sim.LoadClip(data)
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast: %v\n", err)
+		return 1
+	}
+	if *noAudio {
+		clip = clip.WithoutAudio()
+	}
+	if *noVideo {
+		clip = clip.WithoutVideo()
+	}
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	src := &sim.Source{Clip: clip, Loops: *loops}
+	err = src.Publish(ctx, fs.Arg(0))
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "glasscast: %v\n", err)
+		return 1
+	}
+	return 0
+}

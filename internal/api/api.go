@@ -1,0 +1,296 @@
+// Package api is glasscast's HTTP API: the Streams API (/api/v1/streams),
+// behind the admin bearer token, with JSON errors carrying stable codes and
+// size-limited request bodies.
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/glasscast/glasscast/internal/live"
+)
+
+// MaxBodyBytes bounds request bodies.
+const MaxBodyBytes = 64 << 10
+
+// MaxNameLength bounds a stream's name.
+const MaxNameLength = 200
+
+// URLs builds the addresses handed out for a stream.
+type URLs interface {
+	// Public is the base URL of the HTTP side, without a trailing slash.
+	Public() string
+	// RTMPBase is rtmp://HOST:PORT/live/ (the key follows).
+	RTMPBase() string
+}
+
+// Server serves the API.
+type Server struct {
+	reg   *live.Registry
+	urls  URLs
+	token [32]byte
+	log   *slog.Logger
+}
+
+// New makes the API over a registry; token is the admin bearer token.
+func New(reg *live.Registry, urls URLs, token string, log *slog.Logger) *Server {
+	return &Server{reg: reg, urls: urls, token: sha256.Sum256([]byte(token)), log: log}
+}
+
+// Register adds the API's routes to mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.Handle("/api/", s.auth(http.HandlerFunc(s.notFound)))
+	mux.Handle("/api/v1/streams", s.auth(http.HandlerFunc(s.streams)))
+	mux.Handle("/api/v1/streams/{id}", s.auth(http.HandlerFunc(s.oneStream)))
+}
+
+// Error codes on the wire.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeUnauthorized     = "unauthorized"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTooLarge         = "too_large"
+	CodeLimit            = "limit_reached"
+	CodeUnavailable      = "unavailable"
+)
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteError writes a JSON error.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, message
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="glasscast"`)
+			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "an Authorization: Bearer <admin token> header is required")
+			return
+		}
+		sum := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="glasscast", error="invalid_token"`)
+			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "the bearer token is not valid")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.URL.Path)
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	WriteError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "allowed methods: "+allow)
+}
+
+func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		list := s.reg.List()
+		out := make([]StreamJSON, 0, len(list))
+		for _, st := range list {
+			out = append(out, s.describe(st))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"streams": out})
+	case http.MethodPost:
+		s.create(w, r)
+	default:
+		methodNotAllowed(w, "GET, POST")
+	}
+}
+
+func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
+	st, err := s.reg.Get(r.PathValue("id"))
+	if err != nil {
+		WriteError(w, http.StatusNotFound, CodeNotFound, "no stream with id "+quote(r.PathValue("id")))
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, http.StatusOK, s.describe(st))
+	case http.MethodDelete:
+		s.reg.Delete(st.ID())
+		writeJSON(w, http.StatusOK, s.describe(st))
+	default:
+		methodNotAllowed(w, "GET, DELETE")
+	}
+}
+
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// CreateRequest is the body of POST /api/v1/streams.
+type CreateRequest struct {
+	Name   string `json:"name"`
+	Record bool   `json:"record"`
+}
+
+// DecodeCreate reads and checks a create request body. It is what the API
+// runs on untrusted input, exposed for its fuzz target.
+func DecodeCreate(body io.Reader) (CreateRequest, error) {
+	var req CreateRequest
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return req, err
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return req, nil // no body: all defaults
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("the body is not a valid stream request: %w", err)
+	}
+	if dec.More() {
+		return req, errors.New("the body has data after the JSON object")
+	}
+	if len(req.Name) > MaxNameLength {
+		return req, fmt.Errorf("name is longer than %d bytes", MaxNameLength)
+	}
+	for _, c := range req.Name {
+		if unicode.IsControl(c) {
+			return req, errors.New("name has control characters")
+		}
+	}
+	return req, nil
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request) {
+	req, err := DecodeCreate(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+			return
+		}
+		WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	st, err := s.reg.Create(live.CreateOptions{Name: req.Name, Record: req.Record})
+	switch {
+	case errors.Is(err, live.ErrTooMany):
+		WriteError(w, http.StatusTooManyRequests, CodeLimit, "the server holds as many streams as it is configured to")
+		return
+	case err != nil:
+		WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+		return
+	}
+	w.Header().Set("Location", "/api/v1/streams/"+st.ID())
+	writeJSON(w, http.StatusCreated, s.describe(st))
+}
+
+// StreamJSON is a stream on the wire.
+type StreamJSON struct {
+	ID        string      `json:"id"`
+	Name      string      `json:"name,omitempty"`
+	Status    live.Status `json:"status"`
+	Record    bool        `json:"record"`
+	Ingest    IngestJSON  `json:"ingest"`
+	Playback  Playback    `json:"playback"`
+	CreatedAt time.Time   `json:"createdAt"`
+	LastError string      `json:"lastError,omitempty"`
+	Playable  bool        `json:"playable"`
+
+	Bitrate         int64   `json:"bitrate"`
+	FPS             float64 `json:"fps"`
+	Width           int     `json:"width,omitempty"`
+	Height          int     `json:"height,omitempty"`
+	VideoCodec      string  `json:"videoCodec,omitempty"`
+	AudioCodec      string  `json:"audioCodec,omitempty"`
+	AudioSampleRate int     `json:"audioSampleRate,omitempty"`
+	AudioChannels   int     `json:"audioChannels,omitempty"`
+	Uptime          float64 `json:"uptime"`
+	FramesIn        uint64  `json:"framesIn"`
+	DroppedFrames   uint64  `json:"droppedFrames"`
+	Readers         int     `json:"readers"`
+}
+
+// IngestJSON says where to publish.
+type IngestJSON struct {
+	RTMPURL string `json:"rtmpUrl"`
+}
+
+// Playback lists the viewer URLs.
+type Playback struct {
+	HLS   string `json:"hls"`
+	DASH  string `json:"dash"`
+	Watch string `json:"watch"`
+}
+
+// PlaybackURLs builds a stream's viewer URLs from the public base.
+func PlaybackURLs(public, id string) Playback {
+	return Playback{
+		HLS:   public + "/hls/" + id + "/index.m3u8",
+		DASH:  public + "/dash/" + id + "/manifest.mpd",
+		Watch: public + "/watch/" + id,
+	}
+}
+
+func (s *Server) describe(st *live.Stream) StreamJSON {
+	in := st.Info()
+	out := StreamJSON{
+		ID:            in.ID,
+		Name:          in.Name,
+		Status:        in.Status,
+		Record:        in.Record,
+		Ingest:        IngestJSON{RTMPURL: s.urls.RTMPBase() + st.Key()},
+		Playback:      PlaybackURLs(s.urls.Public(), in.ID),
+		CreatedAt:     in.CreatedAt,
+		LastError:     in.LastError,
+		Playable:      in.Playable && in.Status != live.StatusEnded,
+		Bitrate:       in.Stats.Bitrate,
+		FPS:           in.Stats.FPS,
+		Uptime:        in.Uptime.Seconds(),
+		FramesIn:      in.Stats.FramesIn,
+		DroppedFrames: in.Stats.DroppedFrames,
+		Readers:       in.Stats.Readers,
+	}
+	if t := in.Stats.Tracks; t != nil {
+		if t.Video != nil {
+			out.Width, out.Height, out.VideoCodec = t.Video.Width, t.Video.Height, t.Video.Codec()
+		}
+		if t.Audio != nil {
+			out.AudioCodec, out.AudioSampleRate, out.AudioChannels = t.Audio.Codec(), t.Audio.SampleRate, t.Audio.Channels
+		}
+	}
+	if in.Status != live.StatusLive {
+		out.Bitrate, out.FPS = 0, 0
+	}
+	return out
+}

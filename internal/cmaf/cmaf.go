@@ -1,0 +1,301 @@
+// Package cmaf cuts a live stream into CMAF fragments: one fMP4 track per
+// file, segments that start at keyframes, and parts of about 200 ms inside
+// each segment. LL-HLS (package hls) and DASH (package dash) serve the same
+// fragments, so a stream's media is packaged and held in memory once however
+// many protocols read it; the recorder writes them to disk.
+//
+// A Packager is fed units in the hub's order by one goroutine (Run, or Write
+// directly) and read by any number of HTTP handlers through View and Wait.
+package cmaf
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/stream"
+)
+
+// Config tunes a packager. Zero fields take the defaults.
+type Config struct {
+	// PartTarget is the duration a part aims at.
+	PartTarget time.Duration
+	// SegmentMin is the shortest a segment may be before the next keyframe
+	// starts a new one.
+	SegmentMin time.Duration
+	// AudioSegment is the segment duration of audio-only streams.
+	AudioSegment time.Duration
+	// Window is how many complete segments are kept.
+	Window int
+}
+
+func (c *Config) setDefaults() {
+	if c.PartTarget <= 0 {
+		c.PartTarget = 200 * time.Millisecond
+	}
+	if c.SegmentMin <= 0 {
+		c.SegmentMin = time.Second
+	}
+	if c.AudioSegment <= 0 {
+		c.AudioSegment = 2 * time.Second
+	}
+	if c.Window < 3 {
+		c.Window = 6
+	}
+}
+
+// Track describes one track of an initialization segment.
+type Track struct {
+	Kind      stream.Kind
+	Name      string // "video" or "audio": the track's file prefix
+	Timescale uint32
+	Codec     string // RFC 6381
+	Width     int
+	Height    int
+	FrameRate float64
+	// SampleRate and Channels describe audio.
+	SampleRate int
+	Channels   int
+}
+
+// Init is one version of the stream's initialization segments. A new version
+// starts when the tracks' parameters change (a new resolution, say).
+type Init struct {
+	Version int
+	// Start is the stream time of the version's first segment.
+	Start  time.Duration
+	Tracks []Track
+	Data   [][]byte // the initialization segment of each track
+}
+
+// Track returns the index of the track with the given name, or -1.
+func (in *Init) Track(name string) int {
+	for i, t := range in.Tracks {
+		if t.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Segment is one segment of every track, cut at the same keyframe.
+type Segment struct {
+	Seq  uint64
+	Init *Init
+	// Discontinuity is set on the first segment after a publisher reconnect
+	// or a change of initialization segment.
+	Discontinuity bool
+	// Start is the stream time at which the segment begins.
+	Start time.Duration
+	// Wall is the wall-clock time of Start.
+	Wall   time.Time
+	Tracks []*TrackSegment // in the order of Init.Tracks
+}
+
+// Complete reports whether every track of the segment is finished.
+func (s *Segment) Complete() bool {
+	for _, t := range s.Tracks {
+		if !t.Complete {
+			return false
+		}
+	}
+	return true
+}
+
+// TrackSegment is one track's share of a segment.
+type TrackSegment struct {
+	// Start and Duration are in the track's timescale.
+	Start    uint64
+	Duration uint64
+	Parts    []*Part
+	Complete bool
+	Size     int
+}
+
+// Part is a moof+mdat fragment of one track. A segment's bytes are its parts'
+// bytes in order.
+type Part struct {
+	Index       int
+	Start       uint64 // in the track's timescale
+	Duration    uint64
+	Independent bool // starts with a keyframe
+	Data        []byte
+}
+
+// Errors of the view.
+var (
+	// ErrEnded is returned by Wait once the packager is closed.
+	ErrEnded = errors.New("cmaf: stream ended")
+)
+
+// View is a consistent picture of the packager's output. It is only valid
+// inside the function View or Wait called with it; keep what it points to,
+// not the View.
+type View struct {
+	// Init is the current initialization version, nil before any media.
+	Init *Init
+	// Segments holds the window of complete segments followed by the one in
+	// progress, oldest first.
+	Segments []*Segment
+	// PartTarget is the longest part seen in the window, per track name.
+	PartTarget map[string]time.Duration
+	// MaxSegment is the longest complete segment seen.
+	MaxSegment time.Duration
+	// Bandwidth is the peak bits per second of a complete segment, per
+	// track name.
+	Bandwidth map[string]int
+	// DroppedDiscontinuities counts discontinuities in segments that have
+	// left the window (HLS's EXT-X-DISCONTINUITY-SEQUENCE).
+	DroppedDiscontinuities int
+	// AvailabilityStart is the wall-clock time of stream time zero.
+	AvailabilityStart time.Time
+	Ended             bool
+}
+
+// Playable reports whether a player can start: the lead track has a
+// complete segment, so playlists and manifests list media.
+func (v *View) Playable() bool {
+	for _, s := range v.Segments {
+		if len(s.Tracks) > 0 && s.Tracks[0].Complete {
+			return true
+		}
+	}
+	return false
+}
+
+// Segment returns the segment with sequence number seq, or nil.
+func (v *View) Segment(seq uint64) *Segment {
+	if len(v.Segments) == 0 {
+		return nil
+	}
+	first := v.Segments[0].Seq
+	if seq < first || seq-first >= uint64(len(v.Segments)) {
+		return nil
+	}
+	return v.Segments[seq-first]
+}
+
+// Last returns the newest segment, or nil.
+func (v *View) Last() *Segment {
+	if len(v.Segments) == 0 {
+		return nil
+	}
+	return v.Segments[len(v.Segments)-1]
+}
+
+// Packager holds a stream's fragments.
+type Packager struct {
+	cfg Config
+
+	wmu sync.Mutex // serialises writers
+	w   writer
+
+	mu      sync.RWMutex
+	view    View
+	changed chan struct{}
+}
+
+// New makes a packager.
+func New(cfg Config) *Packager {
+	cfg.setDefaults()
+	p := &Packager{cfg: cfg, changed: make(chan struct{})}
+	p.view.PartTarget = map[string]time.Duration{}
+	p.view.Bandwidth = map[string]int{}
+	p.w.p = p
+	return p
+}
+
+// Config returns the packager's settings.
+func (p *Packager) Config() Config { return p.cfg }
+
+// Run feeds the packager from a hub reader until the hub closes or ctx ends.
+func (p *Packager) Run(ctx context.Context, r *stream.Reader) error {
+	for {
+		u, err := r.Read(ctx)
+		if err != nil {
+			if errors.Is(err, stream.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		p.Write(u)
+	}
+}
+
+// Write packages one unit.
+func (p *Packager) Write(u *stream.Unit) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.w.write(u)
+}
+
+// Flush completes the segment in progress: the publisher has gone, and the
+// next media, if any, starts a new segment.
+func (p *Packager) Flush() {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.w.flush()
+}
+
+// Close flushes and marks the stream ended; waiters are released.
+func (p *Packager) Close() {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.w.flush()
+	p.update(func(v *View) { v.Ended = true })
+}
+
+// View runs fn with the current view, under a read lock: fn must not block.
+func (p *Packager) View(fn func(v *View)) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	fn(&p.view)
+}
+
+// Wait blocks until ready reports true for the view (it is called on every
+// change, under a read lock), ctx ends, or the packager closes.
+func (p *Packager) Wait(ctx context.Context, ready func(v *View) bool) error {
+	for {
+		p.mu.RLock()
+		ok := ready(&p.view)
+		ended := p.view.Ended
+		ch := p.changed
+		p.mu.RUnlock()
+		if ok {
+			return nil
+		}
+		if ended {
+			return ErrEnded
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// update changes the view under the write lock and wakes the waiters.
+func (p *Packager) update(fn func(v *View)) {
+	p.mu.Lock()
+	fn(&p.view)
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// Ticks converts a duration to a timescale without overflowing for long streams.
+func Ticks(d time.Duration, scale uint32) uint64 {
+	if d < 0 {
+		return 0
+	}
+	s := uint64(scale)
+	return uint64(d/time.Second)*s + uint64(d%time.Second)*s/uint64(time.Second)
+}
+
+// Duration converts ticks of a timescale to a duration.
+func Duration(t uint64, scale uint32) time.Duration {
+	s := uint64(scale)
+	return time.Duration(t/s)*time.Second + time.Duration((t%s)*uint64(time.Second)/s)
+}

@@ -1,0 +1,290 @@
+package cmaf_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/sim"
+	"github.com/glasscast/glasscast/internal/stream"
+)
+
+func loadClip(t testing.TB) *sim.Clip {
+	t.Helper()
+	c, err := sim.LoadClip(sim.DefaultClip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// feed publishes loops of the clip into a hub session and packages every
+// unit the hub gives out.
+func feed(t testing.TB, h *stream.Hub, r *stream.Reader, p *cmaf.Packager, c *sim.Clip, pub *stream.Publisher, loops int, end bool) {
+	t.Helper()
+	for l := range loops {
+		base := time.Duration(l) * c.Duration
+		for _, f := range c.Frames {
+			var err error
+			if f.Video {
+				err = pub.WriteVideo(base+f.PTS, base+f.DTS, f.NALUs)
+			} else {
+				err = pub.WriteAudio(base+f.DTS, f.AU)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			drain(t, r, p)
+		}
+	}
+	if end {
+		pub.Close(nil)
+		drain(t, r, p)
+	}
+}
+
+func drain(t testing.TB, r *stream.Reader, p *cmaf.Packager) {
+	for r.Len() > 0 {
+		u, err := r.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Write(u)
+	}
+}
+
+func tracksOf(t testing.TB, c *sim.Clip) *stream.Tracks {
+	v, err := stream.NewVideo(c.SPS, c.PPS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := stream.NewAudio(c.Audio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &stream.Tracks{Video: v, Audio: a}
+}
+
+func TestSegmentsAndParts(t *testing.T) {
+	c := loadClip(t)
+	h := stream.New(stream.Config{})
+	r := h.NewReader("cmaf", 4096)
+	p := cmaf.New(cmaf.Config{Window: 6})
+	pub, err := h.Publish(tracksOf(t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, h, r, p, c, pub, 3, true)
+
+	p.View(func(v *cmaf.View) {
+		if got := len(v.Segments); got != 6 {
+			t.Fatalf("%d segments in the window, want 6", got)
+		}
+		if v.PartTarget["video"] != 200*time.Millisecond {
+			t.Errorf("video part target %v, want 200ms", v.PartTarget["video"])
+		}
+		if pt := v.PartTarget["audio"]; pt < 200*time.Millisecond || pt > 240*time.Millisecond {
+			t.Errorf("audio part target %v", pt)
+		}
+		for si, seg := range v.Segments {
+			if !seg.Complete() {
+				t.Fatalf("segment %d incomplete after the publisher left", seg.Seq)
+			}
+			if si > 0 && seg.Seq != v.Segments[si-1].Seq+1 {
+				t.Fatalf("sequence jumps from %d to %d", v.Segments[si-1].Seq, seg.Seq)
+			}
+			for ti, ts := range seg.Tracks {
+				tr := seg.Init.Tracks[ti]
+				d := cmaf.Duration(ts.Duration, tr.Timescale)
+				if d < 1900*time.Millisecond || d > 2100*time.Millisecond {
+					t.Errorf("segment %d %s lasts %v", seg.Seq, tr.Name, d)
+				}
+				next := ts.Start
+				for pi, pt := range ts.Parts {
+					if pt.Start != next {
+						t.Fatalf("segment %d %s part %d starts at %d, want %d", seg.Seq, tr.Name, pi, pt.Start, next)
+					}
+					next = pt.Start + pt.Duration
+					if tr.Name == "video" && pt.Independent != (pi == 0) {
+						t.Errorf("segment %d part %d independent=%v", seg.Seq, pi, pt.Independent)
+					}
+					var parts fmp4.Parts
+					if err := parts.Unmarshal(pt.Data); err != nil || len(parts) != 1 || parts[0].Tracks[0].BaseTime != pt.Start {
+						t.Fatalf("part %d of segment %d does not parse back: %v", pi, seg.Seq, err)
+					}
+				}
+				if next != ts.Start+ts.Duration {
+					t.Fatalf("segment %d %s parts end at %d, segment at %d", seg.Seq, tr.Name, next, ts.Start+ts.Duration)
+				}
+				if si > 0 {
+					prev := v.Segments[si-1].Tracks[ti]
+					if tr.Name == "video" && prev.Start+prev.Duration != ts.Start {
+						t.Fatalf("video segment %d does not start where %d ended", seg.Seq, seg.Seq-1)
+					}
+				}
+			}
+			// Every video segment starts with a keyframe and holds 2 s at 30 fps.
+			var parts fmp4.Parts
+			var all []byte
+			for _, pt := range seg.Tracks[0].Parts {
+				all = append(all, pt.Data...)
+			}
+			if err := parts.Unmarshal(all); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for pi, part := range parts {
+				for i, s := range part.Tracks[0].Samples {
+					if (pi == 0 && i == 0) == s.IsNonSyncSample {
+						t.Fatalf("segment %d sample %d of part %d: sync=%v", seg.Seq, i, pi, !s.IsNonSyncSample)
+					}
+					n++
+				}
+			}
+			if n != 60 {
+				t.Errorf("segment %d has %d video frames, want 60", seg.Seq, n)
+			}
+		}
+	})
+}
+
+func TestReconnectIsDiscontinuity(t *testing.T) {
+	c := loadClip(t)
+	h := stream.New(stream.Config{})
+	r := h.NewReader("cmaf", 4096)
+	p := cmaf.New(cmaf.Config{})
+	tr := tracksOf(t, c)
+	pub, _ := h.Publish(tr)
+	feed(t, h, r, p, c, pub, 1, true)
+	var before uint64
+	var lastEnd time.Duration
+	p.View(func(v *cmaf.View) {
+		last := v.Last()
+		before = last.Seq
+		lastEnd = last.Start + cmaf.Duration(last.Tracks[0].Duration, 90000)
+	})
+	pub2, _ := h.Publish(tr)
+	feed(t, h, r, p, c, pub2, 1, false)
+	p.View(func(v *cmaf.View) {
+		next := v.Segment(before + 1)
+		if next == nil || !next.Discontinuity {
+			t.Fatalf("the first segment after the reconnect is %+v, want a discontinuity", next)
+		}
+		if next.Start < lastEnd {
+			t.Fatalf("stream time went back: %v after %v", next.Start, lastEnd)
+		}
+		if next.Init.Version != 1 {
+			t.Fatalf("same tracks, new init version %d", next.Init.Version)
+		}
+	})
+}
+
+func TestResolutionChangeMakesNewInit(t *testing.T) {
+	c := loadClip(t)
+	h := stream.New(stream.Config{})
+	r := h.NewReader("cmaf", 4096)
+	p := cmaf.New(cmaf.Config{})
+	pub, _ := h.Publish(tracksOf(t, c))
+	feed(t, h, r, p, c, pub, 1, false)
+
+	// A 640x360 SPS (same profile) arrives in band with the next IDR.
+	sps := []byte{0x67, 0x4d, 0x40, 0x1e, 0xec, 0xa0, 0x50, 0x17, 0xfc, 0xb8, 0x08, 0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8b, 0x16, 0xcb}
+	if _, err := stream.NewVideo(sps, c.PPS); err != nil {
+		t.Fatalf("test SPS: %v", err)
+	}
+	idr := c.Frames[0].NALUs
+	au := append([][]byte{sps, c.PPS}, idr...)
+	if err := pub.WriteVideo(c.Duration, c.Duration, au); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WriteVideo(c.Duration+33*time.Millisecond, c.Duration+33*time.Millisecond, c.Frames[2].NALUs); err != nil {
+		t.Fatal(err)
+	}
+	pub.Close(nil)
+	drain(t, r, p)
+	p.View(func(v *cmaf.View) {
+		last := v.Last()
+		if last.Init.Version != 2 || !last.Discontinuity {
+			t.Fatalf("last segment: init v%d discontinuity=%v", last.Init.Version, last.Discontinuity)
+		}
+		if w := last.Init.Tracks[0].Width; w != 640 {
+			t.Fatalf("new init width %d", w)
+		}
+		if last.Init.Start != last.Start {
+			t.Fatalf("init start %v, segment start %v", last.Init.Start, last.Start)
+		}
+		if !bytes.Contains(last.Init.Data[0], sps) {
+			t.Fatal("the new init segment does not carry the new SPS")
+		}
+	})
+}
+
+// FuzzPackager drives a hub and packager with arbitrary units: nothing may
+// panic, and whatever is packaged must parse back with timestamps that move
+// forward.
+func FuzzPackager(f *testing.F) {
+	f.Add([]byte{0x01, 0x02, 0x03, 0x10, 0x20, 0x11, 0x30, 0x41, 0xff})
+	f.Add([]byte{0x81, 0x01, 0x01, 0x01, 0x81, 0xf0, 0x02})
+	c, err := sim.LoadClip(sim.DefaultClip)
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, delta := c.Frames[0], c.Frames[0]
+	for _, fr := range c.Frames[1:] {
+		if fr.Video {
+			delta = fr
+			break
+		}
+	}
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		h := stream.New(stream.Config{})
+		r := h.NewReader("cmaf", 4096)
+		p := cmaf.New(cmaf.Config{PartTarget: 100 * time.Millisecond, SegmentMin: 300 * time.Millisecond, Window: 3})
+		tr := tracksOf(t, c)
+		pub, _ := h.Publish(tr)
+		var clock time.Duration
+		for _, op := range ops {
+			clock += time.Duration(op&0x3f) * time.Millisecond
+			switch op >> 6 {
+			case 0: // a video frame; keyframe when the low bits say so
+				f := key
+				if op&1 == 0 {
+					f = delta
+				}
+				pub.WriteVideo(clock+time.Duration(op&3)*time.Millisecond, clock, f.NALUs)
+			case 1:
+				pub.WriteAudio(clock, []byte{0x21, op})
+			case 2: // time goes backwards
+				clock -= time.Duration(op&0x3f) * 2 * time.Millisecond
+				clock = max(clock, 0)
+			case 3: // the publisher reconnects
+				pub.Close(nil)
+				pub, _ = h.Publish(tr)
+			}
+			drain(t, r, p)
+		}
+		pub.Close(nil)
+		drain(t, r, p)
+		p.View(func(v *cmaf.View) {
+			for _, seg := range v.Segments {
+				for _, ts := range seg.Tracks {
+					next := ts.Start
+					for _, pt := range ts.Parts {
+						if pt.Start < next || pt.Duration == 0 {
+							t.Fatalf("part at %d (duration %d) after %d", pt.Start, pt.Duration, next)
+						}
+						next = pt.Start + pt.Duration
+						var parts fmp4.Parts
+						if err := parts.Unmarshal(pt.Data); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+		})
+	})
+}

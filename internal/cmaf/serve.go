@@ -1,0 +1,206 @@
+package cmaf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// File names a fragment file: "{track}-init-{version}.mp4",
+// "{track}-{seq}.m4s" (a segment) or "{track}-{seq}.{part}.m4s" (a part).
+type File struct {
+	Track   string
+	Init    bool
+	Version int
+	Seq     uint64
+	Part    int // -1 for a whole segment
+}
+
+// InitName, SegmentName and PartName build file names.
+func InitName(track string, version int) string { return fmt.Sprintf("%s-init-%d.mp4", track, version) }
+
+// SegmentName is the file name of a segment.
+func SegmentName(track string, seq uint64) string { return fmt.Sprintf("%s-%d.m4s", track, seq) }
+
+// PartName is the file name of a part.
+func PartName(track string, seq uint64, part int) string {
+	return fmt.Sprintf("%s-%d.%d.m4s", track, seq, part)
+}
+
+// ParseFile reads a fragment file name.
+func ParseFile(name string) (File, bool) {
+	if len(name) > 64 {
+		return File{}, false
+	}
+	track, rest, ok := strings.Cut(name, "-")
+	if !ok || (track != "video" && track != "audio") {
+		return File{}, false
+	}
+	if v, ok := strings.CutPrefix(rest, "init-"); ok {
+		v, ok = strings.CutSuffix(v, ".mp4")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil || n < 1 {
+			return File{}, false
+		}
+		return File{Track: track, Init: true, Version: n}, true
+	}
+	rest, ok = strings.CutSuffix(rest, ".m4s")
+	if !ok {
+		return File{}, false
+	}
+	seqStr, partStr, hasPart := strings.Cut(rest, ".")
+	seq, err := strconv.ParseUint(seqStr, 10, 64)
+	if err != nil || strconv.FormatUint(seq, 10) != seqStr {
+		return File{}, false
+	}
+	f := File{Track: track, Seq: seq, Part: -1}
+	if hasPart {
+		p, err := strconv.Atoi(partStr)
+		if err != nil || p < 0 || p > 1000 || strconv.Itoa(p) != partStr {
+			return File{}, false
+		}
+		f.Part = p
+	}
+	return f, true
+}
+
+// ErrNotFound means a file is not, and will not be, in the window.
+var ErrNotFound = errors.New("cmaf: no such file")
+
+// Find returns the bytes of a file, as a list of buffers to write in order.
+// A segment or part that is still to come (the next part, the segment in
+// progress) is waited for until ctx ends; one that has left the window, or
+// that lies too far ahead, is ErrNotFound at once.
+func (p *Packager) Find(ctx context.Context, f File) ([][]byte, error) {
+	if f.Init {
+		var data []byte
+		p.View(func(v *View) {
+			for _, in := range initsOf(v) {
+				if in.Version == f.Version {
+					if i := in.Track(f.Track); i >= 0 {
+						data = in.Data[i]
+					}
+				}
+			}
+		})
+		if data == nil {
+			return nil, ErrNotFound
+		}
+		return [][]byte{data}, nil
+	}
+
+	var out [][]byte
+	var missing bool
+	err := p.Wait(ctx, func(v *View) bool {
+		out, missing = nil, false
+		last := v.Last()
+		if last == nil {
+			return false
+		}
+		seg := v.Segment(f.Seq)
+		if seg == nil {
+			// Ahead of the window by a segment: wait for it. Behind, or
+			// further ahead: gone or never.
+			missing = f.Seq != last.Seq+1
+			return missing
+		}
+		i := seg.Init.Track(f.Track)
+		if i < 0 {
+			missing = true
+			return true
+		}
+		ts := seg.Tracks[i]
+		if f.Part < 0 {
+			if !ts.Complete {
+				return false
+			}
+			for _, pt := range ts.Parts {
+				out = append(out, pt.Data)
+			}
+			return true
+		}
+		if f.Part < len(ts.Parts) {
+			out = [][]byte{ts.Parts[f.Part].Data}
+			return true
+		}
+		// Only the next part of a track segment in progress is worth
+		// waiting for (it is what EXT-X-PRELOAD-HINT points at).
+		missing = ts.Complete || f.Part > len(ts.Parts)
+		return missing
+	})
+	if errors.Is(err, ErrEnded) || missing {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func initsOf(v *View) []*Init {
+	var out []*Init
+	seen := map[*Init]bool{}
+	add := func(in *Init) {
+		if in != nil && !seen[in] {
+			seen[in] = true
+			out = append(out, in)
+		}
+	}
+	for _, s := range v.Segments {
+		add(s.Init)
+	}
+	add(v.Init)
+	return out
+}
+
+// ServeFile answers a request for a fragment file of p, waiting up to wait
+// for one still to come. It writes 404 for unknown or expired files and 503
+// when the wait runs out.
+func (p *Packager) ServeFile(w http.ResponseWriter, r *http.Request, name string, wait time.Duration) {
+	f, ok := ParseFile(name)
+	if !ok {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	bufs, err := p.Find(ctx, f)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	case err != nil:
+		if r.Context().Err() == nil {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "not available yet", http.StatusServiceUnavailable)
+		}
+		return
+	}
+	size := 0
+	for _, b := range bufs {
+		size += len(b)
+	}
+	ct := "video/mp4"
+	if f.Track == "audio" {
+		ct = "audio/mp4"
+	}
+	h := w.Header()
+	h.Set("Content-Type", ct)
+	h.Set("Content-Length", strconv.Itoa(size))
+	// A file name is never reused within a stream, and stream IDs are never
+	// reused: what is served once stays true.
+	h.Set("Cache-Control", "public, max-age=3600, immutable")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	for _, b := range bufs {
+		if _, err := w.Write(b); err != nil {
+			return
+		}
+	}
+}

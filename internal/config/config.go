@@ -1,0 +1,287 @@
+// Package config is glasscast's one typed configuration: defaults in code,
+// an optional strict YAML file (unknown keys are errors), GLASSCAST_*
+// environment variables over it, and command-line flags over those. Every
+// problem is reported at once.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything `glasscast serve` can be told.
+type Config struct {
+	HTTP       string `yaml:"http"`
+	RTMP       string `yaml:"rtmp"`
+	Data       string `yaml:"data"`
+	AdminToken string `yaml:"adminToken"`
+	PublicURL  string `yaml:"publicUrl"`
+
+	ReconnectWindow time.Duration `yaml:"reconnectWindow"`
+	PartTarget      time.Duration `yaml:"partTarget"`
+	SegmentMin      time.Duration `yaml:"segmentMin"`
+	SegmentWindow   int           `yaml:"segmentWindow"`
+	MaxStreams      int           `yaml:"maxStreams"`
+	MaxRTMPConns    int           `yaml:"maxRtmpConns"`
+
+	Demo      bool   `yaml:"demo"`
+	LogLevel  string `yaml:"logLevel"`
+	LogFormat string `yaml:"logFormat"`
+
+	// Check asks serve to validate and exit (flag only).
+	Check bool `yaml:"-"`
+	// File is the YAML file the configuration came from, if any.
+	File string `yaml:"-"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		HTTP:            ":8080",
+		RTMP:            ":1935",
+		Data:            "./glasscast-data",
+		ReconnectWindow: 60 * time.Second,
+		PartTarget:      200 * time.Millisecond,
+		SegmentMin:      time.Second,
+		SegmentWindow:   6,
+		MaxStreams:      1000,
+		MaxRTMPConns:    1024,
+		LogLevel:        "info",
+		LogFormat:       "text",
+	}
+}
+
+// option is one setting reachable by flag and environment variable.
+type option struct {
+	name   string // flag name; the variable is GLASSCAST_ + NAME with - as _
+	help   string
+	isBool bool
+	set    func(c *Config, v string) error
+	get    func(c *Config) string
+}
+
+func str(name, help string, p func(*Config) *string) option {
+	return option{name: name, help: help,
+		set: func(c *Config, v string) error { *p(c) = v; return nil },
+		get: func(c *Config) string { return *p(c) }}
+}
+
+func dur(name, help string, p func(*Config) *time.Duration) option {
+	return option{name: name, help: help,
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%q is not a duration (like 60s or 200ms)", v)
+			}
+			*p(c) = d
+			return nil
+		},
+		get: func(c *Config) string { return p(c).String() }}
+}
+
+func integer(name, help string, p func(*Config) *int) option {
+	return option{name: name, help: help,
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number", v)
+			}
+			*p(c) = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.Itoa(*p(c)) }}
+}
+
+func boolean(name, help string, p func(*Config) *bool) option {
+	return option{name: name, help: help, isBool: true,
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", v)
+			}
+			*p(c) = b
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatBool(*p(c)) }}
+}
+
+var options = []option{
+	str("http", "HTTP listen address (API, HLS, DASH, pages)", func(c *Config) *string { return &c.HTTP }),
+	str("rtmp", "RTMP ingest listen address", func(c *Config) *string { return &c.RTMP }),
+	str("data", "directory for glasscast's data", func(c *Config) *string { return &c.Data }),
+	str("admin-token", "bearer token of the admin API (generated and printed when unset)", func(c *Config) *string { return &c.AdminToken }),
+	str("public-url", "base of every URL handed out (default: derived from --http)", func(c *Config) *string { return &c.PublicURL }),
+	dur("reconnect-window", "how long a stream waits for its publisher to come back", func(c *Config) *time.Duration { return &c.ReconnectWindow }),
+	dur("part-target", "LL-HLS part duration", func(c *Config) *time.Duration { return &c.PartTarget }),
+	dur("segment-min", "shortest segment before the next keyframe starts another", func(c *Config) *time.Duration { return &c.SegmentMin }),
+	integer("segment-window", "complete segments kept per stream", func(c *Config) *int { return &c.SegmentWindow }),
+	integer("max-streams", "most streams that may exist at once (ended ones aside)", func(c *Config) *int { return &c.MaxStreams }),
+	integer("max-rtmp-conns", "most RTMP connections at once", func(c *Config) *int { return &c.MaxRTMPConns }),
+	boolean("demo", "create a demo stream fed by the built-in test source", func(c *Config) *bool { return &c.Demo }),
+	str("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
+	str("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
+}
+
+func envName(flagName string) string {
+	return "GLASSCAST_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Load builds the configuration from args (the flags after "serve"), the
+// environment (getenv) and the YAML file --config names. It returns every
+// problem found, joined. flag.ErrHelp is returned as is after usage was
+// written to out.
+func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	def := Default()
+	fs := flag.NewFlagSet("glasscast serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	given := map[string]string{}
+	var file string
+	var check bool
+	fs.StringVar(&file, "config", "", "YAML configuration file (env GLASSCAST_CONFIG)")
+	fs.BoolVar(&check, "check", false, "validate the configuration and exit")
+	for _, o := range options {
+		help := fmt.Sprintf("%s (env %s)", o.help, envName(o.name))
+		name := o.name
+		if o.isBool {
+			fs.BoolFunc(name, help, func(v string) error { given[name] = v; return nil })
+			continue
+		}
+		fs.Func(name, help+" (default "+strconv.Quote(o.get(&def))+")", func(v string) error { given[name] = v; return nil })
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: glasscast serve [flags]\n\nPrecedence: flags, then GLASSCAST_* variables, then --config YAML, then defaults.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	c := def
+	var errs []error
+	if file == "" {
+		file = getenv("GLASSCAST_CONFIG")
+	}
+	if file != "" {
+		if err := loadYAML(&c, file); err != nil {
+			errs = append(errs, err)
+		}
+		c.File = file
+	}
+	for _, o := range options {
+		if v := getenv(envName(o.name)); v != "" {
+			if err := o.set(&c, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(o.name), err))
+			}
+		}
+	}
+	names := make([]string, 0, len(given))
+	for n := range given {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, o := range options {
+			if o.name == n {
+				if err := o.set(&c, given[n]); err != nil {
+					errs = append(errs, fmt.Errorf("--%s: %w", n, err))
+				}
+			}
+		}
+	}
+	c.Check = check
+	errs = append(errs, c.Validate()...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &c, nil
+}
+
+// MaxFileSize bounds the configuration file.
+const MaxFileSize = 1 << 20
+
+func loadYAML(c *Config, file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return fmt.Errorf("config file %s: larger than %d bytes", file, MaxFileSize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", file, err)
+	}
+	return nil
+}
+
+// Validate lists everything wrong with c.
+func (c *Config) Validate() []error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for _, a := range []struct{ name, v string }{{"http", c.HTTP}, {"rtmp", c.RTMP}} {
+		if _, port, err := net.SplitHostPort(a.v); err != nil {
+			bad("%s: %q is not an address like :8080 or 127.0.0.1:8080", a.name, a.v)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("%s: port %q is out of range", a.name, port)
+		}
+	}
+	if c.Data == "" {
+		bad("data: a directory is required")
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("admin-token: use at least 16 characters")
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("public-url: %q is not an http:// or https:// URL", c.PublicURL)
+		} else if u.RawQuery != "" || u.Fragment != "" {
+			bad("public-url: %q must not have a query or fragment", c.PublicURL)
+		}
+	}
+	if c.ReconnectWindow < time.Second || c.ReconnectWindow > 24*time.Hour {
+		bad("reconnect-window: %v is outside 1s to 24h", c.ReconnectWindow)
+	}
+	if c.PartTarget < 50*time.Millisecond || c.PartTarget > 2*time.Second {
+		bad("part-target: %v is outside 50ms to 2s", c.PartTarget)
+	}
+	if c.SegmentMin < c.PartTarget || c.SegmentMin > 30*time.Second {
+		bad("segment-min: %v must be at least part-target and at most 30s", c.SegmentMin)
+	}
+	if c.SegmentWindow < 3 || c.SegmentWindow > 100 {
+		bad("segment-window: %d is outside 3 to 100", c.SegmentWindow)
+	}
+	if c.MaxStreams < 1 {
+		bad("max-streams: must be at least 1")
+	}
+	if c.MaxRTMPConns < 1 {
+		bad("max-rtmp-conns: must be at least 1")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log-format: %q is not text or json", c.LogFormat)
+	}
+	return errs
+}

@@ -1,0 +1,193 @@
+// Package dash serves a stream's CMAF fragments as live MPEG-DASH: a dynamic
+// MPD with one adaptation set per track, a SegmentTimeline addressed by
+// $Number$, the source's audio channel configuration, and a new Period when
+// the tracks' parameters change. The fragments are package cmaf's, the same
+// bytes LL-HLS serves.
+package dash
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+)
+
+// Lookup finds the packager of a stream that can be watched.
+type Lookup func(id string) (*cmaf.Packager, bool)
+
+// Handler serves /dash/{id}/{file}.
+type Handler struct {
+	lookup Lookup
+	// FirstWait bounds how long a manifest request for a stream without
+	// media yet is held before 503.
+	FirstWait time.Duration
+	now       func() time.Time
+}
+
+// New makes a handler over the streams lookup finds.
+func New(lookup Lookup) *Handler {
+	return &Handler{lookup: lookup, FirstWait: 10 * time.Second, now: time.Now}
+}
+
+// ManifestName is the MPD's file name.
+const ManifestName = "manifest.mpd"
+
+// ServeHTTP answers GET, HEAD and OPTIONS under /dash/{id}/{file}.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+	hd.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
+	hd.Set("Access-Control-Expose-Headers", "Content-Length, Date")
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodGet, http.MethodHead:
+	default:
+		hd.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	p, ok := h.lookup(r.PathValue("id"))
+	if !ok {
+		http.Error(w, "no such stream", http.StatusNotFound)
+		return
+	}
+	file := r.PathValue("file")
+	if file != ManifestName {
+		// A segment asked for a little early (a player's clock runs ahead)
+		// is answered when it is complete.
+		p.ServeFile(w, r, file, 5*time.Second)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.FirstWait)
+	defer cancel()
+	err := p.Wait(ctx, (*cmaf.View).Playable)
+	switch {
+	case errors.Is(err, cmaf.ErrEnded):
+		http.Error(w, "stream ended", http.StatusNotFound)
+		return
+	case err != nil:
+		if r.Context().Err() == nil {
+			hd.Set("Retry-After", "1")
+			http.Error(w, "the stream has no media yet", http.StatusServiceUnavailable)
+		}
+		return
+	}
+	var body string
+	p.View(func(v *cmaf.View) { body = MPD(v, h.now()) })
+	hd.Set("Content-Type", "application/dash+xml")
+	hd.Set("Cache-Control", "no-cache, no-store")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write([]byte(body))
+	}
+}
+
+// duration formats an xs:duration.
+func duration(d time.Duration) string {
+	return "PT" + strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "S"
+}
+
+// MPD renders the manifest of a view at time now.
+func MPD(v *cmaf.View, now time.Time) string {
+	maxSeg := max(v.MaxSegment, time.Second)
+	var window time.Duration
+	var periods [][]*cmaf.Segment
+	for _, s := range v.Segments {
+		if !s.Tracks[0].Complete {
+			continue // listed once complete: a DASH client fetches what is listed
+		}
+		window += cmaf.Duration(s.Tracks[0].Duration, s.Init.Tracks[0].Timescale)
+		if n := len(periods); n > 0 && periods[n-1][0].Init == s.Init {
+			periods[n-1] = append(periods[n-1], s)
+		} else {
+			periods = append(periods, []*cmaf.Segment{s})
+		}
+	}
+
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
+	fmt.Fprintf(&b, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011,http://dashif.org/guidelines/dash-if-simple" type="%s"`,
+		map[bool]string{false: "dynamic", true: "static"}[v.Ended])
+	fmt.Fprintf(&b, ` availabilityStartTime="%s" publishTime="%s"`, xsTime(v.AvailabilityStart), xsTime(now))
+	if v.Ended {
+		fmt.Fprintf(&b, ` mediaPresentationDuration="%s"`, duration(window))
+	} else {
+		fmt.Fprintf(&b, ` minimumUpdatePeriod="PT1S" timeShiftBufferDepth="%s" suggestedPresentationDelay="%s"`,
+			duration(max(window, 2*maxSeg)), duration(maxSeg+time.Second))
+	}
+	fmt.Fprintf(&b, ` maxSegmentDuration="%s" minBufferTime="%s">`+"\n", duration(maxSeg), duration(maxSeg))
+
+	for _, segs := range periods {
+		first := segs[0]
+		in := first.Init
+		fmt.Fprintf(&b, `  <Period id="p%d" start="%s">`+"\n", in.Version, duration(in.Start))
+		for i, t := range in.Tracks {
+			writeAdaptationSet(&b, v, segs, i, t)
+		}
+		b.WriteString("  </Period>\n")
+	}
+	fmt.Fprintf(&b, `  <UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" value="%s"/>`+"\n", xsTime(now))
+	b.WriteString("</MPD>\n")
+	return b.String()
+}
+
+func writeAdaptationSet(b *strings.Builder, v *cmaf.View, segs []*cmaf.Segment, i int, t cmaf.Track) {
+	in := segs[0].Init
+	bw := max(v.Bandwidth[t.Name], 1)
+	// The track's complete segments: a track that joined late starts later,
+	// and one that lags the lead a little ends earlier.
+	start := 0
+	for start < len(segs) && len(segs[start].Tracks[i].Parts) == 0 {
+		start++
+	}
+	end := start
+	for end < len(segs) && segs[end].Tracks[i].Complete {
+		end++
+	}
+	if start == end {
+		return
+	}
+	segs = segs[start:end]
+	if t.Kind.String() == "video" {
+		fmt.Fprintf(b, `    <AdaptationSet id="%d" contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1">`+"\n", i)
+		fmt.Fprintf(b, `      <Representation id="%s" codecs="%s" bandwidth="%d" width="%d" height="%d"`, t.Name, t.Codec, bw, t.Width, t.Height)
+		if t.FrameRate > 0 {
+			fmt.Fprintf(b, ` frameRate="%s"`, strconv.FormatFloat(t.FrameRate, 'f', -1, 64))
+		}
+		b.WriteString(">\n")
+	} else {
+		fmt.Fprintf(b, `    <AdaptationSet id="%d" contentType="audio" mimeType="audio/mp4" lang="und" segmentAlignment="true" startWithSAP="1">`+"\n", i)
+		fmt.Fprintf(b, `      <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="%d"/>`+"\n", t.Channels)
+		fmt.Fprintf(b, `      <Representation id="%s" codecs="%s" bandwidth="%d" audioSamplingRate="%d">`+"\n", t.Name, t.Codec, bw, t.SampleRate)
+	}
+	// Media time is stream time in the track's timescale; the period starts
+	// where its initialization version began.
+	pto := cmaf.Ticks(in.Start, t.Timescale)
+	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="%s" media="%s-$Number$.m4s" startNumber="%d">`+"\n",
+		t.Timescale, pto, cmaf.InitName(t.Name, in.Version), t.Name, segs[0].Seq)
+	b.WriteString("          <SegmentTimeline>\n")
+	var next uint64
+	for n, s := range segs {
+		ts := s.Tracks[i]
+		if n == 0 || ts.Start != next {
+			fmt.Fprintf(b, `            <S t="%d" d="%d"/>`+"\n", ts.Start, ts.Duration)
+		} else {
+			fmt.Fprintf(b, `            <S d="%d"/>`+"\n", ts.Duration)
+		}
+		next = ts.Start + ts.Duration
+	}
+	b.WriteString("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n    </AdaptationSet>\n")
+}
+
+func xsTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}

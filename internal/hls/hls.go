@@ -1,0 +1,380 @@
+// Package hls serves a stream's CMAF fragments as Low-Latency HLS: a
+// multivariant playlist, one media playlist per track with parts of about
+// 200 ms, blocking playlist reload (_HLS_msn/_HLS_part), preload hints,
+// discontinuities across publisher reconnects, CORS, and cache headers that
+// let a CDN keep the fragments but never a playlist.
+//
+// The fragments come from package cmaf, shared with DASH. (docs/adr/0001 says
+// why glasscast writes its own playlists rather than run gohlslib's muxer.)
+package hls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+)
+
+// Lookup finds the packager of a stream that can be watched.
+type Lookup func(id string) (*cmaf.Packager, bool)
+
+// Handler serves /hls/{id}/{file}.
+type Handler struct {
+	lookup Lookup
+	// FirstWait bounds how long a playlist request for a stream without
+	// media yet is held before 503.
+	FirstWait time.Duration
+}
+
+// New makes a handler over the streams lookup finds.
+func New(lookup Lookup) *Handler {
+	return &Handler{lookup: lookup, FirstWait: 10 * time.Second}
+}
+
+// ServeHTTP answers GET, HEAD and OPTIONS under /hls/{id}/{file}.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+	hd.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
+	hd.Set("Access-Control-Expose-Headers", "Content-Length, Date")
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodGet, http.MethodHead:
+	default:
+		hd.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	id, file := r.PathValue("id"), r.PathValue("file")
+	p, ok := h.lookup(id)
+	if !ok {
+		http.Error(w, "no such stream", http.StatusNotFound)
+		return
+	}
+	switch {
+	case file == "index.m3u8":
+		h.serveMultivariant(w, r, p)
+	case strings.HasSuffix(file, ".m3u8"):
+		h.serveMedia(w, r, p, strings.TrimSuffix(file, ".m3u8"))
+	default:
+		// A preload hint is answered when its part is ready: at most a part
+		// away, plus slack for a publisher that hiccups.
+		p.ServeFile(w, r, file, 3*time.Second)
+	}
+}
+
+// waitFirst holds a request until the stream has a complete segment.
+func (h *Handler) waitFirst(w http.ResponseWriter, r *http.Request, p *cmaf.Packager) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), h.FirstWait)
+	defer cancel()
+	err := p.Wait(ctx, (*cmaf.View).Playable)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, cmaf.ErrEnded):
+		http.Error(w, "stream ended", http.StatusNotFound)
+	case r.Context().Err() == nil:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the stream has no media yet", http.StatusServiceUnavailable)
+	}
+	return false
+}
+
+// Playable reports whether p's playlists have media to play.
+func Playable(p *cmaf.Packager) bool {
+	ok := false
+	p.View(func(v *cmaf.View) { ok = v.Playable() })
+	return ok
+}
+
+func writePlaylist(w http.ResponseWriter, r *http.Request, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/vnd.apple.mpegurl")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write([]byte(body))
+	}
+}
+
+func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, p *cmaf.Packager) {
+	if !h.waitFirst(w, r, p) {
+		return
+	}
+	var body string
+	p.View(func(v *cmaf.View) { body = multivariant(v) })
+	writePlaylist(w, r, body)
+}
+
+func multivariant(v *cmaf.View) string {
+	in := v.Init
+	var b strings.Builder
+	b.WriteString("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+	vi, ai := in.Track("video"), in.Track("audio")
+	var codecs []string
+	bandwidth := 0
+	if vi >= 0 {
+		codecs = append(codecs, in.Tracks[vi].Codec)
+		bandwidth += v.Bandwidth["video"]
+	}
+	if ai >= 0 {
+		codecs = append(codecs, in.Tracks[ai].Codec)
+		bandwidth += v.Bandwidth["audio"]
+	}
+	bandwidth = max(bandwidth, 1)
+	if vi >= 0 && ai >= 0 {
+		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"%d\",URI=\"audio.m3u8\"\n",
+			in.Tracks[ai].Channels)
+	}
+	fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=\"%s\"", bandwidth, strings.Join(codecs, ","))
+	if vi >= 0 {
+		t := in.Tracks[vi]
+		fmt.Fprintf(&b, ",RESOLUTION=%dx%d", t.Width, t.Height)
+		if t.FrameRate > 0 {
+			fmt.Fprintf(&b, ",FRAME-RATE=%.3f", t.FrameRate)
+		}
+		if ai >= 0 {
+			b.WriteString(",AUDIO=\"audio\"")
+		}
+		b.WriteString("\nvideo.m3u8\n")
+	} else {
+		b.WriteString("\naudio.m3u8\n")
+	}
+	return b.String()
+}
+
+// errBadRequest marks blocking requests that can never be satisfied.
+var errBadRequest = errors.New("bad request")
+
+func (h *Handler) serveMedia(w http.ResponseWriter, r *http.Request, p *cmaf.Packager, track string) {
+	if track != "video" && track != "audio" {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	if !h.waitFirst(w, r, p) {
+		return
+	}
+	known := false
+	p.View(func(v *cmaf.View) { known = v.Init.Track(track) >= 0 })
+	if !known {
+		http.Error(w, "no such track", http.StatusNotFound)
+		return
+	}
+
+	q := r.URL.Query()
+	if msnStr := q.Get("_HLS_msn"); msnStr != "" {
+		msn, err := strconv.ParseUint(msnStr, 10, 64)
+		if err != nil {
+			http.Error(w, "bad _HLS_msn", http.StatusBadRequest)
+			return
+		}
+		part := -1
+		if ps := q.Get("_HLS_part"); ps != "" {
+			part, err = strconv.Atoi(ps)
+			if err != nil || part < 0 {
+				http.Error(w, "bad _HLS_part", http.StatusBadRequest)
+				return
+			}
+		}
+		if err := h.block(r, p, track, msn, part); err != nil {
+			switch {
+			case errors.Is(err, errBadRequest):
+				http.Error(w, "_HLS_msn is too far ahead", http.StatusBadRequest)
+			case errors.Is(err, cmaf.ErrEnded):
+				http.Error(w, "stream ended", http.StatusNotFound)
+			case r.Context().Err() == nil:
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "the requested part did not come in time", http.StatusServiceUnavailable)
+			}
+			return
+		}
+	} else if q.Get("_HLS_part") != "" {
+		http.Error(w, "_HLS_part without _HLS_msn", http.StatusBadRequest)
+		return
+	}
+
+	var body string
+	p.View(func(v *cmaf.View) { body = mediaPlaylist(v, track) })
+	writePlaylist(w, r, body)
+}
+
+// block waits until the playlist would contain part `part` of segment msn
+// (the whole segment when part < 0), for at most three target durations.
+func (h *Handler) block(r *http.Request, p *cmaf.Packager, track string, msn uint64, part int) error {
+	var bad bool
+	var target time.Duration
+	p.View(func(v *cmaf.View) {
+		last := v.Last()
+		bad = last == nil || msn > last.Seq+2
+		target = targetDuration(v)
+	})
+	if bad {
+		return errBadRequest
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 3*target)
+	defer cancel()
+	return p.Wait(ctx, func(v *cmaf.View) bool { return hasPart(v, track, msn, part) })
+}
+
+// hasPart reports whether the playlist of track lists part of segment msn.
+// A part index past the segment's last part means the next segment's first
+// part (RFC 8216bis 6.2.5.2).
+func hasPart(v *cmaf.View, track string, msn uint64, part int) bool {
+	for {
+		if len(v.Segments) == 0 {
+			return false
+		}
+		if msn < v.Segments[0].Seq {
+			return true
+		}
+		seg := v.Segment(msn)
+		if seg == nil {
+			return false
+		}
+		i := seg.Init.Track(track)
+		if i < 0 {
+			return true
+		}
+		ts := seg.Tracks[i]
+		if part < 0 {
+			return ts.Complete
+		}
+		if part < len(ts.Parts) {
+			return true
+		}
+		if !ts.Complete {
+			return false
+		}
+		msn, part = msn+1, 0
+	}
+}
+
+// targetDuration is EXT-X-TARGETDURATION: the longest segment, rounded up.
+func targetDuration(v *cmaf.View) time.Duration {
+	return max(time.Second, v.MaxSegment.Round(time.Second))
+}
+
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 5, 64)
+}
+
+// partsShown is how many of the newest complete segments list their parts.
+const partsShown = 2
+
+func mediaPlaylist(v *cmaf.View, track string) string {
+	target := targetDuration(v)
+	partTarget := v.PartTarget[track]
+	if partTarget == 0 {
+		partTarget = 200 * time.Millisecond
+	}
+	partTarget = partTarget.Round(time.Millisecond)
+
+	// The segments that carry this track: complete ones, then the one in
+	// progress, if any.
+	type entry struct {
+		seg *cmaf.Segment
+		ts  *cmaf.TrackSegment
+		idx int
+	}
+	var list []entry
+	for _, seg := range v.Segments {
+		i := seg.Init.Track(track)
+		if i < 0 {
+			continue
+		}
+		ts := seg.Tracks[i]
+		if ts.Complete && len(ts.Parts) == 0 && len(list) == 0 {
+			continue // a track that joined late starts its playlist later
+		}
+		list = append(list, entry{seg, ts, i})
+		if !ts.Complete {
+			break
+		}
+	}
+
+	var b strings.Builder
+	b.WriteString("#EXTM3U\n#EXT-X-VERSION:9\n")
+	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", int(target/time.Second))
+	fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=%s\n", seconds(3*partTarget))
+	fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n", seconds(partTarget))
+	first := uint64(0)
+	if len(list) > 0 {
+		first = list[0].seg.Seq
+	}
+	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", first)
+	// The count of discontinuity tags no longer shown, the first entry's
+	// included: a playlist does not start with one.
+	disc := v.DroppedDiscontinuities
+	if len(list) > 0 && list[0].seg.Discontinuity {
+		disc++
+	}
+	if disc > 0 {
+		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", disc)
+	}
+
+	completeCount := 0
+	for _, e := range list {
+		if e.ts.Complete {
+			completeCount++
+		}
+	}
+	var lastInit *cmaf.Init
+	nextHint := ""
+	done := 0
+	for n, e := range list {
+		if e.seg.Discontinuity && n > 0 {
+			b.WriteString("#EXT-X-DISCONTINUITY\n")
+		}
+		if e.seg.Init != lastInit {
+			lastInit = e.seg.Init
+			fmt.Fprintf(&b, "#EXT-X-MAP:URI=\"%s\"\n", cmaf.InitName(track, e.seg.Init.Version))
+		}
+		scale := e.seg.Init.Tracks[e.idx].Timescale
+		wall := e.seg.Wall.Add(cmaf.Duration(e.ts.Start, scale) - e.seg.Start)
+		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", wall.UTC().Format("2006-01-02T15:04:05.000Z"))
+		showParts := !e.ts.Complete || completeCount-done <= partsShown
+		if showParts {
+			for _, pt := range e.ts.Parts {
+				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", seconds(cmaf.Duration(pt.Duration, scale)), cmaf.PartName(track, e.seg.Seq, pt.Index))
+				if pt.Independent {
+					b.WriteString(",INDEPENDENT=YES")
+				}
+				b.WriteByte('\n')
+			}
+		}
+		if e.ts.Complete && len(e.ts.Parts) == 0 {
+			// The track has nothing in this segment: a gap as long as the lead's.
+			done++
+			lead := e.seg.Tracks[0]
+			fmt.Fprintf(&b, "#EXT-X-GAP\n#EXTINF:%s,\n%s\n", seconds(cmaf.Duration(lead.Duration, e.seg.Init.Tracks[0].Timescale)), cmaf.SegmentName(track, e.seg.Seq))
+		} else if e.ts.Complete {
+			done++
+			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", seconds(cmaf.Duration(e.ts.Duration, scale)), cmaf.SegmentName(track, e.seg.Seq))
+		} else {
+			nextHint = cmaf.PartName(track, e.seg.Seq, len(e.ts.Parts))
+		}
+	}
+	if nextHint == "" {
+		// Between segments (the publisher is away): the next segment's first part.
+		next := uint64(0)
+		if last := v.Last(); last != nil {
+			next = last.Seq + 1
+		}
+		nextHint = cmaf.PartName(track, next, 0)
+	}
+	if !v.Ended {
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", nextHint)
+	} else {
+		b.WriteString("#EXT-X-ENDLIST\n")
+	}
+	return b.String()
+}

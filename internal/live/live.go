@@ -1,0 +1,454 @@
+// Package live keeps glasscast's live inputs: each stream's identity and
+// secret publish key, its lifecycle (idle, live, reconnecting, ended), its hub
+// and its always-on CMAF packager, and the reconnect window that lets glasses
+// come back to the same stream and URLs after a network drop.
+//
+// The Streams API, the RTMP ingest, the HLS and DASH handlers and, later, the
+// control plane all go through a Registry.
+package live
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/rtmp"
+	"github.com/glasscast/glasscast/internal/stream"
+)
+
+// Status is a stream's lifecycle state.
+type Status int
+
+// Statuses. The zero value is invalid.
+const (
+	StatusIdle Status = iota + 1
+	StatusLive
+	StatusReconnecting
+	StatusEnded
+)
+
+var statusNames = map[Status]string{
+	StatusIdle:         "idle",
+	StatusLive:         "live",
+	StatusReconnecting: "reconnecting",
+	StatusEnded:        "ended",
+}
+
+func (s Status) String() string {
+	if n, ok := statusNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
+// MarshalJSON writes the status's name.
+func (s Status) MarshalJSON() ([]byte, error) {
+	n, ok := statusNames[s]
+	if !ok {
+		return nil, fmt.Errorf("invalid status %d", int(s))
+	}
+	return json.Marshal(n)
+}
+
+// UnmarshalJSON reads a status's name.
+func (s *Status) UnmarshalJSON(b []byte) error {
+	var n string
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	for k, v := range statusNames {
+		if v == n {
+			*s = k
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown status %q", n)
+}
+
+// Errors callers branch on.
+var (
+	ErrNotFound     = errors.New("no such stream")
+	ErrEnded        = errors.New("stream has ended")
+	ErrTooMany      = errors.New("too many streams")
+	ErrUnknownKey   = errors.New("unknown stream key")
+	ErrRegistryDown = errors.New("shutting down")
+)
+
+// Config tunes the registry. Zero fields take the defaults.
+type Config struct {
+	// ReconnectWindow is how long a stream whose publisher dropped keeps its
+	// URLs and waits for the publisher to come back.
+	ReconnectWindow time.Duration
+	// EndedRetention is how long an ended stream stays listed.
+	EndedRetention time.Duration
+	// MaxStreams caps the streams that are not ended.
+	MaxStreams int
+	// Packager tunes each stream's CMAF packager.
+	Packager cmaf.Config
+	// PackagerQueue is the packager's queue length in units.
+	PackagerQueue int
+}
+
+func (c *Config) setDefaults() {
+	if c.ReconnectWindow <= 0 {
+		c.ReconnectWindow = 60 * time.Second
+	}
+	if c.EndedRetention <= 0 {
+		c.EndedRetention = time.Hour
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 1000
+	}
+	if c.PackagerQueue <= 0 {
+		c.PackagerQueue = 2048
+	}
+}
+
+// Registry holds the streams.
+type Registry struct {
+	cfg Config
+	log *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	byID   map[string]*Stream
+	byKey  map[string]*Stream
+}
+
+// New makes a registry. Close releases it.
+func New(cfg Config, log *slog.Logger) *Registry {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Registry{
+		cfg: cfg, log: log, ctx: ctx, cancel: cancel,
+		byID: make(map[string]*Stream), byKey: make(map[string]*Stream),
+	}
+}
+
+// Config returns the registry's settings.
+func (r *Registry) Config() Config { return r.cfg }
+
+// Stream is one live input.
+type Stream struct {
+	reg       *Registry
+	id        string
+	key       string
+	name      string
+	record    bool
+	createdAt time.Time
+	hub       *stream.Hub
+	pkg       *cmaf.Packager
+	stopPkg   context.CancelFunc
+	pkgDone   chan struct{}
+
+	mu        sync.Mutex
+	status    Status
+	since     time.Time // start of the current publisher session
+	endedAt   time.Time
+	lastError string
+	window    *time.Timer
+	changed   chan struct{}
+}
+
+// CreateOptions are what a new stream may be given.
+type CreateOptions struct {
+	Name   string
+	Record bool
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Create makes a stream, idle until something publishes to its key.
+func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrRegistryDown
+	}
+	r.pruneLocked(time.Now())
+	active := 0
+	for _, s := range r.byID {
+		if s.Status() != StatusEnded {
+			active++
+		}
+	}
+	if active >= r.cfg.MaxStreams {
+		return nil, ErrTooMany
+	}
+	s := &Stream{
+		reg:       r,
+		id:        randomHex(8),
+		key:       randomHex(20), // 160 bits
+		name:      opts.Name,
+		record:    opts.Record,
+		createdAt: time.Now().UTC(),
+		status:    StatusIdle,
+		changed:   make(chan struct{}),
+		pkgDone:   make(chan struct{}),
+	}
+	s.hub = stream.New(stream.Config{OnPublish: s.onPublish, OnUnpublish: s.onUnpublish})
+	s.pkg = cmaf.New(r.cfg.Packager)
+	reader := s.hub.NewReader("cmaf", r.cfg.PackagerQueue)
+	ctx, cancel := context.WithCancel(r.ctx)
+	s.stopPkg = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(s.pkgDone)
+		defer reader.Close()
+		s.pkg.Run(ctx, reader)
+	}()
+	r.byID[s.id] = s
+	r.byKey[s.key] = s
+	r.log.Info("stream created", "stream", s.id, "name", s.name)
+	return s, nil
+}
+
+// pruneLocked forgets ended streams past their retention.
+func (r *Registry) pruneLocked(now time.Time) {
+	for id, s := range r.byID {
+		s.mu.Lock()
+		old := s.status == StatusEnded && now.Sub(s.endedAt) > r.cfg.EndedRetention
+		s.mu.Unlock()
+		if old {
+			delete(r.byID, id)
+		}
+	}
+}
+
+// Get returns a stream by id, ended ones included.
+func (r *Registry) Get(id string) (*Stream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.byID[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return s, nil
+}
+
+// List returns every stream, newest first.
+func (r *Registry) List() []*Stream {
+	r.mu.Lock()
+	r.pruneLocked(time.Now())
+	out := make([]*Stream, 0, len(r.byID))
+	for _, s := range r.byID {
+		out = append(out, s)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].createdAt.Equal(out[j].createdAt) {
+			return out[i].createdAt.After(out[j].createdAt)
+		}
+		return out[i].id < out[j].id
+	})
+	return out
+}
+
+// Delete ends a stream: its publisher is cut off and its URLs stop answering.
+func (r *Registry) Delete(id string) error {
+	s, err := r.Get(id)
+	if err != nil {
+		return err
+	}
+	s.end("deleted")
+	return nil
+}
+
+// Packager returns the packager of a stream that can be watched: any stream
+// that has not ended.
+func (r *Registry) Packager(id string) (*cmaf.Packager, bool) {
+	s, err := r.Get(id)
+	if err != nil || s.Status() == StatusEnded {
+		return nil, false
+	}
+	return s.pkg, true
+}
+
+// AuthorizePublish implements rtmp.Authorizer.
+func (r *Registry) AuthorizePublish(key string) (rtmp.Destination, error) {
+	r.mu.Lock()
+	s, ok := r.byKey[key]
+	r.mu.Unlock()
+	if !ok {
+		return nil, ErrUnknownKey
+	}
+	if s.Status() == StatusEnded {
+		return nil, ErrEnded
+	}
+	return s, nil
+}
+
+// Close ends every stream and waits for their goroutines.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.closed = true
+	all := make([]*Stream, 0, len(r.byID))
+	for _, s := range r.byID {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		s.end("server shutting down")
+	}
+	r.cancel()
+	r.wg.Wait()
+}
+
+// ID is the stream's public identifier, used in its URLs.
+func (s *Stream) ID() string { return s.id }
+
+// Key is the secret publish key.
+func (s *Stream) Key() string { return s.key }
+
+// Name is the name given at creation.
+func (s *Stream) Name() string { return s.name }
+
+// Record says whether the stream asked to be recorded.
+func (s *Stream) Record() bool { return s.record }
+
+// CreatedAt is when the stream was created.
+func (s *Stream) CreatedAt() time.Time { return s.createdAt }
+
+// Hub is the stream's hub, for outputs that read it.
+func (s *Stream) Hub() *stream.Hub { return s.hub }
+
+// Packager is the stream's CMAF packager.
+func (s *Stream) Packager() *cmaf.Packager { return s.pkg }
+
+// Status is the current lifecycle state.
+func (s *Stream) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// Changed returns a channel closed at the next status change.
+func (s *Stream) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *Stream) setLocked(st Status) {
+	if s.status == st {
+		return
+	}
+	s.status = st
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Publish implements rtmp.Destination.
+func (s *Stream) Publish(t *stream.Tracks) (*stream.Publisher, error) {
+	if s.Status() == StatusEnded {
+		return nil, ErrEnded
+	}
+	return s.hub.Publish(t)
+}
+
+// Refuse implements rtmp.Destination: the reason shows in the status.
+func (s *Stream) Refuse(reason error) {
+	s.mu.Lock()
+	s.lastError = reason.Error()
+	s.mu.Unlock()
+}
+
+func (s *Stream) onPublish(epoch uint32, t *stream.Tracks) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.status == StatusEnded {
+		return
+	}
+	if s.window != nil {
+		s.window.Stop()
+		s.window = nil
+	}
+	s.since = time.Now()
+	s.lastError = ""
+	s.setLocked(StatusLive)
+	s.reg.log.Info("stream live", "stream", s.id, "session", epoch)
+}
+
+func (s *Stream) onUnpublish(epoch uint32, cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.status != StatusLive {
+		return
+	}
+	s.setLocked(StatusReconnecting)
+	win := s.reg.cfg.ReconnectWindow
+	s.reg.log.Info("stream reconnecting", "stream", s.id, "session", epoch, "cause", cause, "window", win)
+	s.window = time.AfterFunc(win, func() { s.end("the publisher did not come back within the reconnect window") })
+}
+
+// end moves the stream to ended, once: the publisher is cut off, outputs
+// finish, and the key and URLs stop working.
+func (s *Stream) end(reason string) {
+	s.mu.Lock()
+	if s.status == StatusEnded {
+		s.mu.Unlock()
+		return
+	}
+	if s.window != nil {
+		s.window.Stop()
+		s.window = nil
+	}
+	s.endedAt = time.Now()
+	s.setLocked(StatusEnded)
+	s.mu.Unlock()
+
+	s.hub.Close()
+	<-s.pkgDone // the packager has written everything the hub held
+	s.pkg.Close()
+	s.stopPkg()
+	s.reg.mu.Lock()
+	delete(s.reg.byKey, s.key)
+	s.reg.mu.Unlock()
+	s.reg.log.Info("stream ended", "stream", s.id, "reason", reason)
+}
+
+// Info is a snapshot of a stream for the API.
+type Info struct {
+	ID        string
+	Name      string
+	Record    bool
+	Status    Status
+	CreatedAt time.Time
+	LastError string
+	Uptime    time.Duration
+	Stats     stream.Stats
+	Playable  bool
+}
+
+// Info returns the stream's current state and counters.
+func (s *Stream) Info() Info {
+	s.mu.Lock()
+	in := Info{
+		ID: s.id, Name: s.name, Record: s.record, Status: s.status,
+		CreatedAt: s.createdAt, LastError: s.lastError,
+	}
+	if s.status == StatusLive {
+		in.Uptime = time.Since(s.since)
+	}
+	s.mu.Unlock()
+	in.Stats = s.hub.Stats()
+	s.pkg.View(func(v *cmaf.View) { in.Playable = v.Playable() })
+	return in
+}

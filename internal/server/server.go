@@ -1,0 +1,278 @@
+// Package server is glasscast's composition root: it builds every component
+// from the configuration, binds the listeners, runs them, and shuts them down
+// in order. Nothing imports it but the command.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/dash"
+	"github.com/glasscast/glasscast/internal/hls"
+	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/rtmp"
+	"github.com/glasscast/glasscast/internal/sim"
+	"github.com/glasscast/glasscast/internal/web"
+)
+
+// Server is a running glasscast.
+type Server struct {
+	cfg        config.Config
+	log        *slog.Logger
+	reg        *live.Registry
+	ingest     *rtmp.Server
+	httpLn     net.Listener
+	httpSrv    *http.Server
+	public     string
+	rtmpBase   string
+	adminToken string
+	generated  bool
+	ready      atomic.Bool
+	demoID     string
+	demoMu     sync.Mutex
+}
+
+// New builds a server and binds its listeners; Run serves.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, adminToken: cfg.AdminToken}
+	if s.adminToken == "" {
+		b := make([]byte, 24)
+		rand.Read(b)
+		s.adminToken = hex.EncodeToString(b)
+		s.generated = true
+	}
+
+	s.reg = live.New(live.Config{
+		ReconnectWindow: cfg.ReconnectWindow,
+		MaxStreams:      cfg.MaxStreams,
+		Packager: cmaf.Config{
+			PartTarget: cfg.PartTarget,
+			SegmentMin: cfg.SegmentMin,
+			Window:     cfg.SegmentWindow,
+		},
+	}, log)
+
+	var err error
+	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns}, log.With("component", "rtmp"))
+	if err != nil {
+		s.reg.Close()
+		return nil, err
+	}
+	s.httpLn, err = net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		s.ingest.Close()
+		s.reg.Close()
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	s.public, s.rtmpBase = publicURLs(cfg.PublicURL, s.httpLn.Addr(), s.ingest.Addr())
+
+	mux := http.NewServeMux()
+	api.New(s.reg, s, s.adminToken, log.With("component", "api")).Register(mux)
+	mux.Handle("/hls/{id}/{file}", hls.New(s.reg.Packager))
+	mux.Handle("/dash/{id}/{file}", dash.New(s.reg.Packager))
+	web.New(s.publicStatus).Register(mux)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /{$}", s.index)
+	s.httpSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// publicURLs derives the URLs handed out: the configured public URL, or one
+// built from the HTTP listener; the RTMP base uses the public host and the
+// ingest's port.
+func publicURLs(configured string, httpAddr, rtmpAddr net.Addr) (string, string) {
+	host := "localhost"
+	public := configured
+	if public == "" {
+		h, port, _ := net.SplitHostPort(httpAddr.String())
+		if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+			host = h
+		}
+		public = "http://" + net.JoinHostPort(host, port)
+	} else if u, err := url.Parse(public); err == nil {
+		host = u.Hostname()
+	}
+	for len(public) > 0 && public[len(public)-1] == '/' {
+		public = public[:len(public)-1]
+	}
+	_, rport, _ := net.SplitHostPort(rtmpAddr.String())
+	return public, "rtmp://" + net.JoinHostPort(host, rport) + "/" + rtmp.App + "/"
+}
+
+// Public implements api.URLs.
+func (s *Server) Public() string { return s.public }
+
+// RTMPBase implements api.URLs.
+func (s *Server) RTMPBase() string { return s.rtmpBase }
+
+// AdminToken is the admin API's bearer token.
+func (s *Server) AdminToken() string { return s.adminToken }
+
+// TokenGenerated says the token was made up because none was configured.
+func (s *Server) TokenGenerated() bool { return s.generated }
+
+// HTTPAddr and RTMPAddr are the bound addresses.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLn.Addr() }
+
+// RTMPAddr is the ingest's bound address.
+func (s *Server) RTMPAddr() net.Addr { return s.ingest.Addr() }
+
+// Registry gives in-process access to the streams.
+func (s *Server) Registry() *live.Registry { return s.reg }
+
+// DemoID is the demo stream's id, once it exists.
+func (s *Server) DemoID() string {
+	s.demoMu.Lock()
+	defer s.demoMu.Unlock()
+	return s.demoID
+}
+
+// Run serves until ctx ends, then shuts down in order: the ingest stops and
+// cuts publishers off, streams end (their outputs finish and release held
+// requests), and HTTP drains for up to drain before it is closed.
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	rtmpCtx, stopRTMP := context.WithCancel(context.Background())
+	defer stopRTMP()
+
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := s.ingest.Run(rtmpCtx); err != nil {
+			errc <- err
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	if s.cfg.Demo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runDemo(runCtx)
+		}()
+	}
+	s.ready.Store(true)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.ready.Store(false)
+	s.log.Info("shutting down")
+	stopRun()
+	stopRTMP()
+	s.reg.Close()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.httpSrv.Shutdown(shutCtx); err != nil {
+		s.httpSrv.Close()
+	}
+	wg.Wait()
+	s.log.Info("stopped")
+	return runErr
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !s.ready.Load() {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	body := "<!doctype html><title>glasscast</title><h1>glasscast</h1><p>Live video for camera glasses. The Streams API is at <code>/api/v1/streams</code> (admin token).</p>"
+	if id := s.DemoID(); id != "" {
+		body += `<p>Demo stream: <a href="/watch/` + id + `">watch it</a>.</p>`
+	}
+	w.Write([]byte(body))
+}
+
+func (s *Server) publicStatus(id string) (web.Status, bool) {
+	st, err := s.reg.Get(id)
+	if err != nil {
+		return web.Status{}, false
+	}
+	in := st.Info()
+	out := web.Status{ID: in.ID, Name: in.Name, Status: in.Status.String()}
+	if t := in.Stats.Tracks; t != nil && t.Video != nil {
+		out.Width, out.Height = t.Video.Width, t.Video.Height
+	}
+	if in.Status == live.StatusLive {
+		out.FPS, out.Bitrate = in.Stats.FPS, in.Stats.Bitrate
+	}
+	return out, true
+}
+
+// runDemo keeps a demo stream fed by the built-in test source, over real
+// RTMP on loopback, until ctx ends.
+func (s *Server) runDemo(ctx context.Context) {
+	st, err := s.reg.Create(live.CreateOptions{Name: "glasscast demo"})
+	if err != nil {
+		s.log.Error("demo stream", "err", err)
+		return
+	}
+	s.demoMu.Lock()
+	s.demoID = st.ID()
+	s.demoMu.Unlock()
+	_, port, _ := net.SplitHostPort(s.ingest.Addr().String())
+	target := "rtmp://" + net.JoinHostPort("127.0.0.1", port) + "/" + rtmp.App + "/" + st.Key()
+	s.log.Info("demo stream ready", "watch", s.public+"/watch/"+st.ID())
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := (&sim.Source{}).Publish(ctx, target)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("demo source stopped; restarting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// Close releases the listeners of a server that was never run.
+func (s *Server) Close() {
+	s.httpLn.Close()
+	s.ingest.Close()
+	s.reg.Close()
+}

@@ -1,0 +1,96 @@
+// Package web serves glasscast's pages: the watch page of a stream
+// (/watch/{id}), its public status (/watch/{id}/status) and the static assets
+// they use, all built into the binary.
+package web
+
+import (
+	"embed"
+	"encoding/json"
+	"html/template"
+	"io/fs"
+	"net/http"
+)
+
+//go:embed assets
+var assets embed.FS
+
+var watchPage = template.Must(template.ParseFS(assets, "assets/watch.html"))
+
+// Status is what anyone who knows a stream's id may see of it.
+type Status struct {
+	ID      string  `json:"id"`
+	Name    string  `json:"name,omitempty"`
+	Status  string  `json:"status"`
+	Width   int     `json:"width,omitempty"`
+	Height  int     `json:"height,omitempty"`
+	FPS     float64 `json:"fps,omitempty"`
+	Bitrate int64   `json:"bitrate,omitempty"`
+}
+
+// Lookup returns the public status of a stream that can be watched.
+type Lookup func(id string) (Status, bool)
+
+// Handler serves the pages.
+type Handler struct {
+	lookup Lookup
+	mux    *http.ServeMux
+}
+
+// New makes the pages' handler.
+func New(lookup Lookup) *Handler {
+	h := &Handler{lookup: lookup, mux: http.NewServeMux()}
+	static, _ := fs.Sub(assets, "assets")
+	files := http.FileServerFS(static)
+	h.mux.Handle("GET /assets/", http.StripPrefix("/assets/", cacheFor(files, "public, max-age=86400")))
+	h.mux.HandleFunc("GET /watch/{id}", h.watch)
+	h.mux.HandleFunc("GET /watch/{id}/status", h.status)
+	return h
+}
+
+// Register adds the pages' routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.Handle("/assets/", h.mux)
+	mux.Handle("/watch/", h.mux)
+}
+
+func cacheFor(next http.Handler, value string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", value)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) watch(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	st, ok := h.lookup(id)
+	if !ok {
+		http.Error(w, "no such stream", http.StatusNotFound)
+		return
+	}
+	title := st.Name
+	if title == "" {
+		title = "Stream " + id
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	watchPage.Execute(w, map[string]string{
+		"Title":     title,
+		"HLS":       "/hls/" + id + "/index.m3u8",
+		"DASH":      "/dash/" + id + "/manifest.mpd",
+		"StatusURL": "/watch/" + id + "/status",
+	})
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	st, ok := h.lookup(r.PathValue("id"))
+	if !ok {
+		http.Error(w, "no such stream", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	json.NewEncoder(w).Encode(st)
+}
