@@ -103,8 +103,13 @@ func (s *Segment) Complete() bool {
 	return true
 }
 
-// TrackSegment is one track's share of a segment.
+// TrackSegment is one track's share of a segment. A track numbers its
+// segments itself: one that has nothing in a segment (audio that paused, a
+// publisher that left right after a keyframe) skips it.
 type TrackSegment struct {
+	// Seq is the track's own sequence number, valid once Entered.
+	Seq     uint64
+	Entered bool
 	// Start and Duration are in the track's timescale.
 	Start    uint64
 	Duration uint64
@@ -153,15 +158,47 @@ type View struct {
 	Ended             bool
 }
 
-// Playable reports whether a player can start: the lead track has a
-// complete segment, so playlists and manifests list media.
+// Playable reports whether a player can start: every track has a complete
+// segment, so every playlist and the manifest list media.
 func (v *View) Playable() bool {
-	for _, s := range v.Segments {
-		if len(s.Tracks) > 0 && s.Tracks[0].Complete {
-			return true
+	if v.Init == nil {
+		return false
+	}
+	for _, t := range v.Init.Tracks {
+		entries := v.TrackSegments(t.Name)
+		if len(entries) == 0 || !entries[0].TS.Complete {
+			return false
 		}
 	}
-	return false
+	return true
+}
+
+// TrackEntry is one track's segment, with the segment it belongs to.
+type TrackEntry struct {
+	Seg   *Segment
+	TS    *TrackSegment
+	Track Track
+}
+
+// TrackSegments lists a track's segments in the window, oldest first: the
+// complete ones, then the one in progress, if any.
+func (v *View) TrackSegments(name string) []TrackEntry {
+	var out []TrackEntry
+	for _, seg := range v.Segments {
+		i := seg.Init.Track(name)
+		if i < 0 {
+			continue
+		}
+		ts := seg.Tracks[i]
+		if !ts.Entered {
+			continue
+		}
+		out = append(out, TrackEntry{Seg: seg, TS: ts, Track: seg.Init.Tracks[i]})
+		if !ts.Complete {
+			break
+		}
+	}
+	return out
 }
 
 // Segment returns the segment with sequence number seq, or nil.

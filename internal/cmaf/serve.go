@@ -97,23 +97,23 @@ func (p *Packager) Find(ctx context.Context, f File) ([][]byte, error) {
 	var missing bool
 	err := p.Wait(ctx, func(v *View) bool {
 		out, missing = nil, false
-		last := v.Last()
-		if last == nil {
+		entries := v.TrackSegments(f.Track)
+		if len(entries) == 0 {
 			return false
 		}
-		seg := v.Segment(f.Seq)
-		if seg == nil {
-			// Ahead of the window by a segment: wait for it. Behind, or
-			// further ahead: gone or never.
-			missing = f.Seq != last.Seq+1
+		var ts *TrackSegment
+		for _, e := range entries {
+			if e.TS.Seq == f.Seq {
+				ts = e.TS
+			}
+		}
+		if ts == nil {
+			// The track's next segment is worth waiting for; anything else
+			// has left the window or will never come.
+			last := entries[len(entries)-1].TS
+			missing = f.Seq != last.Seq+1 || f.Part > 0
 			return missing
 		}
-		i := seg.Init.Track(f.Track)
-		if i < 0 {
-			missing = true
-			return true
-		}
-		ts := seg.Tracks[i]
 		if f.Part < 0 {
 			if !ts.Complete {
 				return false

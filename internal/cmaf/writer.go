@@ -27,6 +27,7 @@ type writer struct {
 	anchor  time.Time
 	anchorT bool
 	nextSeq uint64
+	seqs    map[string]uint64 // each track's next sequence number
 	mfhd    uint32
 }
 
@@ -144,6 +145,7 @@ func (w *writer) write(u *stream.Unit) {
 		t.finishPending(w, s.dts)
 		t.closePart(w)
 		t.closeSegment(w)
+		w.skip(t.idx, target.Seq) // segments the track had nothing for
 		t.enter(w, target, s.dts)
 	} else {
 		t.finishPending(w, s.dts)
@@ -168,7 +170,8 @@ func (w *writer) trackFor(k stream.Kind) int {
 }
 
 // flush completes every track's segment: the sample waiting for its
-// duration gets the previous one's.
+// duration gets the previous one's. A track that had not reached the newest
+// segments skips them.
 func (w *writer) flush() {
 	for _, t := range w.tw {
 		if t.seg == nil {
@@ -180,6 +183,24 @@ func (w *writer) flush() {
 		t.closePart(w)
 		t.closeSegment(w)
 	}
+	for i := range w.tw {
+		w.skip(i, ^uint64(0))
+	}
+}
+
+// skip completes track i's share of the segments before seq to that the
+// track never entered: it has nothing in them.
+func (w *writer) skip(i int, to uint64) {
+	w.p.update(func(v *View) {
+		for _, seg := range v.Segments {
+			if seg.Init != w.init || seg.Seq >= to {
+				continue
+			}
+			if ts := seg.Tracks[i]; !ts.Entered {
+				ts.Complete = true
+			}
+		}
+	})
 }
 
 // reinit starts a new initialization version for a new set of tracks.
@@ -308,7 +329,15 @@ func absDiff(a, b uint64) uint64 {
 // enter starts this track's share of seg at dts.
 func (t *trackWriter) enter(w *writer, seg *Segment, dts uint64) {
 	t.seg = seg
-	w.p.update(func(v *View) { seg.Tracks[t.idx].Start = dts })
+	if w.seqs == nil {
+		w.seqs = map[string]uint64{}
+	}
+	seq := w.seqs[t.info.Name]
+	w.seqs[t.info.Name]++
+	w.p.update(func(v *View) {
+		ts := seg.Tracks[t.idx]
+		ts.Start, ts.Seq, ts.Entered = dts, seq, true
+	})
 }
 
 // finishPending gives the waiting sample its duration (up to next) and adds

@@ -127,11 +127,18 @@ func MPD(v *cmaf.View, now time.Time) string {
 	fmt.Fprintf(&b, ` maxSegmentDuration="%s" minBufferTime="%s">`+"\n", duration(maxSeg), duration(maxSeg))
 
 	for _, segs := range periods {
-		first := segs[0]
-		in := first.Init
+		in := segs[0].Init
 		fmt.Fprintf(&b, `  <Period id="p%d" start="%s">`+"\n", in.Version, duration(in.Start))
 		for i, t := range in.Tracks {
-			writeAdaptationSet(&b, v, segs, i, t)
+			// The track's complete segments of this period: a track that
+			// lags the lead a little ends a segment earlier.
+			var entries []cmaf.TrackEntry
+			for _, e := range v.TrackSegments(t.Name) {
+				if e.Seg.Init == in && e.TS.Complete {
+					entries = append(entries, e)
+				}
+			}
+			writeAdaptationSet(&b, v, entries, i, t)
 		}
 		b.WriteString("  </Period>\n")
 	}
@@ -140,32 +147,21 @@ func MPD(v *cmaf.View, now time.Time) string {
 	return b.String()
 }
 
-func writeAdaptationSet(b *strings.Builder, v *cmaf.View, segs []*cmaf.Segment, i int, t cmaf.Track) {
-	in := segs[0].Init
-	bw := max(v.Bandwidth[t.Name], 1)
-	// The track's complete segments: a track that joined late starts later,
-	// and one that lags the lead a little ends earlier.
-	start := 0
-	for start < len(segs) && len(segs[start].Tracks[i].Parts) == 0 {
-		start++
-	}
-	end := start
-	for end < len(segs) && segs[end].Tracks[i].Complete {
-		end++
-	}
-	if start == end {
+func writeAdaptationSet(b *strings.Builder, v *cmaf.View, entries []cmaf.TrackEntry, id int, t cmaf.Track) {
+	if len(entries) == 0 {
 		return
 	}
-	segs = segs[start:end]
+	in := entries[0].Seg.Init
+	bw := max(v.Bandwidth[t.Name], 1)
 	if t.Kind.String() == "video" {
-		fmt.Fprintf(b, `    <AdaptationSet id="%d" contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1">`+"\n", i)
+		fmt.Fprintf(b, `    <AdaptationSet id="%d" contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1">`+"\n", id)
 		fmt.Fprintf(b, `      <Representation id="%s" codecs="%s" bandwidth="%d" width="%d" height="%d"`, t.Name, t.Codec, bw, t.Width, t.Height)
 		if t.FrameRate > 0 {
 			fmt.Fprintf(b, ` frameRate="%s"`, strconv.FormatFloat(t.FrameRate, 'f', -1, 64))
 		}
 		b.WriteString(">\n")
 	} else {
-		fmt.Fprintf(b, `    <AdaptationSet id="%d" contentType="audio" mimeType="audio/mp4" lang="und" segmentAlignment="true" startWithSAP="1">`+"\n", i)
+		fmt.Fprintf(b, `    <AdaptationSet id="%d" contentType="audio" mimeType="audio/mp4" lang="und" segmentAlignment="true" startWithSAP="1">`+"\n", id)
 		fmt.Fprintf(b, `      <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="%d"/>`+"\n", t.Channels)
 		fmt.Fprintf(b, `      <Representation id="%s" codecs="%s" bandwidth="%d" audioSamplingRate="%d">`+"\n", t.Name, t.Codec, bw, t.SampleRate)
 	}
@@ -173,11 +169,11 @@ func writeAdaptationSet(b *strings.Builder, v *cmaf.View, segs []*cmaf.Segment, 
 	// where its initialization version began.
 	pto := cmaf.Ticks(in.Start, t.Timescale)
 	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="%s" media="%s-$Number$.m4s" startNumber="%d">`+"\n",
-		t.Timescale, pto, cmaf.InitName(t.Name, in.Version), t.Name, segs[0].Seq)
+		t.Timescale, pto, cmaf.InitName(t.Name, in.Version), t.Name, entries[0].TS.Seq)
 	b.WriteString("          <SegmentTimeline>\n")
 	var next uint64
-	for n, s := range segs {
-		ts := s.Tracks[i]
+	for n, e := range entries {
+		ts := e.TS
 		if n == 0 || ts.Start != next {
 			fmt.Fprintf(b, `            <S t="%d" d="%d"/>`+"\n", ts.Start, ts.Duration)
 		} else {

@@ -213,8 +213,8 @@ func (h *Handler) block(r *http.Request, p *cmaf.Packager, track string, msn uin
 	var bad bool
 	var target time.Duration
 	p.View(func(v *cmaf.View) {
-		last := v.Last()
-		bad = last == nil || msn > last.Seq+2
+		entries := v.TrackSegments(track)
+		bad = len(entries) == 0 || msn > entries[len(entries)-1].TS.Seq+2
 		target = targetDuration(v)
 	})
 	if bad {
@@ -222,40 +222,35 @@ func (h *Handler) block(r *http.Request, p *cmaf.Packager, track string, msn uin
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*target)
 	defer cancel()
-	return p.Wait(ctx, func(v *cmaf.View) bool { return hasPart(v, track, msn, part) })
+	return p.Wait(ctx, func(v *cmaf.View) bool { return hasPart(v.TrackSegments(track), msn, part) })
 }
 
-// hasPart reports whether the playlist of track lists part of segment msn.
-// A part index past the segment's last part means the next segment's first
-// part (RFC 8216bis 6.2.5.2).
-func hasPart(v *cmaf.View, track string, msn uint64, part int) bool {
-	for {
-		if len(v.Segments) == 0 {
-			return false
+// hasPart reports whether a playlist of these entries lists part of segment
+// msn (the whole segment when part < 0). A part index past the segment's last
+// part means the next segment's first part (RFC 8216bis 6.2.5.2).
+func hasPart(entries []cmaf.TrackEntry, msn uint64, part int) bool {
+	if len(entries) == 0 {
+		return false
+	}
+	if msn < entries[0].TS.Seq {
+		return true
+	}
+	for _, e := range entries {
+		ts := e.TS
+		if ts.Seq != msn {
+			continue
 		}
-		if msn < v.Segments[0].Seq {
-			return true
-		}
-		seg := v.Segment(msn)
-		if seg == nil {
-			return false
-		}
-		i := seg.Init.Track(track)
-		if i < 0 {
-			return true
-		}
-		ts := seg.Tracks[i]
-		if part < 0 {
+		switch {
+		case part < 0:
 			return ts.Complete
-		}
-		if part < len(ts.Parts) {
+		case part < len(ts.Parts):
 			return true
-		}
-		if !ts.Complete {
+		case !ts.Complete:
 			return false
 		}
 		msn, part = msn+1, 0
 	}
+	return false
 }
 
 // targetDuration is EXT-X-TARGETDURATION: the longest segment, rounded up.
@@ -278,29 +273,7 @@ func mediaPlaylist(v *cmaf.View, track string) string {
 	}
 	partTarget = partTarget.Round(time.Millisecond)
 
-	// The segments that carry this track: complete ones, then the one in
-	// progress, if any.
-	type entry struct {
-		seg *cmaf.Segment
-		ts  *cmaf.TrackSegment
-		idx int
-	}
-	var list []entry
-	for _, seg := range v.Segments {
-		i := seg.Init.Track(track)
-		if i < 0 {
-			continue
-		}
-		ts := seg.Tracks[i]
-		if ts.Complete && len(ts.Parts) == 0 && len(list) == 0 {
-			continue // a track that joined late starts its playlist later
-		}
-		list = append(list, entry{seg, ts, i})
-		if !ts.Complete {
-			break
-		}
-	}
-
+	list := v.TrackSegments(track)
 	var b strings.Builder
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:9\n")
 	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", int(target/time.Second))
@@ -308,73 +281,65 @@ func mediaPlaylist(v *cmaf.View, track string) string {
 	fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n", seconds(partTarget))
 	first := uint64(0)
 	if len(list) > 0 {
-		first = list[0].seg.Seq
+		first = list[0].TS.Seq
 	}
 	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", first)
 	// The count of discontinuity tags no longer shown, the first entry's
 	// included: a playlist does not start with one.
 	disc := v.DroppedDiscontinuities
-	if len(list) > 0 && list[0].seg.Discontinuity {
+	if len(list) > 0 && list[0].Seg.Discontinuity {
 		disc++
 	}
 	if disc > 0 {
 		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", disc)
 	}
 
-	completeCount := 0
+	complete := 0
 	for _, e := range list {
-		if e.ts.Complete {
-			completeCount++
+		if e.TS.Complete {
+			complete++
 		}
 	}
 	var lastInit *cmaf.Init
 	nextHint := ""
-	done := 0
 	for n, e := range list {
-		if e.seg.Discontinuity && n > 0 {
+		ts, scale := e.TS, e.Track.Timescale
+		if e.Seg.Discontinuity && n > 0 {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
-		if e.seg.Init != lastInit {
-			lastInit = e.seg.Init
-			fmt.Fprintf(&b, "#EXT-X-MAP:URI=\"%s\"\n", cmaf.InitName(track, e.seg.Init.Version))
+		if e.Seg.Init != lastInit {
+			lastInit = e.Seg.Init
+			fmt.Fprintf(&b, "#EXT-X-MAP:URI=\"%s\"\n", cmaf.InitName(track, e.Seg.Init.Version))
 		}
-		scale := e.seg.Init.Tracks[e.idx].Timescale
-		wall := e.seg.Wall.Add(cmaf.Duration(e.ts.Start, scale) - e.seg.Start)
+		wall := e.Seg.Wall.Add(cmaf.Duration(ts.Start, scale) - e.Seg.Start)
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", wall.UTC().Format("2006-01-02T15:04:05.000Z"))
-		showParts := !e.ts.Complete || completeCount-done <= partsShown
-		if showParts {
-			for _, pt := range e.ts.Parts {
-				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", seconds(cmaf.Duration(pt.Duration, scale)), cmaf.PartName(track, e.seg.Seq, pt.Index))
+		if !ts.Complete || complete-n <= partsShown {
+			for _, pt := range ts.Parts {
+				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", seconds(cmaf.Duration(pt.Duration, scale)), cmaf.PartName(track, ts.Seq, pt.Index))
 				if pt.Independent {
 					b.WriteString(",INDEPENDENT=YES")
 				}
 				b.WriteByte('\n')
 			}
 		}
-		if e.ts.Complete && len(e.ts.Parts) == 0 {
-			// The track has nothing in this segment: a gap as long as the lead's.
-			done++
-			lead := e.seg.Tracks[0]
-			fmt.Fprintf(&b, "#EXT-X-GAP\n#EXTINF:%s,\n%s\n", seconds(cmaf.Duration(lead.Duration, e.seg.Init.Tracks[0].Timescale)), cmaf.SegmentName(track, e.seg.Seq))
-		} else if e.ts.Complete {
-			done++
-			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", seconds(cmaf.Duration(e.ts.Duration, scale)), cmaf.SegmentName(track, e.seg.Seq))
+		if ts.Complete {
+			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", seconds(cmaf.Duration(ts.Duration, scale)), cmaf.SegmentName(track, ts.Seq))
 		} else {
-			nextHint = cmaf.PartName(track, e.seg.Seq, len(e.ts.Parts))
+			nextHint = cmaf.PartName(track, ts.Seq, len(ts.Parts))
 		}
 	}
 	if nextHint == "" {
 		// Between segments (the publisher is away): the next segment's first part.
 		next := uint64(0)
-		if last := v.Last(); last != nil {
-			next = last.Seq + 1
+		if len(list) > 0 {
+			next = list[len(list)-1].TS.Seq + 1
 		}
 		nextHint = cmaf.PartName(track, next, 0)
 	}
-	if !v.Ended {
-		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", nextHint)
-	} else {
+	if v.Ended {
 		b.WriteString("#EXT-X-ENDLIST\n")
+	} else {
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", nextHint)
 	}
 	return b.String()
 }

@@ -259,7 +259,8 @@ func (s *Server) pump(nc net.Conn, sc *gortmplib.ServerConn, pub *stream.Publish
 		}
 	}
 	for {
-		nc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		// Reading may write (acknowledgements): both directions get the deadline.
+		nc.SetDeadline(time.Now().Add(s.cfg.ReadTimeout))
 		m, err := sc.Read()
 		if err != nil {
 			return classifyReadError(err)

@@ -27,9 +27,9 @@ type dest struct {
 }
 
 func (d *dest) Publish(t *stream.Tracks) (*stream.Publisher, error) { return d.hub.Publish(t) }
-func (d *dest) Refuse(err error)                                   { d.mu.Lock(); d.why = err; d.mu.Unlock() }
-func (d *dest) ID() string                                         { return "test" }
-func (d *dest) refused() error                                     { d.mu.Lock(); defer d.mu.Unlock(); return d.why }
+func (d *dest) Refuse(err error)                                    { d.mu.Lock(); d.why = err; d.mu.Unlock() }
+func (d *dest) ID() string                                          { return "test" }
+func (d *dest) refused() error                                      { d.mu.Lock(); defer d.mu.Unlock(); return d.why }
 
 type auth map[string]*dest
 

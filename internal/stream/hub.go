@@ -380,7 +380,7 @@ type timeline struct {
 	offset     time.Duration
 	last       [3]time.Duration // last DTS per kind
 	seen       [3]bool
-	end        time.Duration    // largest DTS written
+	end        time.Duration // largest DTS written
 	epochStart time.Time
 	endWall    time.Time // when the previous publisher left
 }

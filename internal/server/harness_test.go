@@ -1,0 +1,284 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/server"
+	"github.com/glasscast/glasscast/internal/sim"
+)
+
+const testToken = "test-admin-token-0123456789"
+
+// harness is a glasscast running in the test process on loopback.
+type harness struct {
+	t    *testing.T
+	srv  *server.Server
+	base string
+	stop func()
+}
+
+// start runs a server on 127.0.0.1:0 and stops it (checking for leaked
+// goroutines) when the test ends.
+func start(t *testing.T, tweak func(*config.Config)) *harness {
+	t.Helper()
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	cfg := config.Default()
+	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Data = t.TempDir()
+	cfg.AdminToken = testToken
+	cfg.ReconnectWindow = 5 * time.Second
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	logOut := io.Discard
+	if os.Getenv("GLASSCAST_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	h := &harness{t: t, srv: srv, base: srv.Public()}
+	var once bool
+	h.stop = func() {
+		if once {
+			return
+		}
+		once = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the server did not shut down within 20 s")
+		}
+		http.DefaultClient.CloseIdleConnections()
+	}
+	t.Cleanup(h.stop)
+	h.waitHealthy()
+	return h
+}
+
+func (h *harness) waitHealthy() {
+	h.t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := http.Get(h.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-deadline:
+			h.t.Fatal("the server never became healthy")
+		case <-tick.C:
+		}
+	}
+}
+
+// call makes an API request with the admin token.
+func (h *harness) call(method, path string, body any) (int, []byte) {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, h.base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func (h *harness) create(name string) api.StreamJSON {
+	h.t.Helper()
+	code, body := h.call("POST", "/api/v1/streams", map[string]any{"name": name})
+	if code != http.StatusCreated {
+		h.t.Fatalf("create: %d %s", code, body)
+	}
+	var s api.StreamJSON
+	if err := json.Unmarshal(body, &s); err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+func (h *harness) get(id string) api.StreamJSON {
+	h.t.Helper()
+	code, body := h.call("GET", "/api/v1/streams/"+id, nil)
+	if code != http.StatusOK {
+		h.t.Fatalf("get: %d %s", code, body)
+	}
+	var s api.StreamJSON
+	if err := json.Unmarshal(body, &s); err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+// waitStatus waits, on the stream's change events, until it has status want.
+func (h *harness) waitStatus(id string, want live.Status, within time.Duration) {
+	h.t.Helper()
+	st, err := h.srv.Registry().Get(id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	for {
+		ch := st.Changed()
+		if got := st.Status(); got == want {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			h.t.Fatalf("stream %s is %s after %v, want %s", id, st.Status(), within, want)
+		}
+	}
+}
+
+// waitPlayable holds a multivariant playlist request (the server answers it
+// once the stream has a complete segment) and returns the playlist.
+func (h *harness) waitPlayable(hlsURL string) string {
+	h.t.Helper()
+	code, body := fetch(h.t, hlsURL)
+	if code != http.StatusOK {
+		h.t.Fatalf("GET %s: %d %s", hlsURL, code, body)
+	}
+	return string(body)
+}
+
+func fetch(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// publishSim pushes the Go test source until ctx ends.
+func publishSim(ctx context.Context, url string, clip *sim.Clip) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- (&sim.Source{Clip: clip}).Publish(ctx, url) }()
+	return done
+}
+
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s is required: run scripts/test, which installs it", name)
+	}
+}
+
+// publishFFmpeg pushes testsrc2 + sine encoded by libx264 (2 s GOP) and AAC.
+func publishFFmpeg(t *testing.T, ctx context.Context, url string, extra ...string) *exec.Cmd {
+	t.Helper()
+	needTool(t, "ffmpeg")
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-keyint_min", "60", "-pix_fmt", "yuv420p",
+		"-c:a", "aac", "-ac", "1", "-b:a", "64k"}
+	args = append(args, extra...)
+	args = append(args, "-f", "flv", url)
+	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+type probeStream struct {
+	CodecType  string `json:"codec_type"`
+	CodecName  string `json:"codec_name"`
+	Width      int    `json:"width"`
+	Height     int    `json:"height"`
+	Channels   int    `json:"channels"`
+	SampleRate string `json:"sample_rate"`
+}
+
+// probe runs ffprobe on a URL and returns its streams.
+func probe(t *testing.T, url string) []probeStream {
+	t.Helper()
+	needTool(t, "ffprobe")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-show_streams", "-of", "json", url).Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("ffprobe %s: %v %s", url, err, stderr)
+	}
+	var res struct {
+		Streams []probeStream `json:"streams"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Streams
+}
+
+func findStream(streams []probeStream, kind string) *probeStream {
+	for i := range streams {
+		if streams[i].CodecType == kind {
+			return &streams[i]
+		}
+	}
+	return nil
+}
+
+func describe(streams []probeStream) string {
+	var parts []string
+	for _, s := range streams {
+		parts = append(parts, fmt.Sprintf("%s/%s %dx%d ch=%d", s.CodecType, s.CodecName, s.Width, s.Height, s.Channels))
+	}
+	return strings.Join(parts, ", ")
+}
