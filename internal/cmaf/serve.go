@@ -43,7 +43,7 @@ func ParseFile(name string) (File, bool) {
 	if v, ok := strings.CutPrefix(rest, "init-"); ok {
 		v, ok = strings.CutSuffix(v, ".mp4")
 		n, err := strconv.Atoi(v)
-		if !ok || err != nil || n < 1 {
+		if !ok || err != nil || n < 1 || strconv.Itoa(n) != v {
 			return File{}, false
 		}
 		return File{Track: track, Init: true, Version: n}, true

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "glasscast.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP != ":8080" || c.RTMP != ":1935" || c.Data != "./glasscast-data" || c.ReconnectWindow != time.Minute || c.PartTarget != 200*time.Millisecond {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "http: 127.0.0.1:1000\nrtmp: 127.0.0.1:2000\nreconnectWindow: 30s\ndemo: true\n")
+	c, err := Load([]string{"--config", file, "--rtmp", "127.0.0.1:3000"},
+		env(map[string]string{"GLASSCAST_HTTP": "127.0.0.1:4000", "GLASSCAST_RTMP": "127.0.0.1:5000", "GLASSCAST_ADMIN_TOKEN": "0123456789abcdef0123"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flags beat the environment, which beats the file, which beats the defaults.
+	if c.RTMP != "127.0.0.1:3000" || c.HTTP != "127.0.0.1:4000" || c.ReconnectWindow != 30*time.Second || !c.Demo || c.AdminToken != "0123456789abcdef0123" {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestUnknownKeyRejected(t *testing.T) {
+	file := writeFile(t, "http: :8080\nrtmpp: :1935\n")
+	_, err := Load([]string{"--config", file}, env(nil), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "rtmpp") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+func TestEveryProblemAtOnce(t *testing.T) {
+	_, err := Load([]string{"--http", "nonsense", "--part-target", "5s", "--log-level", "loud", "--public-url", "ftp://x"},
+		env(map[string]string{"GLASSCAST_SEGMENT_WINDOW": "many"}), io.Discard)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"http:", "part-target", "log-level", "public-url", "GLASSCAST_SEGMENT_WINDOW"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not mention %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestCheckAndHelp(t *testing.T) {
+	c, err := Load([]string{"--check"}, env(nil), io.Discard)
+	if err != nil || !c.Check {
+		t.Fatalf("--check: %+v %v", c, err)
+	}
+	if _, err := Load([]string{"-h"}, env(nil), io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	if _, err := Load([]string{"--nope"}, env(nil), io.Discard); err == nil {
+		t.Fatal("accepted an unknown flag")
+	}
+}

@@ -1,0 +1,240 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/live"
+)
+
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func decodeError(t *testing.T, body []byte) apiError {
+	t.Helper()
+	var e apiError
+	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+		t.Fatalf("not a JSON error: %s", body)
+	}
+	return e
+}
+
+func TestAPIAuth(t *testing.T) {
+	h := start(t, nil)
+	for _, auth := range []string{"", "Bearer", "Bearer wrong-token-wrong-token", "Basic " + testToken, testToken} {
+		for _, path := range []string{"/api/v1/streams", "/api/v1/streams/anything", "/api/v1/nothing"} {
+			req, _ := http.NewRequest("GET", h.base+path, nil)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("%s with %q: %d, want 401", path, auth, resp.StatusCode)
+			}
+			if e := decodeError(t, body); e.Error.Code != api.CodeUnauthorized {
+				t.Fatalf("code %q", e.Error.Code)
+			}
+		}
+	}
+}
+
+func TestAPIStreamsLifecycle(t *testing.T) {
+	h := start(t, nil)
+	code, body := h.call("POST", "/api/v1/streams", "{}")
+	if code != http.StatusCreated {
+		t.Fatalf("POST {}: %d %s", code, body)
+	}
+	var s api.StreamJSON
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.ID == "" || s.Status != live.StatusIdle || s.CreatedAt.IsZero() {
+		t.Fatalf("created: %+v", s)
+	}
+	if !strings.HasPrefix(s.Ingest.RTMPURL, "rtmp://127.0.0.1:") || !strings.Contains(s.Ingest.RTMPURL, "/live/") {
+		t.Fatalf("ingest URL %q", s.Ingest.RTMPURL)
+	}
+	key := s.Ingest.RTMPURL[strings.LastIndex(s.Ingest.RTMPURL, "/")+1:]
+	if len(key) < 32 {
+		t.Fatalf("stream key %q is shorter than 128 bits of hex", key)
+	}
+	if s.Playback.HLS != h.base+"/hls/"+s.ID+"/index.m3u8" || s.Playback.DASH != h.base+"/dash/"+s.ID+"/manifest.mpd" {
+		t.Fatalf("playback URLs %+v", s.Playback)
+	}
+
+	named := h.create("front door")
+	if named.Name != "front door" {
+		t.Fatalf("name %q", named.Name)
+	}
+	code, body = h.call("GET", "/api/v1/streams", nil)
+	var list struct {
+		Streams []api.StreamJSON `json:"streams"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &list) != nil || len(list.Streams) != 2 {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	if list.Streams[0].ID != named.ID {
+		t.Fatalf("list is not newest first")
+	}
+
+	// Live stats once something publishes.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+	got := h.get(s.ID)
+	if got.Status != live.StatusLive || got.Width != 1280 || got.Height != 720 || got.VideoCodec != "avc1.4d401f" ||
+		got.AudioCodec != "mp4a.40.2" || got.FramesIn == 0 || got.Readers < 1 || got.Uptime <= 0 || !got.Playable {
+		t.Fatalf("live stream: %+v", got)
+	}
+
+	code, body = h.call("DELETE", "/api/v1/streams/"+s.ID, nil)
+	if code != http.StatusOK {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	<-pub
+	if got := h.get(s.ID); got.Status != live.StatusEnded {
+		t.Fatalf("after delete: %s", got.Status)
+	}
+	if code, _ := fetch(t, s.Playback.HLS); code != http.StatusNotFound {
+		t.Fatalf("HLS after delete: %d", code)
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	h := start(t, nil)
+	cases := []struct {
+		name, method, path string
+		body               any
+		status             int
+		code               string
+	}{
+		{"bad JSON", "POST", "/api/v1/streams", "{", 400, api.CodeBadRequest},
+		{"wrong type", "POST", "/api/v1/streams", `{"name": 7}`, 400, api.CodeBadRequest},
+		{"unknown field", "POST", "/api/v1/streams", `{"nmae": "x"}`, 400, api.CodeBadRequest},
+		{"trailing data", "POST", "/api/v1/streams", `{} {}`, 400, api.CodeBadRequest},
+		{"long name", "POST", "/api/v1/streams", map[string]string{"name": strings.Repeat("x", api.MaxNameLength+1)}, 400, api.CodeBadRequest},
+		{"control characters", "POST", "/api/v1/streams", map[string]string{"name": "a\x00b"}, 400, api.CodeBadRequest},
+		{"too large", "POST", "/api/v1/streams", `{"name":"` + strings.Repeat("x", api.MaxBodyBytes) + `"}`, 413, api.CodeTooLarge},
+		{"unknown stream", "GET", "/api/v1/streams/nope", nil, 404, api.CodeNotFound},
+		{"delete unknown", "DELETE", "/api/v1/streams/nope", nil, 404, api.CodeNotFound},
+		{"unknown endpoint", "GET", "/api/v1/nothing", nil, 404, api.CodeNotFound},
+		{"wrong method", "PUT", "/api/v1/streams", "{}", 405, api.CodeMethodNotAllowed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := h.call(tc.method, tc.path, tc.body)
+			if code != tc.status {
+				t.Fatalf("%d %s, want %d", code, body, tc.status)
+			}
+			if e := decodeError(t, body); e.Error.Code != tc.code {
+				t.Fatalf("code %q, want %q", e.Error.Code, tc.code)
+			}
+		})
+	}
+	// An empty body is the same as {}.
+	if code, body := h.call("POST", "/api/v1/streams", nil); code != http.StatusCreated {
+		t.Fatalf("POST without a body: %d %s", code, body)
+	}
+}
+
+func TestMaxStreams(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.MaxStreams = 2 })
+	h.create("a")
+	b := h.create("b")
+	if code, body := h.call("POST", "/api/v1/streams", "{}"); code != http.StatusTooManyRequests {
+		t.Fatalf("third stream: %d %s", code, body)
+	}
+	h.call("DELETE", "/api/v1/streams/"+b.ID, nil)
+	if code, body := h.call("POST", "/api/v1/streams", "{}"); code != http.StatusCreated {
+		t.Fatalf("after deleting one: %d %s", code, body)
+	}
+}
+
+func TestWatchPageAndStatus(t *testing.T) {
+	h := start(t, nil)
+	s := h.create("page")
+	code, body := fetch(t, s.Playback.Watch)
+	if code != http.StatusOK || !strings.Contains(string(body), "/hls/"+s.ID+"/index.m3u8") || !strings.Contains(string(body), "hls.min.js") {
+		t.Fatalf("watch page: %d\n%s", code, body)
+	}
+	code, body = fetch(t, h.base+"/assets/vendor/hls.js/hls.min.js")
+	if code != http.StatusOK || len(body) < 100000 {
+		t.Fatalf("hls.js: %d, %d bytes", code, len(body))
+	}
+	code, body = fetch(t, s.Playback.Watch+"/status")
+	var st struct {
+		Status string `json:"status"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &st) != nil || st.Status != "idle" {
+		t.Fatalf("status: %d %s", code, body)
+	}
+	if strings.Contains(string(body), "live/") {
+		t.Fatal("the public status leaks the ingest URL")
+	}
+}
+
+// TestShutdownReleasesEverything stops a server while a publisher pushes,
+// a player holds a blocking playlist request and another waits for a part:
+// Run returns, every request is answered, and no goroutine is left (the
+// harness checks with goleak).
+func TestShutdownReleasesEverything(t *testing.T) {
+	h := start(t, nil)
+	s := h.create("shutdown")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+	base := strings.TrimSuffix(s.Playback.HLS, "index.m3u8")
+	_, pl := fetch(t, base+"video.m3u8")
+	msn, _ := lastPart(t, string(pl))
+
+	answered := make(chan int, 2)
+	for _, u := range []string{
+		base + "video.m3u8?_HLS_msn=" + itoa(msn+1) + "&_HLS_part=5",
+		base + "video-" + itoa(msn+1) + ".0.m4s",
+	} {
+		go func() {
+			resp, err := http.Get(u)
+			if err != nil {
+				answered <- -1
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answered <- resp.StatusCode
+		}()
+	}
+	h.stop()
+	for range 2 {
+		select {
+		case <-answered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a held request was not answered at shutdown")
+		}
+	}
+	select {
+	case <-pub:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the publisher was not disconnected at shutdown")
+	}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
