@@ -7,9 +7,9 @@ import (
 
 func TestDecodeCreate(t *testing.T) {
 	ok := map[string]CreateRequest{
-		``:                                 {},
-		`{}`:                               {},
-		` {"name":"a","record":true} `:     {Name: "a", Record: true},
+		``:                                  {},
+		`{}`:                                {},
+		` {"name":"a","record":true} `:      {Name: "a", Record: true},
 		`{"name":"caf\u00e9 \ud83d\ude00"}`: {Name: "café 😀"},
 	}
 	for in, want := range ok {
