@@ -121,6 +121,9 @@ type TrackSegment struct {
 // Part is a moof+mdat fragment of one track. A segment's bytes are its parts'
 // bytes in order.
 type Part struct {
+	// ID numbers the track's parts through the stream; Index is the
+	// part's place in its segment.
+	ID          uint64
 	Index       int
 	Start       uint64 // in the track's timescale
 	Duration    uint64
@@ -145,6 +148,8 @@ type View struct {
 	Segments []*Segment
 	// PartTarget is the longest part seen in the window, per track name.
 	PartTarget map[string]time.Duration
+	// NextPart is the ID the next part of each track will have.
+	NextPart map[string]uint64
 	// MaxSegment is the longest complete segment seen.
 	MaxSegment time.Duration
 	// Bandwidth is the peak bits per second of a complete segment, per
@@ -239,6 +244,7 @@ func New(cfg Config) *Packager {
 	p := &Packager{cfg: cfg, changed: make(chan struct{})}
 	p.view.PartTarget = map[string]time.Duration{}
 	p.view.Bandwidth = map[string]int{}
+	p.view.NextPart = map[string]uint64{}
 	p.w.p = p
 	return p
 }

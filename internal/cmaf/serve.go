@@ -10,25 +10,37 @@ import (
 	"time"
 )
 
-// File names a fragment file: "{track}-init-{version}.mp4",
-// "{track}-{seq}.m4s" (a segment) or "{track}-{seq}.{part}.m4s" (a part).
+// File names a fragment file: "{track}-init-{version}.mp4", a segment
+// "{track}-{seq}.m4s" or a part "{track}-p{id}.m4s". Parts are numbered
+// through the whole stream, not within their segment, so the part a preload
+// hint names always comes: in the segment in progress, or first in the next.
 type File struct {
 	Track   string
 	Init    bool
 	Version int
-	Seq     uint64
-	Part    int // -1 for a whole segment
+	Seq     uint64 // a segment's sequence number
+	IsPart  bool
+	PartID  uint64
 }
 
-// InitName, SegmentName and PartName build file names.
+// InitName is the file name of an initialization segment.
 func InitName(track string, version int) string { return fmt.Sprintf("%s-init-%d.mp4", track, version) }
 
 // SegmentName is the file name of a segment.
 func SegmentName(track string, seq uint64) string { return fmt.Sprintf("%s-%d.m4s", track, seq) }
 
 // PartName is the file name of a part.
-func PartName(track string, seq uint64, part int) string {
-	return fmt.Sprintf("%s-%d.%d.m4s", track, seq, part)
+func PartName(track string, id uint64) string { return fmt.Sprintf("%s-p%d.m4s", track, id) }
+
+// Name is the file's name.
+func (f File) Name() string {
+	switch {
+	case f.Init:
+		return InitName(f.Track, f.Version)
+	case f.IsPart:
+		return PartName(f.Track, f.PartID)
+	}
+	return SegmentName(f.Track, f.Seq)
 }
 
 // ParseFile reads a fragment file name.
@@ -52,18 +64,19 @@ func ParseFile(name string) (File, bool) {
 	if !ok {
 		return File{}, false
 	}
-	seqStr, partStr, hasPart := strings.Cut(rest, ".")
-	seq, err := strconv.ParseUint(seqStr, 10, 64)
-	if err != nil || strconv.FormatUint(seq, 10) != seqStr {
+	f := File{Track: track}
+	if id, ok := strings.CutPrefix(rest, "p"); ok {
+		f.IsPart = true
+		rest = id
+	}
+	n, err := strconv.ParseUint(rest, 10, 64)
+	if err != nil || strconv.FormatUint(n, 10) != rest {
 		return File{}, false
 	}
-	f := File{Track: track, Seq: seq, Part: -1}
-	if hasPart {
-		p, err := strconv.Atoi(partStr)
-		if err != nil || p < 0 || p > 1000 || strconv.Itoa(p) != partStr {
-			return File{}, false
-		}
-		f.Part = p
+	if f.IsPart {
+		f.PartID = n
+	} else {
+		f.Seq = n
 	}
 	return f, true
 }
@@ -101,6 +114,20 @@ func (p *Packager) Find(ctx context.Context, f File) ([][]byte, error) {
 		if len(entries) == 0 {
 			return false
 		}
+		if f.IsPart {
+			for _, e := range entries {
+				for _, pt := range e.TS.Parts {
+					if pt.ID == f.PartID {
+						out = [][]byte{pt.Data}
+						return true
+					}
+				}
+			}
+			// The next part is worth waiting for (EXT-X-PRELOAD-HINT names
+			// it); any other is gone or far off.
+			missing = f.PartID != v.NextPart[f.Track]
+			return missing
+		}
 		var ts *TrackSegment
 		for _, e := range entries {
 			if e.TS.Seq == f.Seq {
@@ -110,27 +137,16 @@ func (p *Packager) Find(ctx context.Context, f File) ([][]byte, error) {
 		if ts == nil {
 			// The track's next segment is worth waiting for; anything else
 			// has left the window or will never come.
-			last := entries[len(entries)-1].TS
-			missing = f.Seq != last.Seq+1 || f.Part > 0
+			missing = f.Seq != entries[len(entries)-1].TS.Seq+1
 			return missing
 		}
-		if f.Part < 0 {
-			if !ts.Complete {
-				return false
-			}
-			for _, pt := range ts.Parts {
-				out = append(out, pt.Data)
-			}
-			return true
+		if !ts.Complete {
+			return false
 		}
-		if f.Part < len(ts.Parts) {
-			out = [][]byte{ts.Parts[f.Part].Data}
-			return true
+		for _, pt := range ts.Parts {
+			out = append(out, pt.Data)
 		}
-		// Only the next part of a track segment in progress is worth
-		// waiting for (it is what EXT-X-PRELOAD-HINT points at).
-		missing = ts.Complete || f.Part > len(ts.Parts)
-		return missing
+		return true
 	})
 	if errors.Is(err, ErrEnded) || missing {
 		return nil, ErrNotFound

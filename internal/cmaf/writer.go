@@ -52,6 +52,10 @@ type trackWriter struct {
 	nextDTS  uint64 // audio: where the next frame is expected
 	haveNext bool
 	frameLen uint64 // audio: samples per frame
+	// early is set when the last sample was packaged before the next one
+	// came, with an estimated duration ending at end.
+	early bool
+	end   uint64
 }
 
 func (w *writer) write(u *stream.Unit) {
@@ -114,6 +118,7 @@ func (w *writer) write(u *stream.Unit) {
 			}
 		}
 		t.pending = s
+		t.closeEarly(w)
 		return
 	}
 
@@ -151,6 +156,7 @@ func (w *writer) write(u *stream.Unit) {
 		t.finishPending(w, s.dts)
 	}
 	t.pending = s
+	t.closeEarly(w)
 }
 
 func (w *writer) segmentMin() time.Duration {
@@ -301,11 +307,29 @@ func (t *trackWriter) sample(u *stream.Unit) *sample {
 		if t.pending != nil && dts <= t.pending.dts {
 			dts = t.pending.dts + 1
 		}
+		dts = max(dts, t.end) // never back into what is already out
 		t.nextDTS, t.haveNext = dts+t.frameLen, true
 		return &sample{dts: dts, key: true, data: u.Payload}
 	}
+	if t.early && absDiff(dts, t.end) <= t.lastDur/2 {
+		// Keep the timeline seamless after a part closed on an estimate:
+		// this frame moves by the estimate's error, a millisecond or so.
+		shift := int64(t.end) - int64(dts)
+		dts = t.end
+		u2 := *u
+		u2.PTS += time.Duration(shift) * time.Second / time.Duration(scale)
+		u = &u2
+	}
+	t.early = false
 	if t.pending != nil && dts <= t.pending.dts {
 		dts = t.pending.dts + 1
+	}
+	if dts < t.end {
+		shift := t.end - dts
+		dts = t.end
+		u2 := *u
+		u2.PTS += Duration(shift, scale)
+		u = &u2
 	}
 	pts := Ticks(u.PTS, scale)
 	off := int32(0)
@@ -354,6 +378,7 @@ func (t *trackWriter) finishPending(w *writer, next uint64) {
 	}
 	dur = max(dur, 1)
 	t.lastDur = dur
+	t.end = s.dts + dur
 	// Parts aim at the target: one closes when the next sample would carry
 	// it more than 15 % past, or once it is within half a sample of it.
 	target := Ticks(w.p.cfg.PartTarget, t.info.Timescale)
@@ -370,6 +395,30 @@ func (t *trackWriter) finishPending(w *writer, next uint64) {
 	}
 }
 
+// closeEarly packages the waiting sample at once, with the previous
+// sample's duration, when it completes the part: the part is out a frame
+// sooner than if it waited for the next sample to learn the duration.
+func (t *trackWriter) closeEarly(w *writer) {
+	s := t.pending
+	if s == nil || t.lastDur == 0 || len(t.part) == 0 {
+		return
+	}
+	target := Ticks(w.p.cfg.PartTarget, t.info.Timescale)
+	if t.partDur+t.lastDur+t.lastDur/2 < target || t.partDur+t.lastDur > target+target*15/100 {
+		return
+	}
+	est := t.lastDur
+	if t.info.Kind == stream.KindAudio {
+		est = t.frameLen
+	}
+	end := s.dts + est
+	t.finishPending(w, end)
+	t.closePart(w)
+	if t.info.Kind == stream.KindVideo {
+		t.early, t.end = true, end
+	}
+}
+
 // closePart packages the samples gathered so far as a part.
 func (t *trackWriter) closePart(w *writer) {
 	if len(t.part) == 0 || t.seg == nil {
@@ -383,10 +432,13 @@ func (t *trackWriter) closePart(w *writer) {
 		return
 	}
 	ts := t.seg.Tracks[t.idx]
+	name := t.info.Name
 	part := &Part{Index: len(ts.Parts), Start: t.partT0, Duration: t.partDur, Independent: t.partKey, Data: buf.Bytes()}
 	t.partMax = max(t.partMax, t.partDur)
-	name, target := t.info.Name, Duration(t.partMax, t.info.Timescale)
+	target := Duration(t.partMax, t.info.Timescale)
 	w.p.update(func(v *View) {
+		part.ID = v.NextPart[name]
+		v.NextPart[name]++
 		ts.Parts = append(ts.Parts, part)
 		ts.Size += len(part.Data)
 		ts.Duration = part.Start + part.Duration - ts.Start

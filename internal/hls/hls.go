@@ -301,7 +301,6 @@ func mediaPlaylist(v *cmaf.View, track string) string {
 		}
 	}
 	var lastInit *cmaf.Init
-	nextHint := ""
 	for n, e := range list {
 		ts, scale := e.TS, e.Track.Timescale
 		if e.Seg.Discontinuity && n > 0 {
@@ -315,7 +314,7 @@ func mediaPlaylist(v *cmaf.View, track string) string {
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", wall.UTC().Format("2006-01-02T15:04:05.000Z"))
 		if !ts.Complete || complete-n <= partsShown {
 			for _, pt := range ts.Parts {
-				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", seconds(cmaf.Duration(pt.Duration, scale)), cmaf.PartName(track, ts.Seq, pt.Index))
+				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", seconds(cmaf.Duration(pt.Duration, scale)), cmaf.PartName(track, pt.ID))
 				if pt.Independent {
 					b.WriteString(",INDEPENDENT=YES")
 				}
@@ -324,22 +323,12 @@ func mediaPlaylist(v *cmaf.View, track string) string {
 		}
 		if ts.Complete {
 			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", seconds(cmaf.Duration(ts.Duration, scale)), cmaf.SegmentName(track, ts.Seq))
-		} else {
-			nextHint = cmaf.PartName(track, ts.Seq, len(ts.Parts))
 		}
-	}
-	if nextHint == "" {
-		// Between segments (the publisher is away): the next segment's first part.
-		next := uint64(0)
-		if len(list) > 0 {
-			next = list[len(list)-1].TS.Seq + 1
-		}
-		nextHint = cmaf.PartName(track, next, 0)
 	}
 	if v.Ended {
 		b.WriteString("#EXT-X-ENDLIST\n")
 	} else {
-		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", nextHint)
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", cmaf.PartName(track, v.NextPart[track]))
 	}
 	return b.String()
 }

@@ -205,11 +205,15 @@ func TestShutdownReleasesEverything(t *testing.T) {
 	base := strings.TrimSuffix(s.Playback.HLS, "index.m3u8")
 	_, pl := fetch(t, base+"video.m3u8")
 	msn, _ := lastPart(t, string(pl))
+	hint := hintRE.FindStringSubmatch(string(pl))
+	if hint == nil {
+		t.Fatalf("no preload hint:\n%s", pl)
+	}
 
 	answered := make(chan int, 2)
 	for _, u := range []string{
 		base + "video.m3u8?_HLS_msn=" + itoa(msn+1) + "&_HLS_part=5",
-		base + "video-" + itoa(msn+1) + ".0.m4s",
+		base + hint[1],
 	} {
 		go func() {
 			resp, err := http.Get(u)
