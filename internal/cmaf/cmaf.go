@@ -26,7 +26,7 @@ type Config struct {
 	SegmentMin time.Duration
 	// AudioSegment is the segment duration of audio-only streams.
 	AudioSegment time.Duration
-	// Window is how many complete segments are kept.
+	// Window is how many complete segments are kept (at least 4).
 	Window int
 }
 
@@ -40,8 +40,8 @@ func (c *Config) setDefaults() {
 	if c.AudioSegment <= 0 {
 		c.AudioSegment = 2 * time.Second
 	}
-	if c.Window < 3 {
-		c.Window = 6
+	if c.Window < 4 {
+		c.Window = 5 // an LL-HLS playlist keeps three target durations after a removal
 	}
 }
 

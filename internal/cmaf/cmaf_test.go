@@ -243,7 +243,7 @@ func FuzzPackager(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		h := stream.New(stream.Config{})
 		r := h.NewReader("cmaf", 4096)
-		p := cmaf.New(cmaf.Config{PartTarget: 100 * time.Millisecond, SegmentMin: 300 * time.Millisecond, Window: 3})
+		p := cmaf.New(cmaf.Config{PartTarget: 100 * time.Millisecond, SegmentMin: 300 * time.Millisecond, Window: 4})
 		tr := tracksOf(t, c)
 		pub, _ := h.Publish(tr)
 		var clock time.Duration

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	mcodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
@@ -35,7 +34,8 @@ type sample struct {
 	dts    uint64
 	ptsOff int32
 	key    bool
-	data   []byte
+	nalus  [][]byte // video
+	data   []byte   // audio
 }
 
 type trackWriter struct {
@@ -44,7 +44,7 @@ type trackWriter struct {
 	pending  *sample
 	lastDur  uint64
 	seg      *Segment // the segment this track writes into; nil when none
-	part     []*fmp4.Sample
+	part     []*fragSample
 	partT0   uint64
 	partDur  uint64
 	partKey  bool
@@ -336,11 +336,7 @@ func (t *trackWriter) sample(u *stream.Unit) *sample {
 	if pts > dts {
 		off = int32(min(pts-dts, 1<<30))
 	}
-	data, err := h264.AVCC(u.NALUs).Marshal()
-	if err != nil {
-		return nil
-	}
-	return &sample{dts: dts, ptsOff: off, key: u.Key, data: data}
+	return &sample{dts: dts, ptsOff: off, key: u.Key, nalus: u.NALUs}
 }
 
 func absDiff(a, b uint64) uint64 {
@@ -388,7 +384,7 @@ func (t *trackWriter) finishPending(w *writer, next uint64) {
 	if len(t.part) == 0 {
 		t.partT0, t.partKey = s.dts, s.key
 	}
-	t.part = append(t.part, &fmp4.Sample{Duration: uint32(min(dur, 1<<31)), PTSOffset: s.ptsOff, IsNonSyncSample: !s.key, Payload: s.data})
+	t.part = append(t.part, &fragSample{dur: uint32(min(dur, 1<<31)), cts: s.ptsOff, sync: s.key, nalus: s.nalus, data: s.data})
 	t.partDur += dur
 	if t.partDur+dur/2 >= target {
 		t.closePart(w)
@@ -424,16 +420,11 @@ func (t *trackWriter) closePart(w *writer) {
 	if len(t.part) == 0 || t.seg == nil {
 		return
 	}
-	var buf seekablebuffer.Buffer
 	w.mfhd++
-	fp := fmp4.Part{SequenceNumber: w.mfhd, Tracks: []*fmp4.PartTrack{{ID: 1, BaseTime: t.partT0, Samples: t.part}}}
-	if err := fp.Marshal(&buf); err != nil {
-		t.part, t.partDur = t.part[:0], 0
-		return
-	}
+	data := fragment(w.mfhd, t.partT0, t.part)
 	ts := t.seg.Tracks[t.idx]
 	name := t.info.Name
-	part := &Part{Index: len(ts.Parts), Start: t.partT0, Duration: t.partDur, Independent: t.partKey, Data: buf.Bytes()}
+	part := &Part{Index: len(ts.Parts), Start: t.partT0, Duration: t.partDur, Independent: t.partKey, Data: data}
 	t.partMax = max(t.partMax, t.partDur)
 	target := Duration(t.partMax, t.info.Timescale)
 	w.p.update(func(v *View) {

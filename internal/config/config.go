@@ -37,6 +37,7 @@ type Config struct {
 	MaxRTMPConns    int           `yaml:"maxRtmpConns"`
 
 	Demo      bool   `yaml:"demo"`
+	Pprof     bool   `yaml:"pprof"`
 	LogLevel  string `yaml:"logLevel"`
 	LogFormat string `yaml:"logFormat"`
 
@@ -55,7 +56,7 @@ func Default() Config {
 		ReconnectWindow: 60 * time.Second,
 		PartTarget:      200 * time.Millisecond,
 		SegmentMin:      time.Second,
-		SegmentWindow:   6,
+		SegmentWindow:   5,
 		MaxStreams:      1000,
 		MaxRTMPConns:    1024,
 		LogLevel:        "info",
@@ -130,6 +131,7 @@ var options = []option{
 	integer("max-streams", "most streams that may exist at once (ended ones aside)", func(c *Config) *int { return &c.MaxStreams }),
 	integer("max-rtmp-conns", "most RTMP connections at once", func(c *Config) *int { return &c.MaxRTMPConns }),
 	boolean("demo", "create a demo stream fed by the built-in test source", func(c *Config) *bool { return &c.Demo }),
+	boolean("pprof", "serve Go profiles at /debug/pprof/ (admin token)", func(c *Config) *bool { return &c.Pprof }),
 	str("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 	str("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
 }
@@ -264,8 +266,8 @@ func (c *Config) Validate() []error {
 	if c.SegmentMin < c.PartTarget || c.SegmentMin > 30*time.Second {
 		bad("segment-min: %v must be at least part-target and at most 30s", c.SegmentMin)
 	}
-	if c.SegmentWindow < 3 || c.SegmentWindow > 100 {
-		bad("segment-window: %d is outside 3 to 100", c.SegmentWindow)
+	if c.SegmentWindow < 4 || c.SegmentWindow > 100 {
+		bad("segment-window: %d is outside 4 to 100", c.SegmentWindow)
 	}
 	if c.MaxStreams < 1 {
 		bad("max-streams: must be at least 1")

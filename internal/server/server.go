@@ -6,12 +6,15 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"sync"
@@ -92,6 +95,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	mux.Handle("/dash/{id}/{file}", dash.New(s.reg.Packager))
 	web.New(s.publicStatus).Register(mux)
 	mux.HandleFunc("GET /healthz", s.healthz)
+	if cfg.Pprof {
+		// Profiles for whoever holds the admin token.
+		mux.Handle("/debug/pprof/", s.adminOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
+	}
 	mux.HandleFunc("GET /{$}", s.index)
 	s.httpSrv = &http.Server{
 		Handler:           mux,
@@ -204,6 +213,18 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Wait()
 	s.log.Info("stopped")
 	return runErr
+}
+
+func (s *Server) adminOnly(next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte("Bearer " + s.adminToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			api.WriteError(w, http.StatusUnauthorized, api.CodeUnauthorized, "an Authorization: Bearer <admin token> header is required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const benchToken = "bench-admin-token-0123456789"
+
+// server is a glasscast started as a child process, so that its CPU time and
+// memory are its own and not the load generator's.
+type server struct {
+	cmd     *exec.Cmd
+	httpURL string
+	rtmpURL string // rtmp://host:port/live/
+	done    chan error
+}
+
+var (
+	httpLine = regexp.MustCompile(`HTTP\s+(http://\S+)`)
+	rtmpLine = regexp.MustCompile(`RTMP\s+(rtmp://\S+/live/)`)
+)
+
+// startServer runs `glasscast serve` on loopback with extra flags.
+func startServer(ctx context.Context, dataDir string, extra ...string) (*server, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"serve", "--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--data", dataDir,
+		"--admin-token", benchToken, "--log-level", "warn"}, extra...)
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, done: make(chan error, 1)}
+	sc := bufio.NewScanner(out)
+	deadline := time.AfterFunc(15*time.Second, func() { cmd.Process.Kill() })
+	for (s.httpURL == "" || s.rtmpURL == "") && sc.Scan() {
+		if m := httpLine.FindStringSubmatch(sc.Text()); m != nil {
+			s.httpURL = m[1]
+		}
+		if m := rtmpLine.FindStringSubmatch(sc.Text()); m != nil {
+			s.rtmpURL = m[1]
+		}
+	}
+	deadline.Stop()
+	go io.Copy(io.Discard, out)
+	go func() { s.done <- cmd.Wait() }()
+	if s.httpURL == "" || s.rtmpURL == "" {
+		s.stop()
+		return nil, errors.New("the server did not print its addresses")
+	}
+	return s, s.waitHealthy(ctx)
+}
+
+func (s *server) waitHealthy(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := http.Get(s.httpURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.done:
+			return fmt.Errorf("the server exited: %v", err)
+		case <-tick.C:
+		}
+	}
+}
+
+// stop asks the server to drain and waits for it.
+func (s *server) stop() {
+	s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+type streamInfo struct {
+	ID     string `json:"id"`
+	Ingest struct {
+		RTMPURL string `json:"rtmpUrl"`
+	} `json:"ingest"`
+	Playback struct {
+		HLS  string `json:"hls"`
+		DASH string `json:"dash"`
+	} `json:"playback"`
+	DroppedFrames uint64 `json:"droppedFrames"`
+	FramesIn      uint64 `json:"framesIn"`
+}
+
+func (s *server) createStream(name string) (*streamInfo, error) {
+	body, _ := json.Marshal(map[string]string{"name": name})
+	req, _ := http.NewRequest("POST", s.httpURL+"/api/v1/streams", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+benchToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("create stream: %d %s", resp.StatusCode, b)
+	}
+	var st streamInfo
+	return &st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func (s *server) getStream(id string) (*streamInfo, error) {
+	req, _ := http.NewRequest("GET", s.httpURL+"/api/v1/streams/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+benchToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st streamInfo
+	return &st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// usage is a process's CPU time and memory, from /proc.
+type usage struct {
+	cpu time.Duration // user + system
+	rss int64         // bytes resident now
+	hwm int64         // peak bytes resident
+}
+
+// clockTick is USER_HZ, 100 on every Linux this runs on.
+const clockTick = 100
+
+func procUsage(pid int) (usage, error) {
+	var u usage
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, err
+	}
+	// Fields after the command name, which is in parentheses.
+	rest := string(stat[bytes.LastIndexByte(stat, ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return u, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	u.cpu = time.Duration(ut+st) * time.Second / clockTick
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(fields[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			u.rss = n << 10
+		case "VmHWM":
+			u.hwm = n << 10
+		}
+	}
+	return u, nil
+}
