@@ -1,0 +1,86 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+type playResult struct {
+	Player     string   `json:"player"`
+	Played     float64  `json:"played"`
+	Width      int      `json:"width"`
+	Height     int      `json:"height"`
+	Audio      bool     `json:"audio"`
+	Error      string   `json:"error"`
+	PageErrors []string `json:"pageErrors"`
+}
+
+// TestBrowserPlays plays a stream from the Go test source in headless
+// Chromium with hls.js (the watch page) and with dash.js.
+func TestBrowserPlays(t *testing.T) {
+	needTool(t, "node")
+	dir, err := filepath.Abs("../../tests/browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		t.Fatal("the browser test's packages are missing: run scripts/test, which installs them")
+	}
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("Chromium is required at %s: run scripts/test, which installs it", chromium)
+	}
+	artifacts, err := filepath.Abs("../../test-artifacts/browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(artifacts, 0o755)
+
+	h := start(t, nil)
+	s := h.create("browser")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+
+	runCtx, runCancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer runCancel()
+	cmd := exec.CommandContext(runCtx, "node", filepath.Join(dir, "play.mjs"), h.base, s.ID, artifacts)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("play.mjs: %v\n%s", err, stderr.String())
+	}
+	got := map[string]playResult{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var r playResult
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Player != "" {
+			got[r.Player] = r
+		}
+	}
+	for _, player := range []string{"hlsjs", "dashjs"} {
+		r, ok := got[player]
+		if !ok {
+			t.Fatalf("no result for %s:\n%s\n%s", player, out, stderr.String())
+		}
+		t.Logf("%s: played %.1f s of %dx%d, audio %v (screenshot in %s)", player, r.Played, r.Width, r.Height, r.Audio, artifacts)
+		if r.Played < 3 || r.Width != 1280 || r.Height != 720 || r.Error != "" || len(r.PageErrors) > 0 {
+			t.Fatalf("%s did not play: %+v", player, r)
+		}
+		if !r.Audio {
+			t.Errorf("%s played no audio", player)
+		}
+	}
+}
