@@ -208,9 +208,7 @@ func startup(o options, clip *sim.Clip) (map[string]any, error) {
 	fmt.Fprintf(o.out, "\n== startup: publish start -> first playable LL-HLS part / first DASH segment (%d trials)\n", o.trials)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir, _ := os.MkdirTemp("", "glasscast-bench-")
-	defer os.RemoveAll(dir)
-	srv, err := startServer(ctx, dir)
+	srv, err := startServer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -266,9 +264,7 @@ func latency(o options, clip *sim.Clip) (map[string]any, error) {
 	fmt.Fprintf(o.out, "\n== latency: SEI send time -> receipt, one stream, %v\n", o.duration)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir, _ := os.MkdirTemp("", "glasscast-bench-")
-	defer os.RemoveAll(dir)
-	srv, err := startServer(ctx, dir)
+	srv, err := startServer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -339,9 +335,7 @@ func measure(o options, clip *sim.Clip, publishers, viewersPerStream int) (loadP
 	p := loadPoint{Publishers: publishers, Readers: publishers * viewersPerStream}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir, _ := os.MkdirTemp("", "glasscast-bench-")
-	defer os.RemoveAll(dir)
-	srv, err := startServer(ctx, dir, "--max-rtmp-conns", "4096")
+	srv, err := startServer(ctx, "--max-rtmp-conns", "4096")
 	if err != nil {
 		return p, err
 	}

@@ -23,6 +23,7 @@ const benchToken = "bench-admin-token-0123456789"
 // memory are its own and not the load generator's.
 type server struct {
 	cmd     *exec.Cmd
+	dataDir string
 	httpURL string
 	rtmpURL string // rtmp://host:port/live/
 	done    chan error
@@ -33,9 +34,14 @@ var (
 	rtmpLine = regexp.MustCompile(`RTMP\s+(rtmp://\S+/live/)`)
 )
 
-// startServer runs `glasscast serve` on loopback with extra flags.
-func startServer(ctx context.Context, dataDir string, extra ...string) (*server, error) {
+// startServer runs `glasscast serve` on loopback, with a data directory of
+// its own and extra flags.
+func startServer(ctx context.Context, extra ...string) (*server, error) {
 	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dataDir, err := os.MkdirTemp("", "glasscast-bench-")
 	if err != nil {
 		return nil, err
 	}
@@ -48,9 +54,10 @@ func startServer(ctx context.Context, dataDir string, extra ...string) (*server,
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dataDir)
 		return nil, err
 	}
-	s := &server{cmd: cmd, done: make(chan error, 1)}
+	s := &server{cmd: cmd, dataDir: dataDir, done: make(chan error, 1)}
 	sc := bufio.NewScanner(out)
 	deadline := time.AfterFunc(15*time.Second, func() { cmd.Process.Kill() })
 	for (s.httpURL == "" || s.rtmpURL == "") && sc.Scan() {
@@ -92,7 +99,7 @@ func (s *server) waitHealthy(ctx context.Context) error {
 	}
 }
 
-// stop asks the server to drain and waits for it.
+// stop asks the server to drain, waits for it and removes its data.
 func (s *server) stop() {
 	s.cmd.Process.Signal(os.Interrupt)
 	select {
@@ -101,6 +108,7 @@ func (s *server) stop() {
 		s.cmd.Process.Kill()
 		<-s.done
 	}
+	os.RemoveAll(s.dataDir)
 }
 
 type streamInfo struct {

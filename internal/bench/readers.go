@@ -16,6 +16,7 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 
+	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/sei"
 )
 
@@ -158,7 +159,7 @@ func (r *llhlsReader) run(ctx context.Context) error {
 			}
 			next = id + 1
 		}
-		msn, part := lastPart(string(pl))
+		msn, part := hls.LastPart(string(pl))
 		pl, code, err = get(ctx, fmt.Sprintf("%s%s.m3u8?_HLS_msn=%d&_HLS_part=%d", r.base, r.track, msn, part+1))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -174,25 +175,6 @@ func (r *llhlsReader) run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// lastPart returns the newest part's segment number and index within it.
-func lastPart(pl string) (uint64, int) {
-	var msn, lastMSN uint64
-	idx, lastIdx := -1, -1
-	for _, line := range strings.Split(pl, "\n") {
-		switch {
-		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
-			msn, _ = strconv.ParseUint(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"), 10, 64)
-		case strings.HasPrefix(line, "#EXT-X-PART:"):
-			idx++
-			lastMSN, lastIdx = msn, idx
-		case strings.HasPrefix(line, "#EXTINF:"):
-			msn++
-			idx = -1
-		}
-	}
-	return lastMSN, lastIdx
 }
 
 // dashReader fetches each video segment as soon as the server has it: the

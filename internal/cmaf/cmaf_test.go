@@ -58,15 +58,12 @@ func drain(t testing.TB, r *stream.Reader, p *cmaf.Packager) {
 }
 
 func tracksOf(t testing.TB, c *sim.Clip) *stream.Tracks {
-	v, err := stream.NewVideo(c.SPS, c.PPS)
+	t.Helper()
+	tr, err := c.Tracks()
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := stream.NewAudio(c.Audio)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &stream.Tracks{Video: v, Audio: a}
+	return tr
 }
 
 func TestSegmentsAndParts(t *testing.T) {

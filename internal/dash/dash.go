@@ -6,8 +6,6 @@
 package dash
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -17,12 +15,9 @@ import (
 	"github.com/glasscast/glasscast/internal/cmaf"
 )
 
-// Lookup finds the packager of a stream that can be watched.
-type Lookup func(id string) (*cmaf.Packager, bool)
-
 // Handler serves /dash/{id}/{file}.
 type Handler struct {
-	lookup Lookup
+	lookup cmaf.Lookup
 	// FirstWait bounds how long a manifest request for a stream without
 	// media yet is held before 503.
 	FirstWait time.Duration
@@ -30,7 +25,7 @@ type Handler struct {
 }
 
 // New makes a handler over the streams lookup finds.
-func New(lookup Lookup) *Handler {
+func New(lookup cmaf.Lookup) *Handler {
 	return &Handler{lookup: lookup, FirstWait: 10 * time.Second, now: time.Now}
 }
 
@@ -39,24 +34,8 @@ const ManifestName = "manifest.mpd"
 
 // ServeHTTP answers GET, HEAD and OPTIONS under /dash/{id}/{file}.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hd := w.Header()
-	hd.Set("Access-Control-Allow-Origin", "*")
-	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-	hd.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
-	hd.Set("Access-Control-Expose-Headers", "Content-Length, Date")
-	switch r.Method {
-	case http.MethodOptions:
-		w.WriteHeader(http.StatusNoContent)
-		return
-	case http.MethodGet, http.MethodHead:
-	default:
-		hd.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	p, ok := h.lookup(r.PathValue("id"))
+	p, ok := cmaf.Begin(w, r, h.lookup)
 	if !ok {
-		http.Error(w, "no such stream", http.StatusNotFound)
 		return
 	}
 	file := r.PathValue("file")
@@ -66,29 +45,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.ServeFile(w, r, file, 5*time.Second)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.FirstWait)
-	defer cancel()
-	err := p.Wait(ctx, (*cmaf.View).Playable)
-	switch {
-	case errors.Is(err, cmaf.ErrEnded):
-		http.Error(w, "stream ended", http.StatusNotFound)
-		return
-	case err != nil:
-		if r.Context().Err() == nil {
-			hd.Set("Retry-After", "1")
-			http.Error(w, "the stream has no media yet", http.StatusServiceUnavailable)
-		}
+	if !cmaf.WaitPlayable(w, r, p, h.FirstWait) {
 		return
 	}
 	var body string
 	p.View(func(v *cmaf.View) { body = MPD(v, h.now()) })
-	hd.Set("Content-Type", "application/dash+xml")
-	hd.Set("Cache-Control", "no-cache, no-store")
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		w.Write([]byte(body))
-	}
+	cmaf.WriteText(w, r, "application/dash+xml", body)
 }
 
 // duration formats an xs:duration.

@@ -20,45 +20,26 @@ import (
 	"github.com/glasscast/glasscast/internal/cmaf"
 )
 
-// Lookup finds the packager of a stream that can be watched.
-type Lookup func(id string) (*cmaf.Packager, bool)
-
 // Handler serves /hls/{id}/{file}.
 type Handler struct {
-	lookup Lookup
+	lookup cmaf.Lookup
 	// FirstWait bounds how long a playlist request for a stream without
 	// media yet is held before 503.
 	FirstWait time.Duration
 }
 
 // New makes a handler over the streams lookup finds.
-func New(lookup Lookup) *Handler {
+func New(lookup cmaf.Lookup) *Handler {
 	return &Handler{lookup: lookup, FirstWait: 10 * time.Second}
 }
 
 // ServeHTTP answers GET, HEAD and OPTIONS under /hls/{id}/{file}.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hd := w.Header()
-	hd.Set("Access-Control-Allow-Origin", "*")
-	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-	hd.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
-	hd.Set("Access-Control-Expose-Headers", "Content-Length, Date")
-	switch r.Method {
-	case http.MethodOptions:
-		w.WriteHeader(http.StatusNoContent)
-		return
-	case http.MethodGet, http.MethodHead:
-	default:
-		hd.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	id, file := r.PathValue("id"), r.PathValue("file")
-	p, ok := h.lookup(id)
+	p, ok := cmaf.Begin(w, r, h.lookup)
 	if !ok {
-		http.Error(w, "no such stream", http.StatusNotFound)
 		return
 	}
+	file := r.PathValue("file")
 	switch {
 	case file == "index.m3u8":
 		h.serveMultivariant(w, r, p)
@@ -71,21 +52,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// waitFirst holds a request until the stream has a complete segment.
+// waitFirst holds a request until the stream can be played.
 func (h *Handler) waitFirst(w http.ResponseWriter, r *http.Request, p *cmaf.Packager) bool {
-	ctx, cancel := context.WithTimeout(r.Context(), h.FirstWait)
-	defer cancel()
-	err := p.Wait(ctx, (*cmaf.View).Playable)
-	switch {
-	case err == nil:
-		return true
-	case errors.Is(err, cmaf.ErrEnded):
-		http.Error(w, "stream ended", http.StatusNotFound)
-	case r.Context().Err() == nil:
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "the stream has no media yet", http.StatusServiceUnavailable)
-	}
-	return false
+	return cmaf.WaitPlayable(w, r, p, h.FirstWait)
 }
 
 // Playable reports whether p's playlists have media to play.
@@ -96,14 +65,7 @@ func Playable(p *cmaf.Packager) bool {
 }
 
 func writePlaylist(w http.ResponseWriter, r *http.Request, body string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/vnd.apple.mpegurl")
-	h.Set("Cache-Control", "no-cache, no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		w.Write([]byte(body))
-	}
+	cmaf.WriteText(w, r, "application/vnd.apple.mpegurl", body)
 }
 
 func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, p *cmaf.Packager) {
@@ -331,4 +293,26 @@ func mediaPlaylist(v *cmaf.View, track string) string {
 		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", cmaf.PartName(track, v.NextPart[track]))
 	}
 	return b.String()
+}
+
+// LastPart reads a media playlist and returns the media sequence number of
+// the newest part it lists and that part's index within its segment (-1 when
+// it lists none): what a player asks for next with _HLS_msn and _HLS_part.
+func LastPart(playlist string) (msn uint64, part int) {
+	var cur uint64
+	idx := -1
+	part = -1
+	for _, line := range strings.Split(playlist, "\n") {
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
+			cur, _ = strconv.ParseUint(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"), 10, 64)
+		case strings.HasPrefix(line, "#EXT-X-PART:"):
+			idx++
+			msn, part = cur, idx
+		case strings.HasPrefix(line, "#EXTINF:"):
+			cur++
+			idx = -1
+		}
+	}
+	return msn, part
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,34 +15,20 @@ import (
 
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/sei"
 	"github.com/glasscast/glasscast/internal/sim"
 )
 
-// lastPart returns the media sequence number of the newest part a media
-// playlist lists and the part's index within that segment.
+// lastPart returns the newest part a media playlist lists.
 func lastPart(t *testing.T, playlist string) (uint64, int) {
 	t.Helper()
-	var msn uint64
-	idx, lastIdx := -1, -1
-	var lastMSN uint64
-	for _, line := range strings.Split(playlist, "\n") {
-		switch {
-		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
-			msn, _ = strconv.ParseUint(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"), 10, 64)
-		case strings.HasPrefix(line, "#EXT-X-PART:"):
-			idx++
-			lastMSN, lastIdx = msn, idx
-		case strings.HasPrefix(line, "#EXTINF:"):
-			msn++
-			idx = -1
-		}
-	}
-	if lastIdx < 0 {
+	msn, part := hls.LastPart(playlist)
+	if part < 0 {
 		t.Fatalf("no parts in playlist:\n%s", playlist)
 	}
-	return lastMSN, lastIdx
+	return msn, part
 }
 
 var hintRE = regexp.MustCompile(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"`)

@@ -18,6 +18,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/glasscast/glasscast/internal/stream"
 )
 
 // DefaultClip is the clip committed with the source: 8 s of 1280x720 at 30
@@ -187,4 +189,21 @@ func (c *Clip) WithoutVideo() *Clip {
 		}
 	}
 	return &out
+}
+
+// Tracks describes the clip's tracks as the hub knows them.
+func (c *Clip) Tracks() (*stream.Tracks, error) {
+	var t stream.Tracks
+	var err error
+	if c.SPS != nil {
+		if t.Video, err = stream.NewVideo(c.SPS, c.PPS); err != nil {
+			return nil, err
+		}
+	}
+	if c.Audio != nil {
+		if t.Audio, err = stream.NewAudio(c.Audio); err != nil {
+			return nil, err
+		}
+	}
+	return &t, t.Validate()
 }

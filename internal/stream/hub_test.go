@@ -26,15 +26,11 @@ func clip(t testing.TB) *sim.Clip {
 
 func tracks(t testing.TB, c *sim.Clip) *stream.Tracks {
 	t.Helper()
-	v, err := stream.NewVideo(c.SPS, c.PPS)
+	tr, err := c.Tracks()
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := stream.NewAudio(c.Audio)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &stream.Tracks{Video: v, Audio: a}
+	return tr
 }
 
 // write sends one pass of the clip, shifted by base, as fast as it goes.

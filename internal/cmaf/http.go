@@ -1,0 +1,71 @@
+package cmaf
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Lookup finds the packager of a stream that can be watched.
+type Lookup func(id string) (*Packager, bool)
+
+// Begin starts answering a request for a stream's files (LL-HLS or DASH):
+// CORS for players on other origins, GET/HEAD/OPTIONS only, and the stream
+// looked up by the {id} path value. It returns the packager, or false when
+// the request is already answered.
+func Begin(w http.ResponseWriter, r *http.Request, lookup Lookup) (*Packager, bool) {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+	hd.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
+	hd.Set("Access-Control-Expose-Headers", "Content-Length, Date")
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return nil, false
+	case http.MethodGet, http.MethodHead:
+	default:
+		hd.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil, false
+	}
+	p, ok := lookup(r.PathValue("id"))
+	if !ok {
+		http.Error(w, "no such stream", http.StatusNotFound)
+		return nil, false
+	}
+	return p, true
+}
+
+// WaitPlayable holds a request for a playlist or manifest until the stream
+// can be played, for at most wait. It answers 404 for a stream that ended
+// and 503 when the wait runs out, and then returns false.
+func WaitPlayable(w http.ResponseWriter, r *http.Request, p *Packager, wait time.Duration) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	err := p.Wait(ctx, (*View).Playable)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, ErrEnded):
+		http.Error(w, "stream ended", http.StatusNotFound)
+	case r.Context().Err() == nil:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the stream has no media yet", http.StatusServiceUnavailable)
+	}
+	return false
+}
+
+// WriteText answers with a playlist or manifest that must never be cached.
+func WriteText(w http.ResponseWriter, r *http.Request, contentType, body string) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write([]byte(body))
+	}
+}
