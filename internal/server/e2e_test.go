@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -341,6 +342,34 @@ func TestReconnectWindow(t *testing.T) {
 		}
 	}
 
+	// DASH keeps one timeline across the drop: once the first segment after
+	// it is complete, it says where it starts (an explicit t).
+	for {
+		i := strings.Index(string(body), "#EXT-X-DISCONTINUITY\n")
+		if i < 0 {
+			t.Fatalf("the discontinuity left the playlist:\n%s", body)
+		}
+		if strings.Contains(string(body)[i:], "#EXTINF") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no complete segment after the reconnect:\n%s", body)
+		}
+		msn, part := lastPart(t, string(body))
+		_, body = fetch(t, fmt.Sprintf("%svideo.m3u8?_HLS_msn=%d&_HLS_part=%d", base, msn, part+1))
+	}
+	code, mpd := fetch(t, s.Playback.DASH)
+	if code != http.StatusOK {
+		t.Fatalf("manifest after the reconnect: %d", code)
+	}
+	if video := string(mpd)[strings.Index(string(mpd), `contentType="video"`):]; strings.Count(video[:strings.Index(video, "</AdaptationSet>")], `<S t="`) < 2 {
+		t.Fatalf("the manifest does not mark the gap of the reconnect:\n%s", mpd)
+	}
+	streams := probe(t, s.Playback.DASH)
+	if findStream(streams, "video") == nil || findStream(streams, "audio") == nil {
+		t.Fatalf("DASH after the reconnect: %s", describe(streams))
+	}
+
 	// Dropped for longer than the window: the stream ends and its URLs go.
 	cancelSecond()
 	<-pub
@@ -448,5 +477,22 @@ func TestUnknownStreamAndFile404(t *testing.T) {
 	resp.Body.Close()
 	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "no-cache") {
 		t.Fatalf("playlist Cache-Control %q", cc)
+	}
+}
+
+func TestRefusedCodecShowsInStatus(t *testing.T) {
+	h := start(t, nil)
+	s := h.create("mp3")
+	needTool(t, "ffmpeg")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "sine", "-c:a", "libmp3lame", "-ar", "44100", "-t", "5", "-f", "flv", s.Ingest.RTMPURL)
+	if err := cmd.Run(); err == nil {
+		t.Fatal("ffmpeg published MP3 without an error")
+	}
+	got := h.get(s.ID)
+	if got.Status != live.StatusIdle || !strings.Contains(got.LastError, "MP3") || !strings.Contains(got.LastError, "AAC") {
+		t.Fatalf("after an MP3 publish: status %s, lastError %q", got.Status, got.LastError)
 	}
 }
