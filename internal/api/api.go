@@ -106,6 +106,9 @@ func (s *Server) auth(next http.Handler) http.Handler {
 	})
 }
 
+// Admin wraps a handler so that it needs the admin token.
+func (s *Server) Admin(next http.Handler) http.Handler { return s.auth(next) }
+
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.URL.Path)
 }

@@ -36,6 +36,16 @@ type Config struct {
 	MaxStreams      int           `yaml:"maxStreams"`
 	MaxRTMPConns    int           `yaml:"maxRtmpConns"`
 
+	JWTSecret string      `yaml:"jwtSecret"`
+	Apps      []AppConfig `yaml:"apps"`
+
+	KeepAliveInterval   time.Duration `yaml:"keepAliveInterval"`
+	AckTimeout          time.Duration `yaml:"ackTimeout"`
+	MaxMissedAcks       int           `yaml:"maxMissedAcks"`
+	ManagedStartTimeout time.Duration `yaml:"managedStartTimeout"`
+	AppGrace            time.Duration `yaml:"appGrace"`
+	UserGrace           time.Duration `yaml:"userGrace"`
+
 	Demo      bool   `yaml:"demo"`
 	Pprof     bool   `yaml:"pprof"`
 	LogLevel  string `yaml:"logLevel"`
@@ -45,6 +55,15 @@ type Config struct {
 	Check bool `yaml:"-"`
 	// File is the YAML file the configuration came from, if any.
 	File string `yaml:"-"`
+}
+
+// AppConfig is an app declared in the configuration file.
+type AppConfig struct {
+	PackageName string   `yaml:"packageName"`
+	Name        string   `yaml:"name"`
+	APIKey      string   `yaml:"apiKey"`
+	PublicURL   string   `yaml:"publicUrl"`
+	Permissions []string `yaml:"permissions"`
 }
 
 // Default returns the built-in configuration.
@@ -59,8 +78,15 @@ func Default() Config {
 		SegmentWindow:   5,
 		MaxStreams:      1000,
 		MaxRTMPConns:    1024,
-		LogLevel:        "info",
-		LogFormat:       "text",
+
+		KeepAliveInterval:   15 * time.Second,
+		AckTimeout:          10 * time.Second,
+		MaxMissedAcks:       3,
+		ManagedStartTimeout: 30 * time.Second,
+		AppGrace:            5 * time.Second,
+		UserGrace:           60 * time.Second,
+		LogLevel:            "info",
+		LogFormat:           "text",
 	}
 }
 
@@ -130,6 +156,13 @@ var options = []option{
 	integer("segment-window", "complete segments kept per stream", func(c *Config) *int { return &c.SegmentWindow }),
 	integer("max-streams", "most streams that may exist at once (ended ones aside)", func(c *Config) *int { return &c.MaxStreams }),
 	integer("max-rtmp-conns", "most RTMP connections at once", func(c *Config) *int { return &c.MaxRTMPConns }),
+	str("jwt-secret", "secret signing the glasses' core tokens (generated once and kept under --data when unset)", func(c *Config) *string { return &c.JWTSecret }),
+	dur("keep-alive-interval", "how often a stream's keep-alive goes to the glasses", func(c *Config) *time.Duration { return &c.KeepAliveInterval }),
+	dur("ack-timeout", "how long the glasses have to acknowledge a keep-alive", func(c *Config) *time.Duration { return &c.AckTimeout }),
+	integer("max-missed-acks", "missed keep-alives in a row that end a stream", func(c *Config) *int { return &c.MaxMissedAcks }),
+	dur("managed-start-timeout", "how long a managed stream may take to become playable", func(c *Config) *time.Duration { return &c.ManagedStartTimeout }),
+	dur("app-grace", "how long an app's socket may be away before the app is stopped", func(c *Config) *time.Duration { return &c.AppGrace }),
+	dur("user-grace", "how long the phone may be away before the user session ends", func(c *Config) *time.Duration { return &c.UserGrace }),
 	boolean("demo", "create a demo stream fed by the built-in test source", func(c *Config) *bool { return &c.Demo }),
 	boolean("pprof", "serve Go profiles at /debug/pprof/ (admin token)", func(c *Config) *bool { return &c.Pprof }),
 	str("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
@@ -274,6 +307,32 @@ func (c *Config) Validate() []error {
 	}
 	if c.MaxRTMPConns < 1 {
 		bad("max-rtmp-conns: must be at least 1")
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		bad("jwt-secret: use at least 32 characters")
+	}
+	for name, d := range map[string]time.Duration{"keep-alive-interval": c.KeepAliveInterval, "ack-timeout": c.AckTimeout,
+		"managed-start-timeout": c.ManagedStartTimeout, "app-grace": c.AppGrace, "user-grace": c.UserGrace} {
+		if d < 10*time.Millisecond || d > 24*time.Hour {
+			bad("%s: %v is outside 10ms to 24h", name, d)
+		}
+	}
+	if c.MaxMissedAcks < 1 || c.MaxMissedAcks > 100 {
+		bad("max-missed-acks: %d is outside 1 to 100", c.MaxMissedAcks)
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Apps {
+		switch {
+		case a.PackageName == "":
+			bad("apps[%d]: packageName is required", i)
+		case seen[a.PackageName]:
+			bad("apps[%d]: %s is declared twice", i, a.PackageName)
+		case len(a.APIKey) < 16:
+			bad("apps[%d] (%s): apiKey must be at least 16 characters", i, a.PackageName)
+		case a.PublicURL == "":
+			bad("apps[%d] (%s): publicUrl is required", i, a.PackageName)
+		}
+		seen[a.PackageName] = true
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -17,18 +17,22 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/control"
 	"github.com/glasscast/glasscast/internal/dash"
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/sim"
+	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/web"
 )
 
@@ -47,6 +51,10 @@ type Server struct {
 	ready      atomic.Bool
 	demoID     string
 	demoMu     sync.Mutex
+	store      *store.Store
+	plane      *control.Plane
+	sockets    *api.Sockets
+	secret     []byte
 }
 
 // New builds a server and binds its listeners; Run serves.
@@ -65,6 +73,19 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.generated = true
 	}
 
+	var err error
+	if s.store, err = store.Open(cfg.Data); err != nil {
+		return nil, err
+	}
+	if err := s.loadApps(cfg.Apps); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	if s.secret, err = auth.LoadSecret(cfg.JWTSecret, cfg.Data); err != nil {
+		s.store.Close()
+		return nil, fmt.Errorf("jwt secret: %w", err)
+	}
+
 	s.reg = live.New(live.Config{
 		ReconnectWindow: cfg.ReconnectWindow,
 		MaxStreams:      cfg.MaxStreams,
@@ -75,22 +96,39 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		},
 	}, log)
 
-	var err error
 	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns}, log.With("component", "rtmp"))
 	if err != nil {
 		s.reg.Close()
+		s.store.Close()
 		return nil, err
 	}
 	s.httpLn, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		s.ingest.Close()
 		s.reg.Close()
+		s.store.Close()
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	s.public, s.rtmpBase = publicURLs(cfg.PublicURL, s.httpLn.Addr(), s.ingest.Addr())
 
+	s.plane = control.New(control.Config{
+		KeepAliveInterval:   cfg.KeepAliveInterval,
+		AckTimeout:          cfg.AckTimeout,
+		MaxMissedAcks:       cfg.MaxMissedAcks,
+		ManagedStartTimeout: cfg.ManagedStartTimeout,
+		AppGrace:            cfg.AppGrace,
+		UserGrace:           cfg.UserGrace,
+		PublicURL:           s.public,
+		RTMPBase:            s.rtmpBase,
+		AppWebSocketURL:     webSocketURL(s.public) + "/app-ws",
+	}, s.reg, s.store, s.store, &api.WebhookClient{HTTP: &http.Client{}}, log.With("component", "control"))
+	s.sockets = &api.Sockets{Plane: s.plane, Secret: s.secret, Log: log.With("component", "sockets")}
+
 	mux := http.NewServeMux()
-	api.New(s.reg, s, s.adminToken, log.With("component", "api")).Register(mux)
+	apiServer := api.New(s.reg, s, s.adminToken, log.With("component", "api"))
+	apiServer.Register(mux)
+	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
+	s.sockets.Register(mux)
 	mux.Handle("/hls/{id}/{file}", hls.New(s.reg.Packager))
 	mux.Handle("/dash/{id}/{file}", dash.New(s.reg.Packager))
 	web.New(s.publicStatus).Register(mux)
@@ -111,6 +149,40 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	return s, nil
 }
+
+// loadApps puts the apps of the configuration file in the store.
+func (s *Server) loadApps(apps []config.AppConfig) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, a := range apps {
+		app, _, err := api.CheckApp(api.NewAppRequest{PackageName: a.PackageName, Name: a.Name, PublicURL: a.PublicURL,
+			Permissions: a.Permissions, APIKey: a.APIKey})
+		if err != nil {
+			return fmt.Errorf("app %s: %w", a.PackageName, err)
+		}
+		if err := s.store.PutApp(ctx, app); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// webSocketURL turns the public http(s) base into a ws(s) one.
+func webSocketURL(public string) string {
+	if rest, ok := strings.CutPrefix(public, "https://"); ok {
+		return "wss://" + rest
+	}
+	return "ws://" + strings.TrimPrefix(public, "http://")
+}
+
+// JWTSecret is the secret of the core tokens.
+func (s *Server) JWTSecret() []byte { return s.secret }
+
+// Store is the server's database.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Plane is the control plane.
+func (s *Server) Plane() *control.Plane { return s.plane }
 
 // publicURLs derives the URLs handed out: the configured public URL, or one
 // built from the HTTP listener; the RTMP base uses the public host and the
@@ -203,6 +275,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.ready.Store(false)
 	s.log.Info("shutting down")
 	stopRun()
+	s.plane.Close()   // apps hear the end, glasses are told to stop
+	s.sockets.Close() // and their sockets close
 	stopRTMP()
 	s.reg.Close()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -211,6 +285,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.httpSrv.Close()
 	}
 	wg.Wait()
+	s.store.Close()
 	s.log.Info("stopped")
 	return runErr
 }
@@ -295,5 +370,7 @@ func (s *Server) runDemo(ctx context.Context) {
 func (s *Server) Close() {
 	s.httpLn.Close()
 	s.ingest.Close()
+	s.plane.Close()
 	s.reg.Close()
+	s.store.Close()
 }

@@ -1,0 +1,235 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/auth"
+	"github.com/glasscast/glasscast/internal/control"
+	"github.com/glasscast/glasscast/internal/store"
+)
+
+// WebhookClient posts webhooks to app servers.
+type WebhookClient struct {
+	HTTP *http.Client
+}
+
+// Post implements control.Webhooks: POST publicURL/webhook with a JSON body;
+// anything but a 2xx is an error.
+func (c *WebhookClient) Post(ctx context.Context, publicURL string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(publicURL, "/")+"/webhook", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// AppJSON is an app on the wire. The API key is shown once, at creation.
+type AppJSON struct {
+	PackageName string    `json:"packageName"`
+	Name        string    `json:"name,omitempty"`
+	PublicURL   string    `json:"publicUrl"`
+	Permissions []string  `json:"permissions"`
+	CreatedAt   time.Time `json:"createdAt"`
+	APIKey      string    `json:"apiKey,omitempty"`
+}
+
+func appJSON(a store.App) AppJSON {
+	perms := a.Permissions
+	if perms == nil {
+		perms = []string{}
+	}
+	return AppJSON{PackageName: a.PackageName, Name: a.Name, PublicURL: a.PublicURL, Permissions: perms, CreatedAt: a.CreatedAt}
+}
+
+var packageRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*(\.[a-zA-Z0-9_]+)+$`)
+
+// NewAppRequest is the body of POST /api/v1/apps.
+type NewAppRequest struct {
+	PackageName string   `json:"packageName"`
+	Name        string   `json:"name"`
+	PublicURL   string   `json:"publicUrl"`
+	Permissions []string `json:"permissions"`
+	APIKey      string   `json:"apiKey"`
+}
+
+// CheckApp validates an app's description and returns it ready to store,
+// with its API key (generated when none is given).
+func CheckApp(req NewAppRequest) (store.App, string, error) {
+	if len(req.PackageName) > 200 || !packageRE.MatchString(req.PackageName) {
+		return store.App{}, "", errors.New("packageName must look like com.example.app")
+	}
+	u, err := url.Parse(req.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(req.PublicURL) > 2048 {
+		return store.App{}, "", errors.New("publicUrl must be the app server's http:// or https:// base URL")
+	}
+	if len(req.Name) > MaxNameLength {
+		return store.App{}, "", fmt.Errorf("name is longer than %d bytes", MaxNameLength)
+	}
+	perms := req.Permissions
+	if perms == nil {
+		perms = []string{store.PermissionCamera}
+	}
+	for _, p := range perms {
+		if p != store.PermissionCamera {
+			return store.App{}, "", fmt.Errorf("unknown permission %q (known: %s)", p, store.PermissionCamera)
+		}
+	}
+	key := req.APIKey
+	if key == "" {
+		key = store.NewAPIKey()
+	} else if len(key) < 16 || len(key) > 256 {
+		return store.App{}, "", errors.New("apiKey must be 16 to 256 characters")
+	}
+	return store.App{PackageName: req.PackageName, Name: req.Name, PublicURL: strings.TrimSuffix(req.PublicURL, "/"),
+		KeyHash: store.HashKey(key), Permissions: perms}, key, nil
+}
+
+// Apps serves the apps API (admin token) and the user's app start/stop
+// (core token), as the phone calls them.
+type Apps struct {
+	Store  *store.Store
+	Plane  *control.Plane
+	Secret []byte
+}
+
+// Register adds the routes; admin wraps the admin-only ones.
+func (a *Apps) Register(mux *http.ServeMux, admin func(http.Handler) http.Handler) {
+	mux.Handle("/api/v1/apps", admin(http.HandlerFunc(a.apps)))
+	mux.Handle("/api/v1/apps/{pkg}", admin(http.HandlerFunc(a.oneApp)))
+	mux.HandleFunc("/api/v1/me/apps/{pkg}/{action}", a.userAction)
+}
+
+func (a *Apps) apps(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		list, err := a.Store.Apps(r.Context())
+		if err != nil {
+			WriteError(w, http.StatusInternalServerError, CodeUnavailable, err.Error())
+			return
+		}
+		out := make([]AppJSON, 0, len(list))
+		for _, app := range list {
+			out = append(out, appJSON(app))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"apps": out})
+	case http.MethodPost:
+		var req NewAppRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+				return
+			}
+			WriteError(w, http.StatusBadRequest, CodeBadRequest, "the body is not a valid app: "+err.Error())
+			return
+		}
+		app, key, err := CheckApp(req)
+		if err != nil {
+			WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+			return
+		}
+		if _, err := a.Store.App(r.Context(), app.PackageName); err == nil {
+			WriteError(w, http.StatusConflict, "conflict", "an app with this packageName exists")
+			return
+		}
+		if err := a.Store.PutApp(r.Context(), app); err != nil {
+			WriteError(w, http.StatusInternalServerError, CodeUnavailable, err.Error())
+			return
+		}
+		out := appJSON(app)
+		out.APIKey = key
+		writeJSON(w, http.StatusCreated, out)
+	default:
+		methodNotAllowed(w, "GET, POST")
+	}
+}
+
+func (a *Apps) oneApp(w http.ResponseWriter, r *http.Request) {
+	pkg := r.PathValue("pkg")
+	switch r.Method {
+	case http.MethodGet:
+		app, err := a.Store.App(r.Context(), pkg)
+		if err != nil {
+			WriteError(w, http.StatusNotFound, CodeNotFound, "no app "+quote(pkg))
+			return
+		}
+		writeJSON(w, http.StatusOK, appJSON(app))
+	case http.MethodDelete:
+		if err := a.Store.DeleteApp(r.Context(), pkg); err != nil {
+			WriteError(w, http.StatusNotFound, CodeNotFound, "no app "+quote(pkg))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		methodNotAllowed(w, "GET, DELETE")
+	}
+}
+
+// userAction starts or stops an app for the user whose core token comes with
+// the request.
+func (a *Apps) userAction(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, "POST")
+		return
+	}
+	user, err := auth.Verify(a.Secret, tokenFrom(r))
+	if err != nil {
+		WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "a valid core token is required (Authorization: Bearer <token>)")
+		return
+	}
+	pkg := r.PathValue("pkg")
+	switch r.PathValue("action") {
+	case "start":
+		ctx, cancel := context.WithTimeout(r.Context(), a.Plane.Config().AppInitTimeout+5*time.Second)
+		defer cancel()
+		err := a.Plane.StartApp(ctx, user, pkg)
+		switch {
+		case errors.Is(err, control.ErrUnknownApp):
+			WriteError(w, http.StatusNotFound, CodeNotFound, "no app "+quote(pkg))
+		case errors.Is(err, control.ErrAppDidNotConnect), errors.Is(err, context.DeadlineExceeded):
+			WriteError(w, http.StatusGatewayTimeout, "app_timeout", "the app server did not open its session within "+a.Plane.Config().AppInitTimeout.String())
+		case err != nil:
+			WriteError(w, http.StatusBadGateway, "app_unreachable", err.Error())
+		default:
+			writeJSON(w, http.StatusOK, map[string]string{"packageName": pkg, "status": "running"})
+		}
+	case "stop":
+		if err := a.Plane.StopApp(r.Context(), user, pkg); err != nil {
+			WriteError(w, http.StatusNotFound, CodeNotFound, "app "+quote(pkg)+" is not running")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"packageName": pkg, "status": "stopped"})
+	default:
+		WriteError(w, http.StatusNotFound, CodeNotFound, "no such action: use start or stop")
+	}
+}

@@ -1,0 +1,354 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/store"
+	"github.com/glasscast/glasscast/protocol"
+)
+
+type appState int
+
+const (
+	appStarting appState = iota + 1 // session_request sent, socket not yet initialised
+	appRunning                      // socket initialised
+	appGrace                        // socket closed, waiting for the SDK to reconnect
+	appEnded
+)
+
+// appSession is an app running for a user.
+type appSession struct {
+	u         *User
+	pkg       string
+	app       store.App
+	sessionID string
+	state     appState
+	sock      *AppSocket
+	subs      map[string]bool
+	timer     *time.Timer   // init timeout, then grace
+	ready     chan struct{} // closed once the app's socket is initialised or the start failed
+	startErr  error
+}
+
+func (a *appSession) endLocked() {
+	if a.state == appEnded {
+		return
+	}
+	a.state = appEnded
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	select {
+	case <-a.ready:
+	default:
+		if a.startErr == nil {
+			a.startErr = errors.New("the app was stopped before it connected")
+		}
+		close(a.ready)
+	}
+}
+
+// Errors of StartApp.
+var (
+	ErrAppDidNotConnect = errors.New("the app server did not open its session in time")
+)
+
+// StartApp starts an app for a user, as the phone does: the app server gets
+// a session_request webhook and must open its socket within the init
+// timeout. StartApp returns once it has (or has not).
+func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
+	app, err := p.apps.App(ctx, pkg)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrUnknownApp
+	}
+	if err != nil {
+		return err
+	}
+	u := p.user(userID, true)
+	if u == nil {
+		return ErrShuttingDown
+	}
+	u.mu.Lock()
+	if u.disposed {
+		u.mu.Unlock()
+		return ErrShuttingDown
+	}
+	a := u.apps[pkg]
+	if a != nil && a.state != appEnded {
+		ready := a.ready
+		u.mu.Unlock()
+		return waitReady(ctx, ready, a)
+	}
+	a = &appSession{u: u, pkg: pkg, app: app, sessionID: userID + "-" + pkg, state: appStarting,
+		subs: map[string]bool{}, ready: make(chan struct{})}
+	u.apps[pkg] = a
+	a.timer = time.AfterFunc(p.cfg.AppInitTimeout, func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if a.state == appStarting {
+			p.log.Warn("app did not connect in time", "user", userID, "app", pkg, "timeout", p.cfg.AppInitTimeout)
+			a.startErr = ErrAppDidNotConnect
+			a.endLocked()
+			if u.apps[pkg] == a {
+				delete(u.apps, pkg)
+			}
+		}
+	})
+	ready := a.ready
+	u.mu.Unlock()
+
+	body := protocol.SessionRequest{
+		Type: protocol.WebhookSessionRequest, SessionID: a.sessionID, UserID: userID, Timestamp: protocol.Now(),
+		AugmentOSWebsocketURL: p.cfg.AppWebSocketURL, MentraOSWebsocketURL: p.cfg.AppWebSocketURL,
+	}
+	p.goTracked(func() {
+		// The 2.1.29 SDK answers only after onSession returns, which may wait
+		// for a stream: the socket's init, not this reply, says the app runs.
+		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.WebhookTimeout)
+		defer cancel()
+		if err := p.webhooks.Post(ctx, app.PublicURL, body); err != nil {
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			if a.state == appStarting {
+				p.log.Warn("session webhook failed", "user", userID, "app", pkg, "err", err)
+				a.startErr = fmt.Errorf("session webhook: %w", err)
+				a.endLocked()
+				if u.apps[pkg] == a {
+					delete(u.apps, pkg)
+				}
+			}
+		}
+	})
+	p.log.Info("app starting", "user", userID, "app", pkg)
+	return waitReady(ctx, ready, a)
+}
+
+func waitReady(ctx context.Context, ready chan struct{}, a *appSession) error {
+	select {
+	case <-ready:
+		a.u.mu.Lock()
+		defer a.u.mu.Unlock()
+		return a.startErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// StopApp stops an app for a user: it leaves its streams, its server gets a
+// stop_request webhook, and its socket gets app_stopped and is closed.
+func (p *Plane) StopApp(ctx context.Context, userID, pkg string) error {
+	u := p.user(userID, false)
+	if u == nil {
+		return ErrUnknownApp
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	a := u.apps[pkg]
+	if a == nil || a.state == appEnded {
+		return ErrUnknownApp
+	}
+	u.stopAppLocked(a, "user_disabled")
+	return nil
+}
+
+// stopAppLocked ends an app session for good.
+func (u *User) stopAppLocked(a *appSession, reason string) {
+	p := u.p
+	u.leaveStreamsLocked(a, "The app stopped")
+	a.endLocked()
+	if u.apps[a.pkg] == a {
+		delete(u.apps, a.pkg)
+	}
+	if a.sock != nil {
+		a.sock.peer.Send(protocol.AppStopped{Type: protocol.TypeAppStopped, Reason: reason, Timestamp: protocol.Now()})
+		a.sock.peer.Close(1000, "App stopped")
+		a.sock = nil
+	}
+	body := protocol.StopRequest{Type: protocol.WebhookStopRequest, SessionID: a.sessionID, UserID: u.id, Reason: reason, Timestamp: protocol.Now()}
+	publicURL := a.app.PublicURL
+	p.goTracked(func() {
+		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+		defer cancel()
+		if err := p.webhooks.Post(ctx, publicURL, body); err != nil {
+			p.log.Debug("stop webhook failed", "app", a.pkg, "err", err)
+		}
+	})
+	p.log.Info("app stopped", "user", u.id, "app", a.pkg, "reason", reason)
+}
+
+// leaveStreamsLocked takes an app out of every stream: it stops viewing the
+// managed stream, and its unmanaged stream ends.
+func (u *User) leaveStreamsLocked(a *appSession, why string) {
+	if ms := u.managed; ms != nil && ms.viewers[a.pkg] {
+		ms.leaveLocked(a.pkg, why)
+	}
+	if us := u.unmanaged; us != nil && us.owner == a.pkg {
+		us.endLocked(statusStopped, "", why, true)
+	}
+}
+
+// AppSocket is an app server's connection on /app-ws.
+type AppSocket struct {
+	p       *Plane
+	peer    Peer
+	sess    *appSession // set by tpa_connection_init
+	refused bool
+}
+
+// ConnectApp accepts a new app socket; its first message must be
+// tpa_connection_init.
+func (p *Plane) ConnectApp(peer Peer) *AppSocket {
+	return &AppSocket{p: p, peer: peer}
+}
+
+// Errors an app's init can fail with, with the real cloud's codes.
+const (
+	CodeInvalidSession  = "INVALID_SESSION"
+	CodeSessionNotFound = "SESSION_NOT_FOUND"
+	CodeInvalidAPIKey   = "INVALID_API_KEY"
+	CodeAppNotStarted   = "APP_NOT_STARTED"
+)
+
+func (s *AppSocket) refuse(code, message string) {
+	s.refused = true
+	s.peer.Send(protocol.AppConnectionError{Type: protocol.TypeAppConnectionError, Code: code, Message: message, Timestamp: protocol.Now()})
+	s.peer.Close(1008, message)
+}
+
+// mentraosSettings are the user settings the SDK expects in the ack.
+var mentraosSettings = map[string]any{
+	"metricSystemEnabled": false, "contextualDashboard": true, "headUpAngle": 45, "brightness": 50,
+	"autoBrightness": true, "sensingEnabled": true, "alwaysOnStatusBar": false, "bypassVad": false,
+	"bypassAudioEncoding": false, "preferredMic": "auto", "useOnboardMic": false, "userTimezone": nil,
+}
+
+// mentraLiveCapabilities describe the glasses glasscast's apps stream from.
+var mentraLiveCapabilities = json.RawMessage(`{"modelName":"Mentra Live","hasCamera":true,"camera":{"resolution":{"width":1280,"height":720},"hasHDR":false,"hasFocus":true,"video":{"canRecord":true,"canStream":true,"supportedStreamTypes":["rtmp"],"supportedResolutions":[{"width":1280,"height":720},{"width":1920,"height":1080}]}},"hasDisplay":false,"display":null,"hasMicrophone":true,"microphone":{"count":1,"hasVAD":false},"hasSpeaker":true,"speaker":{"count":1,"isPrivate":false},"hasIMU":true,"imu":{"axisCount":6,"hasAccelerometer":true,"hasCompass":false,"hasGyroscope":true},"hasButton":true,"button":{"count":1,"buttons":[{"type":"press","events":["press","long_press"],"isCapacitive":false}]},"hasLight":true,"light":{"count":1,"lights":[{"id":"privacy","purpose":"privacy","isFullColor":false,"color":"white"}]},"hasWifi":true}`)
+
+// Receive handles a message from the app. It is called by one goroutine,
+// the socket's reader.
+func (s *AppSocket) Receive(msg any) {
+	if s.refused {
+		return
+	}
+	if init, ok := msg.(*protocol.AppConnectionInit); ok {
+		s.init(init)
+		return
+	}
+	a := s.sess
+	if a == nil {
+		s.refuse(CodeInvalidSession, "The first message must be tpa_connection_init")
+		return
+	}
+	u := a.u
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if a.sock != s || a.state != appRunning {
+		return
+	}
+	switch m := msg.(type) {
+	case *protocol.SubscriptionUpdate:
+		a.subs = map[string]bool{}
+		for _, st := range m.Streams() {
+			if len(a.subs) < 256 && len(st) <= 256 {
+				a.subs[st] = true
+			}
+		}
+	case *protocol.ManagedStreamRequest:
+		u.managedRequestLocked(a, m)
+	case *protocol.ManagedStreamStop:
+		u.managedStopLocked(a)
+	case *protocol.RTMPStreamRequest:
+		u.unmanagedRequestLocked(a, m)
+	case *protocol.RTMPStreamStop:
+		u.unmanagedStopLocked(a, m.StreamID)
+	case *protocol.StreamStatusCheck:
+		s.peer.Send(u.statusCheckLocked())
+	case *protocol.DisplayEvent:
+		m.PackageName = a.pkg
+		if m.Timestamp == "" {
+			m.Timestamp = protocol.Now()
+		}
+		u.sendGlassesLocked(m)
+	}
+}
+
+// init authenticates the socket and binds it to its app session.
+func (s *AppSocket) init(m *protocol.AppConnectionInit) {
+	p := s.p
+	userID, ok := strings.CutSuffix(m.SessionID, "-"+m.PackageName)
+	if !ok || userID == "" || m.PackageName == "" {
+		s.refuse(CodeInvalidSession, "Invalid session ID format")
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	app, err := p.apps.App(ctx, m.PackageName)
+	cancel()
+	if err != nil || !app.CheckKey(m.APIKey) {
+		p.log.Warn("app refused: bad API key", "app", m.PackageName)
+		s.refuse(CodeInvalidAPIKey, "Invalid API key")
+		return
+	}
+	u := p.user(userID, false)
+	if u == nil {
+		s.refuse(CodeSessionNotFound, "Session not found")
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	a := u.apps[m.PackageName]
+	if a == nil || a.state == appEnded || u.disposed {
+		s.refuse(CodeAppNotStarted, "App not started for this session")
+		return
+	}
+	if old := a.sock; old != nil && old != s {
+		old.peer.Close(1008, "Replaced by a new connection")
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+	a.sock, a.state = s, appRunning
+	s.sess = a
+	select {
+	case <-a.ready:
+	default:
+		close(a.ready)
+	}
+	s.peer.Send(protocol.AppConnectionAck{
+		Type: protocol.TypeAppConnectionAck, SessionID: m.SessionID, Settings: []any{},
+		MentraOSSettings: mentraosSettings, Capabilities: mentraLiveCapabilities, Timestamp: protocol.Now(),
+	})
+	s.peer.Send(protocol.DeviceStateUpdate{Type: protocol.TypeDeviceStateUpdate, State: u.deviceSnapshotLocked(), FullSnapshot: true, Timestamp: protocol.Now()})
+	p.log.Info("app connected", "user", userID, "app", m.PackageName)
+}
+
+// Gone is called when the app's socket closes. The SDK reconnects within a
+// few seconds; an app that does not is gone for good and leaves its streams.
+func (s *AppSocket) Gone() {
+	a := s.sess
+	if a == nil {
+		return
+	}
+	u := a.u
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if a.sock != s || a.state != appRunning {
+		return
+	}
+	a.sock, a.state = nil, appGrace
+	grace := u.p.cfg.AppGrace
+	a.timer = time.AfterFunc(grace, func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if a.state == appGrace && u.apps[a.pkg] == a {
+			u.p.log.Info("app gone for good", "user", u.id, "app", a.pkg, "grace", grace)
+			u.stopAppLocked(a, "error")
+		}
+	})
+}

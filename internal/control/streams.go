@@ -1,0 +1,543 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/rtmp"
+	"github.com/glasscast/glasscast/internal/store"
+	"github.com/glasscast/glasscast/protocol"
+)
+
+// Stable error codes on the wire. Messages keep the phrases apps already
+// look for ("Already streaming", "Camera busy", "managed stream active",
+// "Invalid URL", "timeout").
+const (
+	CodeAlreadyStreaming    = "ALREADY_STREAMING"
+	CodeCameraBusy          = "CAMERA_BUSY"
+	CodeInvalidURL          = "INVALID_URL"
+	CodeInvalidConfig       = "INVALID_CONFIG"
+	CodeTimeout             = "TIMEOUT"
+	CodeKeepAliveTimeout    = "KEEP_ALIVE_TIMEOUT"
+	CodeGlassesNotConnected = "GLASSES_NOT_CONNECTED"
+	CodeWifiNotConnected    = "WIFI_NOT_CONNECTED"
+	CodePermissionDenied    = "PERMISSION_DENIED"
+	CodeNotOwner            = "NOT_OWNER"
+	CodeGlassesError        = "GLASSES_ERROR"
+	CodeInternal            = "INTERNAL_ERROR"
+)
+
+// Stream statuses apps see.
+const (
+	statusInitializing = "initializing"
+	statusActive       = "active"
+	statusReconnecting = "reconnecting"
+	statusStopping     = "stopping"
+	statusStopped      = "stopped"
+	statusError        = "error"
+	statusTimeout      = "timeout"
+)
+
+// Limits of the glasses' encoder (protocol reference §5.2).
+const (
+	minWidth, maxWidth           = 320, 1920
+	minHeight, maxHeight         = 240, 1080
+	minVideoBitrate, maxVBitrate = 100_000, 10_000_000
+	minFPS, maxFPS               = 10, 60
+	minAudioBitrate, maxABitrate = 32_000, 320_000
+	minSampleRate, maxSampleRate = 22_050, 48_000
+	maxDurationLimit             = 24 * 3600
+)
+
+// checkOptions refuses what the glasses cannot do, instead of clamping it in
+// silence. quality ("720p"/"1080p") sets the video size when the video does
+// not say.
+func checkOptions(quality string, v *protocol.VideoConfig, a *protocol.AudioConfig, s *protocol.StreamConfig) (*protocol.VideoConfig, error) {
+	out := &protocol.VideoConfig{}
+	if v != nil {
+		*out = *v
+	}
+	switch quality {
+	case "":
+	case "720p":
+		if out.Width == 0 && out.Height == 0 {
+			out.Width, out.Height = 1280, 720
+		}
+	case "1080p":
+		if out.Width == 0 && out.Height == 0 {
+			out.Width, out.Height = 1920, 1080
+		}
+	default:
+		return nil, fmt.Errorf("quality %q is not supported: use 720p or 1080p", quality)
+	}
+	in := func(name string, val, lo, hi int) error {
+		if val != 0 && (val < lo || val > hi) {
+			return fmt.Errorf("%s %d is outside what the glasses support (%d to %d)", name, val, lo, hi)
+		}
+		return nil
+	}
+	for _, err := range []error{
+		in("video width", out.Width, minWidth, maxWidth),
+		in("video height", out.Height, minHeight, maxHeight),
+		in("video bitrate", out.Bitrate, minVideoBitrate, maxVBitrate),
+		in("video frame rate", out.FrameRate, minFPS, maxFPS),
+	} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if a != nil {
+		if err := in("audio bitrate", a.Bitrate, minAudioBitrate, maxABitrate); err != nil {
+			return nil, err
+		}
+		if err := in("audio sample rate", a.SampleRate, minSampleRate, maxSampleRate); err != nil {
+			return nil, err
+		}
+	}
+	if s != nil && (s.DurationLimit < 0 || s.DurationLimit > maxDurationLimit) {
+		return nil, fmt.Errorf("stream duration limit %d s is outside 0 to %d", s.DurationLimit, maxDurationLimit)
+	}
+	return out, nil
+}
+
+// sendErrorLocked reports a failed request the way both SDKs understand,
+// without closing the socket: the connection-error message, then the
+// stream's own status.
+func (a *appSession) sendErrorLocked(managed bool, code, message, streamID string) {
+	if a.sock == nil {
+		return
+	}
+	a.sock.peer.Send(protocol.AppConnectionError{Type: protocol.TypeAppConnectionError, Code: code, Message: message, Timestamp: protocol.Now()})
+	if managed {
+		a.sock.peer.Send(protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: statusError, Message: message, Code: code, StreamID: streamID})
+	} else {
+		a.sock.peer.Send(protocol.RTMPStreamStatus{Type: protocol.TypeRTMPStreamStatus, SessionID: a.sessionID, StreamID: streamID,
+			Status: statusError, ErrorDetails: message, Code: code, AppID: a.pkg, Timestamp: protocol.Now()})
+	}
+	a.u.p.log.Info("stream request refused", "user", a.u.id, "app", a.pkg, "code", code, "message", message)
+}
+
+// ---- managed ----
+
+type managedStream struct {
+	u         *User
+	id        string
+	st        *live.Stream
+	viewers   map[string]bool
+	status    string
+	createdAt time.Time
+	ka        *keepAlive
+	stopWatch context.CancelFunc
+	timers    []*time.Timer
+	hls, dash string
+	webrtc    bool
+	ended     bool
+}
+
+func (ms *managedStream) statusMsg(status, message string) protocol.ManagedStreamStatus {
+	return protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: status, HLSURL: ms.hls, DASHURL: ms.dash,
+		Message: message, StreamID: ms.id}
+}
+
+func (ms *managedStream) sendLocked(pkg string, msg protocol.ManagedStreamStatus) {
+	if a := ms.u.apps[pkg]; a != nil && a.sock != nil {
+		a.sock.peer.Send(msg)
+	}
+}
+
+func (ms *managedStream) broadcastLocked(msg protocol.ManagedStreamStatus) {
+	for pkg := range ms.viewers {
+		ms.sendLocked(pkg, msg)
+	}
+}
+
+func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRequest) {
+	p := u.p
+	video, err := checkOptions(req.Quality, req.Video, req.Audio, req.Stream)
+	if err != nil {
+		a.sendErrorLocked(true, CodeInvalidConfig, "Invalid stream options: "+err.Error(), "")
+		return
+	}
+	if us := u.unmanaged; us != nil {
+		a.sendErrorLocked(true, CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - an unmanaged stream of %s holds the camera", us.owner), "")
+		return
+	}
+	if !a.app.Has(store.PermissionCamera) {
+		a.sendErrorLocked(true, CodePermissionDenied, "Camera permission required for managed streams", "")
+		return
+	}
+	if code, msg := u.streamReadyLocked(); code != "" {
+		a.sendErrorLocked(true, code, msg, "")
+		return
+	}
+	if ms := u.managed; ms != nil {
+		// Join: the app shares the stream, and hears where it stands now.
+		ms.viewers[a.pkg] = true
+		if ms.status == statusActive {
+			ms.sendLocked(a.pkg, ms.statusMsg(statusActive, "Stream is live"))
+		} else {
+			ms.sendLocked(a.pkg, ms.statusMsg(statusInitializing, "Waiting for stream to start..."))
+		}
+		p.log.Info("app joined the managed stream", "user", u.id, "app", a.pkg, "stream", ms.id, "viewers", len(ms.viewers))
+		return
+	}
+
+	st, err := p.media.Create(live.CreateOptions{Name: "managed stream of " + u.id})
+	if err != nil {
+		a.sendErrorLocked(true, CodeInternal, "Failed to create the stream: "+err.Error(), "")
+		return
+	}
+	ms := &managedStream{
+		u: u, id: newStreamID("m"), st: st, viewers: map[string]bool{a.pkg: true}, status: statusInitializing,
+		createdAt: time.Now(), webrtc: req.EnableWebRTC != nil && *req.EnableWebRTC,
+		hls:  p.cfg.PublicURL + "/hls/" + st.ID() + "/index.m3u8",
+		dash: p.cfg.PublicURL + "/dash/" + st.ID() + "/manifest.mpd",
+	}
+	u.managed = ms
+	u.sendGlassesLocked(protocol.StartRTMPStream{
+		Type: protocol.TypeStartRTMPStream, SessionID: u.id, RTMPURL: p.cfg.RTMPBase + st.Key(), AppID: protocol.ManagedAppID,
+		StreamID: ms.id, Video: video, Audio: orEmptyAudio(req.Audio), Stream: orEmptyStream(req.Stream),
+		Flash: true, Sound: true, Timestamp: protocol.Now(),
+	})
+	ms.sendLocked(a.pkg, ms.statusMsg(statusInitializing, "Waiting for stream to start..."))
+	ms.ka = u.startKeepAlive(ms.id, func() {
+		ms.endLocked(statusError, CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive")
+	})
+	ms.timers = append(ms.timers, time.AfterFunc(p.cfg.ManagedStartTimeout, func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if u.managed == ms && ms.status != statusActive {
+			ms.endLocked(statusError, CodeTimeout, fmt.Sprintf("Stream start timeout: nothing playable came from the glasses within %v", p.cfg.ManagedStartTimeout))
+		}
+	}))
+	if req.Stream != nil && req.Stream.DurationLimit > 0 {
+		limit := time.Duration(req.Stream.DurationLimit) * time.Second
+		ms.timers = append(ms.timers, time.AfterFunc(limit, func() {
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			if u.managed == ms {
+				ms.endLocked(statusStopped, "", fmt.Sprintf("Stream reached its duration limit of %v", limit))
+			}
+		}))
+	}
+	// "active" means playable: the first LL-HLS segment exists.
+	ctx, cancel := context.WithCancel(p.ctx)
+	ms.stopWatch = cancel
+	pkgr := st.Packager()
+	p.goTracked(func() {
+		if pkgr.Wait(ctx, (*cmaf.View).Playable) != nil {
+			return
+		}
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if u.managed == ms && !ms.ended {
+			ms.status = statusActive
+			ms.broadcastLocked(ms.statusMsg(statusActive, "Stream is now live"))
+			p.log.Info("managed stream active", "user", u.id, "stream", ms.id, "after", time.Since(ms.createdAt).Round(time.Millisecond))
+		}
+	})
+	// A media stream that ends on its own (the glasses did not come back
+	// within the reconnect window) ends the managed stream.
+	p.goTracked(func() {
+		for {
+			ch := st.Changed()
+			if st.Status() == live.StatusEnded {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+			}
+		}
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if u.managed == ms {
+			ms.endLocked(statusError, CodeGlassesError, "The glasses' stream ended: they did not reconnect in time")
+		}
+	})
+	p.log.Info("managed stream starting", "user", u.id, "app", a.pkg, "stream", ms.id, "media", st.ID())
+}
+
+func orEmptyAudio(a *protocol.AudioConfig) *protocol.AudioConfig {
+	if a == nil {
+		return &protocol.AudioConfig{}
+	}
+	return a
+}
+
+func orEmptyStream(s *protocol.StreamConfig) *protocol.StreamConfig {
+	if s == nil {
+		return &protocol.StreamConfig{}
+	}
+	return s
+}
+
+func (u *User) managedStopLocked(a *appSession) {
+	ms := u.managed
+	if ms == nil || !ms.viewers[a.pkg] {
+		// Nothing to leave; say so, which also settles the SDK's state.
+		if a.sock != nil {
+			a.sock.peer.Send(protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: statusStopped, Message: "No managed stream to stop"})
+		}
+		return
+	}
+	ms.leaveLocked(a.pkg, "Stream stopped")
+}
+
+// leaveLocked takes one app out of the stream; the last one out ends it.
+func (ms *managedStream) leaveLocked(pkg, why string) {
+	msg := ms.statusMsg(statusStopped, why)
+	ms.sendLocked(pkg, msg)
+	delete(ms.viewers, pkg)
+	ms.u.p.log.Info("app left the managed stream", "user", ms.u.id, "app", pkg, "stream", ms.id, "viewers", len(ms.viewers))
+	if len(ms.viewers) == 0 {
+		ms.endLocked(statusStopped, "", why)
+	}
+}
+
+// endLocked ends the managed stream: the apps still on it hear the final
+// status, the glasses are told to stop, and the media stream ends.
+func (ms *managedStream) endLocked(status, code, message string) {
+	if ms.ended {
+		return
+	}
+	ms.ended = true
+	u := ms.u
+	if u.managed == ms {
+		u.managed = nil
+	}
+	ms.ka.stop()
+	if ms.stopWatch != nil {
+		ms.stopWatch()
+	}
+	for _, t := range ms.timers {
+		t.Stop()
+	}
+	final := ms.statusMsg(status, message)
+	final.Code = code
+	ms.broadcastLocked(final)
+	ms.viewers = map[string]bool{}
+	u.sendGlassesLocked(protocol.StopRTMPStream{Type: protocol.TypeStopRTMPStream, SessionID: u.id, AppID: protocol.ManagedAppID, StreamID: ms.id, Timestamp: protocol.Now()})
+	st := ms.st
+	u.p.goTracked(func() { u.p.media.Delete(st.ID()) })
+	u.p.log.Info("managed stream ended", "user", u.id, "stream", ms.id, "status", status, "message", message)
+}
+
+// ---- unmanaged ----
+
+type unmanagedStream struct {
+	u         *User
+	id        string
+	owner     string
+	rtmpURL   string
+	status    string
+	createdAt time.Time
+	ka        *keepAlive
+	limit     *time.Timer
+	stats     *protocol.StreamStats
+	ended     bool
+}
+
+func (us *unmanagedStream) sendLocked(status, details, code string) {
+	u := us.u
+	msg := protocol.RTMPStreamStatus{Type: protocol.TypeRTMPStreamStatus, SessionID: u.id + "-" + us.owner, StreamID: us.id,
+		Status: status, ErrorDetails: details, Stats: us.stats, AppID: us.owner, Code: code, Timestamp: protocol.Now()}
+	if a := u.apps[us.owner]; a != nil && a.sock != nil {
+		a.sock.peer.Send(msg)
+	}
+	// Other apps that subscribed hear it as a data stream, as on the real
+	// cloud; the owner already has it.
+	for pkg, a := range u.apps {
+		if pkg != us.owner && a.sock != nil && a.subs[protocol.StreamRTMPStatus] {
+			a.sock.peer.Send(protocol.DataStream{Type: protocol.TypeDataStream, SessionID: a.sessionID,
+				StreamType: protocol.StreamRTMPStatus, Data: msg, Timestamp: protocol.Now()})
+		}
+	}
+}
+
+func (u *User) unmanagedRequestLocked(a *appSession, req *protocol.RTMPStreamRequest) {
+	p := u.p
+	if _, err := rtmp.ParseURL(req.RTMPURL); err != nil {
+		a.sendErrorLocked(false, CodeInvalidURL, err.Error(), "")
+		return
+	}
+	if _, err := checkOptions("", req.Video, req.Audio, req.Stream); err != nil {
+		a.sendErrorLocked(false, CodeInvalidConfig, "Invalid stream options: "+err.Error(), "")
+		return
+	}
+	if !a.app.Has(store.PermissionCamera) {
+		a.sendErrorLocked(false, CodePermissionDenied, "Camera permission required to start video streams", "")
+		return
+	}
+	switch {
+	case u.unmanaged != nil && u.unmanaged.owner == a.pkg:
+		a.sendErrorLocked(false, CodeAlreadyStreaming, "Already streaming: stop the current stream before starting a new one", "")
+		return
+	case u.unmanaged != nil:
+		a.sendErrorLocked(false, CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - %s holds the camera", u.unmanaged.owner), "")
+		return
+	case u.managed != nil:
+		a.sendErrorLocked(false, CodeCameraBusy, "Camera busy: managed stream active - an unmanaged stream needs the camera to itself", "")
+		return
+	}
+	if code, msg := u.streamReadyLocked(); code != "" {
+		a.sendErrorLocked(false, code, msg, "")
+		return
+	}
+	us := &unmanagedStream{u: u, id: newStreamID("s"), owner: a.pkg, rtmpURL: req.RTMPURL, status: statusInitializing, createdAt: time.Now()}
+	u.unmanaged = us
+	u.sendGlassesLocked(protocol.StartRTMPStream{
+		Type: protocol.TypeStartRTMPStream, SessionID: u.id, RTMPURL: req.RTMPURL, AppID: a.pkg, StreamID: us.id,
+		Video: orEmptyVideo(req.Video), Audio: orEmptyAudio(req.Audio), Stream: orEmptyStream(req.Stream),
+		Flash: true, Sound: true, Timestamp: protocol.Now(),
+	})
+	us.sendLocked(statusInitializing, "", "")
+	if req.Stream != nil && req.Stream.DurationLimit > 0 {
+		limit := time.Duration(req.Stream.DurationLimit) * time.Second
+		us.limit = time.AfterFunc(limit, func() {
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			if u.unmanaged == us {
+				us.endLocked(statusStopped, "", fmt.Sprintf("Stream reached its duration limit of %v", limit), true)
+			}
+		})
+	}
+	p.log.Info("unmanaged stream starting", "user", u.id, "app", a.pkg, "stream", us.id)
+}
+
+func orEmptyVideo(v *protocol.VideoConfig) *protocol.VideoConfig {
+	if v == nil {
+		return &protocol.VideoConfig{}
+	}
+	return v
+}
+
+func (u *User) unmanagedStopLocked(a *appSession, streamID string) {
+	us := u.unmanaged
+	switch {
+	case us != nil && us.owner != a.pkg && (streamID == "" || streamID == us.id):
+		if streamID == "" {
+			break // "stop my streams": this app has none
+		}
+		msg := fmt.Sprintf("App %s cannot stop stream %s owned by %s", a.pkg, us.id, us.owner)
+		a.sock.peer.Send(protocol.AppConnectionError{Type: protocol.TypeAppConnectionError, Code: CodeNotOwner, Message: msg, Timestamp: protocol.Now()})
+		return
+	case us != nil && us.owner == a.pkg && (streamID == "" || streamID == us.id):
+		us.endLocked(statusStopped, "", "", true)
+		return
+	}
+	// Nothing of this app's to stop: settle its state.
+	a.sock.peer.Send(protocol.RTMPStreamStatus{Type: protocol.TypeRTMPStreamStatus, SessionID: a.sessionID, StreamID: streamID,
+		Status: statusStopped, AppID: a.pkg, Timestamp: protocol.Now()})
+}
+
+// endLocked ends the unmanaged stream and releases the camera; stopGlasses
+// tells the glasses to stop pushing.
+func (us *unmanagedStream) endLocked(status, code, details string, stopGlasses bool) {
+	if us.ended {
+		return
+	}
+	us.ended = true
+	u := us.u
+	if u.unmanaged == us {
+		u.unmanaged = nil
+	}
+	us.ka.stop()
+	if us.limit != nil {
+		us.limit.Stop()
+	}
+	us.status = status
+	us.sendLocked(status, details, code)
+	if stopGlasses {
+		u.sendGlassesLocked(protocol.StopRTMPStream{Type: protocol.TypeStopRTMPStream, SessionID: u.id, AppID: us.owner, StreamID: us.id, Timestamp: protocol.Now()})
+	}
+	u.p.log.Info("unmanaged stream ended", "user", u.id, "app", us.owner, "stream", us.id, "status", status, "details", details)
+}
+
+// ---- glasses statuses ----
+
+func (u *User) glassesStatusLocked(m *protocol.GlassesStreamStatus) {
+	id := m.StreamID
+	if id == "" {
+		// The glasses refuse a start (battery, WiFi, URL) without a stream
+		// id: it belongs to the stream still starting, if there is one.
+		switch {
+		case u.managed != nil && u.managed.status == statusInitializing && m.Status == statusError:
+			id = u.managed.id
+		case u.unmanaged != nil && u.unmanaged.status == statusInitializing && m.Status == statusError:
+			id = u.unmanaged.id
+		default:
+			return
+		}
+	}
+	if ms := u.managed; ms != nil && ms.id == id {
+		ms.ka.activity()
+		switch m.Status {
+		case "error", "reconnect_failed":
+			details := m.ErrorDetails
+			if details == "" {
+				details = "Stream error reported by glasses"
+				if m.Status == "reconnect_failed" {
+					details = "The glasses could not reconnect to the stream"
+				}
+			}
+			ms.endLocked(statusError, CodeGlassesError, details)
+		case "stopped":
+			ms.endLocked(statusStopped, "", "The glasses stopped streaming")
+		}
+		return
+	}
+	us := u.unmanaged
+	if us == nil || us.id != id {
+		return
+	}
+	us.ka.activity()
+	if m.Stats != nil {
+		us.stats = m.Stats
+	}
+	switch m.Status {
+	case "initializing", "connecting":
+		us.sendLocked(statusInitializing, "", "")
+	case "streaming", "active", "reconnected":
+		if us.ka == nil {
+			us.ka = u.startKeepAlive(us.id, func() {
+				us.endLocked(statusTimeout, CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive", true)
+			})
+		}
+		us.status = statusActive
+		us.sendLocked(statusActive, "", "")
+	case "reconnecting":
+		us.sendLocked(statusReconnecting, m.Reason, "")
+	case "stopping":
+		us.sendLocked(statusStopping, "", "")
+	case "error", "reconnect_failed", "disconnected":
+		details := m.ErrorDetails
+		if details == "" {
+			details = "The glasses reported " + m.Status
+		}
+		us.endLocked(statusError, CodeGlassesError, details, false)
+	case "stopped":
+		us.endLocked(statusStopped, "", "", false)
+	case "timeout":
+		us.endLocked(statusTimeout, CodeTimeout, "The glasses timed out", false)
+	}
+}
+
+// statusCheckLocked describes the user's stream.
+func (u *User) statusCheckLocked() protocol.StreamStatusCheckResponse {
+	out := protocol.StreamStatusCheckResponse{Type: protocol.TypeStreamStatusCheckResponse}
+	if ms := u.managed; ms != nil {
+		out.HasActiveStream = true
+		out.StreamInfo = &protocol.StreamInfo{Type: "managed", StreamID: ms.id, Status: ms.status,
+			CreatedAt: ms.createdAt.UTC().Format(time.RFC3339Nano), HLSURL: ms.hls, DASHURL: ms.dash, ActiveViewers: len(ms.viewers)}
+	} else if us := u.unmanaged; us != nil {
+		out.HasActiveStream = true
+		out.StreamInfo = &protocol.StreamInfo{Type: "unmanaged", StreamID: us.id, Status: us.status,
+			CreatedAt: us.createdAt.UTC().Format(time.RFC3339Nano), RTMPURL: us.rtmpURL, RequestingAppID: us.owner}
+	}
+	return out
+}
