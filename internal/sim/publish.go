@@ -21,6 +21,8 @@ type Source struct {
 	Loops int
 	// NoSEI leaves the frames as they are in the clip.
 	NoSEI bool
+	// OnConnected, when set, runs once the server has accepted the publish.
+	OnConnected func()
 
 	framesSent atomic.Uint64
 	bytesSent  atomic.Uint64
@@ -71,6 +73,9 @@ func (s *Source) Publish(ctx context.Context, rawURL string) error {
 	w := &gortmplib.Writer{Conn: conn, Tracks: tracks}
 	if err := w.Initialize(); err != nil {
 		return err
+	}
+	if s.OnConnected != nil {
+		s.OnConnected()
 	}
 
 	// Nothing the server sends after the publish starts matters, and the
