@@ -2,6 +2,9 @@
 // glasses: RTMP in, LL-HLS and DASH out, in one binary.
 //
 //	glasscast [serve] [flags]     run the server (the default)
+//	glasscast glasses [flags]     simulate a phone with camera glasses
+//	glasscast token --user EMAIL  print a core token for a user
+//	glasscast apps add|list|remove
 //	glasscast publish URL         push the built-in test stream to an RTMP URL
 //	glasscast bench [flags]       measure latency, CPU and memory under load
 //	glasscast version
@@ -40,6 +43,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stdout, stderr)
 	case "publish":
 		return publish(args, stderr)
+	case "glasses":
+		return glasses(args, os.Stdin, stdout, stderr)
+	case "token":
+		return token(args, stdout, stderr)
+	case "apps":
+		return apps(args, stdout, stderr)
 	case "bench":
 		return bench.Main(args, stdout, stderr)
 	case "version":
@@ -60,6 +69,9 @@ func usage(w io.Writer) {
 
 Commands:
   serve     run the server (default; --demo adds a demo stream)
+  glasses   simulate a phone with camera glasses (--server URL --token T)
+  token     print a core token for a user (--user EMAIL)
+  apps      add, list or remove apps (add --package P --public-url URL)
   publish   push the built-in test stream to an RTMP URL
   bench     measure latency, CPU and memory (see glasscast bench -h)
   version   print the version

@@ -21,3 +21,31 @@ func TestServeCheck(t *testing.T) {
 		t.Fatalf("unknown command: %d", code)
 	}
 }
+
+func TestAppsAndToken(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"apps", "add", "--data", dir, "--package", "com.example.cli", "--public-url", "http://127.0.0.1:3000"}, &out, &errOut); code != 0 {
+		t.Fatalf("apps add: %d %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "api key (shown once): gck_") {
+		t.Fatalf("apps add printed %q", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"apps", "list", "--data", dir}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "com.example.cli\thttp://127.0.0.1:3000\tCAMERA") {
+		t.Fatalf("apps list: %d %q", code, out.String())
+	}
+	if code := run([]string{"apps", "add", "--data", dir, "--package", "not a package", "--public-url", "x"}, &out, &errOut); code != 2 {
+		t.Fatalf("apps add with bad input: %d", code)
+	}
+	out.Reset()
+	if code := run([]string{"token", "--user", "u@example.com", "--data", dir}, &out, &errOut); code != 0 || strings.Count(out.String(), ".") != 2 {
+		t.Fatalf("token: %d %q %s", code, out.String(), errOut.String())
+	}
+	if code := run([]string{"apps", "remove", "--data", dir, "--package", "com.example.cli"}, &out, &errOut); code != 0 {
+		t.Fatalf("apps remove: %d", code)
+	}
+	if code := run([]string{"apps", "remove", "--data", dir, "--package", "com.example.cli"}, &out, &errOut); code != 1 {
+		t.Fatalf("second remove: %d", code)
+	}
+}

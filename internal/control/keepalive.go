@@ -10,8 +10,10 @@ import (
 // keepAlive is a stream's keep-alive with the glasses, as the real cloud
 // runs it: every interval a keep_rtmp_stream_alive with a fresh ackId; an ack
 // not back within the ack timeout is a miss; enough misses in a row and the
-// stream has timed out. Ticks while the phone is away count no miss. Every
-// method runs under the user's lock.
+// stream has timed out. Ticks while the phone is away count no miss. Only
+// acks count as signs of life: the real cloud also counts any status of the
+// stream, which lets glasses that report stats but ignore keep-alives run
+// forever. Every method runs under the user's lock.
 type keepAlive struct {
 	u         *User
 	streamID  string
@@ -81,13 +83,6 @@ func (k *keepAlive) ack(ackID string) {
 	if t := k.pending[ackID]; t != nil {
 		t.Stop()
 		delete(k.pending, ackID)
-		k.missed = 0
-	}
-}
-
-// activity counts any status from the glasses as a sign of life.
-func (k *keepAlive) activity() {
-	if k != nil {
 		k.missed = 0
 	}
 }

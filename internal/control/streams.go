@@ -317,13 +317,13 @@ func (ms *managedStream) endLocked(status, code, message string) {
 	for _, t := range ms.timers {
 		t.Stop()
 	}
+	// The URLs stop answering before anyone hears the stream is over.
+	u.p.media.Delete(ms.st.ID())
 	final := ms.statusMsg(status, message)
 	final.Code = code
 	ms.broadcastLocked(final)
 	ms.viewers = map[string]bool{}
 	u.sendGlassesLocked(protocol.StopRTMPStream{Type: protocol.TypeStopRTMPStream, SessionID: u.id, AppID: protocol.ManagedAppID, StreamID: ms.id, Timestamp: protocol.Now()})
-	st := ms.st
-	u.p.goTracked(func() { u.p.media.Delete(st.ID()) })
 	u.p.log.Info("managed stream ended", "user", u.id, "stream", ms.id, "status", status, "message", message)
 }
 
@@ -475,7 +475,6 @@ func (u *User) glassesStatusLocked(m *protocol.GlassesStreamStatus) {
 		}
 	}
 	if ms := u.managed; ms != nil && ms.id == id {
-		ms.ka.activity()
 		switch m.Status {
 		case "error", "reconnect_failed":
 			details := m.ErrorDetails
@@ -495,7 +494,6 @@ func (u *User) glassesStatusLocked(m *protocol.GlassesStreamStatus) {
 	if us == nil || us.id != id {
 		return
 	}
-	us.ka.activity()
 	if m.Stats != nil {
 		us.stats = m.Stats
 	}

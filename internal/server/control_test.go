@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -65,7 +66,8 @@ func startWorld(t *testing.T, pkgs []string, tweak func(*config.Config)) *world 
 		done := make(chan error, 1)
 		ln := lns[i]
 		go func() { done <- a.srv.Serve(ctx, ln) }()
-		a.stop = func() { cancel(); <-done }
+		var once sync.Once
+		a.stop = func() { once.Do(func() { cancel(); <-done }) }
 		t.Cleanup(a.stop)
 		w.apps[pkg] = a
 	}
@@ -269,4 +271,306 @@ func TestUnmanagedExclusive(t *testing.T) {
 	}
 	waitEvent(t, events, "stopped", 5*time.Second)
 
+}
+
+// fast shortens the control plane's timers for tests.
+func fast(c *config.Config) {
+	c.KeepAliveInterval = 300 * time.Millisecond
+	c.AckTimeout = 200 * time.Millisecond
+	c.MaxMissedAcks = 3
+	c.AppGrace = 500 * time.Millisecond
+	c.ManagedStartTimeout = 6 * time.Second
+}
+
+func TestManagedSharedByTwoApps(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
+	_, events := w.glasses("cy@example.com", nil)
+	a := w.startApp("cy@example.com", "com.example.a")
+	b := w.startApp("cy@example.com", "com.example.b")
+	ra, rb := recordManaged(a), recordManaged(b)
+
+	resA, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Camera.WaitManagedActive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// B joins the live stream: same URLs, active at once, no second start
+	// for the glasses.
+	resB, err := b.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resB.Active || resB.HLSURL != resA.HLSURL || resB.StreamID != resA.StreamID {
+		t.Fatalf("B joined with %+v; A has %+v", resB, resA)
+	}
+	// A leaves: the stream goes on for B.
+	a.Camera.StopManagedStream(context.Background())
+	ra.wait(t, "stopped", 5*time.Second)
+	if code, _ := fetch(t, resA.HLSURL); code != http.StatusOK {
+		t.Fatalf("HLS after the first app left: %d", code)
+	}
+	select {
+	case e := <-events:
+		if e.Kind == "stop" || e.Kind == "stopped" {
+			t.Fatalf("the glasses stopped while B still watches: %+v", e)
+		}
+	default:
+	}
+	// B, the last one, leaves: the glasses stop and the URLs go.
+	b.Camera.StopManagedStream(context.Background())
+	rb.wait(t, "stopped", 5*time.Second)
+	waitEvent(t, events, "stopped", 5*time.Second)
+	if code, _ := fetch(t, resA.HLSURL); code != http.StatusNotFound {
+		t.Fatalf("HLS after the last app left: %d", code)
+	}
+}
+
+func TestExclusivityInEveryOrder(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
+	_, events := w.glasses("di@example.com", nil)
+	a := w.startApp("di@example.com", "com.example.a")
+	b := w.startApp("di@example.com", "com.example.b")
+	ctx := context.Background()
+	target := w.create("app server")
+
+	// Managed first: an unmanaged start fails, from either app.
+	if _, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*sdk.Session{a, b} {
+		err := s.Camera.StartStream(ctx, sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL})
+		if !errors.Is(err, sdk.ErrCameraBusy) || !strings.Contains(err.Error(), "managed stream active") {
+			t.Fatalf("unmanaged start during a managed stream: %v", err)
+		}
+	}
+	a.Camera.StopManagedStream(ctx)
+	waitEvent(t, events, "stopped", 10*time.Second)
+
+	// Unmanaged first: every other start fails; a second one by the owner
+	// too.
+	if err := a.Camera.StartStream(ctx, sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{}); !errors.Is(err, sdk.ErrCameraBusy) || !strings.Contains(err.Error(), "Already streaming") {
+		t.Fatalf("managed start during an unmanaged stream (other app): %v", err)
+	}
+	if _, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{}); !errors.Is(err, sdk.ErrCameraBusy) {
+		t.Fatalf("managed start during an unmanaged stream (owner): %v", err)
+	}
+	if err := b.Camera.StartStream(ctx, sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL}); !errors.Is(err, sdk.ErrCameraBusy) || !strings.Contains(err.Error(), "Already streaming") {
+		t.Fatalf("unmanaged start by another app: %v", err)
+	}
+	if err := a.Camera.StartStream(ctx, sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL}); !errors.Is(err, sdk.ErrAlreadyStreaming) {
+		t.Fatalf("second unmanaged start by the owner: %v", err)
+	}
+	// Only the owner may stop it.
+	b.Camera.StopStream(ctx)
+	if !a.Camera.IsCurrentlyStreaming() || w.srv.Plane() == nil {
+		t.Fatal("another app's stop ended the owner's stream")
+	}
+	a.Camera.StopStream(ctx)
+	waitEvent(t, events, "stopped", 10*time.Second)
+	// The camera is free again.
+	if _, err := b.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatalf("managed start after the unmanaged stream stopped: %v", err)
+	}
+}
+
+func TestInvalidRequests(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a"}, nil)
+	w.glasses("ed@example.com", nil)
+	a := w.startApp("ed@example.com", "com.example.a")
+	ctx := context.Background()
+	for _, u := range []string{"http://example.com/live/x", "rtmp://", "not a url", "rtmp://host", "rtmp://h/" + strings.Repeat("k", 3000)} {
+		if err := a.Camera.StartStream(ctx, sdk.RTMPStreamOptions{RTMPURL: u}); !errors.Is(err, sdk.ErrInvalidURL) || !strings.Contains(err.Error(), "Invalid URL") {
+			t.Fatalf("StartStream(%q): %v", u, err)
+		}
+	}
+	_, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{Video: &sdk.VideoConfig{Width: 4000, Height: 3000}})
+	if !errors.Is(err, sdk.ErrInvalidOptions) {
+		t.Fatalf("a 4000x3000 managed stream: %v", err)
+	}
+	_, err = a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{Quality: "4k"})
+	if !errors.Is(err, sdk.ErrInvalidOptions) {
+		t.Fatalf("quality 4k: %v", err)
+	}
+}
+
+func TestKeepAliveLossTimesOut(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a"}, fast)
+	_, events := w.glasses("fi@example.com", func(g *sim.Glasses) { g.IgnoreKeepAlive = true })
+	a := w.startApp("fi@example.com", "com.example.a")
+	rec := recordManaged(a)
+	if _, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m := rec.wait(t, "error", 10*time.Second)
+	if !strings.Contains(m.Message, "keep-alive") || m.Code != "KEEP_ALIVE_TIMEOUT" {
+		t.Fatalf("keep-alive loss reported as %+v", m)
+	}
+	waitEvent(t, events, "stopped", 5*time.Second)
+
+	// Unmanaged: the owner hears timeout.
+	target := w.create("app server")
+	var got []string
+	var mu sync.Mutex
+	timedOut := make(chan struct{})
+	a.Camera.OnStreamStatus(func(s sdk.RTMPStreamStatus) {
+		mu.Lock()
+		got = append(got, s.Status)
+		mu.Unlock()
+		if s.Status == "timeout" {
+			close(timedOut)
+		}
+	})
+	if err := a.Camera.StartStream(context.Background(), sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-timedOut:
+	case <-time.After(15 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("no timeout; statuses %v", got)
+	}
+	if a.Camera.IsCurrentlyStreaming() {
+		t.Fatal("the SDK still thinks it streams after a timeout")
+	}
+}
+
+func TestManagedStartTimeout(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a"}, func(c *config.Config) { c.ManagedStartTimeout = 2 * time.Second })
+	_, events := w.glasses("gu@example.com", func(g *sim.Glasses) { g.Stall = true })
+	a := w.startApp("gu@example.com", "com.example.a")
+	if _, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Camera.WaitManagedActive(context.Background())
+	if !errors.Is(err, sdk.ErrTimeout) || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("a stream that never plays: %v", err)
+	}
+	waitEvent(t, events, "stop", 5*time.Second)
+}
+
+func TestGlassesRefuseWithLowBattery(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a"}, nil)
+	w.glasses("hu@example.com", func(g *sim.Glasses) { g.Battery = 9 })
+	a := w.startApp("hu@example.com", "com.example.a")
+	if _, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Camera.WaitManagedActive(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "Battery level too low (9%)") {
+		t.Fatalf("low battery: %v", err)
+	}
+}
+
+func TestGlassesReconnectKeepsStream(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a"}, nil)
+	g, events := w.glasses("io@example.com", func(g *sim.Glasses) { g.RetryBase = 200 * time.Millisecond })
+	a := w.startApp("io@example.com", "com.example.a")
+	rec := recordManaged(a)
+	res, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Camera.WaitManagedActive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.DropNetwork(2 * time.Second)
+	waitEvent(t, events, "reconnected", 20*time.Second)
+	// The same URLs play on, and the app never heard of an end.
+	base := strings.TrimSuffix(res.HLSURL, "index.m3u8")
+	_, pl := fetch(t, base+"video.m3u8")
+	msn, part := lastPart(t, string(pl))
+	code, _ := fetch(t, fmt.Sprintf("%svideo.m3u8?_HLS_msn=%d&_HLS_part=%d", base, msn, part+1))
+	if code != http.StatusOK {
+		t.Fatalf("the stream does not move on after the reconnect: %d", code)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, m := range rec.list {
+		if m.Status == "error" || m.Status == "stopped" {
+			t.Fatalf("the app heard %+v", m)
+		}
+	}
+}
+
+func TestDeadAppLeavesItsStreams(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a", "com.example.b"}, fast)
+	_, events := w.glasses("jo@example.com", nil)
+	a := w.startApp("jo@example.com", "com.example.a")
+	if _, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, "start", 5*time.Second)
+	// The app's server dies: its socket drops and nothing reconnects.
+	w.apps["com.example.a"].stop()
+	waitEvent(t, events, "stopped", 10*time.Second)
+
+	// An unmanaged stream's owner that is stopped by the user ends it too.
+	b := w.startApp("jo@example.com", "com.example.b")
+	target := w.create("app server")
+	if err := b.Camera.StartStream(context.Background(), sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, "start", 5*time.Second)
+	w.stopApp("jo@example.com", "com.example.b")
+	waitEvent(t, events, "stopped", 10*time.Second)
+	select {
+	case <-b.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stopped app's session did not end")
+	}
+}
+
+func TestStreamStatusCheckAndTranscription(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a"}, nil)
+	g, events := w.glasses("ka@example.com", nil)
+	a := w.startApp("ka@example.com", "com.example.a")
+	ctx := context.Background()
+	r, err := a.Camera.CheckExistingStream(ctx)
+	if err != nil || r.HasActiveStream {
+		t.Fatalf("check before any stream: %+v %v", r, err)
+	}
+	res, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = a.Camera.CheckExistingStream(ctx)
+	if err != nil || !r.HasActiveStream || r.StreamInfo.Type != "managed" || r.StreamInfo.HLSURL != res.HLSURL || r.StreamInfo.ActiveViewers != 1 {
+		t.Fatalf("check during a managed stream: %+v %v", r, err)
+	}
+
+	// The voice command of the guide's examples.
+	heard := make(chan string, 4)
+	a.Events.OnTranscription(func(tr sdk.Transcription) {
+		if tr.IsFinal {
+			heard <- tr.Text
+		}
+	})
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		g.SendTranscription("stop stream", true) // repeated until the subscription is in place
+		select {
+		case text := <-heard:
+			if text != "stop stream" {
+				t.Fatalf("heard %q", text)
+			}
+			done = true
+		case <-deadline:
+			t.Fatal("the app heard no transcription")
+		case <-tick.C:
+		}
+	}
+	if err := a.Layouts.ShowTextWall("Stream stopped", 0); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitEvent(t, events, "display", 5*time.Second); e.Text != "Stream stopped" {
+		t.Fatalf("the glasses showed %q", e.Text)
+	}
 }

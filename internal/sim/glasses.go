@@ -37,6 +37,8 @@ type Glasses struct {
 	VideoOnly bool
 	// IgnoreKeepAlive drops keep-alives instead of acking them.
 	IgnoreKeepAlive bool
+	// Stall accepts a start but never gets the RTMP push going.
+	Stall bool
 	// KeepAliveTimeout is the glasses' own limit without keep-alives (60 s).
 	KeepAliveTimeout time.Duration
 	// StatsEvery is how often a streaming status with stats goes out (5 s).
@@ -358,6 +360,14 @@ func (g *Glasses) start(m *protocol.StartRTMPStream) {
 	g.mu.Unlock()
 	g.Log.Info("glasses: streaming", "stream", m.StreamID, "app", m.AppID)
 	g.event(Event{Kind: "start", StreamID: m.StreamID, Text: m.RTMPURL})
+	if g.Stall {
+		go func() {
+			defer close(st.done)
+			st.status("initializing", nil)
+			<-st.ctx.Done()
+		}()
+		return
+	}
 	go st.run()
 }
 
