@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/auth"
@@ -458,11 +461,12 @@ func TestGlassesRefuseWithLowBattery(t *testing.T) {
 	w := startWorld(t, []string{"com.example.a"}, nil)
 	w.glasses("hu@example.com", func(g *sim.Glasses) { g.Battery = 9 })
 	a := w.startApp("hu@example.com", "com.example.a")
-	if _, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{}); err != nil {
-		t.Fatal(err)
+	// The refusal may already be what the start hears first.
+	_, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{})
+	if err == nil {
+		_, err = a.Camera.WaitManagedActive(context.Background())
 	}
-	_, err := a.Camera.WaitManagedActive(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "Battery level too low (9%)") {
+	if !errors.Is(err, sdk.ErrStreamFailed) || !strings.Contains(err.Error(), "Battery level too low (9%)") {
 		t.Fatalf("low battery: %v", err)
 	}
 }
@@ -572,5 +576,190 @@ func TestStreamStatusCheckAndTranscription(t *testing.T) {
 	}
 	if e := waitEvent(t, events, "display", 5*time.Second); e.Text != "Stream stopped" {
 		t.Fatalf("the glasses showed %q", e.Text)
+	}
+}
+
+// rawApp is an app socket driven by hand, for what the SDKs never send.
+type rawApp struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func dialApp(t *testing.T, base string) *rawApp {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(base, "http://", "ws://", 1)+"/app-ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return &rawApp{t: t, c: c}
+}
+
+func (r *rawApp) send(v any) {
+	r.t.Helper()
+	b, _ := json.Marshal(v)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.c.Write(ctx, websocket.MessageText, b); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// next reads the next message of the given type, skipping others.
+func (r *rawApp) next(typ string) map[string]any {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, data, err := r.c.Read(ctx)
+		if err != nil {
+			r.t.Fatalf("waiting for %s: %v", typ, err)
+		}
+		var m map[string]any
+		json.Unmarshal(data, &m)
+		if m["type"] == typ {
+			return m
+		}
+	}
+}
+
+// closed waits for the socket to close and returns its close status.
+func (r *rawApp) closed() websocket.StatusCode {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, _, err := r.c.Read(ctx); err != nil {
+			return websocket.CloseStatus(err)
+		}
+	}
+}
+
+func TestAuthFailures(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
+	w.glasses("lu@example.com", nil)
+
+	init := func(session, pkg, key string) map[string]any {
+		return map[string]any{"type": "tpa_connection_init", "sessionId": session, "packageName": pkg, "apiKey": key, "timestamp": "t"}
+	}
+	cases := []struct {
+		name, session, pkg, key, code string
+	}{
+		{"bad API key", "lu@example.com-com.example.a", "com.example.a", "wrong-key-wrong-key", "INVALID_API_KEY"},
+		{"unknown app", "lu@example.com-com.example.zzz", "com.example.zzz", "whatever-whatever", "INVALID_API_KEY"},
+		{"app not started", "lu@example.com-com.example.a", "com.example.a", w.apps["com.example.a"].key, "APP_NOT_STARTED"},
+		{"no such user", "nobody@example.com-com.example.a", "com.example.a", w.apps["com.example.a"].key, "SESSION_NOT_FOUND"},
+		{"bad session id", "garbage", "com.example.a", w.apps["com.example.a"].key, "INVALID_SESSION"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := dialApp(t, w.base)
+			r.send(init(tc.session, tc.pkg, tc.key))
+			m := r.next("tpa_connection_error")
+			if m["code"] != tc.code {
+				t.Fatalf("code %v, want %s (%v)", m["code"], tc.code, m["message"])
+			}
+			if st := r.closed(); st != websocket.StatusPolicyViolation {
+				t.Fatalf("closed with %v, want 1008", st)
+			}
+		})
+	}
+
+	// Glasses with a bad or missing token are refused before the upgrade.
+	for _, tok := range []string{"", "not-a-token", w.token("x@example.com") + "x"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, resp, err := websocket.Dial(ctx, strings.Replace(w.base, "http://", "ws://", 1)+"/glasses-ws?token="+tok, nil)
+		cancel()
+		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("glasses with token %q: %v", tok, err)
+		}
+	}
+	req, _ := http.NewRequest("POST", w.base+"/api/v1/me/apps/com.example.a/start", nil)
+	req.Header.Set("Authorization", "Bearer nope")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("starting an app with a bad token: %d", resp.StatusCode)
+	}
+
+	// Another app's stream id: its stop is refused, the stream runs on.
+	a := w.startApp("lu@example.com", "com.example.a")
+	w.startApp("lu@example.com", "com.example.b")
+	target := w.create("app server")
+	if err := a.Camera.StartStream(context.Background(), sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL}); err != nil {
+		t.Fatal(err)
+	}
+	id := a.Camera.StreamStatus().StreamID
+	// A second socket of app b's session replaces the SDK's; it stops a's stream.
+	r := dialApp(t, w.base)
+	r.send(init("lu@example.com-com.example.b", "com.example.b", w.apps["com.example.b"].key))
+	r.next("tpa_connection_ack")
+	r.send(map[string]any{"type": "rtmp_stream_stop", "packageName": "com.example.b", "streamId": id})
+	m := r.next("tpa_connection_error")
+	if m["code"] != "NOT_OWNER" || !strings.Contains(m["message"].(string), "cannot stop stream") {
+		t.Fatalf("a foreign stop: %v", m)
+	}
+	if !a.Camera.IsCurrentlyStreaming() {
+		t.Fatal("the owner's stream stopped")
+	}
+	// Errors leave the socket open: the same socket still works.
+	r.send(map[string]any{"type": "stream_status_check", "packageName": "com.example.b", "sessionId": "unknown-session-id"})
+	if m := r.next("stream_status_check_response"); m["hasActiveStream"] != true {
+		t.Fatalf("status check after an error: %v", m)
+	}
+}
+
+func TestUnmanagedToAnotherServer(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a"}, nil)
+	other := start(t, nil) // the app's own RTMP server: another glasscast
+	target := other.create("the app's server")
+	_, events := w.glasses("mo@example.com", nil)
+	a := w.startApp("mo@example.com", "com.example.a")
+	var mu sync.Mutex
+	var seen []sdk.RTMPStreamStatus
+	a.Camera.OnStreamStatus(func(s sdk.RTMPStreamStatus) {
+		mu.Lock()
+		seen = append(seen, s)
+		mu.Unlock()
+	})
+	if err := a.Camera.StartStream(context.Background(), sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL,
+		Video: &sdk.VideoConfig{Width: 1280, Height: 720, Bitrate: 2_500_000, FrameRate: 30}}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Camera.CurrentStreamURL() != target.Ingest.RTMPURL {
+		t.Fatalf("current URL %q", a.Camera.CurrentStreamURL())
+	}
+	if err := a.Camera.WaitStreamActive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	other.waitPlayable(target.Playback.HLS)
+	checkProbe(t, target, 1280, 720, 1)
+	// Statuses carry the glasses' stats.
+	deadline := time.After(10 * time.Second)
+	for {
+		mu.Lock()
+		var st *sdk.StreamStats
+		if n := len(seen); n > 0 {
+			st = seen[n-1].Stats
+		}
+		mu.Unlock()
+		if st != nil && st.Bitrate > 0 && st.FPS > 0 && st.Duration > 0 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("no stats in the statuses: %+v", seen)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	a.Camera.StopStream(context.Background())
+	waitEvent(t, events, "stopped", 5*time.Second)
+	if a.Camera.IsCurrentlyStreaming() {
+		t.Fatal("still streaming after the stop")
 	}
 }

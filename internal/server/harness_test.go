@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,9 @@ import (
 
 const testToken = "test-admin-token-0123456789"
 
+// leakChecked marks the tests whose goroutine-leak check is registered.
+var leakChecked sync.Map
+
 // harness is a glasscast running in the test process on loopback.
 type harness struct {
 	t    *testing.T
@@ -37,7 +41,10 @@ type harness struct {
 // goroutines) when the test ends.
 func start(t *testing.T, tweak func(*config.Config)) *harness {
 	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t) })
+	if _, checked := leakChecked.LoadOrStore(t, true); !checked {
+		// Once per test, first registered so it runs last.
+		t.Cleanup(func() { leakChecked.Delete(t); goleak.VerifyNone(t) })
+	}
 	cfg := config.Default()
 	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Data = t.TempDir()
