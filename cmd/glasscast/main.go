@@ -184,7 +184,8 @@ func announceDemo(ctx context.Context, srv *server.Server, stdout io.Writer) {
 		if err != nil || !st.Info().Playable {
 			continue
 		}
-		fmt.Fprintf(stdout, "\n  Demo stream is live. Watch it: %s/watch/%s\n", srv.Public(), id)
+		fmt.Fprintf(stdout, "\n  Demo: the app dev.glasscast.demo asked simulated Mentra Live glasses for a managed stream,\n")
+		fmt.Fprintf(stdout, "  and it is live. Watch it: %s/watch/%s\n", srv.Public(), id)
 		fmt.Fprintf(stdout, "  LL-HLS: %s/hls/%s/index.m3u8   DASH: %s/dash/%s/manifest.mpd\n\n", srv.Public(), id, srv.Public(), id)
 		return
 	}

@@ -31,7 +31,6 @@ import (
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/rtmp"
-	"github.com/glasscast/glasscast/internal/sim"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/web"
 )
@@ -334,36 +333,6 @@ func (s *Server) publicStatus(id string) (web.Status, bool) {
 		out.FPS, out.Bitrate = in.Stats.FPS, in.Stats.Bitrate
 	}
 	return out, true
-}
-
-// runDemo keeps a demo stream fed by the built-in test source, over real
-// RTMP on loopback, until ctx ends.
-func (s *Server) runDemo(ctx context.Context) {
-	st, err := s.reg.Create(live.CreateOptions{Name: "glasscast demo"})
-	if err != nil {
-		s.log.Error("demo stream", "err", err)
-		return
-	}
-	s.demoMu.Lock()
-	s.demoID = st.ID()
-	s.demoMu.Unlock()
-	_, port, _ := net.SplitHostPort(s.ingest.Addr().String())
-	target := "rtmp://" + net.JoinHostPort("127.0.0.1", port) + "/" + rtmp.App + "/" + st.Key()
-	s.log.Info("demo stream ready", "watch", s.public+"/watch/"+st.ID())
-	backoff := time.Second
-	for ctx.Err() == nil {
-		err := (&sim.Source{}).Publish(ctx, target)
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("demo source stopped; restarting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
 }
 
 // Close releases the listeners of a server that was never run.
