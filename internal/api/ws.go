@@ -35,7 +35,7 @@ type closeMsg struct {
 }
 
 // queueLen bounds what may wait for a slow socket.
-const queueLen = 512
+const queueLen = 256
 
 func newPeer(c *websocket.Conn, log *slog.Logger, label string) *peer {
 	return &peer{c: c, out: make(chan any, queueLen), done: make(chan struct{}), log: log, label: label}

@@ -10,7 +10,11 @@
 //     reader (parts) and a DASH reader (segments);
 //   - load: CPU and memory of the server for 1, 10 and 50 publishers, with
 //     and without one LL-HLS reader each;
-//   - viewers: CPU and memory per LL-HLS viewer of one stream.
+//   - viewers: CPU and memory per LL-HLS viewer of one stream;
+//   - managed: managed_stream_request to active, with a Go SDK app and the
+//     glasses simulator;
+//   - sessions: memory and CPU of many idle users, each with a glasses
+//     connection and an app session.
 package bench
 
 import (
@@ -39,6 +43,7 @@ type options struct {
 	publishers []int
 	viewers    []int
 	trials     int
+	sessions   int
 	clipFile   string
 	gop        time.Duration
 	jsonOut    string
@@ -49,12 +54,13 @@ type options struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("glasscast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "startup,latency,load,viewers", "comma-separated: startup, latency, load, viewers")
+	scen := fs.String("scenario", "startup,latency,load,viewers,managed,sessions", "comma-separated: startup, latency, load, viewers, managed, sessions")
 	dur := fs.Duration("duration", 20*time.Second, "measuring time of each load point")
 	warm := fs.Duration("warmup", 5*time.Second, "time before measuring, after the streams play")
 	pubs := fs.String("publishers", "1,10,50", "publisher counts of the load scenario")
 	views := fs.String("viewers", "50,100", "viewer counts of the viewers scenario")
-	trials := fs.Int("trials", 5, "trials of the startup scenario")
+	trials := fs.Int("trials", 5, "trials of the startup and managed scenarios")
+	sessions := fs.Int("sessions", 9000, "idle users of the sessions scenario (each costs the server two sockets, the load tool two more)")
 	clip := fs.String("clip", "", "fragmented MP4 to publish (default: generate 720p30 2.5 Mbit/s with a 1 s GOP with ffmpeg, or the built-in clip without it)")
 	gop := fs.Duration("gop", time.Second, "keyframe interval of the generated clip")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
@@ -64,7 +70,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	o := options{duration: *dur, warmup: *warm, trials: *trials, clipFile: *clip, gop: *gop, jsonOut: *jsonOut, out: stdout}
+	o := options{duration: *dur, warmup: *warm, trials: *trials, sessions: *sessions, clipFile: *clip, gop: *gop, jsonOut: *jsonOut, out: stdout}
 	o.scenarios = strings.Split(*scen, ",")
 	var err error
 	if o.publishers, err = ints(*pubs); err != nil {
@@ -102,6 +108,8 @@ type results struct {
 	Load     []loadPoint    `json:"load,omitempty"`
 	Viewers  []loadPoint    `json:"viewers,omitempty"`
 	Baseline *loadPoint     `json:"baseline,omitempty"`
+	Managed  map[string]any `json:"managed,omitempty"`
+	Sessions map[string]any `json:"sessions,omitempty"`
 }
 
 func run(o options) error {
@@ -122,6 +130,10 @@ func run(o options) error {
 			res.Baseline, res.Load, err = load(o, clip)
 		case "viewers":
 			res.Viewers, err = viewers(o, clip)
+		case "managed":
+			res.Managed, err = managedStart(o, clip)
+		case "sessions":
+			res.Sessions, err = idleSessions(o, o.sessions)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}

@@ -128,6 +128,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	apiServer.Register(mux)
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
+	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
 	mux.Handle("/hls/{id}/{file}", hls.New(s.reg.Packager))
 	mux.Handle("/dash/{id}/{file}", dash.New(s.reg.Packager))
 	web.New(s.publicStatus).Register(mux)
@@ -299,6 +300,20 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// stats answers what the server holds, for operators and the load tool.
+func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
+	users, phones, apps := s.plane.Counts()
+	streams := 0
+	for _, st := range s.reg.List() {
+		if st.Status() != live.StatusEnded {
+			streams++
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintf(w, `{"users":%d,"glassesConnections":%d,"appSessions":%d,"streams":%d}`+"\n", users, phones, apps, streams)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
