@@ -43,6 +43,7 @@ type Session struct {
 	done      chan struct{}
 	closeWhy  string
 	connected bool
+	connects  int
 }
 
 func newSession(srv *AppServer, id, user, wsURL string) *Session {
@@ -132,9 +133,18 @@ func (s *Session) connect(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.connected = true
+	s.connects++
 	s.mu.Unlock()
 	s.sendSubscriptions()
 	return nil
+}
+
+// Connections counts the times the socket has been opened: 1, plus one
+// for every reconnect.
+func (s *Session) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connects
 }
 
 // send writes a message on the socket.

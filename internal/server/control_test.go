@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -761,5 +762,112 @@ func TestUnmanagedToAnotherServer(t *testing.T) {
 	waitEvent(t, events, "stopped", 5*time.Second)
 	if a.Camera.IsCurrentlyStreaming() {
 		t.Fatal("still streaming after the stop")
+	}
+}
+
+// cutter is a TCP proxy in front of glasscast's HTTP port that can cut every
+// connection through it, as a network hiccup does.
+type cutter struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutter(t *testing.T, target string) *cutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); c.cut(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, in, out)
+			c.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()
+			go func() { defer wg.Done(); io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return c
+}
+
+func (c *cutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+func TestSDKReconnectsAndKeepsItsStream(t *testing.T) {
+	// Everything glasscast hands out (the app's WebSocket URL included) goes
+	// through the cutter.
+	var cut *cutter
+	w := startWorld(t, []string{"com.example.a"}, func(c *config.Config) {
+		c.AppGrace = 5 * time.Second
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.HTTP = ln.Addr().String()
+		ln.Close()
+		cut = newCutter(t, c.HTTP)
+		c.PublicURL = "http://" + cut.ln.Addr().String()
+	})
+	_, events := w.glasses("ru@example.com", nil)
+	a := w.startApp("ru@example.com", "com.example.a")
+	rec := recordManaged(a)
+	if _, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Camera.WaitManagedActive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cut.cut() // the app's socket drops abnormally
+	// The SDK reconnects within its first retry (1 s), inside the 5 s grace:
+	// the stream carries on and the session still works.
+	deadline := time.After(10 * time.Second)
+	for a.Connections() < 2 {
+		select {
+		case <-a.Done():
+			t.Fatalf("the session ended: %s", a.Reason())
+		case <-deadline:
+			t.Fatal("the SDK did not reconnect")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	r, err := a.Camera.CheckExistingStream(context.Background())
+	if err != nil || !r.HasActiveStream || r.StreamInfo.Status != "active" {
+		t.Fatalf("after the reconnect: %+v %v", r, err)
+	}
+	select {
+	case e := <-events:
+		if e.Kind == "stop" || e.Kind == "stopped" {
+			t.Fatalf("the glasses were stopped during the app's hiccup: %+v", e)
+		}
+	default:
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, m := range rec.list {
+		if m.Status == "stopped" || m.Status == "error" {
+			t.Fatalf("the app heard %+v", m)
+		}
 	}
 }
