@@ -196,52 +196,59 @@ func (s *Sockets) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /glasses-ws", s.glasses)
 }
 
-func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
+// serve runs one accepted socket: its writer, its liveness loop and, in
+// this goroutine, read until the socket closes.
+func (s *Sockets) serve(w http.ResponseWriter, r *http.Request, label string, alive func(ctx context.Context, p *peer), read func(ctx context.Context, p *peer)) {
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return
 	}
 	c.SetReadLimit(protocol.MaxMessageBytes)
-	p := newPeer(c, s.Log, "app "+r.RemoteAddr)
+	p := newPeer(c, s.Log, label)
 	if !s.track(p) {
 		c.Close(websocket.StatusGoingAway, "Server shutting down")
 		return
 	}
 	defer s.untrack(p)
+	// Shutdown closes sockets through Close, in order, not by cancelling.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); p.writeLoop(ctx) }()
-	go func() { defer wg.Done(); p.pingLoop(ctx, orDefault(s.AppPing, 10*time.Second)) }()
-	sock := s.Plane.ConnectApp(p)
-	first := true
-	for {
-		rctx := ctx
-		var rcancel context.CancelFunc = func() {}
-		if first {
-			rctx, rcancel = context.WithTimeout(ctx, orDefault(s.InitTimeout, 10*time.Second))
-		}
-		typ, data, err := c.Read(rctx)
-		rcancel()
-		if err != nil {
-			break
-		}
-		if typ != websocket.MessageText {
-			continue
-		}
-		msg, err := protocol.DecodeFromApp(data)
-		if err != nil {
-			s.Log.Debug("bad app message", "err", err)
-			continue
-		}
-		first = false
-		sock.Receive(msg) // a refused socket is closed by the plane; the read then ends
-	}
-	sock.Gone()
+	go func() { defer wg.Done(); alive(ctx, p) }()
+	read(ctx, p)
 	p.shut()
 	cancel()
 	wg.Wait()
+}
+
+func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
+	s.serve(w, r, "app "+r.RemoteAddr, func(ctx context.Context, p *peer) {
+		p.pingLoop(ctx, orDefault(s.AppPing, 10*time.Second))
+	}, func(ctx context.Context, p *peer) {
+		sock := s.Plane.ConnectApp(p)
+		defer sock.Gone()
+		for first := true; ; first = false {
+			rctx, rcancel := ctx, context.CancelFunc(func() {})
+			if first {
+				rctx, rcancel = context.WithTimeout(ctx, orDefault(s.InitTimeout, 10*time.Second))
+			}
+			typ, data, err := p.c.Read(rctx)
+			rcancel()
+			if err != nil {
+				return
+			}
+			if typ != websocket.MessageText {
+				continue
+			}
+			msg, err := protocol.DecodeFromApp(data)
+			if err != nil {
+				s.Log.Debug("bad app message", "err", err)
+				continue
+			}
+			sock.Receive(msg) // a refused socket is closed by the plane; the read then ends
+		}
+	})
 }
 
 // tokenFrom takes the core token from the Authorization header or the token
@@ -274,26 +281,8 @@ func (s *Sockets) glasses(w http.ResponseWriter, r *http.Request) {
 		refuse("Invalid core token")
 		return
 	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
-	if err != nil {
-		return
-	}
-	c.SetReadLimit(protocol.MaxMessageBytes)
-	p := newPeer(c, s.Log, "glasses "+user)
-	if !s.track(p) {
-		c.Close(websocket.StatusGoingAway, "Server shutting down")
-		return
-	}
-	defer s.untrack(p)
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); p.writeLoop(ctx) }()
-	go func() {
-		defer wg.Done()
-		every := orDefault(s.GlassesPing, 2*time.Second)
-		t := time.NewTicker(every)
+	s.serve(w, r, "glasses "+user, func(ctx context.Context, p *peer) {
+		t := time.NewTicker(orDefault(s.GlassesPing, 2*time.Second))
 		defer t.Stop()
 		for {
 			select {
@@ -303,33 +292,29 @@ func (s *Sockets) glasses(w http.ResponseWriter, r *http.Request) {
 				p.Send(protocol.Ping{Type: protocol.TypePing})
 			}
 		}
-	}()
-	sock, err := s.Plane.ConnectGlasses(user, p)
-	if err != nil {
-		p.Close(int(websocket.StatusGoingAway), err.Error())
-		cancel()
-		wg.Wait()
-		return
-	}
-	for {
-		typ, data, err := c.Read(ctx)
+	}, func(ctx context.Context, p *peer) {
+		sock, err := s.Plane.ConnectGlasses(user, p)
 		if err != nil {
-			break
+			p.Close(int(websocket.StatusGoingAway), err.Error())
+			return
 		}
-		if typ != websocket.MessageText {
-			continue // microphone audio: not used
+		defer sock.Gone()
+		for {
+			typ, data, err := p.c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if typ != websocket.MessageText {
+				continue // microphone audio: not used
+			}
+			msg, err := protocol.DecodeFromGlasses(data)
+			if err != nil {
+				s.Log.Debug("bad glasses message", "user", user, "err", err)
+				continue
+			}
+			sock.Receive(msg)
 		}
-		msg, err := protocol.DecodeFromGlasses(data)
-		if err != nil {
-			s.Log.Debug("bad glasses message", "user", user, "err", err)
-			continue
-		}
-		sock.Receive(msg)
-	}
-	sock.Gone()
-	p.shut()
-	cancel()
-	wg.Wait()
+	})
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -87,9 +87,7 @@ func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
 	a = &appSession{u: u, pkg: pkg, app: app, sessionID: userID + "-" + pkg, state: appStarting,
 		subs: map[string]bool{}, ready: make(chan struct{})}
 	u.apps[pkg] = a
-	a.timer = time.AfterFunc(p.cfg.AppInitTimeout, func() {
-		u.mu.Lock()
-		defer u.mu.Unlock()
+	a.timer = u.after(p.cfg.AppInitTimeout, func() {
 		if a.state == appStarting {
 			p.log.Warn("app did not connect in time", "user", userID, "app", pkg, "timeout", p.cfg.AppInitTimeout)
 			a.startErr = ErrAppDidNotConnect
@@ -343,9 +341,7 @@ func (s *AppSocket) Gone() {
 	}
 	a.sock, a.state = nil, appGrace
 	grace := u.p.cfg.AppGrace
-	a.timer = time.AfterFunc(grace, func() {
-		u.mu.Lock()
-		defer u.mu.Unlock()
+	a.timer = u.after(grace, func() {
 		if a.state == appGrace && u.apps[a.pkg] == a {
 			u.p.log.Info("app gone for good", "user", u.id, "app", a.pkg, "grace", grace)
 			u.stopAppLocked(a, "error")

@@ -31,9 +31,7 @@ func (u *User) startKeepAlive(streamID string, onTimeout func()) *keepAlive {
 }
 
 func (k *keepAlive) schedule() {
-	k.tick = time.AfterFunc(k.u.p.cfg.KeepAliveInterval, func() {
-		k.u.mu.Lock()
-		defer k.u.mu.Unlock()
+	k.tick = k.u.after(k.u.p.cfg.KeepAliveInterval, func() {
 		if k.stopped {
 			return
 		}
@@ -52,9 +50,7 @@ func (k *keepAlive) send() {
 	if !k.u.sendGlassesLocked(protocol.KeepRTMPStreamAlive{Type: protocol.TypeKeepRTMPStreamAlive, StreamID: k.streamID, AckID: ackID}) {
 		return // the phone is away: no keep-alive, no miss
 	}
-	k.pending[ackID] = time.AfterFunc(k.u.p.cfg.AckTimeout, func() {
-		k.u.mu.Lock()
-		defer k.u.mu.Unlock()
+	k.pending[ackID] = k.u.after(k.u.p.cfg.AckTimeout, func() {
 		if k.stopped || k.pending[ackID] == nil {
 			return
 		}

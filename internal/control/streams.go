@@ -206,18 +206,14 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 	ms.ka = u.startKeepAlive(ms.id, func() {
 		ms.endLocked(statusError, CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive")
 	})
-	ms.timers = append(ms.timers, time.AfterFunc(p.cfg.ManagedStartTimeout, func() {
-		u.mu.Lock()
-		defer u.mu.Unlock()
+	ms.timers = append(ms.timers, u.after(p.cfg.ManagedStartTimeout, func() {
 		if u.managed == ms && ms.status != statusActive {
 			ms.endLocked(statusError, CodeTimeout, fmt.Sprintf("Stream start timeout: nothing playable came from the glasses within %v", p.cfg.ManagedStartTimeout))
 		}
 	}))
 	if req.Stream != nil && req.Stream.DurationLimit > 0 {
 		limit := time.Duration(req.Stream.DurationLimit) * time.Second
-		ms.timers = append(ms.timers, time.AfterFunc(limit, func() {
-			u.mu.Lock()
-			defer u.mu.Unlock()
+		ms.timers = append(ms.timers, u.after(limit, func() {
 			if u.managed == ms {
 				ms.endLocked(statusStopped, "", fmt.Sprintf("Stream reached its duration limit of %v", limit))
 			}
@@ -398,9 +394,7 @@ func (u *User) unmanagedRequestLocked(a *appSession, req *protocol.RTMPStreamReq
 	us.sendLocked(statusInitializing, "", "")
 	if req.Stream != nil && req.Stream.DurationLimit > 0 {
 		limit := time.Duration(req.Stream.DurationLimit) * time.Second
-		us.limit = time.AfterFunc(limit, func() {
-			u.mu.Lock()
-			defer u.mu.Unlock()
+		us.limit = u.after(limit, func() {
 			if u.unmanaged == us {
 				us.endLocked(statusStopped, "", fmt.Sprintf("Stream reached its duration limit of %v", limit), true)
 			}

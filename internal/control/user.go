@@ -80,9 +80,7 @@ func (g *GlassesSocket) Gone() {
 	}
 	u.glasses = nil
 	u.p.log.Info("glasses disconnected", "user", u.id, "grace", u.p.cfg.UserGrace)
-	u.grace = time.AfterFunc(u.p.cfg.UserGrace, func() {
-		u.mu.Lock()
-		defer u.mu.Unlock()
+	u.grace = u.after(u.p.cfg.UserGrace, func() {
 		if u.glasses == nil && !u.disposed {
 			u.disposeLocked("User session ended")
 		}
@@ -145,6 +143,16 @@ func (u *User) broadcastDeviceLocked() {
 			a.sock.peer.Send(msg)
 		}
 	}
+}
+
+// after runs f after d with the user's lock held: timers check, under the
+// lock, that what they were set for still stands.
+func (u *User) after(d time.Duration, f func()) *time.Timer {
+	return time.AfterFunc(d, func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		f()
+	})
 }
 
 // sendGlassesLocked sends to the phone if it is connected.

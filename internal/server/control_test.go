@@ -723,10 +723,14 @@ func TestUnmanagedToAnotherServer(t *testing.T) {
 	a := w.startApp("mo@example.com", "com.example.a")
 	var mu sync.Mutex
 	var seen []sdk.RTMPStreamStatus
+	stopped := make(chan struct{})
 	a.Camera.OnStreamStatus(func(s sdk.RTMPStreamStatus) {
 		mu.Lock()
 		seen = append(seen, s)
 		mu.Unlock()
+		if s.Status == "stopped" {
+			close(stopped)
+		}
 	})
 	if err := a.Camera.StartStream(context.Background(), sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL,
 		Video: &sdk.VideoConfig{Width: 1280, Height: 720, Bitrate: 2_500_000, FrameRate: 30}}); err != nil {
@@ -760,6 +764,11 @@ func TestUnmanagedToAnotherServer(t *testing.T) {
 	}
 	a.Camera.StopStream(context.Background())
 	waitEvent(t, events, "stopped", 5*time.Second)
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the app heard no stopped status")
+	}
 	if a.Camera.IsCurrentlyStreaming() {
 		t.Fatal("still streaming after the stop")
 	}
