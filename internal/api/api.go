@@ -251,17 +251,19 @@ type IngestJSON struct {
 
 // Playback lists the viewer URLs.
 type Playback struct {
-	HLS   string `json:"hls"`
-	DASH  string `json:"dash"`
-	Watch string `json:"watch"`
+	HLS    string `json:"hls"`
+	DASH   string `json:"dash"`
+	WebRTC string `json:"webrtc"`
+	Watch  string `json:"watch"`
 }
 
 // PlaybackURLs builds a stream's viewer URLs from the public base.
 func PlaybackURLs(public, id string) Playback {
 	return Playback{
-		HLS:   public + "/hls/" + id + "/index.m3u8",
-		DASH:  public + "/dash/" + id + "/manifest.mpd",
-		Watch: public + "/watch/" + id,
+		HLS:    public + "/hls/" + id + "/index.m3u8",
+		DASH:   public + "/dash/" + id + "/manifest.mpd",
+		WebRTC: public + "/whep/" + id,
+		Watch:  public + "/watch/" + id,
 	}
 }
 

@@ -46,6 +46,7 @@ func startServer(ctx context.Context, extra ...string) (*server, error) {
 		return nil, err
 	}
 	args := append([]string{"serve", "--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--data", dataDir,
+		"--webrtc-udp", "127.0.0.1:0", "--webrtc-tcp", "127.0.0.1:0",
 		"--admin-token", benchToken, "--log-level", "warn"}, extra...)
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = os.Stderr

@@ -36,6 +36,12 @@ type Config struct {
 	MaxStreams      int           `yaml:"maxStreams"`
 	MaxRTMPConns    int           `yaml:"maxRtmpConns"`
 
+	WebRTCUDP      string   `yaml:"webrtcUdp"`
+	WebRTCTCP      string   `yaml:"webrtcTcp"`
+	WebRTCPublicIP string   `yaml:"webrtcPublicIp"`
+	STUN           []string `yaml:"stun"`
+	FFmpeg         string   `yaml:"ffmpeg"`
+
 	JWTSecret string      `yaml:"jwtSecret"`
 	Apps      []AppConfig `yaml:"apps"`
 
@@ -78,6 +84,8 @@ func Default() Config {
 		SegmentWindow:   5,
 		MaxStreams:      1000,
 		MaxRTMPConns:    1024,
+		WebRTCUDP:       ":8189",
+		WebRTCTCP:       ":8189",
 
 		KeepAliveInterval:   15 * time.Second,
 		AckTimeout:          10 * time.Second,
@@ -131,6 +139,21 @@ func integer(name, help string, p func(*Config) *int) option {
 		get: func(c *Config) string { return strconv.Itoa(*p(c)) }}
 }
 
+func list(name, help string, p func(*Config) *[]string) option {
+	return option{name: name, help: help,
+		set: func(c *Config, v string) error {
+			var out []string
+			for _, f := range strings.Split(v, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					out = append(out, f)
+				}
+			}
+			*p(c) = out
+			return nil
+		},
+		get: func(c *Config) string { return strings.Join(*p(c), ",") }}
+}
+
 func boolean(name, help string, p func(*Config) *bool) option {
 	return option{name: name, help: help, isBool: true,
 		set: func(c *Config, v string) error {
@@ -156,6 +179,11 @@ var options = []option{
 	integer("segment-window", "complete segments kept per stream", func(c *Config) *int { return &c.SegmentWindow }),
 	integer("max-streams", "most streams that may exist at once (ended ones aside)", func(c *Config) *int { return &c.MaxStreams }),
 	integer("max-rtmp-conns", "most RTMP connections at once", func(c *Config) *int { return &c.MaxRTMPConns }),
+	str("webrtc-udp", "UDP address of WebRTC's ICE (one port for every viewer)", func(c *Config) *string { return &c.WebRTCUDP }),
+	str("webrtc-tcp", "TCP address of WebRTC's ICE-TCP fallback", func(c *Config) *string { return &c.WebRTCTCP }),
+	str("webrtc-public-ip", "the public IP to announce to WebRTC viewers (1:1 NAT)", func(c *Config) *string { return &c.WebRTCPublicIP }),
+	list("stun", "STUN servers for WebRTC, comma-separated stun:host:port", func(c *Config) *[]string { return &c.STUN }),
+	str("ffmpeg", "ffmpeg for Opus audio in WebRTC: a path, empty to look for it, or off", func(c *Config) *string { return &c.FFmpeg }),
 	str("jwt-secret", "secret signing the glasses' core tokens (generated once and kept under --data when unset)", func(c *Config) *string { return &c.JWTSecret }),
 	dur("keep-alive-interval", "how often a stream's keep-alive goes to the glasses", func(c *Config) *time.Duration { return &c.KeepAliveInterval }),
 	dur("ack-timeout", "how long the glasses have to acknowledge a keep-alive", func(c *Config) *time.Duration { return &c.AckTimeout }),
@@ -269,7 +297,7 @@ func loadYAML(c *Config, file string) error {
 func (c *Config) Validate() []error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	for _, a := range []struct{ name, v string }{{"http", c.HTTP}, {"rtmp", c.RTMP}} {
+	for _, a := range []struct{ name, v string }{{"http", c.HTTP}, {"rtmp", c.RTMP}, {"webrtc-udp", c.WebRTCUDP}, {"webrtc-tcp", c.WebRTCTCP}} {
 		if _, port, err := net.SplitHostPort(a.v); err != nil {
 			bad("%s: %q is not an address like :8080 or 127.0.0.1:8080", a.name, a.v)
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
@@ -307,6 +335,14 @@ func (c *Config) Validate() []error {
 	}
 	if c.MaxRTMPConns < 1 {
 		bad("max-rtmp-conns: must be at least 1")
+	}
+	if c.WebRTCPublicIP != "" && net.ParseIP(c.WebRTCPublicIP) == nil {
+		bad("webrtc-public-ip: %q is not an IP address", c.WebRTCPublicIP)
+	}
+	for _, s := range c.STUN {
+		if !strings.HasPrefix(s, "stun:") && !strings.HasPrefix(s, "stuns:") {
+			bad("stun: %q is not a stun: URL", s)
+		}
 	}
 	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
 		bad("jwt-secret: use at least 32 characters")

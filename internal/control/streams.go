@@ -133,13 +133,14 @@ type managedStream struct {
 	stopWatch context.CancelFunc
 	timers    []*time.Timer
 	hls, dash string
-	webrtc    bool
+	whep      string
+	preview   string
 	ended     bool
 }
 
 func (ms *managedStream) statusMsg(status, message string) protocol.ManagedStreamStatus {
 	return protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: status, HLSURL: ms.hls, DASHURL: ms.dash,
-		Message: message, StreamID: ms.id}
+		WebRTCURL: ms.whep, PreviewURL: ms.preview, Message: message, StreamID: ms.id}
 }
 
 func (ms *managedStream) sendLocked(pkg string, msg protocol.ManagedStreamStatus) {
@@ -192,9 +193,12 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 	}
 	ms := &managedStream{
 		u: u, id: newStreamID("m"), st: st, viewers: map[string]bool{a.pkg: true}, status: statusInitializing,
-		createdAt: time.Now(), webrtc: req.EnableWebRTC != nil && *req.EnableWebRTC,
-		hls:  p.cfg.PublicURL + "/hls/" + st.ID() + "/index.m3u8",
-		dash: p.cfg.PublicURL + "/dash/" + st.ID() + "/manifest.mpd",
+		createdAt: time.Now(),
+		hls:       p.cfg.PublicURL + "/hls/" + st.ID() + "/index.m3u8",
+		dash:      p.cfg.PublicURL + "/dash/" + st.ID() + "/manifest.mpd",
+		// WebRTC is always on, so every app gets its URL, asked for or not.
+		whep:    p.cfg.PublicURL + "/whep/" + st.ID(),
+		preview: p.cfg.PublicURL + "/watch/" + st.ID(),
 	}
 	u.managed = ms
 	u.sendGlassesLocked(protocol.StartRTMPStream{
@@ -525,7 +529,8 @@ func (u *User) statusCheckLocked() protocol.StreamStatusCheckResponse {
 	if ms := u.managed; ms != nil {
 		out.HasActiveStream = true
 		out.StreamInfo = &protocol.StreamInfo{Type: "managed", StreamID: ms.id, Status: ms.status,
-			CreatedAt: ms.createdAt.UTC().Format(time.RFC3339Nano), HLSURL: ms.hls, DASHURL: ms.dash, ActiveViewers: len(ms.viewers)}
+			CreatedAt: ms.createdAt.UTC().Format(time.RFC3339Nano), HLSURL: ms.hls, DASHURL: ms.dash, WebRTCURL: ms.whep,
+			PreviewURL: ms.preview, ActiveViewers: len(ms.viewers)}
 	} else if us := u.unmanaged; us != nil {
 		out.HasActiveStream = true
 		out.StreamInfo = &protocol.StreamInfo{Type: "unmanaged", StreamID: us.id, Status: us.status,

@@ -281,6 +281,15 @@ func (r *Registry) Packager(id string) (*cmaf.Packager, bool) {
 	return s.pkg, true
 }
 
+// Hub returns the hub of a stream that can be watched.
+func (r *Registry) Hub(id string) (*stream.Hub, bool) {
+	s, err := r.Get(id)
+	if err != nil || s.Status() == StatusEnded {
+		return nil, false
+	}
+	return s.hub, true
+}
+
 // AuthorizePublish implements rtmp.Authorizer.
 func (r *Registry) AuthorizePublish(key string) (rtmp.Destination, error) {
 	r.mu.Lock()

@@ -47,6 +47,7 @@ func start(t *testing.T, tweak func(*config.Config)) *harness {
 	}
 	cfg := config.Default()
 	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.WebRTCUDP, cfg.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Data = t.TempDir()
 	cfg.AdminToken = testToken
 	cfg.ReconnectWindow = 5 * time.Second

@@ -33,6 +33,7 @@ import (
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/web"
+	rtc "github.com/glasscast/glasscast/internal/webrtc"
 )
 
 // Server is a running glasscast.
@@ -54,6 +55,7 @@ type Server struct {
 	plane      *control.Plane
 	sockets    *api.Sockets
 	secret     []byte
+	rtc        *rtc.Server
 }
 
 // New builds a server and binds its listeners; Run serves.
@@ -109,6 +111,19 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	s.public, s.rtmpBase = publicURLs(cfg.PublicURL, s.httpLn.Addr(), s.ingest.Addr())
+	var publicIPs []string
+	if cfg.WebRTCPublicIP != "" {
+		publicIPs = []string{cfg.WebRTCPublicIP}
+	}
+	s.rtc, err = rtc.New(rtc.Config{UDP: cfg.WebRTCUDP, TCP: cfg.WebRTCTCP, PublicIPs: publicIPs, STUN: cfg.STUN,
+		FFmpeg: cfg.FFmpeg, Loopback: isLoopback(cfg.WebRTCUDP)}, s.reg.Hub, log.With("component", "webrtc"))
+	if err != nil {
+		s.httpLn.Close()
+		s.ingest.Close()
+		s.reg.Close()
+		s.store.Close()
+		return nil, err
+	}
 
 	s.plane = control.New(control.Config{
 		KeepAliveInterval:   cfg.KeepAliveInterval,
@@ -128,6 +143,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	apiServer.Register(mux)
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
+	s.rtc.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
 	mux.Handle("/hls/{id}/{file}", hls.New(s.reg.Packager))
 	mux.Handle("/dash/{id}/{file}", dash.New(s.reg.Packager))
@@ -166,6 +182,16 @@ func (s *Server) loadApps(apps []config.AppConfig) error {
 	}
 	return nil
 }
+
+// isLoopback reports whether an address is on a loopback IP.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
+}
+
+// WebRTC is the WHEP server.
+func (s *Server) WebRTC() *rtc.Server { return s.rtc }
 
 // webSocketURL turns the public http(s) base into a ws(s) one.
 func webSocketURL(public string) string {
@@ -278,6 +304,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.plane.Close()   // apps hear the end, glasses are told to stop
 	s.sockets.Close() // and their sockets close
 	stopRTMP()
+	s.rtc.Close()
 	s.reg.Close()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -354,6 +381,7 @@ func (s *Server) publicStatus(id string) (web.Status, bool) {
 func (s *Server) Close() {
 	s.httpLn.Close()
 	s.ingest.Close()
+	s.rtc.Close()
 	s.plane.Close()
 	s.reg.Close()
 	s.store.Close()

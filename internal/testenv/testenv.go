@@ -45,6 +45,7 @@ func Start(tweak func(*config.Config), packages ...string) (*Env, error) {
 	env := &Env{Apps: map[string]*App{}}
 	cfg := config.Default()
 	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.WebRTCUDP, cfg.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0"
 	dir, err := os.MkdirTemp("", "glasscast-env-")
 	if err != nil {
 		return nil, err

@@ -1,0 +1,206 @@
+package webrtc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+
+	"github.com/glasscast/glasscast/internal/stream"
+)
+
+// opusPacket is one 20 ms Opus packet on the stream's timeline.
+type opusPacket struct {
+	data []byte
+	at   time.Duration // stream time of its first sample
+	dur  time.Duration
+}
+
+// transcoder turns a stream's AAC into Opus, which browsers' WebRTC needs,
+// with one Debian ffmpeg per stream, shared by the stream's WebRTC viewers.
+// It runs from the first viewer to the last. It reads the hub like any
+// reader, so however ffmpeg behaves the hub never waits for it.
+type transcoder struct {
+	ffmpeg string
+	hub    *stream.Hub
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	subs   map[chan opusPacket]struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// subscribe adds a viewer; the returned func removes it. The first viewer
+// starts ffmpeg, the last one out stops it.
+func (t *transcoder) subscribe() (<-chan opusPacket, func()) {
+	ch := make(chan opusPacket, 64)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.subs[ch] = struct{}{}
+	if t.cancel == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.cancel, t.done = cancel, make(chan struct{})
+		go t.run(ctx, t.done)
+	}
+	return ch, func() {
+		t.mu.Lock()
+		delete(t.subs, ch)
+		var stop context.CancelFunc
+		var done chan struct{}
+		if len(t.subs) == 0 && t.cancel != nil {
+			stop, done = t.cancel, t.done
+			t.cancel, t.done = nil, nil
+		}
+		t.mu.Unlock()
+		if stop != nil {
+			stop()
+			<-done
+		}
+	}
+}
+
+// close stops the transcoder whatever its subscribers.
+func (t *transcoder) close() {
+	t.mu.Lock()
+	stop, done := t.cancel, t.done
+	t.cancel, t.done = nil, nil
+	t.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+func (t *transcoder) publish(p opusPacket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for ch := range t.subs {
+		select {
+		case ch <- p:
+		default: // a viewer that cannot keep up loses audio, not the others
+		}
+	}
+}
+
+// run feeds ffmpeg from the hub until ctx ends. A new ffmpeg starts at
+// every discontinuity (publisher reconnect, new audio format, a gap), so
+// the Opus timeline always maps back to stream time.
+func (t *transcoder) run(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	r := t.hub.NewReader("opus", 512)
+	defer r.Close()
+	var p *ffproc
+	defer func() {
+		if p != nil {
+			p.stop()
+		}
+	}()
+	for {
+		u, err := r.Read(ctx)
+		if err != nil {
+			return
+		}
+		if u.Kind != stream.KindAudio || u.Tracks == nil || u.Tracks.Audio == nil {
+			continue
+		}
+		a := u.Tracks.Audio
+		frame := time.Duration(1024) * time.Second / time.Duration(a.SampleRate)
+		if p == nil || p.epoch != u.Epoch || p.audio != a || u.DTS < p.next-frame/2 || u.DTS > p.next+200*time.Millisecond {
+			if p != nil {
+				p.stop()
+			}
+			p, err = t.start(u.DTS, u.Epoch, a)
+			if err != nil {
+				t.log.Warn("webrtc: the Opus transcoder did not start; audio is off", "err", err)
+				return
+			}
+		}
+		adts, err := mpeg4audio.ADTSPackets{{Type: a.Config.Type, SampleRate: a.SampleRate, ChannelConfig: a.Config.ChannelConfig, AU: u.Payload}}.Marshal()
+		if err != nil {
+			continue
+		}
+		if _, err := p.stdin.Write(adts); err != nil {
+			p.stop()
+			p = nil
+			continue
+		}
+		p.next = u.DTS + frame
+	}
+}
+
+// ffproc is one ffmpeg, AAC in (ADTS), Ogg Opus out.
+type ffproc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	epoch uint32
+	audio *stream.Audio
+	next  time.Duration
+	done  chan struct{}
+}
+
+func (t *transcoder) start(base time.Duration, epoch uint32, a *stream.Audio) (*ffproc, error) {
+	cmd := exec.Command(t.ffmpeg, "-hide_banner", "-loglevel", "error", "-fflags", "nobuffer",
+		"-f", "aac", "-i", "pipe:0",
+		"-c:a", "libopus", "-b:a", "64k", "-application", "lowdelay", "-frame_duration", "20", "-ar", "48000",
+		"-f", "ogg", "-page_duration", "20000", "-flush_packets", "1", "pipe:1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &ffproc{cmd: cmd, stdin: stdin, epoch: epoch, audio: a, next: base, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		o := newOggReader(bufio.NewReader(stdout))
+		prev := int64(-1)
+		for {
+			data, granule, err := o.next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.log.Debug("webrtc: opus output", "err", err)
+				}
+				io.Copy(io.Discard, stdout)
+				return
+			}
+			if granule < 0 {
+				continue
+			}
+			if prev < 0 {
+				prev = granule - 960
+			}
+			start := prev - o.preSkip
+			dur := granule - prev
+			prev = granule
+			if start < 0 {
+				continue // the encoder's priming samples
+			}
+			t.publish(opusPacket{
+				data: data,
+				at:   base + time.Duration(start)*time.Second/48000,
+				dur:  time.Duration(dur) * time.Second / 48000,
+			})
+		}
+	}()
+	return p, nil
+}
+
+func (p *ffproc) stop() {
+	p.stdin.Close()
+	timer := time.AfterFunc(2*time.Second, func() { p.cmd.Process.Kill() })
+	<-p.done
+	p.cmd.Wait()
+	timer.Stop()
+}

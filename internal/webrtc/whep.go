@@ -1,0 +1,350 @@
+// Package webrtc serves live streams to browsers over WebRTC, with WHEP
+// (the WebRTC-HTTP egress protocol): POST an SDP offer to /whep/{id}, get the
+// answer and a session URL to DELETE when done.
+//
+// H.264 goes out as the glasses sent it; AAC is turned into Opus by one
+// Debian ffmpeg per stream, shared by its viewers and running only while it
+// has some (without ffmpeg, viewers get video only). A new viewer starts at
+// the cached keyframe at once and is brought to the live edge by sending the
+// cached frames faster than real time, stamped to play back quickly, so it
+// neither waits for the next keyframe nor stays a GOP behind. ICE uses host
+// candidates on one UDP port and ICE-TCP on one TCP port.
+package webrtc
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/glasscast/glasscast/internal/stream"
+)
+
+// Config sets the server up. Zero fields take the defaults.
+type Config struct {
+	// UDP and TCP are the addresses of the ICE ports (both ":8189" by default).
+	UDP string
+	TCP string
+	// PublicIPs are announced instead of the host's own addresses (1:1 NAT).
+	PublicIPs []string
+	// STUN servers, as stun:host:port URLs.
+	STUN []string
+	// FFmpeg is the transcoder for Opus: a path, "" to look for ffmpeg, or
+	// "off".
+	FFmpeg string
+	// Loopback includes loopback candidates (for tests on one machine).
+	Loopback bool
+	// MaxViewers caps the WebRTC sessions of the server (2000).
+	MaxViewers int
+}
+
+// Lookup finds the hub of a stream that can be watched.
+type Lookup func(id string) (*stream.Hub, bool)
+
+// Server is the WHEP endpoint.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	lookup Lookup
+	api    *webrtc.API
+	udp    net.PacketConn
+	tcp    net.Listener
+	ffmpeg string
+
+	mu          sync.Mutex
+	closed      bool
+	sessions    map[string]*session
+	transcoders map[*stream.Hub]*transcoder
+	wg          sync.WaitGroup
+}
+
+// H.264 profiles offered to browsers: constrained baseline, baseline, main,
+// high. The stream's own goes out whatever the negotiated one says; only the
+// profile byte matters for a match.
+var h264Profiles = []struct {
+	pt  webrtc.PayloadType
+	pli string
+}{{102, "42e01f"}, {104, "42001f"}, {106, "4d001f"}, {108, "64001f"}}
+
+// New binds the ICE ports and builds the WebRTC stack.
+func New(cfg Config, lookup Lookup, log *slog.Logger) (*Server, error) {
+	if cfg.UDP == "" {
+		cfg.UDP = ":8189"
+	}
+	if cfg.TCP == "" {
+		cfg.TCP = ":8189"
+	}
+	if cfg.MaxViewers <= 0 {
+		cfg.MaxViewers = 2000
+	}
+	s := &Server{cfg: cfg, log: log, lookup: lookup, sessions: map[string]*session{}, transcoders: map[*stream.Hub]*transcoder{}}
+	switch cfg.FFmpeg {
+	case "off":
+	case "":
+		s.ffmpeg, _ = exec.LookPath("ffmpeg")
+	default:
+		s.ffmpeg = cfg.FFmpeg
+	}
+	if s.ffmpeg == "" {
+		log.Warn("webrtc: no ffmpeg to turn AAC into Opus: WebRTC viewers get video only")
+	}
+
+	me := &webrtc.MediaEngine{}
+	for _, p := range h264Profiles {
+		err := me.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+				SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + p.pli},
+			PayloadType: p.pt,
+		}, webrtc.RTPCodecTypeVideo)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType:        111,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, err
+	}
+	// NACKs are answered from a small per-viewer history; sender reports let
+	// the browser line audio up with video.
+	reg := &interceptor.Registry{}
+	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(256))
+	if err != nil {
+		return nil, err
+	}
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	reg.Add(responder)
+	sender, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	reg.Add(sender)
+
+	s.udp, err = net.ListenPacket("udp", cfg.UDP)
+	if err != nil {
+		return nil, fmt.Errorf("webrtc udp: %w", err)
+	}
+	s.tcp, err = net.Listen("tcp", cfg.TCP)
+	if err != nil {
+		s.udp.Close()
+		return nil, fmt.Errorf("webrtc tcp: %w", err)
+	}
+	lf := logging.NewDefaultLoggerFactory()
+	lf.Writer = io.Discard
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("udp"), s.udp))
+	se.SetICETCPMux(webrtc.NewICETCPMux(lf.NewLogger("tcp"), s.tcp, 8))
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6})
+	se.SetIncludeLoopbackCandidate(cfg.Loopback)
+	if len(cfg.PublicIPs) > 0 {
+		se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+	}
+	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	return s, nil
+}
+
+// UDPAddr and TCPAddr are the bound ICE addresses.
+func (s *Server) UDPAddr() net.Addr { return s.udp.LocalAddr() }
+
+// TCPAddr is the bound ICE-TCP address.
+func (s *Server) TCPAddr() net.Addr { return s.tcp.Addr() }
+
+// Viewers counts the WebRTC sessions of a stream's hub.
+func (s *Server) Viewers(h *stream.Hub) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ss := range s.sessions {
+		if ss.hub == h {
+			n++
+		}
+	}
+	return n
+}
+
+// MaxOfferBytes bounds an SDP offer.
+const MaxOfferBytes = 64 << 10
+
+// Register adds /whep/{id} and /whep/{id}/{session}.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("/whep/{id}", s.offer)
+	mux.HandleFunc("/whep/{id}/{session}", s.sessionHandler)
+}
+
+func cors(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match")
+	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link")
+}
+
+func (s *Server) offer(w http.ResponseWriter, r *http.Request) {
+	cors(w)
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	hub, ok := s.lookup(r.PathValue("id"))
+	if !ok {
+		http.Error(w, "no such stream", http.StatusNotFound)
+		return
+	}
+	tracks := hub.Tracks()
+	if tracks == nil || tracks.Video == nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the stream has no video yet", http.StatusServiceUnavailable)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/sdp") {
+		http.Error(w, "the offer must be application/sdp", http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxOfferBytes))
+	if err != nil {
+		http.Error(w, "the offer is too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	ss, answer, err := s.newSession(r.PathValue("id"), hub, tracks, string(body))
+	switch {
+	case errors.Is(err, errFull):
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		http.Error(w, "bad offer: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Location", "/whep/"+r.PathValue("id")+"/"+ss.id)
+	w.Header().Set("ETag", `"`+ss.id+`"`)
+	w.WriteHeader(http.StatusCreated)
+	io.WriteString(w, answer)
+}
+
+func (s *Server) sessionHandler(w http.ResponseWriter, r *http.Request) {
+	cors(w)
+	s.mu.Lock()
+	ss := s.sessions[r.PathValue("session")]
+	s.mu.Unlock()
+	if ss == nil || ss.streamID != r.PathValue("id") {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodDelete:
+		ss.close()
+		w.WriteHeader(http.StatusOK)
+	case http.MethodPatch:
+		// Candidates come in the offer and answer: no trickle.
+		w.Header().Set("Allow", "DELETE, OPTIONS")
+		http.Error(w, "trickle ICE is not supported", http.StatusMethodNotAllowed)
+	default:
+		w.Header().Set("Allow", "DELETE, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+var errFull = errors.New("the server has as many WebRTC viewers as it takes")
+
+// profileFor picks, from the offer, the H.264 format to answer with: the
+// stream's own profile when offered, else any with packetization mode 1.
+func profileFor(offer string, profile uint8) (string, error) {
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal([]byte(offer)); err != nil {
+		return "", err
+	}
+	want := fmt.Sprintf("%02x", profile)
+	var any string
+	for _, p := range h264Profiles {
+		for _, m := range sd.MediaDescriptions {
+			for _, a := range m.Attributes {
+				if a.Key == "fmtp" && strings.Contains(a.Value, "packetization-mode=1") && strings.Contains(strings.ToLower(a.Value), "profile-level-id="+p.pli[:4]) {
+					if p.pli[:2] == want {
+						return p.pli, nil
+					}
+					if any == "" {
+						any = p.pli
+					}
+				}
+			}
+		}
+	}
+	if any == "" {
+		return "", errors.New("the offer has no H.264 with packetization-mode=1")
+	}
+	return any, nil
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Close ends every session and transcoder and closes the ICE ports.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	trs := make([]*transcoder, 0, len(s.transcoders))
+	for _, t := range s.transcoders {
+		trs = append(trs, t)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.close()
+	}
+	for _, t := range trs {
+		t.close()
+	}
+	s.wg.Wait()
+	s.udp.Close()
+	s.tcp.Close()
+}
+
+// transcoderFor returns the stream's Opus transcoder, nil without ffmpeg.
+func (s *Server) transcoderFor(h *stream.Hub) *transcoder {
+	if s.ffmpeg == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.transcoders[h]
+	if t == nil {
+		t = &transcoder{ffmpeg: s.ffmpeg, hub: h, log: s.log, subs: map[chan opusPacket]struct{}{}}
+		s.transcoders[h] = t
+	}
+	return t
+}
+
+// waitTimeout bounds the ICE gathering of an answer and the wait for a
+// viewer to connect.
+const waitTimeout = 15 * time.Second
