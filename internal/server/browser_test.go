@@ -18,12 +18,16 @@ type playResult struct {
 	Width      int      `json:"width"`
 	Height     int      `json:"height"`
 	Audio      bool     `json:"audio"`
+	Protocol   string   `json:"protocol"`
+	LatencyMs  *float64 `json:"latencyMs"`
+	Fallbacks  []string `json:"fallbacks"`
+	Status     string   `json:"status"`
 	Error      string   `json:"error"`
 	PageErrors []string `json:"pageErrors"`
 }
 
-// TestBrowserPlays plays a stream from the Go test source in headless
-// Chromium with hls.js (the watch page) and with dash.js.
+// TestBrowserPlays plays a stream from the Go test source on the watch page
+// in headless Chromium: over WebRTC (its first choice), hls.js and dash.js.
 func TestBrowserPlays(t *testing.T) {
 	needTool(t, "node")
 	dir, err := filepath.Abs("../../tests/browser")
@@ -70,17 +74,32 @@ func TestBrowserPlays(t *testing.T) {
 			got[r.Player] = r
 		}
 	}
-	for _, player := range []string{"hlsjs", "dashjs"} {
+	want := map[string]string{"webrtc": "webrtc", "hlsjs": "ll-hls", "dashjs": "dash"}
+	for _, player := range []string{"webrtc", "hlsjs", "dashjs"} {
 		r, ok := got[player]
 		if !ok {
 			t.Fatalf("no result for %s:\n%s\n%s", player, out, stderr.String())
 		}
-		t.Logf("%s: played %.1f s of %dx%d, audio %v (screenshot in %s)", player, r.Played, r.Width, r.Height, r.Audio, artifacts)
+		lat := -1.0
+		if r.LatencyMs != nil {
+			lat = *r.LatencyMs
+		}
+		t.Logf("%s: played %.1f s of %dx%d over %s, audio %v, page latency %.0f ms, status %s (screenshot in %s)",
+			player, r.Played, r.Width, r.Height, r.Protocol, r.Audio, lat, r.Status, artifacts)
 		if r.Played < 3 || r.Width != 1280 || r.Height != 720 || r.Error != "" || len(r.PageErrors) > 0 {
 			t.Fatalf("%s did not play: %+v", player, r)
 		}
+		if r.Protocol != want[player] || len(r.Fallbacks) > 0 {
+			t.Fatalf("%s played over %q after falling back from %v", player, r.Protocol, r.Fallbacks)
+		}
 		if !r.Audio {
 			t.Errorf("%s played no audio", player)
+		}
+		if r.LatencyMs == nil || *r.LatencyMs <= 0 {
+			t.Errorf("%s measured no latency", player)
+		}
+		if r.Status != "live" {
+			t.Errorf("%s shows status %q", player, r.Status)
 		}
 	}
 }

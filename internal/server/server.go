@@ -367,7 +367,7 @@ func (s *Server) publicStatus(id string) (web.Status, bool) {
 		return web.Status{}, false
 	}
 	in := st.Info()
-	out := web.Status{ID: in.ID, Name: in.Name, Status: in.Status.String()}
+	out := web.Status{ID: in.ID, Name: in.Name, Status: in.Status.String(), Viewers: s.rtc.Viewers(st.Hub())}
 	if t := in.Stats.Tracks; t != nil && t.Video != nil {
 		out.Width, out.Height = t.Video.Width, t.Video.Height
 	}

@@ -25,6 +25,7 @@ type Status struct {
 	Height  int     `json:"height,omitempty"`
 	FPS     float64 `json:"fps,omitempty"`
 	Bitrate int64   `json:"bitrate,omitempty"`
+	Viewers int     `json:"viewers"` // WebRTC viewers
 }
 
 // Lookup returns the public status of a stream that can be watched.
@@ -77,6 +78,7 @@ func (h *Handler) watch(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
 	watchPage.Execute(w, map[string]string{
 		"Title":     title,
+		"WHEP":      "/whep/" + id,
 		"HLS":       "/hls/" + id + "/index.m3u8",
 		"DASH":      "/dash/" + id + "/manifest.mpd",
 		"StatusURL": "/watch/" + id + "/status",
