@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/stream"
 )
 
 // MaxBodyBytes bounds request bodies.
@@ -39,6 +40,12 @@ type Server struct {
 	urls  URLs
 	token [32]byte
 	log   *slog.Logger
+
+	// WebRTCViewers, when set, counts a stream's WebRTC viewers.
+	WebRTCViewers func(*stream.Hub) int
+	// Counts, when set, says how many users, glasses connections and app
+	// sessions the control plane holds.
+	Counts func() (users, glasses, apps int)
 }
 
 // New makes the API over a registry; token is the admin bearer token.
@@ -51,6 +58,58 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("/api/", s.auth(http.HandlerFunc(s.notFound)))
 	mux.Handle("/api/v1/streams", s.auth(http.HandlerFunc(s.streams)))
 	mux.Handle("/api/v1/streams/{id}", s.auth(http.HandlerFunc(s.oneStream)))
+	mux.Handle("GET /api/v1/events", s.auth(http.HandlerFunc(s.events)))
+}
+
+// Snapshot is what the dashboard shows: every stream and the sessions.
+type Snapshot struct {
+	Time    time.Time    `json:"time"`
+	Streams []StreamJSON `json:"streams"`
+	Users   int          `json:"users"`
+	Glasses int          `json:"glassesConnections"`
+	Apps    int          `json:"appSessions"`
+}
+
+func (s *Server) snapshot() Snapshot {
+	snap := Snapshot{Time: time.Now().UTC()}
+	for _, st := range s.reg.List() {
+		snap.Streams = append(snap.Streams, s.describe(st))
+	}
+	if snap.Streams == nil {
+		snap.Streams = []StreamJSON{}
+	}
+	if s.Counts != nil {
+		snap.Users, snap.Glasses, snap.Apps = s.Counts()
+	}
+	return snap
+}
+
+// events streams snapshots as server-sent events, one a second.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		WriteError(w, http.StatusInternalServerError, CodeUnavailable, "streaming is not supported here")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		b, _ := json.Marshal(s.snapshot())
+		if _, err := fmt.Fprintf(w, "event: snapshot\ndata: %s\n\n", b); err != nil {
+			return
+		}
+		fl.Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Error codes on the wire.
@@ -242,6 +301,13 @@ type StreamJSON struct {
 	FramesIn        uint64  `json:"framesIn"`
 	DroppedFrames   uint64  `json:"droppedFrames"`
 	Readers         int     `json:"readers"`
+	Viewers         Viewers `json:"viewers"`
+}
+
+// Viewers counts a stream's viewers by protocol (those glasscast can count:
+// LL-HLS and DASH are plain HTTP).
+type Viewers struct {
+	WebRTC int `json:"webrtc"`
 }
 
 // IngestJSON says where to publish.
@@ -296,6 +362,9 @@ func (s *Server) describe(st *live.Stream) StreamJSON {
 	}
 	if in.Status != live.StatusLive {
 		out.Bitrate, out.FPS = 0, 0
+	}
+	if s.WebRTCViewers != nil {
+		out.Viewers.WebRTC = s.WebRTCViewers(st.Hub())
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -242,3 +243,98 @@ func TestShutdownReleasesEverything(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// TestEventsStream reads the dashboard's event stream: refused without the
+// admin token; with it, snapshots that follow a stream from idle to live.
+func TestEventsStream(t *testing.T) {
+	h := start(t, nil)
+	resp, err := http.Get(h.base + "/api/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("events without a token: %d", resp.StatusCode)
+	}
+
+	s := h.create("events")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.base+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	statuses := []string{}
+	published := false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var snap api.Snapshot
+		if err := json.Unmarshal([]byte(line), &snap); err != nil {
+			t.Fatalf("snapshot %q: %v", line, err)
+		}
+		if len(snap.Streams) != 1 || snap.Streams[0].ID != s.ID {
+			t.Fatalf("snapshot streams: %+v", snap.Streams)
+		}
+		st := snap.Streams[0]
+		if len(statuses) == 0 || statuses[len(statuses)-1] != st.Status.String() {
+			statuses = append(statuses, st.Status.String())
+		}
+		if !published {
+			published = true
+			publishSim(ctx, s.Ingest.RTMPURL, nil)
+		}
+		if st.Status == live.StatusLive && st.Width == 1280 && st.Bitrate > 0 {
+			t.Logf("statuses seen: %v", statuses)
+			return
+		}
+	}
+	t.Fatalf("the event stream ended (%v) before the stream showed live; statuses %v", sc.Err(), statuses)
+}
+
+// TestDemoStream runs glasscast as a newcomer would, with the demo: the
+// dashboard links the demo stream once it plays, and it plays in ffprobe.
+func TestDemoStream(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.Demo = true })
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var id string
+	for id == "" {
+		resp, err := http.Get(h.base + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if _, rest, ok := strings.Cut(string(page), `href="/watch/`); ok {
+			id, _, _ = strings.Cut(rest, `"`)
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("the dashboard never linked the demo stream:\n%s", page)
+		case <-tick.C:
+		}
+	}
+	s := h.get(id)
+	if s.Status != live.StatusLive {
+		t.Fatalf("the demo stream is %s", s.Status)
+	}
+	streams := probe(t, s.Playback.HLS)
+	v, a := findStream(streams, "video"), findStream(streams, "audio")
+	if v == nil || a == nil || v.Width == 0 {
+		t.Fatalf("the demo stream plays %s", describe(streams))
+	}
+	t.Logf("demo stream %s: %s", id, describe(streams))
+}

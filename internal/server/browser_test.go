@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,10 +25,15 @@ type playResult struct {
 	Status     string   `json:"status"`
 	Error      string   `json:"error"`
 	PageErrors []string `json:"pageErrors"`
+	// The dashboard's result.
+	Rejected *string  `json:"rejected"`
+	Row      []string `json:"row"`
+	Summary  string   `json:"summary"`
 }
 
 // TestBrowserPlays plays a stream from the Go test source on the watch page
-// in headless Chromium: over WebRTC (its first choice), hls.js and dash.js.
+// in headless Chromium: over WebRTC (its first choice), hls.js and dash.js;
+// then the dashboard shows it live with its WebRTC viewer.
 func TestBrowserPlays(t *testing.T) {
 	needTool(t, "node")
 	dir, err := filepath.Abs("../../tests/browser")
@@ -62,6 +68,7 @@ func TestBrowserPlays(t *testing.T) {
 	cmd := exec.CommandContext(runCtx, "node", filepath.Join(dir, "play.mjs"), h.base, s.ID, artifacts)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	cmd.Env = append(os.Environ(), "GLASSCAST_TOKEN="+testToken)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("play.mjs: %v\n%s", err, stderr.String())
@@ -101,5 +108,19 @@ func TestBrowserPlays(t *testing.T) {
 		if r.Status != "live" {
 			t.Errorf("%s shows status %q", player, r.Status)
 		}
+	}
+	d, ok := got["dashboard"]
+	if !ok {
+		t.Fatalf("no result for the dashboard:\n%s\n%s", out, stderr.String())
+	}
+	t.Logf("dashboard: %q; row %q", d.Summary, d.Row)
+	if d.Rejected == nil || *d.Rejected == "" {
+		t.Errorf("the dashboard took a wrong token without a word")
+	}
+	if d.Row == nil || len(d.PageErrors) > 0 {
+		t.Fatalf("the dashboard never showed the stream live with a WebRTC viewer: %+v", d)
+	}
+	if !strings.Contains(d.Row[0], "browser") || !strings.Contains(d.Row[2], "1280×720") || !strings.Contains(d.Row[4], "kbit/s") {
+		t.Errorf("the dashboard's row is missing the stream's name, size or bitrate: %q", d.Row)
 	}
 }

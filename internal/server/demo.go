@@ -45,12 +45,26 @@ func (s *Server) runDemo(ctx context.Context) {
 		sess.Camera.OnManagedStreamStatus(func(st sdk.ManagedStreamStatus) {
 			sess.Layouts.ShowTextWall("Stream "+st.Status, 0)
 		})
-		if _, err := sess.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{Quality: "720p"}); err != nil {
-			return err
-		}
-		res, err := sess.Camera.WaitManagedActive(ctx)
-		if err != nil {
-			return err
+		// A newcomer's first stream: try again until it plays.
+		var res sdk.ManagedStreamResult
+		for {
+			_, err := sess.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{Quality: "720p"})
+			if err == nil {
+				res, err = sess.Camera.WaitManagedActive(ctx)
+				if err == nil {
+					break
+				}
+				sess.Camera.StopManagedStream(ctx)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("the demo stream did not start; trying again in 2 s", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
 		}
 		id := strings.TrimSuffix(strings.TrimPrefix(res.HLSURL, s.public+"/hls/"), "/index.m3u8")
 		s.demoMu.Lock()

@@ -54,9 +54,16 @@ func start(t *testing.T, tweak func(*config.Config)) *harness {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	logOut := io.Discard
-	if os.Getenv("GLASSCAST_TEST_LOG") != "" {
-		logOut = os.Stderr
+	var logOut io.Writer = os.Stderr
+	if os.Getenv("GLASSCAST_TEST_LOG") == "" {
+		// Kept, and shown only if the test fails.
+		tail := &logTail{}
+		logOut = tail
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("the server's log (last %d KiB):\n%s", logTailMax>>10, tail.String())
+			}
+		})
 	}
 	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -86,6 +93,31 @@ func start(t *testing.T, tweak func(*config.Config)) *harness {
 	t.Cleanup(h.stop)
 	h.waitHealthy()
 	return h
+}
+
+// logTailMax bounds the log a test keeps.
+const logTailMax = 256 << 10
+
+// logTail keeps the last logTailMax bytes written to it.
+type logTail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if over := len(l.buf) - logTailMax; over > 0 {
+		l.buf = append(l.buf[:0], l.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
 }
 
 func (h *harness) waitHealthy() {

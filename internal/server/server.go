@@ -140,6 +140,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 
 	mux := http.NewServeMux()
 	apiServer := api.New(s.reg, s, s.adminToken, log.With("component", "api"))
+	apiServer.WebRTCViewers = s.rtc.Viewers
+	apiServer.Counts = s.plane.Counts
 	apiServer.Register(mux)
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
@@ -155,7 +157,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		mux.Handle("/debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
 		mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
 	}
-	mux.HandleFunc("GET /{$}", s.index)
+	mux.HandleFunc("GET /{$}", web.Dashboard(s.DemoID))
 	s.httpSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -350,15 +352,6 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Write([]byte("ok\n"))
-}
-
-func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	body := "<!doctype html><title>glasscast</title><h1>glasscast</h1><p>Live video for camera glasses. The Streams API is at <code>/api/v1/streams</code> (admin token).</p>"
-	if id := s.DemoID(); id != "" {
-		body += `<p>Demo stream: <a href="/watch/` + id + `">watch it</a>.</p>`
-	}
-	w.Write([]byte(body))
 }
 
 func (s *Server) publicStatus(id string) (web.Status, bool) {

@@ -1,6 +1,6 @@
-// Package web serves glasscast's pages: the watch page of a stream
-// (/watch/{id}), its public status (/watch/{id}/status) and the static assets
-// they use, all built into the binary.
+// Package web serves glasscast's pages: the dashboard (/), the watch page of
+// a stream (/watch/{id}), its public status (/watch/{id}/status) and the
+// static assets they use, all built into the binary.
 package web
 
 import (
@@ -15,6 +15,20 @@ import (
 var assets embed.FS
 
 var watchPage = template.Must(template.ParseFS(assets, "assets/watch.html"))
+
+var dashboardPage = template.Must(template.ParseFS(assets, "assets/dashboard.html"))
+
+// Dashboard serves the dashboard page at /. The page holds no stream data:
+// it asks for the admin token and reads the admin API's event stream. Only
+// the demo stream (demoID returns "" when there is none) is linked for
+// anyone, since its watch page is public.
+func Dashboard(demoID func() string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		dashboardPage.Execute(w, struct{ DemoID string }{demoID()})
+	}
+}
 
 // Status is what anyone who knows a stream's id may see of it.
 type Status struct {

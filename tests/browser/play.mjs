@@ -3,7 +3,10 @@
 // size, whether it has audio, which protocol played, the latency the page
 // measured. Screenshots go to the artifacts dir.
 //
-//   node play.mjs BASE_URL STREAM_ID ARTIFACT_DIR
+// Then it opens the dashboard, signs in with the admin token (a wrong one
+// first) and prints what the stream's row shows while a WebRTC viewer watches.
+//
+//   GLASSCAST_TOKEN=admin-token node play.mjs BASE_URL STREAM_ID ARTIFACT_DIR
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 
@@ -55,6 +58,39 @@ try {
     await watch(name, page);
     await page.close();
   }
+  await dashboard();
 } finally {
   await browser.close();
+}
+
+async function dashboard() {
+  const viewer = await browser.newPage();
+  await viewer.goto(`${base}/watch/${id}`);
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', e => errors.push(e.message));
+  await page.goto(`${base}/`);
+  await page.fill('#token', 'not-the-token');
+  await page.click('#login button');
+  let rejected = null;
+  try {
+    await page.waitForFunction(() => document.getElementById('loginError').textContent !== '', null, { timeout: 10000 });
+    rejected = await page.textContent('#loginError');
+  } catch { /* reported as null */ }
+  await page.fill('#token', process.env.GLASSCAST_TOKEN || '');
+  await page.click('#login button');
+  let row = null;
+  try {
+    const sel = `tr[data-id="${id}"]`;
+    await page.waitForFunction(sel => {
+      const tr = document.querySelector(sel);
+      return tr && tr.querySelector('.pill').textContent === 'live' && /^[1-9]\d* WebRTC/.test(tr.cells[5].textContent);
+    }, sel, { timeout: 30000 });
+    row = await page.$eval(sel, tr => Array.from(tr.cells).map(c => c.textContent));
+  } catch { /* reported as null */ }
+  const summary = await page.textContent('#summary');
+  await page.screenshot({ path: path.join(artifacts, 'dashboard.png') });
+  console.log(JSON.stringify({ player: 'dashboard', rejected, row, summary, pageErrors: errors }));
+  await page.close();
+  await viewer.close();
 }

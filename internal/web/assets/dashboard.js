@@ -1,0 +1,98 @@
+// glasscast's dashboard: the streams and sessions, updated live from the
+// admin API's event stream (GET /api/v1/events, server-sent events read
+// with fetch so the token goes in a header).
+(function () {
+  'use strict';
+  var login = document.getElementById('login');
+  var board = document.getElementById('board');
+  var tokenInput = document.getElementById('token');
+  var loginError = document.getElementById('loginError');
+  var rows = document.getElementById('streams');
+  var summary = document.getElementById('summary');
+  window.glasscastDashboard = { snapshots: 0, last: null };
+
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text != null) { e.textContent = text; }
+    if (cls) { e.className = cls; }
+    return e;
+  }
+
+  function count(n, noun) { return n + ' ' + noun + (n === 1 ? '' : 's'); }
+
+  function render(snap) {
+    window.glasscastDashboard.snapshots++;
+    window.glasscastDashboard.last = snap;
+    summary.textContent = [count(snap.streams.length, 'stream'), count(snap.users, 'user'),
+      count(snap.glassesConnections, 'glasses connection'), count(snap.appSessions, 'app session')].join(' · ');
+    rows.textContent = '';
+    snap.streams.forEach(function (s) {
+      var tr = el('tr');
+      tr.dataset.id = s.id;
+      var name = el('td');
+      name.appendChild(el('div', s.name || s.id));
+      name.appendChild(el('small', s.id, 'muted'));
+      tr.appendChild(name);
+      var st = el('td');
+      st.appendChild(el('span', s.status, 'pill ' + s.status));
+      if (s.lastError) { st.appendChild(el('div', s.lastError, 'err')); }
+      tr.appendChild(st);
+      tr.appendChild(el('td', s.width ? s.width + '×' + s.height + ' ' + Math.round(s.fps) + ' fps ' + s.videoCodec : '—'));
+      tr.appendChild(el('td', s.audioCodec ? s.audioCodec + ' ' + s.audioSampleRate / 1000 + ' kHz ' + s.audioChannels + ' ch' : '—'));
+      tr.appendChild(el('td', s.bitrate ? Math.round(s.bitrate / 1000) + ' kbit/s' : '—'));
+      tr.appendChild(el('td', (s.viewers ? s.viewers.webrtc : 0) + ' WebRTC'));
+      tr.appendChild(el('td', s.framesIn + ' frames, ' + s.droppedFrames + ' dropped'));
+      var w = el('td');
+      if (s.status !== 'ended') {
+        var a = el('a', 'watch');
+        a.href = s.playback.watch;
+        w.appendChild(a);
+      }
+      tr.appendChild(w);
+      rows.appendChild(tr);
+    });
+  }
+
+  function connect(token) {
+    fetch('/api/v1/events', { headers: { Authorization: 'Bearer ' + token } }).then(function (r) {
+      if (r.status === 401) {
+        sessionStorage.removeItem('glasscastToken');
+        board.hidden = true;
+        login.hidden = false;
+        loginError.textContent = 'That token is not valid.';
+        return;
+      }
+      login.hidden = true;
+      board.hidden = false;
+      var reader = r.body.getReader();
+      var decoder = new TextDecoder();
+      var buf = '';
+      function pump() {
+        return reader.read().then(function (res) {
+          if (res.done) { throw new Error('closed'); }
+          buf += decoder.decode(res.value, { stream: true });
+          var i;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            var block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            block.split('\n').forEach(function (line) {
+              if (line.indexOf('data: ') === 0) { render(JSON.parse(line.slice(6))); }
+            });
+          }
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function () {
+      setTimeout(function () { connect(token); }, 2000);
+    });
+  }
+
+  login.addEventListener('submit', function (e) {
+    e.preventDefault();
+    sessionStorage.setItem('glasscastToken', tokenInput.value);
+    connect(tokenInput.value);
+  });
+  var saved = sessionStorage.getItem('glasscastToken') || new URLSearchParams(location.hash.slice(1)).get('token');
+  if (saved) { connect(saved); } else { login.hidden = false; }
+})();
