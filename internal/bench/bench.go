@@ -11,6 +11,11 @@
 //   - load: CPU and memory of the server for 1, 10 and 50 publishers, with
 //     and without one LL-HLS reader each;
 //   - viewers: CPU and memory per LL-HLS viewer of one stream;
+//   - webrtc: for new WHEP viewers joining at random points of the GOP (1 s
+//     and 2 s), the time to the first frame and to the live edge; the SEI
+//     send time to the Go WHEP client's receipt; audio against video, from
+//     the beeps the generated clip has at every keyframe;
+//   - webrtc-viewers: CPU and memory per WHEP viewer of one stream;
 //   - managed: managed_stream_request to active, with a Go SDK app and the
 //     glasses simulator;
 //   - sessions: memory and CPU of many idle users, each with a glasses
@@ -46,6 +51,8 @@ type options struct {
 	sessions   int
 	clipFile   string
 	gop        time.Duration
+	gops       []time.Duration
+	joins      int
 	jsonOut    string
 	out        io.Writer
 }
@@ -54,7 +61,7 @@ type options struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("glasscast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "startup,latency,load,viewers,managed,sessions", "comma-separated: startup, latency, load, viewers, managed, sessions")
+	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, managed, sessions")
 	dur := fs.Duration("duration", 20*time.Second, "measuring time of each load point")
 	warm := fs.Duration("warmup", 5*time.Second, "time before measuring, after the streams play")
 	pubs := fs.String("publishers", "1,10,50", "publisher counts of the load scenario")
@@ -63,6 +70,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	sessions := fs.Int("sessions", 9000, "idle users of the sessions scenario (each costs the server two sockets, the load tool two more)")
 	clip := fs.String("clip", "", "fragmented MP4 to publish (default: generate 720p30 2.5 Mbit/s with a 1 s GOP with ffmpeg, or the built-in clip without it)")
 	gop := fs.Duration("gop", time.Second, "keyframe interval of the generated clip")
+	gops := fs.String("webrtc-gops", "1s,2s", "keyframe intervals the webrtc scenario measures joins at")
+	joins := fs.Int("joins", 20, "new WebRTC viewers per GOP in the webrtc scenario")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -70,7 +79,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	o := options{duration: *dur, warmup: *warm, trials: *trials, sessions: *sessions, clipFile: *clip, gop: *gop, jsonOut: *jsonOut, out: stdout}
+	o := options{duration: *dur, warmup: *warm, trials: *trials, sessions: *sessions, clipFile: *clip, gop: *gop, joins: *joins, jsonOut: *jsonOut, out: stdout}
+	for _, f := range strings.Split(*gops, ",") {
+		g, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || g < 100*time.Millisecond {
+			fmt.Fprintf(stderr, "glasscast bench: -webrtc-gops: %q is not a keyframe interval\n", f)
+			return 2
+		}
+		o.gops = append(o.gops, g)
+	}
+	if o.joins < 1 {
+		fmt.Fprintln(stderr, "glasscast bench: -joins must be at least 1")
+		return 2
+	}
 	o.scenarios = strings.Split(*scen, ",")
 	var err error
 	if o.publishers, err = ints(*pubs); err != nil {
@@ -102,18 +123,20 @@ func ints(s string) ([]int, error) {
 
 // results is what a run found, for -json.
 type results struct {
-	Clip     string         `json:"clip"`
-	Startup  map[string]any `json:"startup,omitempty"`
-	Latency  map[string]any `json:"latency,omitempty"`
-	Load     []loadPoint    `json:"load,omitempty"`
-	Viewers  []loadPoint    `json:"viewers,omitempty"`
-	Baseline *loadPoint     `json:"baseline,omitempty"`
-	Managed  map[string]any `json:"managed,omitempty"`
-	Sessions map[string]any `json:"sessions,omitempty"`
+	Clip          string              `json:"clip"`
+	Startup       map[string]any      `json:"startup,omitempty"`
+	Latency       map[string]any      `json:"latency,omitempty"`
+	Load          []loadPoint         `json:"load,omitempty"`
+	Viewers       []loadPoint         `json:"viewers,omitempty"`
+	Baseline      *loadPoint          `json:"baseline,omitempty"`
+	WebRTC        []webrtcResult      `json:"webrtc,omitempty"`
+	WebRTCViewers []webrtcViewerPoint `json:"webrtcViewers,omitempty"`
+	Managed       map[string]any      `json:"managed,omitempty"`
+	Sessions      map[string]any      `json:"sessions,omitempty"`
 }
 
 func run(o options) error {
-	clip, desc, err := loadClip(o)
+	clip, desc, err := loadClip(o, o.gop)
 	if err != nil {
 		return err
 	}
@@ -130,6 +153,10 @@ func run(o options) error {
 			res.Baseline, res.Load, err = load(o, clip)
 		case "viewers":
 			res.Viewers, err = viewers(o, clip)
+		case "webrtc":
+			res.WebRTC, err = webrtcScenario(o)
+		case "webrtc-viewers":
+			res.WebRTCViewers, err = webrtcViewers(o, clip)
 		case "managed":
 			res.Managed, err = managedStart(o, clip)
 		case "sessions":
@@ -149,25 +176,32 @@ func run(o options) error {
 }
 
 // loadClip returns the clip to publish: the one given, or one generated with
-// ffmpeg to match the reference load (720p30, 2.5 Mbit/s, 1 s GOP), or the
-// built-in one.
-func loadClip(o options) (*sim.Clip, string, error) {
+// ffmpeg to match the reference load (720p30, 2.5 Mbit/s, the given GOP,
+// beeping at every keyframe), or the built-in one.
+func loadClip(o options, gop time.Duration) (*sim.Clip, string, error) {
 	file := o.clipFile
 	if file == "" {
 		if _, err := exec.LookPath("ffmpeg"); err == nil {
 			dir := filepath.Join(os.TempDir(), "glasscast-bench")
 			os.MkdirAll(dir, 0o755)
-			file = filepath.Join(dir, fmt.Sprintf("clip-720p30-2500k-gop%dms.mp4", o.gop.Milliseconds()))
+			file = filepath.Join(dir, fmt.Sprintf("clip-720p30-2500k-gop%dms-beeps.mp4", gop.Milliseconds()))
 			if _, err := os.Stat(file); err != nil {
 				fmt.Fprintf(o.out, "generating %s with ffmpeg...\n", file)
-				g := strconv.Itoa(int(o.gop.Seconds() * 30))
+				g := strconv.Itoa(int(gop.Seconds() * 30))
+				// A beep at every keyframe but the first, 1024 samples early:
+				// the AAC encoder's priming delays it that much, and the
+				// timestamps are left as they are (no shifting of the video
+				// to make up for the priming), so it decodes on the keyframe.
+				beep := fmt.Sprintf("aevalsrc=exprs='if(gte(t\\,0.5)*lt(mod(t+%.6f\\,%g)\\,0.1)\\,0.5*sin(2*PI*1000*t)\\,0)':s=44100",
+					1024.0/44100, gop.Seconds())
 				cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
 					"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-					"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "10",
+					"-f", "lavfi", "-i", beep, "-t", "10",
 					"-vf", "noise=alls=10:allf=t", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main",
 					"-pix_fmt", "yuv420p", "-bf", "0", "-g", g, "-keyint_min", g, "-sc_threshold", "0",
 					"-b:v", "2500k", "-maxrate", "2500k", "-bufsize", "2500k",
 					"-c:a", "aac", "-ac", "1", "-ar", "44100", "-b:a", "64k",
+					"-avoid_negative_ts", "disabled",
 					"-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", file+".tmp")
 				cmd.Stderr = os.Stderr
 				if err := cmd.Run(); err != nil {

@@ -118,8 +118,9 @@ type streamInfo struct {
 		RTMPURL string `json:"rtmpUrl"`
 	} `json:"ingest"`
 	Playback struct {
-		HLS  string `json:"hls"`
-		DASH string `json:"dash"`
+		HLS    string `json:"hls"`
+		DASH   string `json:"dash"`
+		WebRTC string `json:"webrtc"`
 	} `json:"playback"`
 	DroppedFrames uint64 `json:"droppedFrames"`
 	FramesIn      uint64 `json:"framesIn"`
@@ -157,8 +158,11 @@ func (s *server) getStream(id string) (*streamInfo, error) {
 // usage is a process's CPU time and memory, from /proc.
 type usage struct {
 	cpu time.Duration // user + system
-	rss int64         // bytes resident now
-	hwm int64         // peak bytes resident
+	// childCPU is the CPU time of the children that ended and were waited
+	// for.
+	childCPU time.Duration
+	rss      int64 // bytes resident now
+	hwm      int64 // peak bytes resident
 }
 
 // clockTick is USER_HZ, 100 on every Linux this runs on.
@@ -173,12 +177,15 @@ func procUsage(pid int) (usage, error) {
 	// Fields after the command name, which is in parentheses.
 	rest := string(stat[bytes.LastIndexByte(stat, ')')+2:])
 	f := strings.Fields(rest)
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return u, errors.New("short /proc stat")
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	u.cpu = time.Duration(ut+st) * time.Second / clockTick
+	cut, _ := strconv.ParseInt(f[13], 10, 64)
+	cst, _ := strconv.ParseInt(f[14], 10, 64)
+	u.childCPU = time.Duration(cut+cst) * time.Second / clockTick
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return u, err

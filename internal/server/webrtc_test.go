@@ -2,12 +2,16 @@ package server_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
 )
@@ -29,18 +33,18 @@ func TestWHEPPlays(t *testing.T) {
 	var audio []rtc.AudioPacket
 	gotFrames := make(chan struct{})
 	joined := time.Now()
-	c, err := rtc.Dial(ctx, s.Playback.WebRTC, func(f rtc.Frame) {
+	c, err := rtc.Dial(ctx, s.Playback.WebRTC, rtc.Options{Frame: func(f rtc.Frame) {
 		mu.Lock()
 		defer mu.Unlock()
 		frames = append(frames, f)
 		if len(frames) == 120 {
 			close(gotFrames)
 		}
-	}, func(p rtc.AudioPacket) {
+	}, Audio: func(p rtc.AudioPacket) {
 		mu.Lock()
 		audio = append(audio, p)
 		mu.Unlock()
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,13 +84,13 @@ func TestWHEPPlays(t *testing.T) {
 func TestWHEPErrors(t *testing.T) {
 	h := start(t, nil)
 	ctx := context.Background()
-	_, err := rtc.Dial(ctx, h.base+"/whep/nope", nil, nil)
+	_, err := rtc.Dial(ctx, h.base+"/whep/nope", rtc.Options{})
 	var he *rtc.HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusNotFound {
 		t.Fatalf("unknown stream: %v", err)
 	}
 	s := h.create("idle")
-	_, err = rtc.Dial(ctx, s.Playback.WebRTC, nil, nil)
+	_, err = rtc.Dial(ctx, s.Playback.WebRTC, rtc.Options{})
 	if !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable {
 		t.Fatalf("a stream without media yet: %v", err)
 	}
@@ -114,7 +118,7 @@ func TestWHEPErrors(t *testing.T) {
 	defer cancel()
 	publishSim(pctx, s.Ingest.RTMPURL, nil)
 	h.waitPlayable(s.Playback.HLS)
-	c, err := rtc.Dial(ctx, s.Playback.WebRTC, nil, nil)
+	c, err := rtc.Dial(ctx, s.Playback.WebRTC, rtc.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,5 +137,89 @@ func TestWHEPErrors(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("a second DELETE: %d", resp.StatusCode)
+	}
+}
+
+// lossy drops every 25th video packet on its way in, once per sequence
+// number, and counts those that come back.
+type lossy struct {
+	interceptor.NoOp
+	mu        sync.Mutex
+	n         int
+	dropped   map[uint16]bool // sequence number -> came back
+	recovered int
+}
+
+func (l *lossy) NewInterceptor(string) (interceptor.Interceptor, error) { return l, nil }
+
+func (l *lossy) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	if !strings.EqualFold(info.MimeType, "video/H264") {
+		return r
+	}
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, attr, err := r.Read(b, a)
+			if err != nil || n < 4 {
+				return n, attr, err
+			}
+			seq := binary.BigEndian.Uint16(b[2:4])
+			l.mu.Lock()
+			back, seen := l.dropped[seq]
+			l.n++
+			drop := !seen && l.n%25 == 0
+			if drop {
+				l.dropped[seq] = false
+			} else if seen && !back {
+				l.dropped[seq] = true
+				l.recovered++
+			}
+			l.mu.Unlock()
+			if !drop {
+				return n, attr, err
+			}
+		}
+	})
+}
+
+// TestWHEPRetransmits loses video packets on the viewer's side; the viewer
+// asks for them (NACK) and glasscast sends them again from its history.
+func TestWHEPRetransmits(t *testing.T) {
+	h := start(t, nil)
+	s := h.create("nack")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+
+	loss := &lossy{dropped: map[uint16]bool{}}
+	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorInterval(20 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enough := make(chan struct{})
+	var once sync.Once
+	c, err := rtc.Dial(ctx, s.Playback.WebRTC, rtc.Options{
+		Interceptors: []interceptor.Factory{loss, gen},
+		Frame: func(rtc.Frame) {
+			loss.mu.Lock()
+			if loss.recovered >= 10 {
+				once.Do(func() { close(enough) })
+			}
+			loss.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-enough:
+	case <-time.After(20 * time.Second):
+	}
+	loss.mu.Lock()
+	defer loss.mu.Unlock()
+	t.Logf("%d packets, %d dropped, %d sent again", loss.n, len(loss.dropped), loss.recovered)
+	if loss.recovered < 10 {
+		t.Fatalf("only %d of %d lost packets came back", loss.recovered, len(loss.dropped))
 	}
 }

@@ -34,6 +34,25 @@ type Unit struct {
 	Tracks *Tracks
 	// Arrival is when the unit entered the hub.
 	Arrival time.Time
+
+	memo *unitMemo
+}
+
+// unitMemo holds what an output derives from a unit, once for all readers.
+type unitMemo struct {
+	once sync.Once
+	v    any
+}
+
+// Derived returns what compute makes of the unit, computed once for all the
+// hub's readers. It is for one output (WebRTC keeps its RTP payloads here);
+// a unit made outside a hub computes it at every call.
+func (u *Unit) Derived(compute func() any) any {
+	if u.memo == nil {
+		return compute()
+	}
+	u.memo.once.Do(func() { u.memo.v = compute() })
+	return u.memo.v
 }
 
 // Size is the number of payload bytes the unit carries.
@@ -331,7 +350,7 @@ func (p *Publisher) WriteVideo(pts, dts time.Duration, au [][]byte) error {
 	} else {
 		nalus = nalus[2:]
 	}
-	return p.hub.write(p, &Unit{Kind: KindVideo, PTS: pts, DTS: dts, Key: idr, NALUs: nalus, Arrival: time.Now()})
+	return p.hub.write(p, &Unit{Kind: KindVideo, PTS: pts, DTS: dts, Key: idr, NALUs: nalus, Arrival: time.Now(), memo: &unitMemo{}})
 }
 
 func (p *Publisher) updateParams(sps, pps []byte) error {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
@@ -31,7 +33,31 @@ type Frame struct {
 type AudioPacket struct {
 	Received time.Time
 	RTPTime  uint32
-	Size     int
+	Payload  []byte
+}
+
+// SenderReport is an RTCP sender report a Client received: the server's
+// mapping of a track's RTP time to wall-clock time, by which a player
+// synchronises audio with video.
+type SenderReport struct {
+	Video    bool
+	NTP      time.Time
+	RTPTime  uint32
+	Received time.Time
+}
+
+// Options are a Client's handlers, which receive what it gets (each may be
+// nil; they are called from the client's goroutines, one per track), and
+// its interceptors.
+type Options struct {
+	Frame        func(Frame)
+	Audio        func(AudioPacket)
+	SenderReport func(SenderReport)
+	// Interceptors act on the RTP and RTCP, the first nearest the network
+	// (tests lose packets and send NACKs with them). They see packets after
+	// SRTP, whose replay protection would refuse the retransmission of a
+	// packet one of them dropped: with interceptors, it is off.
+	Interceptors []interceptor.Factory
 }
 
 // Client is a WHEP viewer in Go: the tests and the load tool watch streams
@@ -40,42 +66,52 @@ type Client struct {
 	pc       *webrtc.PeerConnection
 	location string
 
-	onFrame func(Frame)
-	onAudio func(AudioPacket)
-	once    sync.Once
-	tracks  sync.WaitGroup
+	h      Options
+	once   sync.Once
+	tracks sync.WaitGroup
 }
 
-// Dial offers to watch the stream at a WHEP URL. onFrame and onAudio are
-// called from the client's goroutines.
-func Dial(ctx context.Context, whepURL string, onFrame func(Frame), onAudio func(AudioPacket)) (*Client, error) {
+// Dial offers to watch the stream at a WHEP URL.
+func Dial(ctx context.Context, whepURL string, h Options) (*Client, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	reg := &interceptor.Registry{}
+	for _, f := range h.Interceptors {
+		reg.Add(f)
+	}
+	if len(h.Interceptors) > 0 {
+		se.DisableSRTPReplayProtection(true)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(reg))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{pc: pc, onFrame: onFrame, onAudio: onAudio}
+	c := &Client{pc: pc, h: h}
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			pc.Close()
 			return nil, err
 		}
 	}
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		c.tracks.Add(1)
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		video := t.Kind() == webrtc.RTPCodecTypeVideo
+		c.tracks.Add(2)
 		go func() {
 			defer c.tracks.Done()
-			if t.Kind() == webrtc.RTPCodecTypeVideo {
+			if video {
 				c.readVideo(t)
 			} else {
 				c.readAudio(t)
 			}
+		}()
+		go func() {
+			defer c.tracks.Done()
+			c.readRTCP(r, video)
 		}()
 	})
 	offer, err := pc.CreateOffer(nil)
@@ -182,8 +218,8 @@ func (c *Client) readVideo(t *webrtc.TrackRemote) {
 			}
 		}
 		frame = frame[:0]
-		if c.onFrame != nil {
-			c.onFrame(f)
+		if c.h.Frame != nil {
+			c.h.Frame(f)
 		}
 	}
 }
@@ -194,10 +230,32 @@ func (c *Client) readAudio(t *webrtc.TrackRemote) {
 		if err != nil {
 			return
 		}
-		if c.onAudio != nil {
-			c.onAudio(AudioPacket{Received: time.Now(), RTPTime: pkt.Timestamp, Size: len(pkt.Payload)})
+		if c.h.Audio != nil {
+			c.h.Audio(AudioPacket{Received: time.Now(), RTPTime: pkt.Timestamp, Payload: bytes.Clone(pkt.Payload)})
 		}
 	}
+}
+
+func (c *Client) readRTCP(r *webrtc.RTPReceiver, video bool) {
+	for {
+		pkts, _, err := r.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok && c.h.SenderReport != nil {
+				c.h.SenderReport(SenderReport{Video: video, NTP: ntpTime(sr.NTPTime), RTPTime: sr.RTPTime, Received: time.Now()})
+			}
+		}
+	}
+}
+
+// ntpTime converts a 64-bit NTP timestamp.
+func ntpTime(t uint64) time.Time {
+	const unixToNTP = 2208988800
+	sec := int64(t>>32) - unixToNTP
+	frac := int64(t & 0xffffffff)
+	return time.Unix(sec, frac*1e9>>32)
 }
 
 // splitAnnexB cuts a byte stream at its start codes.

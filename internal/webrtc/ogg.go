@@ -73,13 +73,7 @@ func (o *oggReader) readPage() error {
 	if _, err := io.ReadFull(o.r, segs); err != nil {
 		return err
 	}
-	ended := 0
-	for _, l := range segs {
-		if l < 255 {
-			ended++
-		}
-	}
-	seen := 0
+	first := len(o.queue)
 	for _, l := range segs {
 		if len(o.partial)+int(l) > maxOggPacket {
 			return fmt.Errorf("ogg: packet over %d bytes", maxOggPacket)
@@ -90,13 +84,17 @@ func (o *oggReader) readPage() error {
 		}
 		o.partial = append(o.partial, buf...)
 		if l < 255 {
-			seen++
-			g := int64(-1)
-			if seen == ended {
-				g = granule // the granule belongs to the last packet ending here
-			}
-			o.queue = append(o.queue, oggPacket{data: o.partial, granule: g})
+			o.queue = append(o.queue, oggPacket{data: o.partial, granule: -1})
 			o.partial = nil
+		}
+	}
+	// The page's granule belongs to the last packet ending on it; the ones
+	// before end that many samples earlier each.
+	if granule >= 0 {
+		g := granule
+		for i := len(o.queue) - 1; i >= first; i-- {
+			o.queue[i].granule = g
+			g -= int64(OpusSamples(o.queue[i].data))
 		}
 	}
 	return nil

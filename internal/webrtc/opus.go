@@ -111,8 +111,10 @@ func (t *transcoder) run(ctx context.Context, done chan struct{}) {
 			continue
 		}
 		a := u.Tracks.Audio
-		frame := time.Duration(1024) * time.Second / time.Duration(a.SampleRate)
-		if p == nil || p.epoch != u.Epoch || p.audio != a || u.DTS < p.next-frame/2 || u.DTS > p.next+200*time.Millisecond {
+		// ffmpeg's output counts samples; the frame must start where the
+		// count says, or the audio would drift from the video.
+		next := p.next()
+		if p == nil || p.epoch != u.Epoch || p.audio != a || u.DTS < next-maxAudioSlip || u.DTS > next+maxAudioSlip {
 			if p != nil {
 				p.stop()
 			}
@@ -131,23 +133,34 @@ func (t *transcoder) run(ctx context.Context, done chan struct{}) {
 			p = nil
 			continue
 		}
-		p.next = u.DTS + frame
+		p.frames++
 	}
 }
 
+// maxAudioSlip is how far an AAC frame's timestamp may be from where the
+// frames before it end before the transcoder starts over on the frame's own
+// time (a gap, an overlap, or a source whose clock drifts).
+const maxAudioSlip = 6 * time.Millisecond
+
 // ffproc is one ffmpeg, AAC in (ADTS), Ogg Opus out.
 type ffproc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	epoch uint32
-	audio *stream.Audio
-	next  time.Duration
-	done  chan struct{}
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	epoch  uint32
+	audio  *stream.Audio
+	base   time.Duration // stream time of the first frame written
+	frames int64         // AAC frames written
+	done   chan struct{}
 }
 
 func (t *transcoder) start(base time.Duration, epoch uint32, a *stream.Audio) (*ffproc, error) {
-	cmd := exec.Command(t.ffmpeg, "-hide_banner", "-loglevel", "error", "-fflags", "nobuffer",
-		"-f", "aac", "-i", "pipe:0",
+	// No probing, so the first Opus comes out at once (not "-fflags
+	// nobuffer", with which ffmpeg drops the first second of output). Raw
+	// AAC carries no timestamps and the ones ffmpeg guesses for a pipe that
+	// fills in real time jump about; asetpts stamps the audio by its sample
+	// count instead, so the Ogg granules count samples from the first frame.
+	cmd := exec.Command(t.ffmpeg, "-hide_banner", "-loglevel", "error", "-probesize", "32", "-analyzeduration", "0",
+		"-f", "aac", "-i", "pipe:0", "-af", "asetpts=N/SR/TB",
 		"-c:a", "libopus", "-b:a", "64k", "-application", "lowdelay", "-frame_duration", "20", "-ar", "48000",
 		"-f", "ogg", "-page_duration", "20000", "-flush_packets", "1", "pipe:1")
 	stdin, err := cmd.StdinPipe()
@@ -161,11 +174,10 @@ func (t *transcoder) start(base time.Duration, epoch uint32, a *stream.Audio) (*
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &ffproc{cmd: cmd, stdin: stdin, epoch: epoch, audio: a, next: base, done: make(chan struct{})}
+	p := &ffproc{cmd: cmd, stdin: stdin, epoch: epoch, audio: a, base: base, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		o := newOggReader(bufio.NewReader(stdout))
-		prev := int64(-1)
 		for {
 			data, granule, err := o.next()
 			if err != nil {
@@ -175,26 +187,36 @@ func (t *transcoder) start(base time.Duration, epoch uint32, a *stream.Audio) (*
 				io.Copy(io.Discard, stdout)
 				return
 			}
-			if granule < 0 {
-				continue
-			}
-			if prev < 0 {
-				prev = granule - 960
-			}
-			start := prev - o.preSkip
-			dur := granule - prev
-			prev = granule
-			if start < 0 {
+			// The granule counts the samples to the packet's end, the
+			// encoder's priming (pre-skip) included, from the first AAC
+			// frame written.
+			dur := int64(OpusSamples(data))
+			start := granule - dur - o.preSkip
+			if granule < 0 || dur == 0 || start < 0 {
 				continue // the encoder's priming samples
 			}
 			t.publish(opusPacket{
 				data: data,
-				at:   base + time.Duration(start)*time.Second/48000,
+				at:   base + samplesToDuration(start, 48000),
 				dur:  time.Duration(dur) * time.Second / 48000,
 			})
 		}
 	}()
 	return p, nil
+}
+
+// samplesToDuration converts a count of samples at rate without
+// overflowing on long streams.
+func samplesToDuration(n, rate int64) time.Duration {
+	return time.Duration(n/rate)*time.Second + time.Duration(n%rate)*time.Second/time.Duration(rate)
+}
+
+// next is where the next AAC frame should start; nil has none.
+func (p *ffproc) next() time.Duration {
+	if p == nil {
+		return 0
+	}
+	return p.base + samplesToDuration(p.frames*1024, int64(p.audio.SampleRate))
 }
 
 func (p *ffproc) stop() {
@@ -203,4 +225,34 @@ func (p *ffproc) stop() {
 	<-p.done
 	p.cmd.Wait()
 	timer.Stop()
+}
+
+// OpusSamples is how many 48 kHz samples an Opus packet holds (RFC 6716,
+// section 3.1), 0 if it is malformed.
+func OpusSamples(p []byte) int {
+	if len(p) == 0 {
+		return 0
+	}
+	toc := p[0]
+	cfg := int(toc >> 3)
+	var per int // samples per frame
+	switch {
+	case cfg < 12: // SILK: 10, 20, 40, 60 ms
+		per = []int{480, 960, 1920, 2880}[cfg%4]
+	case cfg < 16: // hybrid: 10, 20 ms
+		per = []int{480, 960}[cfg%2]
+	default: // CELT: 2.5, 5, 10, 20 ms
+		per = []int{120, 240, 480, 960}[cfg%4]
+	}
+	switch toc & 3 {
+	case 0:
+		return per
+	case 1, 2:
+		return 2 * per
+	default:
+		if len(p) < 2 {
+			return 0
+		}
+		return int(p[1]&0x3f) * per
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -35,6 +36,87 @@ type session struct {
 	// shift is stream time minus the viewer's own timeline, fixed once the
 	// viewer is at the live edge (-1 before), so audio lines up with video.
 	shift atomic.Int64
+
+	// The tracks' RTP clocks: both count the viewer's timeline from their
+	// own random base.
+	vSSRC, aSSRC uint32
+	vBase, aBase uint32
+	vSent, aSent counts
+	clockMu      sync.Mutex
+	clockV       time.Duration // the viewer time of the last video frame sent
+	clockWall    time.Time     // the wall-clock time that frame stands for
+	clockSet     bool
+
+	// sent keeps the last video packets for retransmission on NACK.
+	sentMu sync.Mutex
+	sent   [historySize]sentPacket
+}
+
+// historySize is how many video packets a viewer can ask again for: at
+// 2.5 Mbit/s about a second. The payloads are the stream's, shared by all
+// viewers; a viewer holds only their headers.
+const historySize = 256
+
+type sentPacket struct {
+	seq     uint16
+	ts      uint32
+	marker  bool
+	payload []byte
+}
+
+// payloads is a video unit cut into RTP payloads, once for all viewers.
+func payloads(u *stream.Unit) [][]byte {
+	return u.Derived(func() any {
+		annexB := make([]byte, 0, u.Size()+4*len(u.NALUs))
+		for _, n := range u.NALUs {
+			annexB = append(annexB, 0, 0, 0, 1)
+			annexB = append(annexB, n...)
+		}
+		return (&codecs.H264Payloader{}).Payload(mtu, annexB)
+	}).([][]byte)
+}
+
+// readVideoRTCP answers the viewer's NACKs from the history.
+func (ss *session) readVideoRTCP(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			nack, ok := p.(*rtcp.TransportLayerNack)
+			if !ok {
+				continue
+			}
+			for _, pair := range nack.Nacks {
+				for _, seq := range pair.PacketList() {
+					ss.sentMu.Lock()
+					sp := ss.sent[seq%historySize]
+					ss.sentMu.Unlock()
+					if sp.payload == nil || sp.seq != seq {
+						continue // too old
+					}
+					pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: sp.marker, SequenceNumber: sp.seq, Timestamp: sp.ts}, Payload: sp.payload}
+					if ss.video.WriteRTP(pkt) != nil {
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// counts are a track's packets and payload bytes sent, for sender reports.
+type counts struct{ packets, octets atomic.Uint32 }
+
+func (c *counts) add(payload int) {
+	c.packets.Add(1)
+	c.octets.Add(uint32(payload))
+}
+
+// rtpTime is a track's RTP time at viewer time v.
+func rtpTime(base uint32, v time.Duration, rate int64) uint32 {
+	return base + uint32(v.Microseconds()*rate/1e6)
 }
 
 const mtu = 1200
@@ -59,7 +141,8 @@ func (s *Server) newSession(streamID string, hub *stream.Hub, tracks *stream.Tra
 	if err != nil {
 		return nil, "", err
 	}
-	ss := &session{s: s, id: newID(), streamID: streamID, hub: hub, pc: pc, connected: make(chan struct{})}
+	ss := &session{s: s, id: newID(), streamID: streamID, hub: hub, pc: pc, connected: make(chan struct{}),
+		vBase: randUint32(), aBase: randUint32()}
 	ss.shift.Store(-1)
 	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*session, string, error) {
@@ -76,7 +159,8 @@ func (s *Server) newSession(streamID string, hub *stream.Hub, tracks *stream.Tra
 	if err != nil {
 		return fail(err)
 	}
-	go drainRTCP(sender)
+	go ss.readVideoRTCP(sender)
+	ss.vSSRC = ssrcOf(sender)
 	if tracks.Audio != nil {
 		if ss.tr = s.transcoderFor(hub); ss.tr != nil {
 			ss.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "glasscast")
@@ -88,6 +172,7 @@ func (s *Server) newSession(streamID string, hub *stream.Hub, tracks *stream.Tra
 				return fail(err)
 			}
 			go drainRTCP(asender)
+			ss.aSSRC = ssrcOf(asender)
 		}
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -128,6 +213,13 @@ func (s *Server) newSession(streamID string, hub *stream.Hub, tracks *stream.Tra
 	}()
 	s.log.Info("webrtc viewer joined", "stream", streamID, "session", ss.id, "profile", pli, "audio", ss.audio != nil)
 	return ss, pc.LocalDescription().SDP, nil
+}
+
+func ssrcOf(s *webrtc.RTPSender) uint32 {
+	if enc := s.GetParameters().Encodings; len(enc) > 0 {
+		return uint32(enc[0].SSRC)
+	}
+	return 0
 }
 
 // drainRTCP reads what the viewer sends back (reports, NACKs), which the
@@ -189,7 +281,64 @@ func (ss *session) run() {
 			ss.sendAudio(ch)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ss.sendReports()
+	}()
 	ss.sendVideo(r)
+}
+
+// tick records that the video frame at viewer time v went out, standing
+// for the wall-clock time wall.
+func (ss *session) tick(v time.Duration, wall time.Time) {
+	ss.clockMu.Lock()
+	ss.clockV, ss.clockWall, ss.clockSet = v, wall, true
+	ss.clockMu.Unlock()
+}
+
+// sendReports sends RTCP sender reports for both tracks from one mapping of
+// the viewer's timeline to the wall clock: the time each live frame reached
+// glasscast. Audio comes out of the transcoder tens of milliseconds after
+// its video; reports made from send times would tell the browser the audio
+// was captured that much later, and it would play it that much late.
+func (ss *session) sendReports() {
+	t := time.NewTimer(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ss.ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(time.Second)
+		ss.clockMu.Lock()
+		v, wall, set := ss.clockV, ss.clockWall, ss.clockSet
+		ss.clockMu.Unlock()
+		if !set {
+			continue
+		}
+		now := time.Now()
+		v += now.Sub(wall)
+		ntp := ntpStamp(now)
+		pkts := []rtcp.Packet{&rtcp.SenderReport{SSRC: ss.vSSRC, NTPTime: ntp, RTPTime: rtpTime(ss.vBase, v, 90000),
+			PacketCount: ss.vSent.packets.Load(), OctetCount: ss.vSent.octets.Load()}}
+		if ss.audio != nil && ss.shift.Load() >= 0 {
+			pkts = append(pkts, &rtcp.SenderReport{SSRC: ss.aSSRC, NTPTime: ntp, RTPTime: rtpTime(ss.aBase, v, 48000),
+				PacketCount: ss.aSent.packets.Load(), OctetCount: ss.aSent.octets.Load()})
+		}
+		if err := ss.pc.WriteRTCP(pkts); err != nil && ss.ctx.Err() == nil {
+			ss.s.log.Debug("webrtc: sender report", "session", ss.id, "err", err)
+		}
+	}
+}
+
+// ntpStamp is t as a 64-bit NTP timestamp.
+func ntpStamp(t time.Time) uint64 {
+	const unixToNTP = 2208988800
+	sec := uint64(t.Unix() + unixToNTP)
+	frac := uint64(t.Nanosecond()) << 32 / 1e9
+	return sec<<32 | frac
 }
 
 // sendVideo packetizes H.264 and writes it. The viewer's timeline v starts
@@ -197,9 +346,7 @@ func (ss *session) run() {
 // go out that far apart, so the browser plays them quickly and reaches the
 // live edge; live frames advance it by their real spacing.
 func (ss *session) sendVideo(r *stream.Reader) {
-	pay := &codecs.H264Payloader{}
 	seq := uint16(randUint32())
-	base := randUint32()
 	var v time.Duration   // viewer time of the last frame
 	var last *stream.Unit // last video unit sent
 	live := false
@@ -237,19 +384,23 @@ func (ss *session) sendVideo(r *stream.Reader) {
 			ss.shift.Store(int64(u.DTS - v))
 		}
 		last = u
-		ts := base + uint32(v*90000/time.Second)
-		annexB := make([]byte, 0, u.Size()+4*len(u.NALUs))
-		for _, n := range u.NALUs {
-			annexB = append(annexB, 0, 0, 0, 1)
-			annexB = append(annexB, n...)
+		if catching {
+			ss.tick(v, time.Now())
+		} else {
+			ss.tick(v, u.Arrival)
 		}
-		payloads := pay.Payload(mtu, annexB)
-		for i, p := range payloads {
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: i == len(payloads)-1, SequenceNumber: seq, Timestamp: ts}, Payload: p}
+		ts := rtpTime(ss.vBase, v, 90000)
+		ps := payloads(u)
+		for i, p := range ps {
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: i == len(ps)-1, SequenceNumber: seq, Timestamp: ts}, Payload: p}
+			ss.sentMu.Lock()
+			ss.sent[seq%historySize] = sentPacket{seq: seq, ts: ts, marker: pkt.Marker, payload: p}
+			ss.sentMu.Unlock()
 			seq++
 			if err := ss.video.WriteRTP(pkt); err != nil {
 				return
 			}
+			ss.vSent.add(len(p))
 		}
 	}
 }
@@ -258,7 +409,6 @@ func (ss *session) sendVideo(r *stream.Reader) {
 // same timeline.
 func (ss *session) sendAudio(ch <-chan opusPacket) {
 	seq := uint16(randUint32())
-	base := randUint32()
 	for {
 		select {
 		case <-ss.ctx.Done():
@@ -272,12 +422,13 @@ func (ss *session) sendAudio(ch <-chan opusPacket) {
 			if at < 0 {
 				continue
 			}
-			ts := base + uint32(at*48000/time.Second)
+			ts := rtpTime(ss.aBase, at, 48000)
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: false, SequenceNumber: seq, Timestamp: ts}, Payload: p.data}
 			seq++
 			if err := ss.audio.WriteRTP(pkt); err != nil {
 				return
 			}
+			ss.aSent.add(len(p.data))
 		}
 	}
 }

@@ -26,8 +26,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -121,22 +119,14 @@ func New(cfg Config, lookup Lookup, log *slog.Logger) (*Server, error) {
 	}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, err
 	}
-	// NACKs are answered from a small per-viewer history; sender reports let
-	// the browser line audio up with video.
+	// NACKs are answered from each session's history and sender reports
+	// are the session's own (see readVideoRTCP and sendReports): no
+	// interceptors.
 	reg := &interceptor.Registry{}
-	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(256))
-	if err != nil {
-		return nil, err
-	}
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	reg.Add(responder)
-	sender, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	reg.Add(sender)
 
+	var err error
 	s.udp, err = net.ListenPacket("udp", cfg.UDP)
 	if err != nil {
 		return nil, fmt.Errorf("webrtc udp: %w", err)
