@@ -17,7 +17,6 @@ import (
 	"unicode"
 
 	"github.com/glasscast/glasscast/internal/live"
-	"github.com/glasscast/glasscast/internal/stream"
 )
 
 // MaxBodyBytes bounds request bodies.
@@ -41,8 +40,8 @@ type Server struct {
 	token [32]byte
 	log   *slog.Logger
 
-	// WebRTCViewers, when set, counts a stream's WebRTC viewers.
-	WebRTCViewers func(*stream.Hub) int
+	// Viewers, when set, counts a stream's viewers.
+	Viewers func(*live.Stream) Viewers
 	// Counts, when set, says how many users, glasses connections and app
 	// sessions the control plane holds.
 	Counts func() (users, glasses, apps int)
@@ -304,10 +303,13 @@ type StreamJSON struct {
 	Viewers         Viewers `json:"viewers"`
 }
 
-// Viewers counts a stream's viewers by protocol (those glasscast can count:
-// LL-HLS and DASH are plain HTTP).
+// Viewers counts a stream's viewers by protocol. WebRTC viewers are
+// sessions; LL-HLS and DASH ones, plain HTTP, are the distinct clients
+// (address and User-Agent) that fetched media in the last 10 s.
 type Viewers struct {
 	WebRTC int `json:"webrtc"`
+	LLHLS  int `json:"llhls"`
+	DASH   int `json:"dash"`
 }
 
 // IngestJSON says where to publish.
@@ -363,8 +365,8 @@ func (s *Server) describe(st *live.Stream) StreamJSON {
 	if in.Status != live.StatusLive {
 		out.Bitrate, out.FPS = 0, 0
 	}
-	if s.WebRTCViewers != nil {
-		out.Viewers.WebRTC = s.WebRTCViewers(st.Hub())
+	if s.Viewers != nil {
+		out.Viewers = s.Viewers(st)
 	}
 	return out
 }

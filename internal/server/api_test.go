@@ -338,3 +338,34 @@ func TestDemoStream(t *testing.T) {
 	}
 	t.Logf("demo stream %s: %s", id, describe(streams))
 }
+
+// TestViewerCounts: a client that fetched a stream's LL-HLS or DASH media
+// in the last seconds is a viewer of it; playlists alone are not.
+func TestViewerCounts(t *testing.T) {
+	h := start(t, nil)
+	s := h.create("viewers")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+	if v := h.get(s.ID).Viewers; v != (api.Viewers{}) {
+		t.Fatalf("viewers before anyone watched: %+v", v)
+	}
+	probe(t, s.Playback.HLS)
+	if v := h.get(s.ID).Viewers; v.LLHLS != 1 || v.DASH != 0 || v.WebRTC != 0 {
+		t.Fatalf("after ffprobe read the LL-HLS: %+v", v)
+	}
+	probe(t, s.Playback.DASH)
+	if v := h.get(s.ID).Viewers; v.LLHLS != 1 || v.DASH != 1 {
+		t.Fatalf("after ffprobe read the DASH: %+v", v)
+	}
+	resp, err := http.Get(h.base + "/watch/" + s.ID + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct{ Viewers int }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Viewers != 2 {
+		t.Fatalf("the watch page's status: %+v %v", st, err)
+	}
+}

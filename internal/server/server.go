@@ -54,6 +54,7 @@ type Server struct {
 	store      *store.Store
 	plane      *control.Plane
 	sockets    *api.Sockets
+	viewers    *httpViewers
 	secret     []byte
 	rtc        *rtc.Server
 }
@@ -140,15 +141,16 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 
 	mux := http.NewServeMux()
 	apiServer := api.New(s.reg, s, s.adminToken, log.With("component", "api"))
-	apiServer.WebRTCViewers = s.rtc.Viewers
+	s.viewers = newHTTPViewers(func(id string) bool { _, err := s.reg.Get(id); return err == nil })
+	apiServer.Viewers = s.countViewers
 	apiServer.Counts = s.plane.Counts
 	apiServer.Register(mux)
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
 	s.rtc.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
-	mux.Handle("/hls/{id}/{file}", hls.New(s.reg.Packager))
-	mux.Handle("/dash/{id}/{file}", dash.New(s.reg.Packager))
+	mux.Handle("/hls/{id}/{file}", s.viewers.wrap("hls", hls.New(s.reg.Packager)))
+	mux.Handle("/dash/{id}/{file}", s.viewers.wrap("dash", dash.New(s.reg.Packager)))
 	web.New(s.publicStatus).Register(mux)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Pprof {
@@ -354,13 +356,20 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
+// countViewers counts a stream's viewers by protocol.
+func (s *Server) countViewers(st *live.Stream) api.Viewers {
+	hls, dash := s.viewers.count(st.Info().ID)
+	return api.Viewers{WebRTC: s.rtc.Viewers(st.Hub()), LLHLS: hls, DASH: dash}
+}
+
 func (s *Server) publicStatus(id string) (web.Status, bool) {
 	st, err := s.reg.Get(id)
 	if err != nil {
 		return web.Status{}, false
 	}
 	in := st.Info()
-	out := web.Status{ID: in.ID, Name: in.Name, Status: in.Status.String(), Viewers: s.rtc.Viewers(st.Hub())}
+	v := s.countViewers(st)
+	out := web.Status{ID: in.ID, Name: in.Name, Status: in.Status.String(), Viewers: v.WebRTC + v.LLHLS + v.DASH}
 	if t := in.Stats.Tracks; t != nil && t.Video != nil {
 		out.Width, out.Height = t.Video.Width, t.Video.Height
 	}

@@ -39,7 +39,7 @@ type Status struct {
 	Height  int     `json:"height,omitempty"`
 	FPS     float64 `json:"fps,omitempty"`
 	Bitrate int64   `json:"bitrate,omitempty"`
-	Viewers int     `json:"viewers"` // WebRTC viewers
+	Viewers int     `json:"viewers"` // on every protocol
 }
 
 // Lookup returns the public status of a stream that can be watched.

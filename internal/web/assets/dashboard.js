@@ -40,7 +40,8 @@
       tr.appendChild(el('td', s.width ? s.width + '×' + s.height + ' ' + Math.round(s.fps) + ' fps ' + s.videoCodec : '—'));
       tr.appendChild(el('td', s.audioCodec ? s.audioCodec + ' ' + s.audioSampleRate / 1000 + ' kHz ' + s.audioChannels + ' ch' : '—'));
       tr.appendChild(el('td', s.bitrate ? Math.round(s.bitrate / 1000) + ' kbit/s' : '—'));
-      tr.appendChild(el('td', (s.viewers ? s.viewers.webrtc : 0) + ' WebRTC'));
+      var v = s.viewers || {};
+      tr.appendChild(el('td', (v.webrtc || 0) + ' WebRTC · ' + (v.llhls || 0) + ' LL-HLS · ' + (v.dash || 0) + ' DASH'));
       tr.appendChild(el('td', s.framesIn + ' frames, ' + s.droppedFrames + ' dropped'));
       var w = el('td');
       if (s.status !== 'ended') {

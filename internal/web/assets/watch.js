@@ -175,7 +175,7 @@ function glasscastWatch(urls) {
       if (s.width) { parts.push(s.width + '×' + s.height); }
       if (s.fps) { parts.push(s.fps.toFixed(0) + ' fps'); }
       if (s.bitrate) { parts.push((s.bitrate / 1000).toFixed(0) + ' kbit/s'); }
-      parts.push((s.viewers || 0) + ' WebRTC viewer' + (s.viewers === 1 ? '' : 's'));
+      parts.push((s.viewers || 0) + ' viewer' + (s.viewers === 1 ? '' : 's'));
       info.textContent = parts.join(' · ');
     }).catch(function () {}).finally(function () { setTimeout(poll, 2000); });
   }
