@@ -319,19 +319,21 @@ type IngestJSON struct {
 
 // Playback lists the viewer URLs.
 type Playback struct {
-	HLS    string `json:"hls"`
-	DASH   string `json:"dash"`
-	WebRTC string `json:"webrtc"`
-	Watch  string `json:"watch"`
+	HLS       string `json:"hls"`
+	DASH      string `json:"dash"`
+	WebRTC    string `json:"webrtc"`
+	Watch     string `json:"watch"`
+	Thumbnail string `json:"thumbnail"`
 }
 
 // PlaybackURLs builds a stream's viewer URLs from the public base.
 func PlaybackURLs(public, id string) Playback {
 	return Playback{
-		HLS:    public + "/hls/" + id + "/index.m3u8",
-		DASH:   public + "/dash/" + id + "/manifest.mpd",
-		WebRTC: public + "/whep/" + id,
-		Watch:  public + "/watch/" + id,
+		HLS:       public + "/hls/" + id + "/index.m3u8",
+		DASH:      public + "/dash/" + id + "/manifest.mpd",
+		WebRTC:    public + "/whep/" + id,
+		Watch:     public + "/watch/" + id,
+		Thumbnail: public + "/thumb/" + id + ".jpg",
 	}
 }
 

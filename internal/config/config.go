@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -183,7 +184,7 @@ var options = []option{
 	str("webrtc-tcp", "TCP address of WebRTC's ICE-TCP fallback", func(c *Config) *string { return &c.WebRTCTCP }),
 	str("webrtc-public-ip", "the public IP to announce to WebRTC viewers (1:1 NAT)", func(c *Config) *string { return &c.WebRTCPublicIP }),
 	list("stun", "STUN servers for WebRTC, comma-separated stun:host:port", func(c *Config) *[]string { return &c.STUN }),
-	str("ffmpeg", "ffmpeg for Opus audio in WebRTC: a path, empty to look for it, or off", func(c *Config) *string { return &c.FFmpeg }),
+	str("ffmpeg", "ffmpeg for WebRTC's Opus audio and thumbnails: a path, empty to look for it, or off", func(c *Config) *string { return &c.FFmpeg }),
 	str("jwt-secret", "secret signing the glasses' core tokens (generated once and kept under --data when unset)", func(c *Config) *string { return &c.JWTSecret }),
 	dur("keep-alive-interval", "how often a stream's keep-alive goes to the glasses", func(c *Config) *time.Duration { return &c.KeepAliveInterval }),
 	dur("ack-timeout", "how long the glasses have to acknowledge a keep-alive", func(c *Config) *time.Duration { return &c.AckTimeout }),
@@ -381,4 +382,18 @@ func (c *Config) Validate() []error {
 		bad("log-format: %q is not text or json", c.LogFormat)
 	}
 	return errs
+}
+
+// FFmpegPath resolves the ffmpeg setting: the path given, the one on the
+// PATH when it is empty, "" when it is "off" or there is none.
+func (c Config) FFmpegPath() string {
+	switch c.FFmpeg {
+	case "off":
+		return ""
+	case "":
+		p, _ := exec.LookPath("ffmpeg")
+		return p
+	default:
+		return c.FFmpeg
+	}
 }

@@ -135,12 +135,13 @@ type managedStream struct {
 	hls, dash string
 	whep      string
 	preview   string
+	thumb     string
 	ended     bool
 }
 
 func (ms *managedStream) statusMsg(status, message string) protocol.ManagedStreamStatus {
 	return protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: status, HLSURL: ms.hls, DASHURL: ms.dash,
-		WebRTCURL: ms.whep, PreviewURL: ms.preview, Message: message, StreamID: ms.id}
+		WebRTCURL: ms.whep, PreviewURL: ms.preview, ThumbnailURL: ms.thumb, Message: message, StreamID: ms.id}
 }
 
 func (ms *managedStream) sendLocked(pkg string, msg protocol.ManagedStreamStatus) {
@@ -199,6 +200,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		// WebRTC is always on, so every app gets its URL, asked for or not.
 		whep:    p.cfg.PublicURL + "/whep/" + st.ID(),
 		preview: p.cfg.PublicURL + "/watch/" + st.ID(),
+		thumb:   p.cfg.PublicURL + "/thumb/" + st.ID() + ".jpg",
 	}
 	u.managed = ms
 	u.sendGlassesLocked(protocol.StartRTMPStream{
@@ -530,7 +532,7 @@ func (u *User) statusCheckLocked() protocol.StreamStatusCheckResponse {
 		out.HasActiveStream = true
 		out.StreamInfo = &protocol.StreamInfo{Type: "managed", StreamID: ms.id, Status: ms.status,
 			CreatedAt: ms.createdAt.UTC().Format(time.RFC3339Nano), HLSURL: ms.hls, DASHURL: ms.dash, WebRTCURL: ms.whep,
-			PreviewURL: ms.preview, ActiveViewers: len(ms.viewers)}
+			PreviewURL: ms.preview, ThumbnailURL: ms.thumb, ActiveViewers: len(ms.viewers)}
 	} else if us := u.unmanaged; us != nil {
 		out.HasActiveStream = true
 		out.StreamInfo = &protocol.StreamInfo{Type: "unmanaged", StreamID: us.id, Status: us.status,

@@ -216,6 +216,10 @@ func TestManagedStreamOneApp(t *testing.T) {
 	}
 	// Active means playable: the URLs answer with media right away.
 	checkProbe(t, toStream(active), 1280, 720, 1)
+	if active.ThumbnailURL != strings.Replace(strings.Replace(active.HLSURL, "/hls/", "/thumb/", 1), "/index.m3u8", ".jpg", 1) {
+		t.Fatalf("thumbnail URL %q", active.ThumbnailURL)
+	}
+	checkThumbnail(t, active.ThumbnailURL, 1280, 720)
 
 	if err := s.Camera.StopManagedStream(context.Background()); err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ import (
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/store"
+	"github.com/glasscast/glasscast/internal/thumb"
 	"github.com/glasscast/glasscast/internal/web"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
 )
@@ -112,12 +113,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	s.public, s.rtmpBase = publicURLs(cfg.PublicURL, s.httpLn.Addr(), s.ingest.Addr())
+	ffmpeg := cfg.FFmpegPath()
 	var publicIPs []string
 	if cfg.WebRTCPublicIP != "" {
 		publicIPs = []string{cfg.WebRTCPublicIP}
 	}
 	s.rtc, err = rtc.New(rtc.Config{UDP: cfg.WebRTCUDP, TCP: cfg.WebRTCTCP, PublicIPs: publicIPs, STUN: cfg.STUN,
-		FFmpeg: cfg.FFmpeg, Loopback: isLoopback(cfg.WebRTCUDP)}, s.reg.Hub, log.With("component", "webrtc"))
+		FFmpeg: ffmpeg, Loopback: isLoopback(cfg.WebRTCUDP)}, s.reg.Hub, log.With("component", "webrtc"))
 	if err != nil {
 		s.httpLn.Close()
 		s.ingest.Close()
@@ -152,6 +154,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	mux.Handle("/hls/{id}/{file}", s.viewers.wrap("hls", hls.New(s.reg.Packager)))
 	mux.Handle("/dash/{id}/{file}", s.viewers.wrap("dash", dash.New(s.reg.Packager)))
 	web.New(s.publicStatus).Register(mux)
+	thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb")).Register(mux)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Pprof {
 		// Profiles for whoever holds the admin token.

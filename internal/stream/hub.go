@@ -91,6 +91,7 @@ type Hub struct {
 	tracks  *Tracks
 	gop     []*Unit // from the last keyframe on; nil when not cacheable
 	gopSize int
+	lastKey *Unit // the last video keyframe, cached or not
 	tl      timeline
 	st      counters
 }
@@ -104,6 +105,14 @@ func New(cfg Config) *Hub {
 		cfg.GOPCacheBytes = 24 << 20
 	}
 	return &Hub{cfg: cfg, readers: make(map[*Reader]struct{})}
+}
+
+// LastKeyframe is the latest video keyframe (an IDR with its SPS and PPS),
+// nil before the first.
+func (h *Hub) LastKeyframe() *Unit {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastKey
 }
 
 // Tracks returns the current track set, nil before the first publish.
@@ -196,6 +205,7 @@ func (h *Hub) write(p *Publisher, u *Unit) error {
 func (h *Hub) cacheGOP(u *Unit) {
 	switch {
 	case u.Kind == KindVideo && u.Key:
+		h.lastKey = u
 		h.gop = append(h.gop[:0], u)
 		h.gopSize = u.Size()
 	case h.gop == nil:

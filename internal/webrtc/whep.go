@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -42,8 +41,7 @@ type Config struct {
 	PublicIPs []string
 	// STUN servers, as stun:host:port URLs.
 	STUN []string
-	// FFmpeg is the transcoder for Opus: a path, "" to look for ffmpeg, or
-	// "off".
+	// FFmpeg is the path of the ffmpeg that makes Opus; "" for none.
 	FFmpeg string
 	// Loopback includes loopback candidates (for tests on one machine).
 	Loopback bool
@@ -91,13 +89,7 @@ func New(cfg Config, lookup Lookup, log *slog.Logger) (*Server, error) {
 		cfg.MaxViewers = 2000
 	}
 	s := &Server{cfg: cfg, log: log, lookup: lookup, sessions: map[string]*session{}, transcoders: map[*stream.Hub]*transcoder{}}
-	switch cfg.FFmpeg {
-	case "off":
-	case "":
-		s.ffmpeg, _ = exec.LookPath("ffmpeg")
-	default:
-		s.ffmpeg = cfg.FFmpeg
-	}
+	s.ffmpeg = cfg.FFmpeg
 	if s.ffmpeg == "" {
 		log.Warn("webrtc: no ffmpeg to turn AAC into Opus: WebRTC viewers get video only")
 	}

@@ -4,7 +4,8 @@
 // measured. Screenshots go to the artifacts dir.
 //
 // Then it opens the dashboard, signs in with the admin token (a wrong one
-// first) and prints what the stream's row shows while a WebRTC viewer watches.
+// first) and prints what the stream's row shows while a WebRTC viewer watches
+// (its thumbnail loaded at the source's width included).
 //
 //   GLASSCAST_TOKEN=admin-token node play.mjs BASE_URL STREAM_ID ARTIFACT_DIR
 import { chromium } from 'playwright-core';
@@ -84,9 +85,10 @@ async function dashboard() {
     const sel = `tr[data-id="${id}"]`;
     await page.waitForFunction(sel => {
       const tr = document.querySelector(sel);
-      return tr && tr.querySelector('.pill').textContent === 'live' && /^[1-9]\d* WebRTC/.test(tr.cells[5].textContent);
+      return tr && tr.querySelector('.pill').textContent === 'live' && /^[1-9]\d* WebRTC/.test(tr.cells[6].textContent) &&
+        tr.querySelector('img.thumb') !== null && tr.querySelector('img.thumb').naturalWidth === 1280;
     }, sel, { timeout: 30000 });
-    row = await page.$eval(sel, tr => Array.from(tr.cells).map(c => c.textContent));
+    row = await page.$eval(sel, tr => Array.from(tr.cells).slice(1).map(c => c.textContent));
   } catch { /* reported as null */ }
   const summary = await page.textContent('#summary');
   await page.screenshot({ path: path.join(artifacts, 'dashboard.png') });

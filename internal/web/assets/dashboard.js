@@ -29,6 +29,15 @@
     snap.streams.forEach(function (s) {
       var tr = el('tr');
       tr.dataset.id = s.id;
+      var pic = el('td');
+      if (s.status === 'live' && s.playback.thumbnail) {
+        var img = el('img', null, 'thumb');
+        img.alt = '';
+        // The server keeps a thumbnail 5 s; ask for a new one as often.
+        img.src = s.playback.thumbnail + '?t=' + Math.floor(Date.now() / 5000);
+        pic.appendChild(img);
+      }
+      tr.appendChild(pic);
       var name = el('td');
       name.appendChild(el('div', s.name || s.id));
       name.appendChild(el('small', s.id, 'muted'));
