@@ -315,6 +315,7 @@ type ManagedStreamStatus struct {
 	WebRTCURL    string         `json:"webrtcUrl,omitempty"`
 	PreviewURL   string         `json:"previewUrl,omitempty"`
 	ThumbnailURL string         `json:"thumbnailUrl,omitempty"`
+	RecordingURL string         `json:"recordingUrl,omitempty"`
 	Message      string         `json:"message,omitempty"`
 	StreamID     string         `json:"streamId,omitempty"`
 	Outputs      []OutputStatus `json:"outputs,omitempty"`
@@ -347,6 +348,7 @@ type StreamInfo struct {
 	WebRTCURL       string `json:"webrtcUrl,omitempty"`
 	PreviewURL      string `json:"previewUrl,omitempty"`
 	ThumbnailURL    string `json:"thumbnailUrl,omitempty"`
+	RecordingURL    string `json:"recordingUrl,omitempty"`
 	ActiveViewers   int    `json:"activeViewers,omitempty"`
 	RTMPURL         string `json:"rtmpUrl,omitempty"`
 	RequestingAppID string `json:"requestingAppId,omitempty"`

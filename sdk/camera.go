@@ -39,6 +39,9 @@ type ManagedStreamResult struct {
 	WebRTCURL    string
 	PreviewURL   string
 	ThumbnailURL string
+	// RecordingURL is the HLS playlist of the stream's recording (VOD once
+	// the stream ends; /recordings/{id}.mp4 downloads it), when recorded.
+	RecordingURL string
 	// Active is true once the URLs play.
 	Active bool
 }
@@ -138,7 +141,7 @@ func (c *Camera) cleanup() {
 
 func resultOf(m *protocol.ManagedStreamStatus) ManagedStreamResult {
 	return ManagedStreamResult{StreamID: m.StreamID, HLSURL: m.HLSURL, DASHURL: m.DASHURL, WebRTCURL: m.WebRTCURL,
-		PreviewURL: m.PreviewURL, ThumbnailURL: m.ThumbnailURL, Active: m.Status == "active"}
+		PreviewURL: m.PreviewURL, ThumbnailURL: m.ThumbnailURL, RecordingURL: m.RecordingURL, Active: m.Status == "active"}
 }
 
 func statusError(code, message string) error {

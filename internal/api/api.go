@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/record"
 )
 
 // MaxBodyBytes bounds request bodies.
@@ -42,6 +43,8 @@ type Server struct {
 
 	// Viewers, when set, counts a stream's viewers.
 	Viewers func(*live.Stream) Viewers
+	// Recordings, when set, lists and serves the recordings.
+	Recordings *record.Store
 	// Counts, when set, says how many users, glasses connections and app
 	// sessions the control plane holds.
 	Counts func() (users, glasses, apps int)
@@ -57,6 +60,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("/api/", s.auth(http.HandlerFunc(s.notFound)))
 	mux.Handle("/api/v1/streams", s.auth(http.HandlerFunc(s.streams)))
 	mux.Handle("/api/v1/streams/{id}", s.auth(http.HandlerFunc(s.oneStream)))
+	mux.Handle("/api/v1/recordings", s.auth(http.HandlerFunc(s.recordings)))
+	mux.Handle("/api/v1/recordings/{id}", s.auth(http.HandlerFunc(s.oneRecording)))
 	mux.Handle("GET /api/v1/events", s.auth(http.HandlerFunc(s.events)))
 }
 
@@ -64,9 +69,11 @@ func (s *Server) Register(mux *http.ServeMux) {
 type Snapshot struct {
 	Time    time.Time    `json:"time"`
 	Streams []StreamJSON `json:"streams"`
-	Users   int          `json:"users"`
-	Glasses int          `json:"glassesConnections"`
-	Apps    int          `json:"appSessions"`
+	// Recordings lists the recordings, newest first.
+	Recordings []RecordingJSON `json:"recordings"`
+	Users      int             `json:"users"`
+	Glasses    int             `json:"glassesConnections"`
+	Apps       int             `json:"appSessions"`
 }
 
 func (s *Server) snapshot() Snapshot {
@@ -76,6 +83,12 @@ func (s *Server) snapshot() Snapshot {
 	}
 	if snap.Streams == nil {
 		snap.Streams = []StreamJSON{}
+	}
+	snap.Recordings = []RecordingJSON{}
+	if s.Recordings != nil {
+		for _, in := range s.Recordings.List() {
+			snap.Recordings = append(snap.Recordings, s.recordingJSON(in))
+		}
 	}
 	if s.Counts != nil {
 		snap.Users, snap.Glasses, snap.Apps = s.Counts()
@@ -120,6 +133,7 @@ const (
 	CodeTooLarge         = "too_large"
 	CodeLimit            = "limit_reached"
 	CodeUnavailable      = "unavailable"
+	CodeConflict         = "conflict"
 )
 
 type errorBody struct {
@@ -284,6 +298,7 @@ type StreamJSON struct {
 	Record    bool        `json:"record"`
 	Ingest    IngestJSON  `json:"ingest"`
 	Playback  Playback    `json:"playback"`
+	Recording *Recording  `json:"recording,omitempty"`
 	CreatedAt time.Time   `json:"createdAt"`
 	LastError string      `json:"lastError,omitempty"`
 	Playable  bool        `json:"playable"`
@@ -310,6 +325,12 @@ type Viewers struct {
 	WebRTC int `json:"webrtc"`
 	LLHLS  int `json:"llhls"`
 	DASH   int `json:"dash"`
+}
+
+// Recording is where a recorded stream's recording plays.
+type Recording struct {
+	HLS string `json:"hls"`
+	MP4 string `json:"mp4"`
 }
 
 // IngestJSON says where to publish.
@@ -369,6 +390,10 @@ func (s *Server) describe(st *live.Stream) StreamJSON {
 	}
 	if s.Viewers != nil {
 		out.Viewers = s.Viewers(st)
+	}
+	if in.Record {
+		hls, mp4 := RecordingURLs(s.urls.Public(), in.ID)
+		out.Recording = &Recording{HLS: hls, MP4: mp4}
 	}
 	return out
 }

@@ -61,7 +61,7 @@ type options struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("glasscast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, managed, sessions")
+	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, managed, sessions")
 	dur := fs.Duration("duration", 20*time.Second, "measuring time of each load point")
 	warm := fs.Duration("warmup", 5*time.Second, "time before measuring, after the streams play")
 	pubs := fs.String("publishers", "1,10,50", "publisher counts of the load scenario")
@@ -132,6 +132,7 @@ type results struct {
 	WebRTC        []webrtcResult      `json:"webrtc,omitempty"`
 	WebRTCViewers []webrtcViewerPoint `json:"webrtcViewers,omitempty"`
 	Managed       map[string]any      `json:"managed,omitempty"`
+	Record        []loadPoint         `json:"record,omitempty"`
 	Sessions      map[string]any      `json:"sessions,omitempty"`
 }
 
@@ -157,6 +158,8 @@ func run(o options) error {
 			res.WebRTC, err = webrtcScenario(o)
 		case "webrtc-viewers":
 			res.WebRTCViewers, err = webrtcViewers(o, clip)
+		case "record":
+			res.Record, err = recordScenario(o, clip)
 		case "managed":
 			res.Managed, err = managedStart(o, clip)
 		case "sessions":
@@ -373,11 +376,14 @@ type loadPoint struct {
 	HLSP95Ms    int64   `json:"hlsP95Ms,omitempty"`
 	ReaderErrs  int     `json:"readerErrors"`
 	DroppedUnit uint64  `json:"droppedUnits"`
+	// Recording: bytes on disk and MB per stream-hour.
+	RecordedBytes   int64   `json:"recordedBytes,omitempty"`
+	RecordMBPerHour float64 `json:"recordMBPerStreamHour,omitempty"`
 }
 
 // measure runs publishers streams, each with readersPerStream LL-HLS
 // viewers, on a fresh server and measures its CPU and memory.
-func measure(o options, clip *sim.Clip, publishers, viewersPerStream int) (loadPoint, error) {
+func measure(o options, clip *sim.Clip, publishers, viewersPerStream int, record ...bool) (loadPoint, error) {
 	p := loadPoint{Publishers: publishers, Readers: publishers * viewersPerStream}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -390,7 +396,7 @@ func measure(o options, clip *sim.Clip, publishers, viewersPerStream int) (loadP
 	errs := make(chan error, 1)
 	var streams []*streamInfo
 	for i := range publishers {
-		st, err := srv.createStream(fmt.Sprintf("load-%d", i))
+		st, err := srv.createStream(fmt.Sprintf("load-%d", i), len(record) > 0 && record[0])
 		if err != nil {
 			return p, err
 		}
@@ -444,6 +450,20 @@ func measure(o options, clip *sim.Clip, publishers, viewersPerStream int) (loadP
 			p.DroppedUnit += info.DroppedFrames
 		}
 	}
+	if len(record) > 0 && record[0] {
+		recs, err := srv.recordings()
+		if err != nil {
+			return p, err
+		}
+		var secs float64
+		for _, r := range recs {
+			p.RecordedBytes += r.Bytes
+			secs += r.Duration
+		}
+		if secs > 0 {
+			p.RecordMBPerHour = float64(p.RecordedBytes) / (1 << 20) / secs * 3600
+		}
+	}
 	rcancel()
 	rwg.Wait()
 	cancel()
@@ -468,6 +488,9 @@ func (p loadPoint) line() string {
 	}
 	if p.DroppedUnit > 0 {
 		s += fmt.Sprintf("   %d units dropped", p.DroppedUnit)
+	}
+	if p.RecordedBytes > 0 {
+		s += fmt.Sprintf("   recorded %.1f MB (%.0f MB per stream-hour)", float64(p.RecordedBytes)/(1<<20), p.RecordMBPerHour)
 	}
 	return s
 }
@@ -514,4 +537,26 @@ func viewers(o options, clip *sim.Clip) ([]loadPoint, error) {
 		fmt.Fprintf(o.out, "%s   per viewer: %.3f %% CPU, %.3f MB\n", p.line(), (p.CPUPercent-zero.CPUPercent)/float64(v), (p.RSSMB-zero.RSSMB)/float64(v))
 	}
 	return pts, nil
+}
+
+// recordScenario measures what recording costs: the same streams, each with
+// an LL-HLS viewer, without and with recording: CPU, memory, the viewers'
+// latency, and what lands on disk.
+func recordScenario(o options, clip *sim.Clip) ([]loadPoint, error) {
+	n := 10
+	fmt.Fprintf(o.out, "\n== record: %d streams with one LL-HLS viewer each, recording off and on (%v per point)\n", n, o.duration)
+	var out []loadPoint
+	for _, on := range []bool{false, true} {
+		p, err := measure(o, clip, n, 1, on)
+		if err != nil {
+			return nil, err
+		}
+		label := "off"
+		if on {
+			label = "on "
+		}
+		fmt.Fprintf(o.out, "  recording %s%s\n", label, p.line())
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -126,8 +126,8 @@ type streamInfo struct {
 	FramesIn      uint64 `json:"framesIn"`
 }
 
-func (s *server) createStream(name string) (*streamInfo, error) {
-	body, _ := json.Marshal(map[string]string{"name": name})
+func (s *server) createStream(name string, record ...bool) (*streamInfo, error) {
+	body, _ := json.Marshal(map[string]any{"name": name, "record": len(record) > 0 && record[0]})
 	req, _ := http.NewRequest("POST", s.httpURL+"/api/v1/streams", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+benchToken)
 	resp, err := http.DefaultClient.Do(req)
@@ -208,4 +208,25 @@ func procUsage(pid int) (usage, error) {
 		}
 	}
 	return u, nil
+}
+
+type recordingInfo struct {
+	ID       string  `json:"id"`
+	Bytes    int64   `json:"bytes"`
+	Duration float64 `json:"duration"`
+}
+
+// recordings lists the server's recordings.
+func (s *server) recordings() ([]recordingInfo, error) {
+	req, _ := http.NewRequest("GET", s.httpURL+"/api/v1/recordings", nil)
+	req.Header.Set("Authorization", "Bearer "+benchToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Recordings []recordingInfo `json:"recordings"`
+	}
+	return list.Recordings, json.NewDecoder(resp.Body).Decode(&list)
 }

@@ -43,6 +43,10 @@ type Config struct {
 	STUN           []string `yaml:"stun"`
 	FFmpeg         string   `yaml:"ffmpeg"`
 
+	RecordManaged  bool          `yaml:"recordManaged"`
+	RecordMaxAge   time.Duration `yaml:"recordMaxAge"`
+	RecordMaxBytes Size          `yaml:"recordMaxBytes"`
+
 	JWTSecret string      `yaml:"jwtSecret"`
 	Apps      []AppConfig `yaml:"apps"`
 
@@ -87,6 +91,9 @@ func Default() Config {
 		MaxRTMPConns:    1024,
 		WebRTCUDP:       ":8189",
 		WebRTCTCP:       ":8189",
+		RecordManaged:   true,
+		RecordMaxAge:    30 * 24 * time.Hour,
+		RecordMaxBytes:  20 << 30,
 
 		KeepAliveInterval:   15 * time.Second,
 		AckTimeout:          10 * time.Second,
@@ -140,6 +147,64 @@ func integer(name, help string, p func(*Config) *int) option {
 		get: func(c *Config) string { return strconv.Itoa(*p(c)) }}
 }
 
+// Size is a byte count written like 20GiB, 500MB or 1048576.
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+
+// ParseSize reads a Size.
+func ParseSize(v string) (Size, error) {
+	t := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if rest, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n < 0 || n*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("%q is not a size (like 20GiB, 500MB or 0 for no limit)", v)
+	}
+	return Size(n * float64(mult)), nil
+}
+
+func (s Size) String() string {
+	for _, u := range sizeUnits[:4] {
+		if s >= Size(u.mult) && int64(s)%u.mult == 0 && (u.suffix == "TiB" || int64(s)/u.mult < 1024) {
+			return strconv.FormatInt(int64(s)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(s), 10)
+}
+
+// UnmarshalYAML reads a size from a number or a string like 20GiB.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+func size(name, help string, p func(*Config) *Size) option {
+	return option{name: name, help: help,
+		set: func(c *Config, v string) error {
+			n, err := ParseSize(v)
+			if err != nil {
+				return err
+			}
+			*p(c) = n
+			return nil
+		},
+		get: func(c *Config) string { return p(c).String() }}
+}
+
 func list(name, help string, p func(*Config) *[]string) option {
 	return option{name: name, help: help,
 		set: func(c *Config, v string) error {
@@ -185,6 +250,9 @@ var options = []option{
 	str("webrtc-public-ip", "the public IP to announce to WebRTC viewers (1:1 NAT)", func(c *Config) *string { return &c.WebRTCPublicIP }),
 	list("stun", "STUN servers for WebRTC, comma-separated stun:host:port", func(c *Config) *[]string { return &c.STUN }),
 	str("ffmpeg", "ffmpeg for WebRTC's Opus audio and thumbnails: a path, empty to look for it, or off", func(c *Config) *string { return &c.FFmpeg }),
+	boolean("record-managed", "record managed streams (the Streams API records when asked)", func(c *Config) *bool { return &c.RecordManaged }),
+	dur("record-max-age", "remove recordings older than this (0 keeps them)", func(c *Config) *time.Duration { return &c.RecordMaxAge }),
+	size("record-max-bytes", "remove the oldest recordings while they take more than this (0: no limit)", func(c *Config) *Size { return &c.RecordMaxBytes }),
 	str("jwt-secret", "secret signing the glasses' core tokens (generated once and kept under --data when unset)", func(c *Config) *string { return &c.JWTSecret }),
 	dur("keep-alive-interval", "how often a stream's keep-alive goes to the glasses", func(c *Config) *time.Duration { return &c.KeepAliveInterval }),
 	dur("ack-timeout", "how long the glasses have to acknowledge a keep-alive", func(c *Config) *time.Duration { return &c.AckTimeout }),
@@ -307,6 +375,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.Data == "" {
 		bad("data: a directory is required")
+	}
+	if c.RecordMaxAge < 0 {
+		bad("record-max-age: %v is negative", c.RecordMaxAge)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("admin-token: use at least 16 characters")

@@ -78,3 +78,20 @@ func TestCheckAndHelp(t *testing.T) {
 		t.Fatal("accepted an unknown flag")
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{"0": 0, "1048576": 1 << 20, "20GiB": 20 << 30, "500MB": 500e6, "1.5 GiB": 3 << 29, "64KiB": 64 << 10} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1GB", "ten", "5XB", "1e30"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", in)
+		}
+	}
+	if s := Size(20 << 30).String(); s != "20GiB" {
+		t.Errorf("String: %s", s)
+	}
+}

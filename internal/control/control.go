@@ -63,6 +63,8 @@ type Config struct {
 	WebhookTimeout      time.Duration // 40 s: the SDK answers only after onSession
 	StopDrain           time.Duration // 5 s between asking the glasses to stop and ending the stream
 
+	// Record records managed streams.
+	Record bool
 	// PublicURL is the base of the playback URLs handed out.
 	PublicURL string
 	// RTMPBase is rtmp://HOST:PORT/live/ as the glasses reach glasscast.

@@ -136,12 +136,13 @@ type managedStream struct {
 	whep      string
 	preview   string
 	thumb     string
+	recording string // the recording's HLS playlist, when recorded
 	ended     bool
 }
 
 func (ms *managedStream) statusMsg(status, message string) protocol.ManagedStreamStatus {
 	return protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: status, HLSURL: ms.hls, DASHURL: ms.dash,
-		WebRTCURL: ms.whep, PreviewURL: ms.preview, ThumbnailURL: ms.thumb, Message: message, StreamID: ms.id}
+		WebRTCURL: ms.whep, PreviewURL: ms.preview, ThumbnailURL: ms.thumb, RecordingURL: ms.recording, Message: message, StreamID: ms.id}
 }
 
 func (ms *managedStream) sendLocked(pkg string, msg protocol.ManagedStreamStatus) {
@@ -187,7 +188,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		return
 	}
 
-	st, err := p.media.Create(live.CreateOptions{Name: "managed stream of " + u.id})
+	st, err := p.media.Create(live.CreateOptions{Name: "managed stream of " + u.id, Record: p.cfg.Record})
 	if err != nil {
 		a.sendErrorLocked(true, CodeInternal, "Failed to create the stream: "+err.Error(), "")
 		return
@@ -201,6 +202,9 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		whep:    p.cfg.PublicURL + "/whep/" + st.ID(),
 		preview: p.cfg.PublicURL + "/watch/" + st.ID(),
 		thumb:   p.cfg.PublicURL + "/thumb/" + st.ID() + ".jpg",
+	}
+	if st.Record() {
+		ms.recording = p.cfg.PublicURL + "/recordings/" + st.ID() + "/index.m3u8"
 	}
 	u.managed = ms
 	u.sendGlassesLocked(protocol.StartRTMPStream{
@@ -532,7 +536,7 @@ func (u *User) statusCheckLocked() protocol.StreamStatusCheckResponse {
 		out.HasActiveStream = true
 		out.StreamInfo = &protocol.StreamInfo{Type: "managed", StreamID: ms.id, Status: ms.status,
 			CreatedAt: ms.createdAt.UTC().Format(time.RFC3339Nano), HLSURL: ms.hls, DASHURL: ms.dash, WebRTCURL: ms.whep,
-			PreviewURL: ms.preview, ThumbnailURL: ms.thumb, ActiveViewers: len(ms.viewers)}
+			PreviewURL: ms.preview, ThumbnailURL: ms.thumb, RecordingURL: ms.recording, ActiveViewers: len(ms.viewers)}
 	} else if us := u.unmanaged; us != nil {
 		out.HasActiveStream = true
 		out.StreamInfo = &protocol.StreamInfo{Type: "unmanaged", StreamID: us.id, Status: us.status,

@@ -95,6 +95,13 @@ type Config struct {
 	Packager cmaf.Config
 	// PackagerQueue is the packager's queue length in units.
 	PackagerQueue int
+	// Recorder, when set, records the streams created with Record.
+	Recorder Recorder
+}
+
+// Recorder keeps a stream's media on disk by following its packager.
+type Recorder interface {
+	Start(id, name string, p *cmaf.Packager) error
 }
 
 func (c *Config) setDefaults() {
@@ -214,9 +221,17 @@ func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 		defer reader.Close()
 		s.pkg.Run(ctx, reader)
 	}()
+	if s.record {
+		if r.cfg.Recorder == nil {
+			s.record = false
+		} else if err := r.cfg.Recorder.Start(s.id, s.name, s.pkg); err != nil {
+			r.log.Error("stream not recorded", "stream", s.id, "err", err)
+			s.record = false
+		}
+	}
 	r.byID[s.id] = s
 	r.byKey[s.key] = s
-	r.log.Info("stream created", "stream", s.id, "name", s.name)
+	r.log.Info("stream created", "stream", s.id, "name", s.name, "record", s.record)
 	return s, nil
 }
 

@@ -57,7 +57,7 @@ func TestBrowserPlays(t *testing.T) {
 	os.MkdirAll(artifacts, 0o755)
 
 	h := start(t, nil)
-	s := h.create("browser")
+	s := h.createRecorded("browser")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	publishSim(ctx, s.Ingest.RTMPURL, nil)

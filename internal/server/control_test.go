@@ -229,6 +229,17 @@ func TestManagedStreamOneApp(t *testing.T) {
 	if code, _ := fetch(t, active.HLSURL); code != http.StatusNotFound {
 		t.Fatalf("HLS after the last app left: %d", code)
 	}
+	// Managed streams are recorded: what the glasses sent plays afterwards.
+	if active.RecordingURL != strings.Replace(active.HLSURL, "/hls/", "/recordings/", 1) {
+		t.Fatalf("recording URL %q", active.RecordingURL)
+	}
+	id := strings.Split(strings.TrimPrefix(active.RecordingURL, w.base+"/recordings/"), "/")[0]
+	if r := w.waitRecorded(id); r.Status != "complete" || r.Duration < 1 {
+		t.Fatalf("the managed stream's recording: %+v", r)
+	}
+	if _, streams := probeFormat(t, active.RecordingURL); findStream(streams, "video") == nil {
+		t.Fatalf("the managed stream's recording: %s", describe(streams))
+	}
 	order := []string{}
 	rec.mu.Lock()
 	for _, m := range rec.list {

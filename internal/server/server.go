@@ -17,6 +17,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ import (
 	"github.com/glasscast/glasscast/internal/dash"
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/record"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/thumb"
@@ -58,6 +60,7 @@ type Server struct {
 	viewers    *httpViewers
 	secret     []byte
 	rtc        *rtc.Server
+	recs       *record.Store
 }
 
 // New builds a server and binds its listeners; Run serves.
@@ -89,7 +92,14 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("jwt secret: %w", err)
 	}
 
+	s.recs, err = record.Open(record.Config{Dir: filepath.Join(cfg.Data, "recordings"),
+		MaxAge: cfg.RecordMaxAge, MaxBytes: int64(cfg.RecordMaxBytes)}, log.With("component", "record"))
+	if err != nil {
+		s.store.Close()
+		return nil, err
+	}
 	s.reg = live.New(live.Config{
+		Recorder:        s.recs,
 		ReconnectWindow: cfg.ReconnectWindow,
 		MaxStreams:      cfg.MaxStreams,
 		Packager: cmaf.Config{
@@ -102,6 +112,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns}, log.With("component", "rtmp"))
 	if err != nil {
 		s.reg.Close()
+		s.recs.Close()
 		s.store.Close()
 		return nil, err
 	}
@@ -109,6 +120,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		s.ingest.Close()
 		s.reg.Close()
+		s.recs.Close()
 		s.store.Close()
 		return nil, fmt.Errorf("http: %w", err)
 	}
@@ -124,6 +136,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.httpLn.Close()
 		s.ingest.Close()
 		s.reg.Close()
+		s.recs.Close()
 		s.store.Close()
 		return nil, err
 	}
@@ -136,6 +149,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		AppGrace:            cfg.AppGrace,
 		UserGrace:           cfg.UserGrace,
 		PublicURL:           s.public,
+		Record:              cfg.RecordManaged,
 		RTMPBase:            s.rtmpBase,
 		AppWebSocketURL:     webSocketURL(s.public) + "/app-ws",
 	}, s.reg, s.store, s.store, &api.WebhookClient{HTTP: &http.Client{}}, log.With("component", "control"))
@@ -146,6 +160,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.viewers = newHTTPViewers(func(id string) bool { _, err := s.reg.Get(id); return err == nil })
 	apiServer.Viewers = s.countViewers
 	apiServer.Counts = s.plane.Counts
+	apiServer.Recordings = s.recs
 	apiServer.Register(mux)
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
@@ -154,6 +169,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	mux.Handle("/hls/{id}/{file}", s.viewers.wrap("hls", hls.New(s.reg.Packager)))
 	mux.Handle("/dash/{id}/{file}", s.viewers.wrap("dash", dash.New(s.reg.Packager)))
 	web.New(s.publicStatus).Register(mux)
+	s.recs.Register(mux)
 	thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb")).Register(mux)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Pprof {
@@ -260,6 +276,9 @@ func (s *Server) RTMPAddr() net.Addr { return s.ingest.Addr() }
 // Registry gives in-process access to the streams.
 func (s *Server) Registry() *live.Registry { return s.reg }
 
+// Recordings is the recordings store.
+func (s *Server) Recordings() *record.Store { return s.recs }
+
 // DemoID is the demo stream's id, once it exists.
 func (s *Server) DemoID() string {
 	s.demoMu.Lock()
@@ -313,6 +332,7 @@ func (s *Server) Run(ctx context.Context) error {
 	stopRTMP()
 	s.rtc.Close()
 	s.reg.Close()
+	s.recs.Close()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.httpSrv.Shutdown(shutCtx); err != nil {
@@ -389,5 +409,6 @@ func (s *Server) Close() {
 	s.rtc.Close()
 	s.plane.Close()
 	s.reg.Close()
+	s.recs.Close()
 	s.store.Close()
 }

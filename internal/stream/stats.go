@@ -17,6 +17,18 @@ type counters struct {
 	sec    [statsWindow]int64
 	bytes  [statsWindow]uint64
 	frames [statsWindow]uint64
+	abytes [statsWindow]uint64 // audio's share of bytes
+	// keyframe intervals and frame durations of the current session, as
+	// rings of the most recent ones
+	epoch    uint32
+	lastKey  time.Duration
+	haveKey  bool
+	keyIvals [4]time.Duration
+	nKey     int
+	lastDTS  time.Duration
+	haveDTS  bool
+	deltas   [64]time.Duration
+	nDelta   int
 }
 
 func (c *counters) add(u *Unit) {
@@ -27,12 +39,28 @@ func (c *counters) add(u *Unit) {
 	s := now.Unix()
 	i := s % statsWindow
 	if c.sec[i] != s {
-		c.sec[i], c.bytes[i], c.frames[i] = s, 0, 0
+		c.sec[i], c.bytes[i], c.frames[i], c.abytes[i] = s, 0, 0, 0
 	}
 	size := uint64(u.Size())
 	c.bytes[i] += size
 	c.bytesIn += size
+	if u.Epoch != c.epoch {
+		c.epoch = u.Epoch
+		c.haveKey, c.nKey, c.haveDTS, c.nDelta = false, 0, false, 0
+	}
 	if u.Kind == KindVideo {
+		if c.haveDTS {
+			c.deltas[c.nDelta%len(c.deltas)] = u.DTS - c.lastDTS
+			c.nDelta++
+		}
+		c.lastDTS, c.haveDTS = u.DTS, true
+		if u.Key {
+			if c.haveKey {
+				c.keyIvals[c.nKey%len(c.keyIvals)] = u.DTS - c.lastKey
+				c.nKey++
+			}
+			c.lastKey, c.haveKey = u.DTS, true
+		}
 		c.framesIn++
 		c.frames[i]++
 		if u.PTS != u.DTS {
@@ -40,6 +68,7 @@ func (c *counters) add(u *Unit) {
 		}
 	} else {
 		c.audioIn++
+		c.abytes[i] += size
 	}
 }
 
@@ -56,6 +85,15 @@ type Stats struct {
 	BFrames       bool    // the video has frames out of decode order
 	Readers       int
 	DroppedFrames uint64 // units readers lost to full queues
+	// AudioBitrate is the audio's share of Bitrate.
+	AudioBitrate int64
+	// KeyInterval is the longest of the session's last few keyframe
+	// intervals; 0 until two keyframes have come.
+	KeyInterval time.Duration
+	// FrameDurMin and FrameDurMax bound the session's last 64 frame
+	// durations (a fixed frame rate has them equal, give or take the
+	// millisecond timestamps of RTMP); 0 until 16 frames have come.
+	FrameDurMin, FrameDurMax time.Duration
 }
 
 // Stats returns the current counters.
@@ -78,13 +116,23 @@ func (h *Hub) Stats() Stats {
 	}
 	// Rates over the complete seconds of the window (the current one is partial).
 	now := time.Now().Unix()
-	var bytes, frames uint64
+	var bytes, frames, abytes uint64
 	secs := 0
 	for i := range statsWindow {
 		s := h.st.sec[i]
 		if s < now && s >= now-statsWindow+1 {
 			bytes += h.st.bytes[i]
 			frames += h.st.frames[i]
+			abytes += h.st.abytes[i]
+		}
+	}
+	for i := range min(h.st.nKey, len(h.st.keyIvals)) {
+		st.KeyInterval = max(st.KeyInterval, h.st.keyIvals[i])
+	}
+	if n := min(h.st.nDelta, len(h.st.deltas)); n >= 16 {
+		st.FrameDurMin, st.FrameDurMax = h.st.deltas[0], h.st.deltas[0]
+		for _, d := range h.st.deltas[:n] {
+			st.FrameDurMin, st.FrameDurMax = min(st.FrameDurMin, d), max(st.FrameDurMax, d)
 		}
 	}
 	if !h.st.firstWall.IsZero() {
@@ -92,6 +140,7 @@ func (h *Hub) Stats() Stats {
 	}
 	if secs > 0 {
 		st.Bitrate = int64(bytes*8) / int64(secs)
+		st.AudioBitrate = int64(abytes*8) / int64(secs)
 		st.FPS = float64(frames) / float64(secs)
 	}
 	return st

@@ -86,9 +86,11 @@ async function dashboard() {
     await page.waitForFunction(sel => {
       const tr = document.querySelector(sel);
       return tr && tr.querySelector('.pill').textContent === 'live' && /^[1-9]\d* WebRTC/.test(tr.cells[6].textContent) &&
-        tr.querySelector('img.thumb') !== null && tr.querySelector('img.thumb').naturalWidth === 1280;
+        tr.querySelector('img.thumb') !== null && tr.querySelector('img.thumb').naturalWidth === 1280 &&
+        document.querySelector(`#recordings ${sel} .pill`) !== null &&
+        document.querySelector(`#recordings ${sel} .pill`).textContent === 'recording';
     }, sel, { timeout: 30000 });
-    row = await page.$eval(sel, tr => Array.from(tr.cells).slice(1).map(c => c.textContent));
+    row = await page.$eval(`#streams ${sel}`, tr => Array.from(tr.cells).slice(1).map(c => c.textContent));
   } catch { /* reported as null */ }
   const summary = await page.textContent('#summary');
   await page.screenshot({ path: path.join(artifacts, 'dashboard.png') });

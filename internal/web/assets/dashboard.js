@@ -9,6 +9,7 @@
   var loginError = document.getElementById('loginError');
   var rows = document.getElementById('streams');
   var summary = document.getElementById('summary');
+  var recRows = document.getElementById('recordings');
   window.glasscastDashboard = { snapshots: 0, last: null };
 
   function el(tag, text, cls) {
@@ -60,6 +61,50 @@
       }
       tr.appendChild(w);
       rows.appendChild(tr);
+    });
+    renderRecordings(snap.recordings || []);
+  }
+
+  function size(bytes) {
+    if (bytes >= 1 << 30) { return (bytes / (1 << 30)).toFixed(1) + ' GiB'; }
+    return (bytes / (1 << 20)).toFixed(1) + ' MiB';
+  }
+
+  function length(secs) {
+    var m = Math.floor(secs / 60), s = Math.floor(secs % 60);
+    return m + ':' + (s < 10 ? '0' : '') + s;
+  }
+
+  function renderRecordings(list) {
+    document.getElementById('recordingsNone').hidden = list.length > 0;
+    document.getElementById('recordingsTable').hidden = list.length === 0;
+    recRows.textContent = '';
+    list.forEach(function (r) {
+      var tr = el('tr');
+      tr.dataset.id = r.id;
+      var name = el('td');
+      name.appendChild(el('div', r.name || r.id));
+      name.appendChild(el('small', r.id, 'muted'));
+      tr.appendChild(name);
+      var st = el('td');
+      st.appendChild(el('span', r.status, 'pill ' + r.status));
+      tr.appendChild(st);
+      tr.appendChild(el('td', new Date(r.startedAt).toLocaleString()));
+      tr.appendChild(el('td', length(r.duration)));
+      tr.appendChild(el('td', size(r.bytes)));
+      tr.appendChild(el('td', String(r.gaps)));
+      var links = el('td');
+      var hls = el('a', 'HLS');
+      hls.href = r.hls;
+      links.appendChild(hls);
+      if (r.status !== 'recording') {
+        links.appendChild(document.createTextNode(' · '));
+        var mp4 = el('a', 'MP4');
+        mp4.href = r.mp4;
+        links.appendChild(mp4);
+      }
+      tr.appendChild(links);
+      recRows.appendChild(tr);
     });
   }
 

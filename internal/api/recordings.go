@@ -1,0 +1,86 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/record"
+)
+
+// RecordingJSON is a recording on the wire.
+type RecordingJSON struct {
+	ID        string     `json:"id"` // the stream's id
+	Name      string     `json:"name,omitempty"`
+	Status    string     `json:"status"` // recording, complete or interrupted
+	StartedAt time.Time  `json:"startedAt"`
+	EndedAt   *time.Time `json:"endedAt,omitempty"`
+	Duration  float64    `json:"duration"` // seconds of media
+	Bytes     int64      `json:"bytes"`
+	Segments  int        `json:"segments"`
+	Gaps      int        `json:"gaps"` // publisher reconnects (or skipped stretches) inside it
+	HLS       string     `json:"hls"`
+	MP4       string     `json:"mp4"`
+}
+
+// RecordingURLs are where a stream's recording plays: the HLS playlist
+// (an EVENT playlist while it is written, VOD after) and the MP4 download
+// (once it is finished).
+func RecordingURLs(public, id string) (hls, mp4 string) {
+	return public + "/recordings/" + id + "/index.m3u8", public + "/recordings/" + id + ".mp4"
+}
+
+func (s *Server) recordingJSON(in record.Info) RecordingJSON {
+	out := RecordingJSON{ID: in.ID, Name: in.Name, Status: in.Status, StartedAt: in.StartedAt,
+		Duration: in.Duration.Seconds(), Bytes: in.Bytes, Segments: in.Segments, Gaps: in.Gaps}
+	if !in.EndedAt.IsZero() {
+		e := in.EndedAt
+		out.EndedAt = &e
+	}
+	out.HLS, out.MP4 = RecordingURLs(s.urls.Public(), in.ID)
+	return out
+}
+
+func (s *Server) recordings(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, "GET")
+		return
+	}
+	out := []RecordingJSON{}
+	if s.Recordings != nil {
+		for _, in := range s.Recordings.List() {
+			out = append(out, s.recordingJSON(in))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recordings": out})
+}
+
+func (s *Server) oneRecording(w http.ResponseWriter, r *http.Request) {
+	var rec *record.Recording
+	err := record.ErrNotFound
+	if s.Recordings != nil {
+		rec, err = s.Recordings.Get(r.PathValue("id"))
+	}
+	if err != nil {
+		WriteError(w, http.StatusNotFound, CodeNotFound, "no recording "+quote(r.PathValue("id")))
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, http.StatusOK, s.recordingJSON(rec.Info()))
+	case http.MethodDelete:
+		err := s.Recordings.Delete(r.PathValue("id"))
+		switch {
+		case errors.Is(err, record.ErrBusy):
+			WriteError(w, http.StatusConflict, CodeConflict, "the recording is still being written; end its stream first")
+		case errors.Is(err, record.ErrNotFound):
+			WriteError(w, http.StatusNotFound, CodeNotFound, "no recording "+quote(r.PathValue("id")))
+		case err != nil:
+			WriteError(w, http.StatusInternalServerError, CodeUnavailable, err.Error())
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	default:
+		methodNotAllowed(w, "GET, DELETE")
+	}
+}

@@ -1,0 +1,367 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/server"
+)
+
+// probeFormat runs ffprobe on a URL and returns the container's duration in
+// seconds and its streams.
+func probeFormat(t *testing.T, url string) (float64, []probeStream) {
+	t.Helper()
+	needTool(t, "ffprobe")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", url).Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("ffprobe %s: %v %s", url, err, stderr)
+	}
+	var res struct {
+		Streams []probeStream `json:"streams"`
+		Format  struct {
+			Duration string `json:"duration"`
+		} `json:"format"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	d, err := strconv.ParseFloat(res.Format.Duration, 64)
+	if err != nil {
+		t.Fatalf("ffprobe %s: no duration in %s", url, out)
+	}
+	return d, res.Streams
+}
+
+func (h *harness) createRecorded(name string) api.StreamJSON {
+	h.t.Helper()
+	code, body := h.call("POST", "/api/v1/streams", map[string]any{"name": name, "record": true})
+	if code != http.StatusCreated {
+		h.t.Fatalf("create: %d %s", code, body)
+	}
+	var s api.StreamJSON
+	if err := json.Unmarshal(body, &s); err != nil {
+		h.t.Fatal(err)
+	}
+	if !s.Record || s.Recording == nil {
+		h.t.Fatalf("a stream created with record:true has no recording: %s", body)
+	}
+	return s
+}
+
+func (h *harness) recording(id string) api.RecordingJSON {
+	h.t.Helper()
+	code, body := h.call("GET", "/api/v1/recordings/"+id, nil)
+	if code != http.StatusOK {
+		h.t.Fatalf("GET recording %s: %d %s", id, code, body)
+	}
+	var r api.RecordingJSON
+	if err := json.Unmarshal(body, &r); err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+// waitRecorded waits until the stream's recording is finished.
+func (h *harness) waitRecorded(id string) api.RecordingJSON {
+	h.t.Helper()
+	rec, err := h.srv.Recordings().Get(id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	select {
+	case <-rec.Done():
+	case <-time.After(20 * time.Second):
+		h.t.Fatal("the recording did not finish within 20 s of its stream's end")
+	}
+	return h.recording(id)
+}
+
+// publishFor pushes ffmpeg's test source for secs seconds and waits for the
+// stream to notice the publisher has gone.
+func (h *harness) publishFor(s api.StreamJSON, secs int) {
+	h.t.Helper()
+	cmd := publishFFmpeg(h.t, context.Background(), s.Ingest.RTMPURL, "-t", strconv.Itoa(secs))
+	h.waitStatus(s.ID, live.StatusLive, 20*time.Second)
+	h.waitStatus(s.ID, live.StatusReconnecting, time.Duration(secs+20)*time.Second)
+	_ = cmd
+}
+
+func TestRecordingAcrossReconnect(t *testing.T) {
+	h := start(t, nil)
+	s := h.createRecorded("recorded")
+
+	// While the first session is on, the recording is listed as being
+	// written and its MP4 is not ready.
+	cmd := publishFFmpeg(t, context.Background(), s.Ingest.RTMPURL, "-t", "3")
+	h.waitStatus(s.ID, live.StatusLive, 20*time.Second)
+	if r := h.recording(s.ID); r.Status != "recording" || r.HLS != s.Recording.HLS || r.MP4 != s.Recording.MP4 {
+		t.Fatalf("recording while live: %+v, stream says %+v", r, s.Recording)
+	}
+	if code, _ := fetch(t, s.Recording.MP4); code != http.StatusConflict {
+		t.Fatalf("MP4 of a recording being written: %d, want 409", code)
+	}
+	h.waitStatus(s.ID, live.StatusReconnecting, 30*time.Second)
+	cmd.Wait()
+	dropped := time.Now()
+
+	// The publisher comes back within the window: the same recording goes on.
+	cmd = publishFFmpeg(t, context.Background(), s.Ingest.RTMPURL, "-t", "3")
+	h.waitStatus(s.ID, live.StatusLive, 20*time.Second)
+	gap := time.Since(dropped)
+	h.waitStatus(s.ID, live.StatusReconnecting, 30*time.Second)
+	cmd.Wait()
+	if code, body := h.call("DELETE", "/api/v1/streams/"+s.ID, nil); code != http.StatusOK {
+		t.Fatalf("DELETE stream: %d %s", code, body)
+	}
+	r := h.waitRecorded(s.ID)
+	if r.Status != "complete" || r.Gaps != 1 || r.EndedAt == nil {
+		t.Fatalf("finished recording: %+v, want complete with one gap", r)
+	}
+	if r.Duration < 5.4 || r.Duration > 6.7 {
+		t.Fatalf("recording lasts %.2f s, want about 6 s (two sessions of 3 s)", r.Duration)
+	}
+	code, body := h.call("GET", "/api/v1/recordings", nil)
+	var list struct{ Recordings []api.RecordingJSON }
+	if code != http.StatusOK || json.Unmarshal(body, &list) != nil || len(list.Recordings) != 1 || list.Recordings[0].ID != s.ID {
+		t.Fatalf("recordings list: %d %s", code, body)
+	}
+
+	// The VOD playlist: finished, one discontinuity where the publisher left.
+	_, video := fetch(t, strings.TrimSuffix(s.Recording.HLS, "index.m3u8")+"video.m3u8")
+	for _, want := range []string{"#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-ENDLIST", "#EXT-X-MAP:URI="} {
+		if !strings.Contains(string(video), want) {
+			t.Fatalf("VOD playlist has no %s:\n%s", want, video)
+		}
+	}
+	if n := strings.Count(string(video), "#EXT-X-DISCONTINUITY\n"); n != 1 {
+		t.Fatalf("VOD playlist has %d discontinuities, want 1:\n%s", n, video)
+	}
+
+	hlsDur, streams := probeFormat(t, s.Recording.HLS)
+	if v := findStream(streams, "video"); v == nil || v.CodecName != "h264" || v.Width != 1280 || v.Height != 720 || findStream(streams, "audio") == nil {
+		t.Fatalf("recording's HLS: %s", describe(streams))
+	}
+	if hlsDur < 5.4 || hlsDur > 6.7 {
+		t.Fatalf("ffprobe says the recording's HLS lasts %.2f s, want about 6 s", hlsDur)
+	}
+	// The MP4 keeps the stream's timeline: the gap is in it.
+	mp4Dur, streams := probeFormat(t, s.Recording.MP4)
+	if v := findStream(streams, "video"); v == nil || v.Width != 1280 || findStream(streams, "audio") == nil {
+		t.Fatalf("recording's MP4: %s", describe(streams))
+	}
+	if mp4Dur < hlsDur-0.2 || mp4Dur > hlsDur+gap.Seconds()+1.5 {
+		t.Fatalf("MP4 lasts %.2f s; HLS %.2f s and the gap %.2f s", mp4Dur, hlsDur, gap.Seconds())
+	}
+	// Ranges work (players and download managers use them).
+	req, _ := http.NewRequest("GET", s.Recording.MP4, nil)
+	req.Header.Set("Range", "bytes=100-199")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || len(part) != 100 {
+		t.Fatalf("range of the MP4: %d with %d bytes", resp.StatusCode, len(part))
+	}
+	// A recording is decoded frame by frame without errors.
+	needTool(t, "ffmpeg")
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", s.Recording.MP4, "-f", "null", "-").CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("decoding the MP4: %v %s", err, out)
+	}
+
+	if code, _ := h.call("DELETE", "/api/v1/recordings/"+s.ID, nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE recording: %d", code)
+	}
+	if code, _ := fetch(t, s.Recording.HLS); code != http.StatusNotFound {
+		t.Fatalf("a deleted recording's playlist: %d, want 404", code)
+	}
+}
+
+func TestRecordingRetention(t *testing.T) {
+	h := start(t, nil)
+	var ids []string
+	for i := range 2 {
+		s := h.createRecorded(fmt.Sprintf("take %d", i))
+		h.publishFor(s, 2)
+		h.call("DELETE", "/api/v1/streams/"+s.ID, nil)
+		h.waitRecorded(s.ID)
+		ids = append(ids, s.ID)
+	}
+	older, newer := h.recording(ids[0]), h.recording(ids[1])
+	if older.Bytes == 0 || newer.Bytes == 0 {
+		t.Fatalf("recordings without bytes: %+v %+v", older, newer)
+	}
+	dirs := h.srv.Recordings()
+	// A budget that holds the newer one only: the older goes.
+	dirs.SetRetention(0, newer.Bytes+older.Bytes/2)
+	dirs.Prune(time.Now())
+	if code, _ := h.call("GET", "/api/v1/recordings/"+ids[0], nil); code != http.StatusNotFound {
+		t.Fatalf("the older recording is still there over the budget (%d)", code)
+	}
+	if code, _ := fetch(t, older.HLS); code != http.StatusNotFound {
+		t.Fatalf("the removed recording still plays: %d", code)
+	}
+	if code, _ := fetch(t, newer.HLS); code != http.StatusOK {
+		t.Fatalf("the newer recording, within the budget, is gone: %d", code)
+	}
+	// By age: an hour later, a 30-minute limit removes it too.
+	dirs.SetRetention(30*time.Minute, 0)
+	dirs.Prune(time.Now().Add(time.Hour))
+	if code, _ := h.call("GET", "/api/v1/recordings/"+ids[1], nil); code != http.StatusNotFound {
+		t.Fatalf("a recording past the age limit is still there (%d)", code)
+	}
+}
+
+// waitSnapshot reads the admin event stream until a snapshot satisfies ok.
+func (h *harness) waitSnapshot(within time.Duration, ok func(api.Snapshot) bool) api.Snapshot {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.base+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var last api.Snapshot
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line, found := strings.CutPrefix(sc.Text(), "data: ")
+		if !found {
+			continue
+		}
+		last = api.Snapshot{}
+		if err := json.Unmarshal([]byte(line), &last); err != nil {
+			h.t.Fatalf("snapshot %q: %v", line, err)
+		}
+		if ok(last) {
+			return last
+		}
+	}
+	h.t.Fatalf("no snapshot as wanted within %v; the last: %+v", within, last)
+	return last
+}
+
+// childData, set in a child test process, makes TestServeChild a server.
+const childData = "GLASSCAST_TEST_CHILD_DATA"
+
+// TestServeChild is a glasscast server when run as a child process by a test
+// that needs to kill one; otherwise it does nothing.
+func TestServeChild(t *testing.T) {
+	dir := os.Getenv(childData)
+	if dir == "" {
+		t.Skip("runs only as another test's child process")
+	}
+	cfg := config.Default()
+	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.WebRTCUDP, cfg.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Data = dir
+	cfg.AdminToken = testToken
+	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	fmt.Printf("HTTP %s\n", srv.Public())
+	srv.Run(ctx)
+}
+
+// child is a server in another process.
+type child struct {
+	cmd  *exec.Cmd
+	base string
+	harness
+}
+
+func startChild(t *testing.T, data string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServeChild$", "-test.v=false")
+	cmd.Env = append(os.Environ(), childData+"="+data)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if base, ok := strings.CutPrefix(sc.Text(), "HTTP "); ok {
+				lines <- base
+			}
+		}
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case base := <-lines:
+		c := &child{cmd: cmd, base: base}
+		c.harness = harness{t: t, base: base}
+		c.harness.waitHealthy()
+		return c
+	case <-time.After(60 * time.Second):
+		t.Fatal("the child server did not start within 60 s")
+	}
+	return nil
+}
+
+func TestRecordingSurvivesKilledServer(t *testing.T) {
+	data := t.TempDir()
+	c := startChild(t, data)
+	s := c.createRecorded("until the power goes")
+	pub := publishFFmpeg(t, context.Background(), s.Ingest.RTMPURL)
+
+	// Wait, on the admin event stream, for three segments on disk.
+	c.waitSnapshot(40*time.Second, func(snap api.Snapshot) bool {
+		return len(snap.Recordings) == 1 && snap.Recordings[0].Segments >= 3
+	})
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Wait()
+	pub.Process.Kill()
+
+	// A new server on the same data finds it, closed as interrupted, and
+	// it plays.
+	h := start(t, func(cfg *config.Config) { cfg.Data = data })
+	r := h.recording(s.ID)
+	if r.Status != "interrupted" || r.Segments < 3 || r.Duration < 3 {
+		t.Fatalf("after the kill: %+v, want interrupted with at least 3 segments", r)
+	}
+	d, streams := probeFormat(t, r.HLS)
+	if findStream(streams, "video") == nil || findStream(streams, "audio") == nil || d < r.Duration-0.5 || d > r.Duration+0.5 {
+		t.Fatalf("the interrupted recording's HLS: %.2f s (API says %.2f), %s", d, r.Duration, describe(streams))
+	}
+	if d, streams := probeFormat(t, r.MP4); findStream(streams, "video") == nil || d < r.Duration-0.5 {
+		t.Fatalf("the interrupted recording's MP4: %.2f s, %s", d, describe(streams))
+	}
+}
