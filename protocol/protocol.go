@@ -297,12 +297,19 @@ type Transcription struct {
 	Timestamp          string `json:"timestamp,omitempty"`
 }
 
-// OutputStatus is a restream output in a managed status.
+// OutputStatus is a restream output in a managed status. Status is
+// connecting, active, reconnecting, error or stopped; ID, AddedBy, Bytes,
+// Bitrate and Mode are glasscast's extra fields.
 type OutputStatus struct {
-	URL    string `json:"url"`
-	Name   string `json:"name,omitempty"`
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	ID      string `json:"outputId,omitempty"`
+	URL     string `json:"url"`
+	Name    string `json:"name,omitempty"`
+	Status  string `json:"status"`
+	Error   string `json:"error,omitempty"`
+	AddedBy string `json:"addedBy,omitempty"`
+	Bytes   uint64 `json:"bytes,omitempty"`
+	Bitrate int64  `json:"bitrate,omitempty"`
+	Mode    string `json:"mode,omitempty"`
 }
 
 // ManagedStreamStatus is the state of the managed stream an app shares.

@@ -32,6 +32,14 @@ var (
 	ErrStreamFailed = errors.New("stream failed")
 	// ErrStopped: the stream stopped before the call was answered.
 	ErrStopped = errors.New("stream stopped")
+	// ErrOutputLimit: the stream (or this app on it) has the most restream
+	// outputs it may have.
+	ErrOutputLimit = errors.New("too many outputs")
+	// ErrDuplicateOutput: the stream already restreams to that URL.
+	ErrDuplicateOutput = errors.New("duplicate output")
+	// ErrNotFound: no such managed stream or output (or the app does not
+	// view the stream).
+	ErrNotFound = errors.New("not found")
 )
 
 // StreamError is a refusal or failure reported by glasscast, with its
@@ -65,8 +73,16 @@ func (e *StreamError) Is(target error) bool {
 		return target == ErrGlassesNotConnected
 	case "PERMISSION_DENIED":
 		return target == ErrPermissionDenied
-	case "NOT_OWNER":
+	case "NOT_OWNER", "NOT_AUTHORIZED":
 		return target == ErrNotOwner
+	case "MAX_OUTPUTS_REACHED", "MAX_APP_OUTPUTS_REACHED":
+		return target == ErrOutputLimit
+	case "DUPLICATE_URL":
+		return target == ErrDuplicateOutput
+	case "INVALID_URL_FORMAT":
+		return target == ErrInvalidURL
+	case "STREAM_NOT_FOUND", "OUTPUT_NOT_FOUND", "NOT_A_VIEWER":
+		return target == ErrNotFound
 	}
 	return target == ErrStreamFailed
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/record"
+	"github.com/glasscast/glasscast/internal/restream"
 )
 
 // MaxBodyBytes bounds request bodies.
@@ -43,6 +44,8 @@ type Server struct {
 
 	// Viewers, when set, counts a stream's viewers.
 	Viewers func(*live.Stream) Viewers
+	// Outputs, when set, lists each stream's restream outputs.
+	Outputs *restream.Manager
 	// Recordings, when set, lists and serves the recordings.
 	Recordings *record.Store
 	// Counts, when set, says how many users, glasses connections and app
@@ -292,16 +295,17 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 
 // StreamJSON is a stream on the wire.
 type StreamJSON struct {
-	ID        string      `json:"id"`
-	Name      string      `json:"name,omitempty"`
-	Status    live.Status `json:"status"`
-	Record    bool        `json:"record"`
-	Ingest    IngestJSON  `json:"ingest"`
-	Playback  Playback    `json:"playback"`
-	Recording *Recording  `json:"recording,omitempty"`
-	CreatedAt time.Time   `json:"createdAt"`
-	LastError string      `json:"lastError,omitempty"`
-	Playable  bool        `json:"playable"`
+	ID        string          `json:"id"`
+	Name      string          `json:"name,omitempty"`
+	Status    live.Status     `json:"status"`
+	Record    bool            `json:"record"`
+	Ingest    IngestJSON      `json:"ingest"`
+	Playback  Playback        `json:"playback"`
+	Recording *Recording      `json:"recording,omitempty"`
+	Outputs   []restream.Info `json:"outputs,omitempty"`
+	CreatedAt time.Time       `json:"createdAt"`
+	LastError string          `json:"lastError,omitempty"`
+	Playable  bool            `json:"playable"`
 
 	Bitrate         int64   `json:"bitrate"`
 	FPS             float64 `json:"fps"`
@@ -390,6 +394,9 @@ func (s *Server) describe(st *live.Stream) StreamJSON {
 	}
 	if s.Viewers != nil {
 		out.Viewers = s.Viewers(st)
+	}
+	if s.Outputs != nil {
+		out.Outputs = s.Outputs.List(in.ID)
 	}
 	if in.Record {
 		hls, mp4 := RecordingURLs(s.urls.Public(), in.ID)

@@ -36,3 +36,22 @@ func FuzzDecodeCreate(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeOutput(f *testing.F) {
+	for _, s := range []string{`{"url":"rtmp://a.rtmp.youtube.com/live2/key"}`, `{"url":"rtmps://x/app/k","name":"n","profile":"twitch"}`,
+		`{"url":"http://x/y"}`, `{"url":"rtmp://h/"}`, `{"profile":"nope","url":"rtmp://h/a/b"}`, `[]`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := DecodeOutput(strings.NewReader(string(b)))
+		if err != nil {
+			return
+		}
+		if u := strings.ToLower(req.URL); !strings.HasPrefix(u, "rtmp://") && !strings.HasPrefix(u, "rtmps://") {
+			t.Fatalf("accepted URL %q", req.URL)
+		}
+		if len(req.Name) > 100 || len(req.URL) > 2048 {
+			t.Fatalf("accepted a name of %d or a URL of %d bytes", len(req.Name), len(req.URL))
+		}
+	})
+}

@@ -61,7 +61,7 @@ type options struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("glasscast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, managed, sessions")
+	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, managed, sessions")
 	dur := fs.Duration("duration", 20*time.Second, "measuring time of each load point")
 	warm := fs.Duration("warmup", 5*time.Second, "time before measuring, after the streams play")
 	pubs := fs.String("publishers", "1,10,50", "publisher counts of the load scenario")
@@ -133,6 +133,7 @@ type results struct {
 	WebRTCViewers []webrtcViewerPoint `json:"webrtcViewers,omitempty"`
 	Managed       map[string]any      `json:"managed,omitempty"`
 	Record        []loadPoint         `json:"record,omitempty"`
+	Restream      []restreamPoint     `json:"restream,omitempty"`
 	Sessions      map[string]any      `json:"sessions,omitempty"`
 }
 
@@ -158,6 +159,8 @@ func run(o options) error {
 			res.WebRTC, err = webrtcScenario(o)
 		case "webrtc-viewers":
 			res.WebRTCViewers, err = webrtcViewers(o, clip)
+		case "restream":
+			res.Restream, err = restreamScenario(o, clip)
 		case "record":
 			res.Record, err = recordScenario(o, clip)
 		case "managed":

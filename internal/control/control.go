@@ -17,6 +17,7 @@ package control
 import (
 	"context"
 	"errors"
+	"github.com/glasscast/glasscast/internal/restream"
 	"log/slog"
 	"sync"
 	"time"
@@ -65,6 +66,9 @@ type Config struct {
 
 	// Record records managed streams.
 	Record bool
+	// Outputs, when set, restreams managed streams to their
+	// restreamDestinations and to outputs added at runtime.
+	Outputs *restream.Manager
 	// PublicURL is the base of the playback URLs handed out.
 	PublicURL string
 	// RTMPBase is rtmp://HOST:PORT/live/ as the glasses reach glasscast.

@@ -2,11 +2,13 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/protocol"
@@ -147,8 +149,56 @@ func (ms *managedStream) statusMsg(status, message string) protocol.ManagedStrea
 
 func (ms *managedStream) sendLocked(pkg string, msg protocol.ManagedStreamStatus) {
 	if a := ms.u.apps[pkg]; a != nil && a.sock != nil {
+		msg.Outputs = ms.outputsFor(pkg)
 		a.sock.peer.Send(msg)
 	}
+}
+
+// outputsFor lists the stream's restream outputs as app pkg may see them:
+// the URLs of outputs another app added keep their stream keys hidden.
+func (ms *managedStream) outputsFor(pkg string) []protocol.OutputStatus {
+	mgr := ms.u.p.cfg.Outputs
+	if mgr == nil {
+		return nil
+	}
+	var out []protocol.OutputStatus
+	for _, o := range mgr.List(ms.st.ID()) {
+		url := o.URL
+		if o.Owner != pkg {
+			url = restream.Redact(url)
+		}
+		out = append(out, protocol.OutputStatus{ID: o.ID, URL: url, Name: o.Name, Status: o.Status, Error: o.Error,
+			AddedBy: o.Owner, Bytes: o.Bytes, Bitrate: o.Bitrate, Mode: o.Mode})
+	}
+	return out
+}
+
+// addDestinationsLocked starts the outputs a managed request asks for. A
+// destination the stream already has is kept as it is.
+func (ms *managedStream) addDestinationsLocked(pkg string, dests []protocol.RestreamDestination) {
+	mgr := ms.u.p.cfg.Outputs
+	if mgr == nil {
+		return
+	}
+	for _, d := range dests {
+		_, err := mgr.Add(ms.st, restream.Request{URL: d.URL, Name: d.Name, Owner: pkg})
+		if err != nil && !errors.Is(err, restream.ErrDuplicate) {
+			ms.u.p.log.Warn("restream destination not added", "stream", ms.id, "app", pkg, "url", restream.Redact(d.URL), "err", err)
+		}
+	}
+}
+
+// checkDestinations refuses restream destinations that can never work.
+func checkDestinations(dests []protocol.RestreamDestination) error {
+	if len(dests) > restream.MaxPerStream {
+		return fmt.Errorf("at most %d restreamDestinations", restream.MaxPerStream)
+	}
+	for i, d := range dests {
+		if err := restream.CheckRequest(restream.Request{URL: d.URL, Name: d.Name}); err != nil {
+			return fmt.Errorf("restreamDestinations[%d]: %v", i, err)
+		}
+	}
+	return nil
 }
 
 func (ms *managedStream) broadcastLocked(msg protocol.ManagedStreamStatus) {
@@ -160,6 +210,9 @@ func (ms *managedStream) broadcastLocked(msg protocol.ManagedStreamStatus) {
 func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRequest) {
 	p := u.p
 	video, err := checkOptions(req.Quality, req.Video, req.Audio, req.Stream)
+	if err == nil {
+		err = checkDestinations(req.RestreamDestinations)
+	}
 	if err != nil {
 		a.sendErrorLocked(true, CodeInvalidConfig, "Invalid stream options: "+err.Error(), "")
 		return
@@ -179,6 +232,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 	if ms := u.managed; ms != nil {
 		// Join: the app shares the stream, and hears where it stands now.
 		ms.viewers[a.pkg] = true
+		ms.addDestinationsLocked(a.pkg, req.RestreamDestinations)
 		if ms.status == statusActive {
 			ms.sendLocked(a.pkg, ms.statusMsg(statusActive, "Stream is live"))
 		} else {
@@ -207,6 +261,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		ms.recording = p.cfg.PublicURL + "/recordings/" + st.ID() + "/index.m3u8"
 	}
 	u.managed = ms
+	ms.addDestinationsLocked(a.pkg, req.RestreamDestinations)
 	u.sendGlassesLocked(protocol.StartRTMPStream{
 		Type: protocol.TypeStartRTMPStream, SessionID: u.id, RTMPURL: p.cfg.RTMPBase + st.Key(), AppID: protocol.ManagedAppID,
 		StreamID: ms.id, Video: video, Audio: orEmptyAudio(req.Audio), Stream: orEmptyStream(req.Stream),
@@ -543,4 +598,79 @@ func (u *User) statusCheckLocked() protocol.StreamStatusCheckResponse {
 			CreatedAt: us.createdAt.UTC().Format(time.RFC3339Nano), RTMPURL: us.rtmpURL, RequestingAppID: us.owner}
 	}
 	return out
+}
+
+// Errors of the restream routes.
+var (
+	ErrNoManagedStream = errors.New("Managed stream not found")
+	ErrNotViewer       = errors.New("App must be viewing the stream to manage its outputs")
+)
+
+// managedByID finds a managed stream by its id.
+func (p *Plane) managedByID(streamID string) (*User, *managedStream) {
+	p.mu.Lock()
+	users := make([]*User, 0, len(p.byID))
+	for _, u := range p.byID {
+		users = append(users, u)
+	}
+	p.mu.Unlock()
+	for _, u := range users {
+		u.mu.Lock()
+		ms := u.managed
+		u.mu.Unlock()
+		if ms != nil && ms.id == streamID {
+			return u, ms
+		}
+	}
+	return nil, nil
+}
+
+// ManagedStream returns the media stream of managed stream streamID, which
+// app pkg must be a viewer of: what the restream routes act on.
+func (p *Plane) ManagedStream(streamID, pkg string) (*live.Stream, error) {
+	u, ms := p.managedByID(streamID)
+	if ms == nil {
+		return nil, ErrNoManagedStream
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.managed != ms || ms.ended {
+		return nil, ErrNoManagedStream
+	}
+	if !ms.viewers[pkg] {
+		return nil, ErrNotViewer
+	}
+	return ms.st, nil
+}
+
+// ManagedMedia returns the media stream of managed stream streamID.
+func (p *Plane) ManagedMedia(streamID string) (*live.Stream, error) {
+	u, ms := p.managedByID(streamID)
+	if ms == nil {
+		return nil, ErrNoManagedStream
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.managed != ms || ms.ended {
+		return nil, ErrNoManagedStream
+	}
+	return ms.st, nil
+}
+
+// OutputsChanged tells the viewers of the managed stream over media stream
+// mediaID that its outputs changed ("Outputs updated").
+func (p *Plane) OutputsChanged(mediaID string) {
+	p.mu.Lock()
+	users := make([]*User, 0, len(p.byID))
+	for _, u := range p.byID {
+		users = append(users, u)
+	}
+	p.mu.Unlock()
+	for _, u := range users {
+		u.mu.Lock()
+		if ms := u.managed; ms != nil && !ms.ended && ms.st.ID() == mediaID && ms.status == statusActive {
+			ms.broadcastLocked(ms.statusMsg(statusActive, "Outputs updated"))
+		}
+		u.mu.Unlock()
+	}
 }

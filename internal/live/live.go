@@ -97,6 +97,8 @@ type Config struct {
 	PackagerQueue int
 	// Recorder, when set, records the streams created with Record.
 	Recorder Recorder
+	// OnEnd, when set, runs once a stream has ended (its outputs stop).
+	OnEnd func(id string)
 }
 
 // Recorder keeps a stream's media on disk by following its packager.
@@ -445,6 +447,9 @@ func (s *Stream) end(reason string) {
 	s.reg.mu.Lock()
 	delete(s.reg.byKey, s.key)
 	s.reg.mu.Unlock()
+	if s.reg.cfg.OnEnd != nil {
+		s.reg.cfg.OnEnd(s.id)
+	}
 	s.reg.log.Info("stream ended", "stream", s.id, "reason", reason)
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/record"
+	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/thumb"
@@ -61,6 +62,7 @@ type Server struct {
 	secret     []byte
 	rtc        *rtc.Server
 	recs       *record.Store
+	outputs    *restream.Manager
 }
 
 // New builds a server and binds its listeners; Run serves.
@@ -98,7 +100,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	s.outputs = restream.New(restream.Config{FFmpeg: cfg.FFmpegPath()}, log.With("component", "restream"))
 	s.reg = live.New(live.Config{
+		OnEnd:           s.outputs.StopStream,
 		Recorder:        s.recs,
 		ReconnectWindow: cfg.ReconnectWindow,
 		MaxStreams:      cfg.MaxStreams,
@@ -150,6 +154,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		UserGrace:           cfg.UserGrace,
 		PublicURL:           s.public,
 		Record:              cfg.RecordManaged,
+		Outputs:             s.outputs,
 		RTMPBase:            s.rtmpBase,
 		AppWebSocketURL:     webSocketURL(s.public) + "/app-ws",
 	}, s.reg, s.store, s.store, &api.WebhookClient{HTTP: &http.Client{}}, log.With("component", "control"))
@@ -161,6 +166,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	apiServer.Viewers = s.countViewers
 	apiServer.Counts = s.plane.Counts
 	apiServer.Recordings = s.recs
+	apiServer.Outputs = s.outputs
+	s.outputs.OnChange(s.plane.OutputsChanged)
+	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store}).Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
@@ -332,6 +340,7 @@ func (s *Server) Run(ctx context.Context) error {
 	stopRTMP()
 	s.rtc.Close()
 	s.reg.Close()
+	s.outputs.Close()
 	s.recs.Close()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -409,6 +418,7 @@ func (s *Server) Close() {
 	s.rtc.Close()
 	s.plane.Close()
 	s.reg.Close()
+	s.outputs.Close()
 	s.recs.Close()
 	s.store.Close()
 }

@@ -53,6 +53,17 @@
       var v = s.viewers || {};
       tr.appendChild(el('td', (v.webrtc || 0) + ' WebRTC · ' + (v.llhls || 0) + ' LL-HLS · ' + (v.dash || 0) + ' DASH'));
       tr.appendChild(el('td', s.framesIn + ' frames, ' + s.droppedFrames + ' dropped'));
+      var outs = el('td');
+      (s.outputs || []).forEach(function (o) {
+        var line = el('div', null, 'output');
+        line.appendChild(el('span', o.status, 'pill ' + o.status));
+        line.appendChild(document.createTextNode(' ' + (o.name || o.url.replace(/\/[^/]*$/, '/…')) +
+          (o.bitrate ? ' ' + Math.round(o.bitrate / 1000) + ' kbit/s' : '') + (o.mode && o.mode !== 'passthrough' ? ' (' + o.mode + ')' : '')));
+        if (o.error && o.status !== 'active') { line.appendChild(el('div', o.error, 'err')); }
+        outs.appendChild(line);
+      });
+      if (!s.outputs || s.outputs.length === 0) { outs.textContent = '—'; }
+      tr.appendChild(outs);
       var w = el('td');
       if (s.status !== 'ended') {
         var a = el('a', 'watch');

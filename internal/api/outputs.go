@@ -1,0 +1,305 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/control"
+	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/restream"
+	"github.com/glasscast/glasscast/internal/store"
+)
+
+// OutputRequest is the body that adds a restream output.
+type OutputRequest struct {
+	URL         string `json:"url"`
+	Name        string `json:"name,omitempty"`
+	Profile     string `json:"profile,omitempty"`
+	PackageName string `json:"packageName,omitempty"` // the MentraOS routes' way to name the app
+}
+
+// DecodeOutput reads and checks an output request body; it is what runs on
+// untrusted input, exposed for its fuzz target.
+func DecodeOutput(body io.Reader) (OutputRequest, error) {
+	var req OutputRequest
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return req, err
+	}
+	if err := json.Unmarshal(data, &req); err != nil {
+		return req, fmt.Errorf("the body is not a valid output request: %w", err)
+	}
+	if req.URL == "" {
+		return req, errors.New("url is required")
+	}
+	if err := restream.CheckRequest(restream.Request{URL: req.URL, Name: req.Name, Profile: req.Profile}); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// Outputs serves restream outputs: the admin routes under
+// /api/v1/streams/{id}/outputs, and the MentraOS routes under
+// /api/streams/{streamId}/outputs for apps (API key and package name) on
+// the managed streams they view.
+type Outputs struct {
+	Mgr   *restream.Manager
+	Reg   *live.Registry
+	Plane *control.Plane
+	Store *store.Store
+}
+
+// Register adds the routes; admin wraps the admin ones.
+func (o *Outputs) Register(mux *http.ServeMux, admin func(http.Handler) http.Handler) {
+	mux.Handle("/api/v1/streams/{id}/outputs", admin(http.HandlerFunc(o.adminList)))
+	mux.Handle("/api/v1/streams/{id}/outputs/{oid}", admin(http.HandlerFunc(o.adminOne)))
+	mux.HandleFunc("/api/streams/{streamId}/outputs", o.appList)
+	mux.HandleFunc("/api/streams/{streamId}/outputs/{outputId}", o.appOne)
+}
+
+func (o *Outputs) liveStream(w http.ResponseWriter, id string) (*live.Stream, bool) {
+	st, err := o.Reg.Get(id)
+	if err != nil || st.Status() == live.StatusEnded {
+		WriteError(w, http.StatusNotFound, CodeNotFound, "no live stream "+quote(id))
+		return nil, false
+	}
+	return st, true
+}
+
+func readOutput(w http.ResponseWriter, r *http.Request) (OutputRequest, error) {
+	req, err := DecodeOutput(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	return req, err
+}
+
+func (o *Outputs) adminList(w http.ResponseWriter, r *http.Request) {
+	st, ok := o.liveStream(w, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, http.StatusOK, map[string]any{"outputs": nonNil(o.Mgr.List(st.ID()))})
+	case http.MethodPost:
+		req, err := readOutput(w, r)
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+				return
+			}
+			WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+			return
+		}
+		in, err := o.Mgr.Add(st, restream.Request{URL: req.URL, Name: req.Name, Profile: req.Profile, Owner: "admin"})
+		switch {
+		case errors.Is(err, restream.ErrTooMany), errors.Is(err, restream.ErrDuplicate):
+			WriteError(w, http.StatusConflict, CodeConflict, err.Error())
+		case err != nil:
+			WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		default:
+			w.Header().Set("Location", "/api/v1/streams/"+st.ID()+"/outputs/"+in.ID)
+			writeJSON(w, http.StatusCreated, in)
+		}
+	default:
+		methodNotAllowed(w, "GET, POST")
+	}
+}
+
+func nonNil(in []restream.Info) []restream.Info {
+	if in == nil {
+		return []restream.Info{}
+	}
+	return in
+}
+
+func (o *Outputs) adminOne(w http.ResponseWriter, r *http.Request) {
+	st, ok := o.liveStream(w, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	oid := r.PathValue("oid")
+	switch r.Method {
+	case http.MethodGet:
+		for _, in := range o.Mgr.List(st.ID()) {
+			if in.ID == oid {
+				writeJSON(w, http.StatusOK, in)
+				return
+			}
+		}
+		WriteError(w, http.StatusNotFound, CodeNotFound, "no output "+quote(oid))
+	case http.MethodDelete:
+		in, err := o.Mgr.Remove(st.ID(), oid, "admin")
+		if err != nil {
+			WriteError(w, http.StatusNotFound, CodeNotFound, "no output "+quote(oid))
+			return
+		}
+		writeJSON(w, http.StatusOK, in)
+	default:
+		methodNotAllowed(w, "GET, DELETE")
+	}
+}
+
+// The MentraOS routes answer {"error": CODE, "message": ...} as the real
+// system does.
+func mentraError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]string{"error": code, "message": message})
+}
+
+// appAuth checks the Bearer API key against the package name given in the
+// query or the body.
+func (o *Outputs) appAuth(w http.ResponseWriter, r *http.Request, bodyPkg string) (string, bool) {
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || key == "" {
+		mentraError(w, http.StatusUnauthorized, "UNAUTHORIZED", "Missing or invalid Authorization header")
+		return "", false
+	}
+	pkg := r.URL.Query().Get("packageName")
+	if pkg == "" {
+		pkg = bodyPkg
+	}
+	if pkg == "" {
+		mentraError(w, http.StatusBadRequest, "MISSING_PACKAGE_NAME", "Package name required for API key validation")
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	app, err := o.Store.App(ctx, pkg)
+	if err != nil || !app.CheckKey(key) {
+		mentraError(w, http.StatusUnauthorized, "INVALID_API_KEY", "Invalid API Key or Package Name")
+		return "", false
+	}
+	return pkg, true
+}
+
+func (o *Outputs) managed(w http.ResponseWriter, streamID, pkg string) (*live.Stream, bool) {
+	st, err := o.Plane.ManagedStream(streamID, pkg)
+	switch {
+	case errors.Is(err, control.ErrNotViewer):
+		mentraError(w, http.StatusForbidden, "NOT_A_VIEWER", err.Error())
+		return nil, false
+	case err != nil:
+		mentraError(w, http.StatusNotFound, "STREAM_NOT_FOUND", "Managed stream not found")
+		return nil, false
+	}
+	return st, true
+}
+
+// outputJSON is an output as the MentraOS routes list it.
+type outputJSON struct {
+	OutputID string `json:"outputId"`
+	URL      string `json:"url"`
+	Name     string `json:"name,omitempty"`
+	AddedBy  string `json:"addedBy"`
+	Status   string `json:"status"`
+	Error    string `json:"error,omitempty"`
+	Bytes    uint64 `json:"bytes"`
+	Bitrate  int64  `json:"bitrate"`
+	Mode     string `json:"mode,omitempty"`
+}
+
+func (o *Outputs) appList(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		pkg, ok := o.appAuth(w, r, "")
+		if !ok {
+			return
+		}
+		streamID := r.PathValue("streamId")
+		st, ok := o.managed(w, streamID, pkg)
+		if !ok {
+			return
+		}
+		list := []outputJSON{}
+		for _, in := range o.Mgr.List(st.ID()) {
+			url := in.URL
+			if in.Owner != pkg {
+				url = restream.Redact(url)
+			}
+			list = append(list, outputJSON{OutputID: in.ID, URL: url, Name: in.Name, AddedBy: in.Owner, Status: in.Status,
+				Error: in.Error, Bytes: in.Bytes, Bitrate: in.Bitrate, Mode: in.Mode})
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"streamId": streamID, "outputs": list, "total": len(list),
+			"maxPerStream": restream.MaxPerStream, "maxPerApp": restream.MaxPerOwner})
+	case http.MethodPost:
+		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if err != nil {
+			mentraError(w, http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+			return
+		}
+		var peek OutputRequest
+		json.Unmarshal(data, &peek)
+		pkg, ok := o.appAuth(w, r, peek.PackageName)
+		if !ok {
+			return
+		}
+		req, err := DecodeOutput(strings.NewReader(string(data)))
+		if err != nil {
+			code := "INVALID_URL"
+			if req.URL != "" && !strings.HasPrefix(req.URL, "rtmp://") && !strings.HasPrefix(req.URL, "rtmps://") {
+				code = "INVALID_URL_FORMAT"
+			}
+			mentraError(w, http.StatusBadRequest, code, err.Error())
+			return
+		}
+		st, ok := o.managed(w, r.PathValue("streamId"), pkg)
+		if !ok {
+			return
+		}
+		in, err := o.Mgr.Add(st, restream.Request{URL: req.URL, Name: req.Name, Profile: req.Profile, Owner: pkg})
+		switch {
+		case errors.Is(err, restream.ErrTooMany):
+			mentraError(w, http.StatusConflict, "MAX_OUTPUTS_REACHED", fmt.Sprintf("Stream has reached maximum of %d outputs", restream.MaxPerStream))
+		case errors.Is(err, restream.ErrTooManyForOwner):
+			mentraError(w, http.StatusConflict, "MAX_APP_OUTPUTS_REACHED", fmt.Sprintf("Your app has reached maximum of %d outputs for this stream", restream.MaxPerOwner))
+		case errors.Is(err, restream.ErrDuplicate):
+			mentraError(w, http.StatusConflict, "DUPLICATE_URL", "This RTMP URL is already configured as an output")
+		case err != nil:
+			mentraError(w, http.StatusBadRequest, "INVALID_URL", err.Error())
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"success": true, "outputId": in.ID, "message": "Output added successfully"})
+		}
+	default:
+		methodNotAllowed(w, "GET, POST")
+	}
+}
+
+func (o *Outputs) appOne(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodDelete {
+		methodNotAllowed(w, "DELETE")
+		return
+	}
+	pkg, ok := o.appAuth(w, r, "")
+	if !ok {
+		return
+	}
+	u, ok := o.managedAny(w, r.PathValue("streamId"))
+	if !ok {
+		return
+	}
+	_, err := o.Mgr.Remove(u.ID(), r.PathValue("outputId"), pkg)
+	switch {
+	case errors.Is(err, restream.ErrNotAuthorized):
+		mentraError(w, http.StatusForbidden, "NOT_AUTHORIZED", "Only the app that added an output may remove it")
+	case err != nil:
+		mentraError(w, http.StatusNotFound, "OUTPUT_NOT_FOUND", "Output not found")
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Output removed successfully"})
+	}
+}
+
+// managedAny finds a managed stream for a removal: the remover need not
+// view it any more, but the output must be its own (checked by Remove).
+func (o *Outputs) managedAny(w http.ResponseWriter, streamID string) (*live.Stream, bool) {
+	st, err := o.Plane.ManagedMedia(streamID)
+	if err != nil {
+		mentraError(w, http.StatusNotFound, "STREAM_NOT_FOUND", "Managed stream not found")
+		return nil, false
+	}
+	return st, true
+}

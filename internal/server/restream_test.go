@@ -1,0 +1,448 @@
+package server_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/restream"
+	"github.com/glasscast/glasscast/internal/stream"
+	"github.com/glasscast/glasscast/sdk"
+)
+
+// nginxRTMP is nginx with its RTMP module: a real third-party RTMP server
+// that takes a publish and lets ffprobe play it back.
+type nginxRTMP struct {
+	t    *testing.T
+	dir  string
+	port int
+	cmd  *exec.Cmd
+}
+
+const nginxModule = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+
+func startNginx(t *testing.T) *nginxRTMP {
+	t.Helper()
+	needTool(t, "nginx")
+	if _, err := os.Stat(nginxModule); err != nil {
+		t.Fatalf("nginx's RTMP module is required at %s: run scripts/test, which installs libnginx-mod-rtmp", nginxModule)
+	}
+	// nginx takes a port, not :0: take a free one from the kernel.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	n := &nginxRTMP{t: t, dir: t.TempDir(), port: port}
+	conf := fmt.Sprintf(`load_module %s;
+daemon off;
+master_process off;
+pid %s/nginx.pid;
+error_log %s/error.log info;
+events { worker_connections 64; }
+rtmp {
+  server {
+    listen 127.0.0.1:%d;
+    chunk_size 4096;
+    application live { live on; record off; }
+  }
+}
+`, nginxModule, n.dir, n.dir, port)
+	if err := os.WriteFile(filepath.Join(n.dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *nginxRTMP) url(key string) string {
+	return fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", n.port, key)
+}
+
+func (n *nginxRTMP) start() {
+	n.t.Helper()
+	n.cmd = exec.Command("nginx", "-p", n.dir, "-c", filepath.Join(n.dir, "nginx.conf"), "-e", filepath.Join(n.dir, "error.log"))
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.port))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(n.dir, "error.log"))
+			n.t.Fatalf("nginx did not listen within 10 s: %s", log)
+		}
+		time.Sleep(20 * time.Millisecond) // waiting for a third-party daemon's port
+	}
+}
+
+func (n *nginxRTMP) stop() {
+	if n.cmd != nil && n.cmd.Process != nil {
+		n.cmd.Process.Kill()
+		n.cmd.Wait()
+		n.cmd = nil
+	}
+}
+
+// addOutput adds an output with the admin API.
+func (h *harness) addOutput(streamID string, body map[string]any) restream.Info {
+	h.t.Helper()
+	code, b := h.call("POST", "/api/v1/streams/"+streamID+"/outputs", body)
+	if code != http.StatusCreated {
+		h.t.Fatalf("add output: %d %s", code, b)
+	}
+	var in restream.Info
+	if err := json.Unmarshal(b, &in); err != nil {
+		h.t.Fatal(err)
+	}
+	return in
+}
+
+// waitOutput waits, on the event stream, for an output to reach a status.
+func (h *harness) waitOutput(streamID, outputID, status string, within time.Duration) restream.Info {
+	h.t.Helper()
+	var got restream.Info
+	h.waitSnapshot(within, func(snap api.Snapshot) bool {
+		for _, s := range snap.Streams {
+			for _, o := range s.Outputs {
+				if s.ID == streamID && o.ID == outputID {
+					got = o
+					return o.Status == status
+				}
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// frameKey is a video frame's identity: its slice and SEI NAL units, without
+// the parameter sets and delimiters servers may add or drop.
+func frameKey(u *stream.Unit) [32]byte {
+	h := sha256.New()
+	for _, n := range u.NALUs {
+		switch n[0] & 0x1f {
+		case 7, 8, 9:
+			continue
+		}
+		h.Write(n)
+	}
+	var k [32]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+func TestRestreamPassthroughToGlasscast(t *testing.T) {
+	src, dst := start(t, nil), start(t, nil)
+	in := src.create("glasses")
+	out := dst.create("another glasscast")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Every frame the source's hub holds, in order.
+	hub, _ := src.srv.Registry().Hub(in.ID)
+	srcReader := hub.NewReader("test", 1<<14)
+	defer srcReader.Close()
+	publishSim(ctx, in.Ingest.RTMPURL, nil)
+	src.waitPlayable(in.Playback.HLS)
+
+	o := src.addOutput(in.ID, map[string]any{"url": out.Ingest.RTMPURL, "name": "mirror"})
+	if o.Status != restream.StatusConnecting || o.Mode != "" && o.Mode != "passthrough" {
+		t.Fatalf("new output: %+v", o)
+	}
+	src.waitOutput(in.ID, o.ID, restream.StatusActive, 20*time.Second)
+	dst.waitStatus(out.ID, live.StatusLive, 20*time.Second)
+	dstHub, _ := dst.srv.Registry().Hub(out.ID)
+	dstReader := dstHub.NewReader("test", 1<<14)
+	defer dstReader.Close()
+
+	// 90 frames at the destination, each one of the source's, in order.
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	var got [][32]byte
+	for len(got) < 90 {
+		u, err := dstReader.Read(rctx)
+		if err != nil {
+			t.Fatalf("destination after %d frames: %v", len(got), err)
+		}
+		if u.Kind == stream.KindVideo {
+			got = append(got, frameKey(u))
+		}
+	}
+	index := map[[32]byte]int{}
+	for {
+		if _, ok := index[got[len(got)-1]]; ok {
+			break
+		}
+		u, err := srcReader.Read(rctx)
+		if err != nil {
+			t.Fatalf("the source's frames ran out before the destination's last: %v", err)
+		}
+		if u.Kind == stream.KindVideo {
+			index[frameKey(u)] = len(index)
+		}
+	}
+	prev := -1
+	for i, k := range got {
+		at, ok := index[k]
+		if !ok {
+			t.Fatalf("frame %d at the destination is not a frame of the source (bytes changed)", i)
+		}
+		if prev >= 0 && at != prev+1 {
+			t.Fatalf("frame %d at the destination is the source's %d, after %d", i, at, prev)
+		}
+		prev = at
+	}
+	info := src.get(in.ID).Outputs[0]
+	if info.Bytes == 0 || info.Mode != "passthrough" || info.Connects != 1 {
+		t.Fatalf("output after 90 frames: %+v", info)
+	}
+
+	// Limits: a duplicate URL and an eleventh output are refused.
+	if code, b := src.call("POST", "/api/v1/streams/"+in.ID+"/outputs", map[string]any{"url": out.Ingest.RTMPURL + "/"}); code != http.StatusConflict {
+		t.Fatalf("duplicate output: %d %s", code, b)
+	}
+	for i := range 9 {
+		src.addOutput(in.ID, map[string]any{"url": fmt.Sprintf("rtmp://127.0.0.1:1/live/dead%d", i)})
+	}
+	if code, b := src.call("POST", "/api/v1/streams/"+in.ID+"/outputs", map[string]any{"url": "rtmp://127.0.0.1:1/live/eleventh"}); code != http.StatusConflict {
+		t.Fatalf("eleventh output: %d %s", code, b)
+	}
+	if code, b := src.call("POST", "/api/v1/streams/"+in.ID+"/outputs", map[string]any{"url": "http://example.com/x"}); code != http.StatusBadRequest {
+		t.Fatalf("an http URL: %d %s", code, b)
+	}
+	// Nine dead destinations change nothing for the live one.
+	before := src.get(in.ID).Outputs[0]
+	src.waitSnapshot(10*time.Second, func(snap api.Snapshot) bool {
+		o := snap.Streams[0].Outputs[0]
+		return o.Bytes > before.Bytes+100_000 && o.Status == restream.StatusActive
+	})
+	if code, b := src.call("DELETE", "/api/v1/streams/"+in.ID+"/outputs/"+o.ID, nil); code != http.StatusOK {
+		t.Fatalf("remove output: %d %s", code, b)
+	}
+	dst.waitStatus(out.ID, live.StatusReconnecting, 10*time.Second)
+}
+
+func TestRestreamNginxDownAndUp(t *testing.T) {
+	ng := startNginx(t)
+	h := start(t, nil)
+	in := h.create("glasses")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, in.Ingest.RTMPURL, nil)
+	h.waitPlayable(in.Playback.HLS)
+
+	o := h.addOutput(in.ID, map[string]any{"url": ng.url("mirror")})
+	h.waitOutput(in.ID, o.ID, restream.StatusActive, 20*time.Second)
+	streams := probe(t, ng.url("mirror"))
+	if v := findStream(streams, "video"); v == nil || v.Width != 1280 || findStream(streams, "audio") == nil {
+		t.Fatalf("nginx plays back: %s", describe(streams))
+	}
+
+	ng.stop()
+	down := h.waitOutput(in.ID, o.ID, restream.StatusReconnecting, 20*time.Second)
+	if down.Error == "" {
+		t.Fatalf("a reconnecting output without its error: %+v", down)
+	}
+	// The viewers never noticed.
+	if code, _ := fetch(t, in.Playback.HLS); code != http.StatusOK {
+		t.Fatalf("HLS with the destination down: %d", code)
+	}
+	ng.start()
+	up := h.waitOutput(in.ID, o.ID, restream.StatusActive, 40*time.Second)
+	if up.Connects != 2 {
+		t.Fatalf("after nginx came back: %+v", up)
+	}
+	if v := findStream(probe(t, ng.url("mirror")), "video"); v == nil {
+		t.Fatal("nginx has no video after the output came back")
+	}
+}
+
+func TestRestreamTranscodesForPlatform(t *testing.T) {
+	ng := startNginx(t)
+	h := start(t, nil)
+	in := h.create("glasses")
+	// A 4 s GOP and 64 kbit/s mono AAC: YouTube's rules want both changed.
+	publishFFmpeg(t, context.Background(), in.Ingest.RTMPURL, "-g", "120", "-keyint_min", "120", "-sc_threshold", "0")
+	h.waitPlayable(in.Playback.HLS)
+
+	o := h.addOutput(in.ID, map[string]any{"url": ng.url("yt"), "profile": "youtube"})
+	active := h.waitOutput(in.ID, o.ID, restream.StatusActive, 40*time.Second)
+	if active.Mode != "transcode video+audio" || len(active.Violations) < 2 {
+		t.Fatalf("output to YouTube rules from a 4 s GOP and 64 kbit/s audio: %+v", active)
+	}
+
+	// Seven seconds of what nginx serves, copied to a file and examined.
+	file := filepath.Join(t.TempDir(), "yt.flv")
+	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer ccancel()
+	if out, err := exec.CommandContext(cctx, "ffmpeg", "-v", "error", "-i", ng.url("yt"), "-t", "7", "-c", "copy", file).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg reading nginx: %v %s", err, out)
+	}
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []float64
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) == 2 && strings.HasPrefix(f[1], "K") {
+			ts, _ := strconv.ParseFloat(f[0], 64)
+			keys = append(keys, ts)
+		}
+	}
+	if len(keys) < 3 {
+		t.Fatalf("keyframes in 7 s: %v", keys)
+	}
+	for i := 1; i < len(keys); i++ {
+		if d := keys[i] - keys[i-1]; d < 1.95 || d > 2.05 {
+			t.Fatalf("keyframes at %v: an interval of %.3f s, want 2 s", keys, d)
+		}
+	}
+	out, err = exec.Command("ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=codec_name,channels,sample_rate,bit_rate:packet=size,duration_time", "-of", "json", file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Streams []struct {
+			CodecName  string `json:"codec_name"`
+			Channels   int    `json:"channels"`
+			SampleRate string `json:"sample_rate"`
+			BitRate    string `json:"bit_rate"`
+		} `json:"streams"`
+		Packets []struct {
+			Size     string `json:"size"`
+			Duration string `json:"duration_time"`
+		} `json:"packets"`
+	}
+	json.Unmarshal(out, &res)
+	if len(res.Streams) != 1 || res.Streams[0].CodecName != "aac" || res.Streams[0].Channels != 2 || res.Streams[0].SampleRate != "48000" || res.Streams[0].BitRate != "128000" {
+		t.Fatalf("audio at nginx: %s", out)
+	}
+	var bytesA, secs float64
+	for _, p := range res.Packets {
+		n, _ := strconv.ParseFloat(p.Size, 64)
+		d, _ := strconv.ParseFloat(p.Duration, 64)
+		bytesA, secs = bytesA+n, secs+d
+	}
+	// The encoder spends less than its 128 kbit/s on a sine tone, but far
+	// more than the source's 64.
+	if kbps := bytesA * 8 / secs / 1000; kbps < 90 || kbps > 140 {
+		t.Fatalf("audio at nginx is %.0f kbit/s, want about 128", kbps)
+	}
+}
+
+// waitOutputs reads managed statuses until one's outputs satisfy ok.
+func (st *statuses) waitOutputs(t *testing.T, within time.Duration, ok func([]sdk.OutputStatus) bool) sdk.ManagedStreamStatus {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case m := <-st.ch:
+			if ok(m.Outputs) {
+				return m
+			}
+		case <-deadline:
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			t.Fatalf("no managed status with the outputs wanted within %v; got %+v", within, st.list)
+		}
+	}
+}
+
+func TestManagedRestream(t *testing.T) {
+	ng := startNginx(t)
+	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
+	w.glasses("cy@example.com", nil)
+	a := w.startApp("cy@example.com", "com.example.a")
+	b := w.startApp("cy@example.com", "com.example.b")
+	recA, recB := recordManaged(a), recordManaged(b)
+	ctx := context.Background()
+
+	// A destination with a bad URL is refused up front.
+	if _, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{
+		RestreamDestinations: []sdk.RestreamDestination{{URL: "https://youtube.com/live"}}}); !errors.Is(err, sdk.ErrInvalidOptions) {
+		t.Fatalf("managed request with an https destination: %v", err)
+	}
+	res, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{
+		RestreamDestinations: []sdk.RestreamDestination{{URL: ng.url("from-a"), Name: "nginx"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Camera.WaitManagedActive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := recA.waitOutputs(t, 30*time.Second, func(o []sdk.OutputStatus) bool {
+		return len(o) == 1 && o[0].Status == restream.StatusActive
+	})
+	if m.Message != "Outputs updated" && m.Message != "Stream is now live" || m.Outputs[0].URL != ng.url("from-a") || m.Outputs[0].AddedBy != "com.example.a" {
+		t.Fatalf("status with the output: %+v", m)
+	}
+	if v := findStream(probe(t, ng.url("from-a")), "video"); v == nil {
+		t.Fatal("nginx has no video from the managed stream")
+	}
+
+	// b joins: it sees a's output with the key hidden, and adds its own to a
+	// second glasscast ingest through the MentraOS routes.
+	if _, err := b.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	seen := recB.waitOutputs(t, 10*time.Second, func(o []sdk.OutputStatus) bool { return len(o) == 1 })
+	if strings.Contains(seen.Outputs[0].URL, "from-a") {
+		t.Fatalf("b sees a's stream key: %+v", seen.Outputs[0])
+	}
+	other := w.create("b's mirror")
+	idB, err := b.Camera.AddOutput(ctx, res.StreamID, sdk.RestreamDestination{URL: other.Ingest.RTMPURL, Name: "mirror"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recA.waitOutputs(t, 30*time.Second, func(o []sdk.OutputStatus) bool {
+		return len(o) == 2 && o[1].ID == idB && o[1].Status == restream.StatusActive
+	})
+	w.waitStatus(other.ID, live.StatusLive, 10*time.Second)
+	if _, err := b.Camera.AddOutput(ctx, res.StreamID, sdk.RestreamDestination{URL: ng.url("from-a")}); !errors.Is(err, sdk.ErrDuplicateOutput) {
+		t.Fatalf("duplicate destination: %v", err)
+	}
+	if _, err := b.Camera.AddOutput(ctx, "m-nope", sdk.RestreamDestination{URL: ng.url("x")}); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("unknown stream: %v", err)
+	}
+	list, err := b.Camera.Outputs(ctx, res.StreamID)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("b's list: %+v %v", list, err)
+	}
+	idA := list[0].ID
+	if err := b.Camera.RemoveOutput(ctx, res.StreamID, idA); !errors.Is(err, sdk.ErrNotOwner) {
+		t.Fatalf("b removing a's output: %v", err)
+	}
+	// A wrong key is refused.
+	req, _ := http.NewRequest("GET", w.base+"/api/streams/"+res.StreamID+"/outputs?packageName=com.example.a", nil)
+	req.Header.Set("Authorization", "Bearer wrong")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong API key: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if err := a.Camera.RemoveOutput(ctx, res.StreamID, idA); err != nil {
+		t.Fatal(err)
+	}
+	recB.waitOutputs(t, 10*time.Second, func(o []sdk.OutputStatus) bool { return len(o) == 1 && o[0].ID == idB })
+}
