@@ -61,7 +61,7 @@ type options struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("glasscast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, managed, sessions")
+	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,abr,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, abr, managed, sessions")
 	dur := fs.Duration("duration", 20*time.Second, "measuring time of each load point")
 	warm := fs.Duration("warmup", 5*time.Second, "time before measuring, after the streams play")
 	pubs := fs.String("publishers", "1,10,50", "publisher counts of the load scenario")
@@ -134,6 +134,7 @@ type results struct {
 	Managed       map[string]any      `json:"managed,omitempty"`
 	Record        []loadPoint         `json:"record,omitempty"`
 	Restream      []restreamPoint     `json:"restream,omitempty"`
+	ABR           map[string]any      `json:"abr,omitempty"`
 	Sessions      map[string]any      `json:"sessions,omitempty"`
 }
 
@@ -159,6 +160,8 @@ func run(o options) error {
 			res.WebRTC, err = webrtcScenario(o)
 		case "webrtc-viewers":
 			res.WebRTCViewers, err = webrtcViewers(o, clip)
+		case "abr":
+			res.ABR, err = abrScenario(o, clip)
 		case "restream":
 			res.Restream, err = restreamScenario(o, clip)
 		case "record":

@@ -193,3 +193,55 @@ func measureOutputs(o options, clip *sim.Clip, n int, profile string) (restreamP
 	fmt.Fprintf(o.out, "%s   %.0f kbit/s each   RSS %.1f MB\n", line, p.BitrateKbps, p.RSSMB)
 	return p, nil
 }
+
+// abrScenario measures the bitrate ladder: one stream of the reference load
+// with --abr, glasscast's CPU and the ladder's ffmpeg, once both rungs play.
+func abrScenario(o options, clip *sim.Clip) (map[string]any, error) {
+	fmt.Fprintf(o.out, "\n== abr: one stream with the 480p and 360p ladder (%v)\n", o.duration)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := startServer(ctx, "--abr")
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	st, err := srv.createStream("ladder")
+	if err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	publish(ctx, &wg, clip, st.Ingest.RTMPURL, errs)
+	defer func() { cancel(); wg.Wait() }()
+	t0 := time.Now()
+	for {
+		body, code, err := get(ctx, st.Playback.HLS)
+		if err == nil && code == http.StatusOK && bytes.Count(body, []byte("#EXT-X-STREAM-INF")) == 3 {
+			break
+		}
+		if time.Since(t0) > 60*time.Second {
+			return nil, fmt.Errorf("no ladder after 60 s: %d %v %s", code, err, body)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the child's playlist
+	}
+	ladder := time.Since(t0)
+	time.Sleep(o.warmup) // settling, not synchronising
+	pid := srv.cmd.Process.Pid
+	u0, err := procUsage(pid)
+	if err != nil {
+		return nil, err
+	}
+	k0 := childrenCPU(pid)
+	w0 := time.Now()
+	time.Sleep(o.duration) // the measuring window
+	u1, err := procUsage(pid)
+	if err != nil {
+		return nil, err
+	}
+	k1 := childrenCPU(pid)
+	el := float64(time.Since(w0))
+	g, f := 100*float64(u1.cpu-u0.cpu)/el, 100*float64(k1-k0)/el
+	fmt.Fprintf(o.out, "  ladder listed %.1f s after the first playlist; glasscast %.1f %% of a core (the stream and its two rungs), ffmpeg %.1f %%\n",
+		ladder.Seconds(), g, f)
+	return map[string]any{"ladderSeconds": ladder.Seconds(), "glasscastPercent": g, "ffmpegPercent": f}, nil
+}

@@ -236,6 +236,57 @@ type Packager struct {
 	mu      sync.RWMutex
 	view    View
 	changed chan struct{}
+
+	vmu      sync.Mutex
+	variants []Variant
+	follow   *Packager
+}
+
+// Follow makes p take src's wall clock for its stream time (program date
+// times, DASH availability): p packages a rendition of src on the same
+// timeline.
+func (p *Packager) Follow(src *Packager) {
+	p.vmu.Lock()
+	p.follow = src
+	p.vmu.Unlock()
+}
+
+func (p *Packager) anchorSrc() *Packager {
+	p.vmu.Lock()
+	defer p.vmu.Unlock()
+	return p.follow
+}
+
+// Variant is another rendition of the stream (a rung of an adaptive
+// bitrate ladder), packaged by its own packager on the same timeline and
+// served under its own id.
+type Variant struct {
+	ID string
+	P  *Packager
+}
+
+// SetVariants sets the stream's other renditions (nil for none).
+func (p *Packager) SetVariants(v []Variant) {
+	p.vmu.Lock()
+	p.variants = v
+	p.vmu.Unlock()
+	p.update(func(*View) {}) // wake playlist requests
+}
+
+// Variants returns the other renditions that can be played now.
+func (p *Packager) Variants() []Variant {
+	p.vmu.Lock()
+	all := p.variants
+	p.vmu.Unlock()
+	var out []Variant
+	for _, v := range all {
+		ok := false
+		v.P.View(func(vw *View) { ok = vw.Playable() && !vw.Ended })
+		if ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // New makes a packager.

@@ -285,3 +285,31 @@ func FuzzPackager(f *testing.F) {
 		})
 	})
 }
+
+// A rendition that follows its source shares its wall clock: the same
+// stream time has the same program date time, though its media came later.
+func TestFollowSharesTheClock(t *testing.T) {
+	c := loadClip(t)
+	run := func(follow *cmaf.Packager) *cmaf.Packager {
+		h := stream.New(stream.Config{KeepTimestamps: true})
+		r := h.NewReader("cmaf", 4096)
+		p := cmaf.New(cmaf.Config{})
+		if follow != nil {
+			p.Follow(follow)
+		}
+		pub, err := h.Publish(tracksOf(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		feed(t, h, r, p, c, pub, 1, false)
+		return p
+	}
+	src := run(nil)
+	rend := run(src)
+	var a, b time.Time
+	src.View(func(v *cmaf.View) { a = v.Segments[1].Wall.Add(-v.Segments[1].Start) })
+	rend.View(func(v *cmaf.View) { b = v.Segments[1].Wall.Add(-v.Segments[1].Start) })
+	if !a.Equal(b) {
+		t.Fatalf("the rendition's clock is %v off its source's", b.Sub(a))
+	}
+}

@@ -92,6 +92,14 @@ func (w *writer) write(u *stream.Unit) {
 	if !w.anchorT {
 		w.anchorT = true
 		w.anchor = u.Arrival.Add(-u.DTS)
+		if src := w.p.anchorSrc(); src != nil {
+			// A rendition on its source's timeline keeps its clock too.
+			src.View(func(v *View) {
+				if !v.AvailabilityStart.IsZero() {
+					w.anchor = v.AvailabilityStart
+				}
+			})
+		}
 		w.p.update(func(v *View) {
 			if v.AvailabilityStart.IsZero() {
 				v.AvailabilityStart = w.anchor

@@ -48,9 +48,44 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !cmaf.WaitPlayable(w, r, p, h.FirstWait) {
 		return
 	}
+	var variants []Rendition
+	for _, vr := range p.Variants() {
+		vr.P.View(func(v *cmaf.View) {
+			if rd, ok := renditionOf(vr.ID, v); ok {
+				variants = append(variants, rd)
+			}
+		})
+	}
 	var body string
-	p.View(func(v *cmaf.View) { body = MPD(v, h.now()) })
+	p.View(func(v *cmaf.View) { body = MPD(v, h.now(), variants...) })
 	cmaf.WriteText(w, r, "application/dash+xml", body)
+}
+
+// Rendition is another video rendition of the stream (an ABR rung) on the
+// same timeline, listed as a Representation beside the source's.
+type Rendition struct {
+	ID        string // its stream id: its files are under ../ID/
+	Track     cmaf.Track
+	Version   int
+	Bandwidth int
+	Entries   []cmaf.TrackEntry // complete segments of the current version
+}
+
+func renditionOf(id string, v *cmaf.View) (Rendition, bool) {
+	if v.Init == nil {
+		return Rendition{}, false
+	}
+	i := v.Init.Track("video")
+	if i < 0 {
+		return Rendition{}, false
+	}
+	rd := Rendition{ID: id, Track: v.Init.Tracks[i], Version: v.Init.Version, Bandwidth: max(v.Bandwidth["video"], 1)}
+	for _, e := range v.TrackSegments("video") {
+		if e.Seg.Init == v.Init && e.TS.Complete {
+			rd.Entries = append(rd.Entries, e)
+		}
+	}
+	return rd, len(rd.Entries) > 0
 }
 
 // duration formats an xs:duration.
@@ -59,7 +94,7 @@ func duration(d time.Duration) string {
 }
 
 // MPD renders the manifest of a view at time now.
-func MPD(v *cmaf.View, now time.Time) string {
+func MPD(v *cmaf.View, now time.Time, variants ...Rendition) string {
 	maxSeg := max(v.MaxSegment, time.Second)
 	var window time.Duration
 	var periods [][]*cmaf.Segment
@@ -88,7 +123,7 @@ func MPD(v *cmaf.View, now time.Time) string {
 	}
 	fmt.Fprintf(&b, ` maxSegmentDuration="%s" minBufferTime="%s">`+"\n", duration(maxSeg), duration(maxSeg))
 
-	for _, segs := range periods {
+	for pi, segs := range periods {
 		in := segs[0].Init
 		fmt.Fprintf(&b, `  <Period id="p%d" start="%s">`+"\n", in.Version, duration(in.Start))
 		for i, t := range in.Tracks {
@@ -100,7 +135,16 @@ func MPD(v *cmaf.View, now time.Time) string {
 					entries = append(entries, e)
 				}
 			}
+			if len(entries) == 0 {
+				continue
+			}
 			writeAdaptationSet(&b, v, entries, i, t)
+			if t.Name == "video" && pi == len(periods)-1 {
+				for _, rd := range variants {
+					writeRendition(&b, in, rd)
+				}
+			}
+			b.WriteString("    </AdaptationSet>\n")
 		}
 		b.WriteString("  </Period>\n")
 	}
@@ -132,6 +176,11 @@ func writeAdaptationSet(b *strings.Builder, v *cmaf.View, entries []cmaf.TrackEn
 	pto := cmaf.Ticks(in.Start, t.Timescale)
 	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="%s" media="%s-$Number$.m4s" startNumber="%d">`+"\n",
 		t.Timescale, pto, cmaf.InitName(t.Name, in.Version), t.Name, entries[0].TS.Seq)
+	writeTimeline(b, entries)
+}
+
+// writeTimeline writes a SegmentTimeline and closes the Representation.
+func writeTimeline(b *strings.Builder, entries []cmaf.TrackEntry) {
 	b.WriteString("          <SegmentTimeline>\n")
 	var next uint64
 	for n, e := range entries {
@@ -143,7 +192,21 @@ func writeAdaptationSet(b *strings.Builder, v *cmaf.View, entries []cmaf.TrackEn
 		}
 		next = ts.Start + ts.Duration
 	}
-	b.WriteString("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n    </AdaptationSet>\n")
+	b.WriteString("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n")
+}
+
+// writeRendition lists an ABR rung in the period that starts with in: its
+// media time is the same stream time as the source's.
+func writeRendition(b *strings.Builder, in *cmaf.Init, rd Rendition) {
+	t := rd.Track
+	fmt.Fprintf(b, `      <Representation id="video-%s" codecs="%s" bandwidth="%d" width="%d" height="%d"`, rd.ID, t.Codec, rd.Bandwidth, t.Width, t.Height)
+	if t.FrameRate > 0 {
+		fmt.Fprintf(b, ` frameRate="%s"`, strconv.FormatFloat(t.FrameRate, 'f', -1, 64))
+	}
+	b.WriteString(">\n")
+	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="../%s/%s" media="../%s/%s-$Number$.m4s" startNumber="%d">`+"\n",
+		t.Timescale, cmaf.Ticks(in.Start, t.Timescale), rd.ID, cmaf.InitName(t.Name, rd.Version), rd.ID, t.Name, rd.Entries[0].TS.Seq)
+	writeTimeline(b, rd.Entries)
 }
 
 func xsTime(t time.Time) string {

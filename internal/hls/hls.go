@@ -74,7 +74,47 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, p *c
 	}
 	var body string
 	p.View(func(v *cmaf.View) { body = multivariant(v) })
+	body += variantsInf(p)
 	writePlaylist(w, r, body)
+}
+
+// variantsInf lists the stream's other renditions (an ABR ladder), each a
+// video playlist of its own stream, with the source's audio.
+func variantsInf(p *cmaf.Packager) string {
+	var b strings.Builder
+	var audio *cmaf.Track
+	p.View(func(v *cmaf.View) {
+		if i := v.Init.Track("audio"); i >= 0 {
+			t := v.Init.Tracks[i]
+			audio = &t
+		}
+	})
+	audioBW := 0
+	if audio != nil {
+		p.View(func(v *cmaf.View) { audioBW = v.Bandwidth["audio"] })
+	}
+	for _, vr := range p.Variants() {
+		vr.P.View(func(v *cmaf.View) {
+			i := v.Init.Track("video")
+			if i < 0 {
+				return
+			}
+			t := v.Init.Tracks[i]
+			codecs := t.Codec
+			if audio != nil {
+				codecs += "," + audio.Codec
+			}
+			fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=\"%s\",RESOLUTION=%dx%d", max(v.Bandwidth["video"]+audioBW, 1), codecs, t.Width, t.Height)
+			if t.FrameRate > 0 {
+				fmt.Fprintf(&b, ",FRAME-RATE=%.3f", t.FrameRate)
+			}
+			if audio != nil {
+				b.WriteString(",AUDIO=\"audio\"")
+			}
+			fmt.Fprintf(&b, "\n../%s/video.m3u8\n", vr.ID)
+		})
+	}
+	return b.String()
 }
 
 func multivariant(v *cmaf.View) string {

@@ -134,6 +134,8 @@ type Registry struct {
 	closed bool
 	byID   map[string]*Stream
 	byKey  map[string]*Stream
+	ends   []func(id string)
+	lives  []func(s *Stream)
 }
 
 // New makes a registry. Close releases it.
@@ -156,6 +158,7 @@ type Stream struct {
 	key       string
 	name      string
 	record    bool
+	internal  bool
 	createdAt time.Time
 	hub       *stream.Hub
 	pkg       *cmaf.Packager
@@ -175,6 +178,9 @@ type Stream struct {
 type CreateOptions struct {
 	Name   string
 	Record bool
+	// Internal streams (an ABR rendition) are not listed and do not count
+	// against MaxStreams; their hub keeps the publisher's timestamps.
+	Internal bool
 }
 
 func randomHex(n int) string {
@@ -193,11 +199,11 @@ func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 	r.pruneLocked(time.Now())
 	active := 0
 	for _, s := range r.byID {
-		if s.Status() != StatusEnded {
+		if s.Status() != StatusEnded && !s.internal {
 			active++
 		}
 	}
-	if active >= r.cfg.MaxStreams {
+	if active >= r.cfg.MaxStreams && !opts.Internal {
 		return nil, ErrTooMany
 	}
 	s := &Stream{
@@ -205,13 +211,14 @@ func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 		id:        randomHex(8),
 		key:       randomHex(20), // 160 bits
 		name:      opts.Name,
-		record:    opts.Record,
+		record:    opts.Record && !opts.Internal,
+		internal:  opts.Internal,
 		createdAt: time.Now().UTC(),
 		status:    StatusIdle,
 		changed:   make(chan struct{}),
 		pkgDone:   make(chan struct{}),
 	}
-	s.hub = stream.New(stream.Config{OnPublish: s.onPublish, OnUnpublish: s.onUnpublish})
+	s.hub = stream.New(stream.Config{OnPublish: s.onPublish, OnUnpublish: s.onUnpublish, KeepTimestamps: opts.Internal})
 	s.pkg = cmaf.New(r.cfg.Packager)
 	reader := s.hub.NewReader("cmaf", r.cfg.PackagerQueue)
 	ctx, cancel := context.WithCancel(r.ctx)
@@ -249,6 +256,34 @@ func (r *Registry) pruneLocked(now time.Time) {
 	}
 }
 
+// OnEnd adds a function run once a stream has ended.
+func (r *Registry) OnEnd(fn func(id string)) {
+	r.mu.Lock()
+	r.ends = append(r.ends, fn)
+	r.mu.Unlock()
+}
+
+func (r *Registry) onEnd() []func(string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]func(string){}, r.ends...)
+	if r.cfg.OnEnd != nil {
+		out = append(out, r.cfg.OnEnd)
+	}
+	return out
+}
+
+// OnLive adds a function run (in its own goroutine) each time a stream's
+// publisher starts a session.
+func (r *Registry) OnLive(fn func(s *Stream)) {
+	r.mu.Lock()
+	r.lives = append(r.lives, fn)
+	r.mu.Unlock()
+}
+
+// Internal says whether the stream is an unlisted helper stream.
+func (s *Stream) Internal() bool { return s.internal }
+
 // Get returns a stream by id, ended ones included.
 func (r *Registry) Get(id string) (*Stream, error) {
 	r.mu.Lock()
@@ -266,7 +301,9 @@ func (r *Registry) List() []*Stream {
 	r.pruneLocked(time.Now())
 	out := make([]*Stream, 0, len(r.byID))
 	for _, s := range r.byID {
-		out = append(out, s)
+		if !s.internal {
+			out = append(out, s)
+		}
 	}
 	r.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -397,6 +434,9 @@ func (s *Stream) Refuse(reason error) {
 }
 
 func (s *Stream) onPublish(epoch uint32, t *stream.Tracks) {
+	s.reg.mu.Lock() // before s.mu: Create takes them in this order
+	lives := append([]func(*Stream){}, s.reg.lives...)
+	s.reg.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.status == StatusEnded {
@@ -409,6 +449,9 @@ func (s *Stream) onPublish(epoch uint32, t *stream.Tracks) {
 	s.since = time.Now()
 	s.lastError = ""
 	s.setLocked(StatusLive)
+	for _, fn := range lives {
+		go fn(s)
+	}
 	s.reg.log.Info("stream live", "stream", s.id, "session", epoch)
 }
 
@@ -447,8 +490,8 @@ func (s *Stream) end(reason string) {
 	s.reg.mu.Lock()
 	delete(s.reg.byKey, s.key)
 	s.reg.mu.Unlock()
-	if s.reg.cfg.OnEnd != nil {
-		s.reg.cfg.OnEnd(s.id)
+	for _, fn := range s.reg.onEnd() {
+		fn(s.id)
 	}
 	s.reg.log.Info("stream ended", "stream", s.id, "reason", reason)
 }

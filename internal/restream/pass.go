@@ -96,7 +96,7 @@ func (o *Output) pass(ctx context.Context) error {
 	for unit := first; ; {
 		if unit.Kind != stream.KindEnd && unit.DTS >= base {
 			if unit.Tracks != tracks && !sameParams(unit.Tracks, tracks) {
-				return errTracksChanged
+				return ErrTracksChanged
 			}
 			c.NetConn().SetWriteDeadline(time.Now().Add(o.m.cfg.WriteTimeout))
 			var err error

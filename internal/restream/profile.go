@@ -34,7 +34,7 @@ type Profile struct {
 var Profiles = map[string]*Profile{
 	"youtube": {Name: "youtube", Hosts: []string{"youtube.com"}, KeyInterval: 2 * time.Second,
 		MinVideoKbps: 1500, MaxVideoKbps: 9000, MinAudioKbps: 128, SampleRates: []int{44100, 48000}, TargetVideoKbps: 4000},
-	"twitch": {Name: "twitch", Hosts: []string{"twitch.tv", "contribute.live-video.net"}, KeyInterval: 2 * time.Second,
+	"twitch": {Name: "twitch", Hosts: []string{"twitch.tv", "live-video.net"}, KeyInterval: 2 * time.Second,
 		MaxVideoKbps: 6000, MinAudioKbps: 128, SampleRates: []int{44100, 48000}, TargetVideoKbps: 4500},
 	"x": {Name: "x", Hosts: []string{"pscp.tv", "periscope.tv", "x.com", "twitter.com"}, KeyInterval: 2 * time.Second,
 		MaxVideoKbps: 9000, MinAudioKbps: 128, SampleRates: []int{44100, 48000}, TargetVideoKbps: 4000},

@@ -420,7 +420,7 @@ func (o *Output) run(ctx context.Context) {
 			<-ctx.Done()
 			return
 		}
-		if errors.Is(err, errTracksChanged) {
+		if errors.Is(err, ErrTracksChanged) {
 			continue // at once, with the new parameters
 		}
 		if time.Since(started) > 30*time.Second {
@@ -442,8 +442,8 @@ func (o *Output) run(ctx context.Context) {
 	}
 }
 
-// errTracksChanged ends a connection whose source changed its parameters.
-var errTracksChanged = errors.New("the source changed its tracks")
+// ErrTracksChanged ends a connection whose source changed its parameters.
+var ErrTracksChanged = errors.New("the source changed its tracks")
 
 // pushOnce makes one connection and pushes until it fails or ctx ends.
 func (o *Output) pushOnce(ctx context.Context) error {

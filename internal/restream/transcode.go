@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os/exec"
 	"strconv"
@@ -77,29 +78,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	feedErr := make(chan error, 1)
 	go func() {
 		defer stdin.Close()
-		fw := &flvWriter{w: bufio.NewWriterSize(stdin, 64<<10)}
-		err := fw.header(tracks)
-		base := first.DTS
-		for unit := first; err == nil; {
-			if unit.Kind != stream.KindEnd && unit.DTS >= base {
-				if unit.Tracks != tracks && !sameParams(unit.Tracks, tracks) {
-					err = errTracksChanged
-					break
-				}
-				err = fw.unit(unit, base)
-				if err == nil && r.Len() == 0 {
-					err = fw.w.Flush()
-				}
-			}
-			if err != nil {
-				break
-			}
-			unit, err = r.Read(cctx)
-			if errors.Is(err, stream.ErrClosed) {
-				err = errStreamEnded
-			}
-		}
-		feedErr <- err
+		feedErr <- FeedFLV(cctx, stdin, r, first, first.DTS)
 		cancel() // ends ffmpeg if it is still running
 	}()
 
@@ -110,7 +89,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case errors.Is(ferr, errTracksChanged), errors.Is(ferr, errStreamEnded):
+	case errors.Is(ferr, ErrTracksChanged), errors.Is(ferr, errStreamEnded):
 		return ferr
 	}
 	msg := strings.TrimSpace(stderr.String())
@@ -128,6 +107,36 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// FeedFLV writes FLV to w from a hub reader, starting with first, with
+// timestamps of stream time minus base, until the reader ends (errStreamEnded),
+// the source changes its parameters (ErrTracksChanged) or a write fails. A
+// slow w fills the reader's queue, which drops to the next keyframe: nothing
+// upstream waits.
+func FeedFLV(ctx context.Context, w io.Writer, r *stream.Reader, first *stream.Unit, base time.Duration) error {
+	tracks := first.Tracks
+	fw := &flvWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	err := fw.header(tracks)
+	for unit := first; err == nil; {
+		if unit.Kind != stream.KindEnd && unit.DTS >= base {
+			if unit.Tracks != tracks && !sameParams(unit.Tracks, tracks) {
+				return ErrTracksChanged
+			}
+			err = fw.unit(unit, base)
+			if err == nil && r.Len() == 0 {
+				err = fw.w.Flush()
+			}
+		}
+		if err != nil {
+			break
+		}
+		unit, err = r.Read(ctx)
+		if errors.Is(err, stream.ErrClosed) {
+			err = errStreamEnded
+		}
+	}
+	return err
 }
 
 // ffmpegArgs builds the transcoding command.

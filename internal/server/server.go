@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/abr"
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/cmaf"
@@ -63,6 +64,7 @@ type Server struct {
 	rtc        *rtc.Server
 	recs       *record.Store
 	outputs    *restream.Manager
+	abr        *abr.Manager
 }
 
 // New builds a server and binds its listeners; Run serves.
@@ -130,6 +132,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.public, s.rtmpBase = publicURLs(cfg.PublicURL, s.httpLn.Addr(), s.ingest.Addr())
 	ffmpeg := cfg.FFmpegPath()
+	if cfg.ABR {
+		if ffmpeg == "" {
+			log.Warn("abr is on but ffmpeg is off or missing: streams are served at their source's rate only")
+		} else {
+			s.abr = abr.New(abr.Config{FFmpeg: ffmpeg, Ingest: localIngest(s.ingest.Addr())}, s.reg, log.With("component", "abr"))
+		}
+	}
 	var publicIPs []string
 	if cfg.WebRTCPublicIP != "" {
 		publicIPs = []string{cfg.WebRTCPublicIP}
@@ -212,6 +221,15 @@ func (s *Server) loadApps(apps []config.AppConfig) error {
 		}
 	}
 	return nil
+}
+
+// localIngest is the ingest's URL base as this process reaches it.
+func localIngest(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "rtmp://" + net.JoinHostPort(host, port) + "/" + rtmp.App + "/"
 }
 
 // isLoopback reports whether an address is on a loopback IP.
@@ -339,6 +357,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.sockets.Close() // and their sockets close
 	stopRTMP()
 	s.rtc.Close()
+	if s.abr != nil {
+		s.abr.Close()
+	}
 	s.reg.Close()
 	s.outputs.Close()
 	s.recs.Close()
@@ -417,6 +438,9 @@ func (s *Server) Close() {
 	s.ingest.Close()
 	s.rtc.Close()
 	s.plane.Close()
+	if s.abr != nil {
+		s.abr.Close()
+	}
 	s.reg.Close()
 	s.outputs.Close()
 	s.recs.Close()

@@ -77,6 +77,10 @@ type Config struct {
 	// hub's lock, when a publisher session starts and ends.
 	OnPublish   func(epoch uint32, t *Tracks)
 	OnUnpublish func(epoch uint32, err error)
+	// KeepTimestamps takes the publisher's timestamps as stream time (only
+	// kept monotonic): for a rendition whose encoder was given the source's
+	// stream time, so both share one timeline.
+	KeepTimestamps bool
 }
 
 // Hub is one live stream: one publisher at a time, many readers.
@@ -104,7 +108,7 @@ func New(cfg Config) *Hub {
 	if cfg.GOPCacheBytes <= 0 {
 		cfg.GOPCacheBytes = 24 << 20
 	}
-	return &Hub{cfg: cfg, readers: make(map[*Reader]struct{})}
+	return &Hub{cfg: cfg, readers: make(map[*Reader]struct{}), tl: timeline{keep: cfg.KeepTimestamps}}
 }
 
 // LastKeyframe is the latest video keyframe (an IDR with its SPS and PPS),
@@ -404,6 +408,7 @@ func (p *Publisher) WriteAudio(pts time.Duration, au []byte) error {
 // says the stream is, so stream time keeps following real time and a gap
 // shows as a gap.
 type timeline struct {
+	keep       bool // publisher timestamps are stream time
 	started    bool // some unit was written
 	epochSet   bool // the current epoch's offset is known
 	offset     time.Duration
@@ -424,6 +429,10 @@ func (t *timeline) endEpoch(now time.Time) {
 }
 
 func (t *timeline) rebase(u *Unit) {
+	if !t.epochSet && t.keep {
+		t.epochSet = true
+		t.offset = 0
+	}
 	if !t.epochSet {
 		t.epochSet = true
 		target := time.Duration(0)

@@ -1,0 +1,279 @@
+// Package abr makes an adaptive bitrate ladder of a live stream: one ffmpeg
+// per stream encodes the source's video at lower resolutions (480p and 360p
+// below a taller source) and publishes each rung to glasscast's own RTMP
+// ingest as an unlisted stream. The rungs keep the source's timestamps and
+// keyframes (-copyts, keyframes where the source has them), so their
+// segments line up with the source's: the LL-HLS multivariant playlist lists
+// them as variants with the source's audio, and the DASH manifest as more
+// Representations of the video. The source is always the top rung, as it is.
+package abr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/restream"
+	"github.com/glasscast/glasscast/internal/stream"
+)
+
+// Rung is one step of the ladder below the source.
+type Rung struct {
+	Height int
+	Kbps   int
+}
+
+// DefaultLadder is 480p at 1.2 Mbit/s and 360p at 700 kbit/s.
+var DefaultLadder = []Rung{{480, 1200}, {360, 700}}
+
+// Config tunes the ladder.
+type Config struct {
+	FFmpeg string
+	// Ingest is rtmp://HOST:PORT/live/ of glasscast's own ingest, on an
+	// address this process reaches.
+	Ingest string
+	Ladder []Rung
+}
+
+// Manager runs the ladders.
+type Manager struct {
+	cfg Config
+	reg *live.Registry
+	log *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]bool
+}
+
+// New makes a manager; Attach hooks it to the registry.
+func New(cfg Config, reg *live.Registry, log *slog.Logger) *Manager {
+	if len(cfg.Ladder) == 0 {
+		cfg.Ladder = DefaultLadder
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{cfg: cfg, reg: reg, log: log, ctx: ctx, cancel: cancel, running: map[string]bool{}}
+	reg.OnLive(m.start)
+	return m
+}
+
+// Close stops every ladder.
+func (m *Manager) Close() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+// start runs a stream's ladder once it is live (a reconnect finds it
+// running already).
+func (m *Manager) start(st *live.Stream) {
+	if st.Internal() {
+		return
+	}
+	m.mu.Lock()
+	if m.running[st.ID()] || m.ctx.Err() != nil {
+		m.mu.Unlock()
+		return
+	}
+	m.running[st.ID()] = true
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		m.run(st)
+		m.mu.Lock()
+		delete(m.running, st.ID())
+		m.mu.Unlock()
+	}()
+}
+
+type rungStream struct {
+	rung Rung
+	st   *live.Stream
+}
+
+func (m *Manager) run(src *live.Stream) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	defer cancel()
+	// The ladder ends with its stream.
+	go func() {
+		for {
+			ch := src.Changed()
+			if src.Status() == live.StatusEnded {
+				cancel()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+			}
+		}
+	}()
+	var rungs []rungStream
+	defer func() {
+		src.Packager().SetVariants(nil)
+		for _, r := range rungs {
+			m.reg.Delete(r.st.ID())
+		}
+	}()
+	wait := time.Second
+	for ctx.Err() == nil {
+		tracks := src.Hub().Tracks()
+		if tracks == nil || tracks.Video == nil {
+			return // nothing to scale
+		}
+		if rungs == nil {
+			for _, r := range m.cfg.Ladder {
+				if r.Height >= tracks.Video.Height {
+					continue
+				}
+				st, err := m.reg.Create(live.CreateOptions{Name: fmt.Sprintf("%dp of %s", r.Height, src.ID()), Internal: true})
+				if err != nil {
+					m.log.Error("abr: rung not created", "stream", src.ID(), "err", err)
+					return
+				}
+				st.Packager().Follow(src.Packager())
+				rungs = append(rungs, rungStream{r, st})
+			}
+			if len(rungs) == 0 {
+				return
+			}
+			var vs []cmaf.Variant
+			for _, r := range rungs {
+				vs = append(vs, cmaf.Variant{ID: r.st.ID(), P: r.st.Packager()})
+			}
+			src.Packager().SetVariants(vs)
+		}
+		started := time.Now()
+		err := m.encode(ctx, src, rungs)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > 30*time.Second {
+			wait = time.Second
+		}
+		m.log.Warn("abr: encoder stopped; restarting", "stream", src.ID(), "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// encode runs one ffmpeg for every rung until it fails or ctx ends.
+func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStream) error {
+	r := src.Hub().NewReader("abr", 1024)
+	defer r.Close()
+	first, err := readMedia(ctx, r)
+	if err != nil {
+		return err
+	}
+	args := []string{"-hide_banner", "-loglevel", "error", "-nostats", "-copyts", "-fflags", "+genpts", "-f", "flv", "-i", "pipe:0"}
+	st := m.sourceStats(ctx, src)
+	srcKbps := int((st.Bitrate - st.AudioBitrate) / 1000)
+	for _, g := range rungs {
+		kbps := g.rung.Kbps
+		if h := first.Tracks.Video.Height; srcKbps > 0 && h > 0 {
+			// Never more than the source spends per pixel row.
+			kbps = min(kbps, max(srcKbps*g.rung.Height/h, 100))
+		}
+		g.rung.Kbps = kbps
+		args = append(args, "-map", "0:v", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+			"-vf", "scale=-2:"+strconv.Itoa(g.rung.Height), "-pix_fmt", "yuv420p", "-force_key_frames", "source",
+			"-b:v", fmt.Sprintf("%dk", g.rung.Kbps), "-maxrate", fmt.Sprintf("%dk", g.rung.Kbps*3/2), "-bufsize", fmt.Sprintf("%dk", g.rung.Kbps*2),
+			"-an", "-f", "flv", m.cfg.Ingest+g.st.Key())
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, m.cfg.FFmpeg, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	var stderr strings.Builder
+	var emu sync.Mutex
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		emu.Lock()
+		defer emu.Unlock()
+		if stderr.Len() < 4096 {
+			stderr.Write(p)
+		}
+		return len(p), nil
+	})
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	m.log.Info("abr: encoding", "stream", src.ID(), "rungs", len(rungs))
+	feedErr := make(chan error, 1)
+	go func() {
+		defer stdin.Close()
+		feedErr <- restream.FeedFLV(cctx, stdin, r, first, 0)
+		cancel()
+	}()
+	werr := cmd.Wait()
+	cancel()
+	ferr := <-feedErr
+	if errors.Is(ferr, restream.ErrTracksChanged) {
+		return ferr
+	}
+	emu.Lock()
+	msg := strings.TrimSpace(stderr.String())
+	emu.Unlock()
+	if msg != "" {
+		return errors.New("ffmpeg: " + msg)
+	}
+	if werr != nil {
+		return werr
+	}
+	return ferr
+}
+
+// sourceStats waits a few seconds for the source's bitrate, which the rungs
+// never exceed per row of pixels.
+func (m *Manager) sourceStats(ctx context.Context, src *live.Stream) stream.Stats {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		st := src.Hub().Stats()
+		if st.Bitrate > 0 || time.Now().After(deadline) {
+			return st
+		}
+		select {
+		case <-ctx.Done():
+			return st
+		case <-tick.C:
+		}
+	}
+}
+
+func readMedia(ctx context.Context, r *stream.Reader) (*stream.Unit, error) {
+	for {
+		u, err := r.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if u.Kind == stream.KindVideo && u.Tracks != nil {
+			return u, nil
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
