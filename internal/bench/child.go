@@ -144,15 +144,23 @@ func (s *server) createStream(name string, record ...bool) (*streamInfo, error) 
 }
 
 func (s *server) getStream(id string) (*streamInfo, error) {
-	req, _ := http.NewRequest("GET", s.httpURL+"/api/v1/streams/"+id, nil)
+	var st streamInfo
+	return &st, s.getJSON("/api/v1/streams/"+id, &st)
+}
+
+// getJSON reads an admin API resource into out.
+func (s *server) getJSON(path string, out any) error {
+	req, _ := http.NewRequest("GET", s.httpURL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+benchToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	var st streamInfo
-	return &st, json.NewDecoder(resp.Body).Decode(&st)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // usage is a process's CPU time and memory, from /proc.
@@ -218,15 +226,30 @@ type recordingInfo struct {
 
 // recordings lists the server's recordings.
 func (s *server) recordings() ([]recordingInfo, error) {
-	req, _ := http.NewRequest("GET", s.httpURL+"/api/v1/recordings", nil)
-	req.Header.Set("Authorization", "Bearer "+benchToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var list struct {
 		Recordings []recordingInfo `json:"recordings"`
 	}
-	return list.Recordings, json.NewDecoder(resp.Body).Decode(&list)
+	return list.Recordings, s.getJSON("/api/v1/recordings", &list)
+}
+
+// cpuWindow waits the warm-up, then measures the server's CPU and its
+// children's (ffmpeg helpers) over the measuring window, in percent of a
+// core, and its resident memory at the end in MB.
+func (s *server) cpuWindow(o options) (server, children, rssMB float64, err error) {
+	time.Sleep(o.warmup) // settling the load, not synchronising
+	pid := s.cmd.Process.Pid
+	u0, err := procUsage(pid)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	k0 := childrenCPU(pid)
+	t0 := time.Now()
+	time.Sleep(o.duration) // the measuring window
+	u1, err := procUsage(pid)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	k1 := childrenCPU(pid)
+	el := float64(time.Since(t0))
+	return 100 * float64(u1.cpu-u0.cpu) / el, 100 * float64(k1-k0) / el, float64(u1.rss) / (1 << 20), nil
 }

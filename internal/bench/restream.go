@@ -51,17 +51,10 @@ func (s *server) addOutput(streamID string, body map[string]any) (*outputInfo, e
 }
 
 func (s *server) outputs(streamID string) ([]outputInfo, error) {
-	req, _ := http.NewRequest("GET", s.httpURL+"/api/v1/streams/"+streamID+"/outputs", nil)
-	req.Header.Set("Authorization", "Bearer "+benchToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var list struct {
 		Outputs []outputInfo `json:"outputs"`
 	}
-	return list.Outputs, json.NewDecoder(resp.Body).Decode(&list)
+	return list.Outputs, s.getJSON("/api/v1/streams/"+streamID+"/outputs", &list)
 }
 
 // restreamScenario measures what outputs cost glasscast: ten passthrough
@@ -117,25 +110,7 @@ func measureOutputs(o options, clip *sim.Clip, n int, profile string) (restreamP
 	if _, code, err := get(ctx, st.Playback.HLS); err != nil || code != http.StatusOK {
 		return p, fmt.Errorf("stream did not start: %d %v", code, err)
 	}
-	window := func() (float64, float64, float64, error) {
-		time.Sleep(o.warmup) // settling, not synchronising
-		pid := srv.cmd.Process.Pid
-		u0, err := procUsage(pid)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		k0 := childrenCPU(pid)
-		t0 := time.Now()
-		time.Sleep(o.duration) // the measuring window
-		u1, err := procUsage(pid)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		k1 := childrenCPU(pid)
-		el := float64(time.Since(t0))
-		return 100 * float64(u1.cpu-u0.cpu) / el, 100 * float64(k1-k0) / el, float64(u1.rss) / (1 << 20), nil
-	}
-	base, _, _, err := window()
+	base, _, _, err := srv.cpuWindow(o)
 	if err != nil {
 		return p, err
 	}
@@ -169,7 +144,7 @@ func measureOutputs(o options, clip *sim.Clip, n int, profile string) (restreamP
 		}
 		time.Sleep(200 * time.Millisecond) // polling the child's API
 	}
-	with, ff, rss, err := window()
+	with, ff, rss, err := srv.cpuWindow(o)
 	if err != nil {
 		return p, err
 	}
@@ -225,22 +200,10 @@ func abrScenario(o options, clip *sim.Clip) (map[string]any, error) {
 		time.Sleep(200 * time.Millisecond) // polling the child's playlist
 	}
 	ladder := time.Since(t0)
-	time.Sleep(o.warmup) // settling, not synchronising
-	pid := srv.cmd.Process.Pid
-	u0, err := procUsage(pid)
+	g, f, _, err := srv.cpuWindow(o)
 	if err != nil {
 		return nil, err
 	}
-	k0 := childrenCPU(pid)
-	w0 := time.Now()
-	time.Sleep(o.duration) // the measuring window
-	u1, err := procUsage(pid)
-	if err != nil {
-		return nil, err
-	}
-	k1 := childrenCPU(pid)
-	el := float64(time.Since(w0))
-	g, f := 100*float64(u1.cpu-u0.cpu)/el, 100*float64(k1-k0)/el
 	fmt.Fprintf(o.out, "  ladder listed %.1f s after the first playlist; glasscast %.1f %% of a core (the stream and its two rungs), ffmpeg %.1f %%\n",
 		ladder.Seconds(), g, f)
 	return map[string]any{"ladderSeconds": ladder.Seconds(), "glasscastPercent": g, "ffmpegPercent": f}, nil

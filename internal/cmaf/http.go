@@ -16,19 +16,7 @@ type Lookup func(id string) (*Packager, bool)
 // looked up by the {id} path value. It returns the packager, or false when
 // the request is already answered.
 func Begin(w http.ResponseWriter, r *http.Request, lookup Lookup) (*Packager, bool) {
-	hd := w.Header()
-	hd.Set("Access-Control-Allow-Origin", "*")
-	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-	hd.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
-	hd.Set("Access-Control-Expose-Headers", "Content-Length, Date")
-	switch r.Method {
-	case http.MethodOptions:
-		w.WriteHeader(http.StatusNoContent)
-		return nil, false
-	case http.MethodGet, http.MethodHead:
-	default:
-		hd.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	if !Preflight(w, r) {
 		return nil, false
 	}
 	p, ok := lookup(r.PathValue("id"))
@@ -37,6 +25,28 @@ func Begin(w http.ResponseWriter, r *http.Request, lookup Lookup) (*Packager, bo
 		return nil, false
 	}
 	return p, true
+}
+
+// Preflight answers what every media file request needs first: CORS for
+// players on other origins (an OPTIONS preflight is answered here), and
+// GET/HEAD only. It returns false when the request is already answered.
+func Preflight(w http.ResponseWriter, r *http.Request) bool {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+	hd.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
+	hd.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Date")
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	case http.MethodGet, http.MethodHead:
+		return true
+	default:
+		hd.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return false
+	}
 }
 
 // WaitPlayable holds a request for a playlist or manifest until the stream

@@ -163,16 +163,21 @@ func (p *Plane) forget(u *User) {
 	}
 }
 
-// Counts says how many users, connected phones and app sockets the plane
-// holds.
-func (p *Plane) Counts() (users, phones, apps int) {
+// allUsers lists the users the plane holds now.
+func (p *Plane) allUsers() []*User {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	all := make([]*User, 0, len(p.byID))
 	for _, u := range p.byID {
 		all = append(all, u)
 	}
-	p.mu.Unlock()
-	for _, u := range all {
+	return all
+}
+
+// Counts says how many users, connected phones and app sockets the plane
+// holds.
+func (p *Plane) Counts() (users, phones, apps int) {
+	for _, u := range p.allUsers() {
 		u.mu.Lock()
 		users++
 		if u.glasses != nil {

@@ -608,13 +608,7 @@ var (
 
 // managedByID finds a managed stream by its id.
 func (p *Plane) managedByID(streamID string) (*User, *managedStream) {
-	p.mu.Lock()
-	users := make([]*User, 0, len(p.byID))
-	for _, u := range p.byID {
-		users = append(users, u)
-	}
-	p.mu.Unlock()
-	for _, u := range users {
+	for _, u := range p.allUsers() {
 		u.mu.Lock()
 		ms := u.managed
 		u.mu.Unlock()
@@ -660,13 +654,7 @@ func (p *Plane) ManagedMedia(streamID string) (*live.Stream, error) {
 // OutputsChanged tells the viewers of the managed stream over media stream
 // mediaID that its outputs changed ("Outputs updated").
 func (p *Plane) OutputsChanged(mediaID string) {
-	p.mu.Lock()
-	users := make([]*User, 0, len(p.byID))
-	for _, u := range p.byID {
-		users = append(users, u)
-	}
-	p.mu.Unlock()
-	for _, u := range users {
+	for _, u := range p.allUsers() {
 		u.mu.Lock()
 		if ms := u.managed; ms != nil && !ms.ended && ms.st.ID() == mediaID && ms.status == statusActive {
 			ms.broadcastLocked(ms.statusMsg(statusActive, "Outputs updated"))

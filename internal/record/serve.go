@@ -19,6 +19,8 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
 )
 
 // Register adds the recordings' public routes: /recordings/{id}/{file} (the
@@ -26,25 +28,6 @@ import (
 func (s *Store) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/recordings/{id}/{file}", s.serveFile)
 	mux.HandleFunc("/recordings/{file}", s.serveMP4)
-}
-
-func begin(w http.ResponseWriter, r *http.Request) bool {
-	hd := w.Header()
-	hd.Set("Access-Control-Allow-Origin", "*")
-	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-	hd.Set("Access-Control-Allow-Headers", "Range, Origin, Accept")
-	hd.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range")
-	switch r.Method {
-	case http.MethodOptions:
-		w.WriteHeader(http.StatusNoContent)
-		return false
-	case http.MethodGet, http.MethodHead:
-		return true
-	default:
-		hd.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return false
-	}
 }
 
 var (
@@ -62,7 +45,7 @@ func (s *Store) lookup(w http.ResponseWriter, id string) (snapshot, bool) {
 }
 
 func (s *Store) serveFile(w http.ResponseWriter, r *http.Request) {
-	if !begin(w, r) {
+	if !cmaf.Preflight(w, r) {
 		return
 	}
 	snap, ok := s.lookup(w, r.PathValue("id"))
@@ -271,7 +254,7 @@ func (sn *snapshot) mediaPlaylist(name string) (string, bool) {
 // serveMP4 answers /recordings/{id}.mp4: one fragmented MP4 with every track,
 // composed from the recording's files as it is read.
 func (s *Store) serveMP4(w http.ResponseWriter, r *http.Request) {
-	if !begin(w, r) {
+	if !cmaf.Preflight(w, r) {
 		return
 	}
 	id, ok := strings.CutSuffix(r.PathValue("file"), ".mp4")

@@ -5,9 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -29,17 +26,8 @@ type abrResult struct {
 // rung, hls.js in Chromium plays the lowest level and the source as it is
 // switched between them, and dash.js plays the lowest representation.
 func TestABRLadder(t *testing.T) {
-	needTool(t, "node")
+	needBrowser(t)
 	needTool(t, "ffmpeg")
-	dir, err := filepath.Abs("../../tests/browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	artifacts, err := filepath.Abs("../../test-artifacts/browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(artifacts, 0o755)
 
 	h := start(t, func(c *config.Config) { c.ABR = true })
 	s := h.create("ladder")
@@ -86,15 +74,7 @@ func TestABRLadder(t *testing.T) {
 		t.Fatalf("the manifest has %d video representations:\n%s", n, mpd)
 	}
 
-	runCtx, runCancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer runCancel()
-	cmd := exec.CommandContext(runCtx, "node", filepath.Join(dir, "abr.mjs"), h.base, s.ID, artifacts)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("abr.mjs: %v\n%s", err, stderr.String())
-	}
+	out, stderr := runBrowserScript(t, ctx, "abr.mjs", h.base, s.ID)
 	got := map[string]abrResult{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -106,7 +86,7 @@ func TestABRLadder(t *testing.T) {
 	hl := got["hlsjs"]
 	t.Logf("hls.js: levels %v, played at %v, switched through %v", hl.Levels, hl.Played, hl.Switched)
 	if !slices.Contains(hl.Levels, 360) || !slices.Contains(hl.Levels, 480) || !slices.Contains(hl.Levels, 720) {
-		t.Fatalf("hls.js levels: %+v\n%s", hl, stderr.String())
+		t.Fatalf("hls.js levels: %+v\n%s", hl, stderr)
 	}
 	if !slices.Equal(hl.Played, []int{360, 720}) || len(hl.PageErrors) > 0 {
 		t.Fatalf("hls.js did not play the lowest level and then the source: %+v", hl)

@@ -31,16 +31,12 @@ type playResult struct {
 	Summary  string   `json:"summary"`
 }
 
-// TestBrowserPlays plays a stream from the Go test source on the watch page
-// in headless Chromium: over WebRTC (its first choice), hls.js and dash.js;
-// then the dashboard shows it live with its WebRTC viewer.
-func TestBrowserPlays(t *testing.T) {
+// needBrowser fails the test unless Chromium and the browser scripts'
+// packages are there.
+func needBrowser(t *testing.T) {
+	t.Helper()
 	needTool(t, "node")
-	dir, err := filepath.Abs("../../tests/browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+	if _, err := os.Stat(filepath.Join(browserDir(t), "node_modules", "playwright-core")); err != nil {
 		t.Fatal("the browser test's packages are missing: run scripts/test, which installs them")
 	}
 	chromium := os.Getenv("CHROMIUM")
@@ -50,12 +46,44 @@ func TestBrowserPlays(t *testing.T) {
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("Chromium is required at %s: run scripts/test, which installs it", chromium)
 	}
+}
+
+func browserDir(t *testing.T) string {
+	dir, err := filepath.Abs("../../tests/browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// runBrowserScript runs one of tests/browser's scripts with the base URL,
+// the stream id and the screenshots' directory, and returns its output (a
+// JSON line per result) and its log.
+func runBrowserScript(t *testing.T, ctx context.Context, script, base, id string) ([]byte, string) {
+	t.Helper()
 	artifacts, err := filepath.Abs("../../test-artifacts/browser")
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll(artifacts, 0o755)
+	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, "node", filepath.Join(browserDir(t), script), base, id, artifacts)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Env = append(os.Environ(), "GLASSCAST_TOKEN="+testToken)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, stderr.String())
+	}
+	return out, stderr.String()
+}
 
+// TestBrowserPlays plays a stream from the Go test source on the watch page
+// in headless Chromium: over WebRTC (its first choice), hls.js and dash.js;
+// then the dashboard shows it live with its WebRTC viewer.
+func TestBrowserPlays(t *testing.T) {
+	needBrowser(t)
 	h := start(t, nil)
 	s := h.createRecorded("browser")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -63,16 +91,7 @@ func TestBrowserPlays(t *testing.T) {
 	publishSim(ctx, s.Ingest.RTMPURL, nil)
 	h.waitPlayable(s.Playback.HLS)
 
-	runCtx, runCancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer runCancel()
-	cmd := exec.CommandContext(runCtx, "node", filepath.Join(dir, "play.mjs"), h.base, s.ID, artifacts)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Env = append(os.Environ(), "GLASSCAST_TOKEN="+testToken)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("play.mjs: %v\n%s", err, stderr.String())
-	}
+	out, stderr := runBrowserScript(t, ctx, "play.mjs", h.base, s.ID)
 	got := map[string]playResult{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -85,14 +104,14 @@ func TestBrowserPlays(t *testing.T) {
 	for _, player := range []string{"webrtc", "hlsjs", "dashjs"} {
 		r, ok := got[player]
 		if !ok {
-			t.Fatalf("no result for %s:\n%s\n%s", player, out, stderr.String())
+			t.Fatalf("no result for %s:\n%s\n%s", player, out, stderr)
 		}
 		lat := -1.0
 		if r.LatencyMs != nil {
 			lat = *r.LatencyMs
 		}
-		t.Logf("%s: played %.1f s of %dx%d over %s, audio %v, page latency %.0f ms, status %s (screenshot in %s)",
-			player, r.Played, r.Width, r.Height, r.Protocol, r.Audio, lat, r.Status, artifacts)
+		t.Logf("%s: played %.1f s of %dx%d over %s, audio %v, page latency %.0f ms, status %s (screenshot in test-artifacts/browser)",
+			player, r.Played, r.Width, r.Height, r.Protocol, r.Audio, lat, r.Status)
 		if r.Played < 3 || r.Width != 1280 || r.Height != 720 || r.Error != "" || len(r.PageErrors) > 0 {
 			t.Fatalf("%s did not play: %+v", player, r)
 		}
@@ -111,7 +130,7 @@ func TestBrowserPlays(t *testing.T) {
 	}
 	d, ok := got["dashboard"]
 	if !ok {
-		t.Fatalf("no result for the dashboard:\n%s\n%s", out, stderr.String())
+		t.Fatalf("no result for the dashboard:\n%s\n%s", out, stderr)
 	}
 	t.Logf("dashboard: %q; row %q", d.Summary, d.Row)
 	if d.Rejected == nil || *d.Rejected == "" {

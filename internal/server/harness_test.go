@@ -181,15 +181,21 @@ func (h *harness) create(name string) api.StreamJSON {
 
 func (h *harness) get(id string) api.StreamJSON {
 	h.t.Helper()
-	code, body := h.call("GET", "/api/v1/streams/"+id, nil)
-	if code != http.StatusOK {
-		h.t.Fatalf("get: %d %s", code, body)
-	}
 	var s api.StreamJSON
-	if err := json.Unmarshal(body, &s); err != nil {
-		h.t.Fatal(err)
-	}
+	h.getJSON("/api/v1/streams/"+id, &s)
 	return s
+}
+
+// getJSON reads an admin API resource, which must answer 200, into out.
+func (h *harness) getJSON(path string, out any) {
+	h.t.Helper()
+	code, body := h.call("GET", path, nil)
+	if code != http.StatusOK {
+		h.t.Fatalf("GET %s: %d %s", path, code, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		h.t.Fatalf("GET %s: %v", path, err)
+	}
 }
 
 // waitStatus waits, on the stream's change events, until it has status want.

@@ -72,14 +72,8 @@ func (h *harness) createRecorded(name string) api.StreamJSON {
 
 func (h *harness) recording(id string) api.RecordingJSON {
 	h.t.Helper()
-	code, body := h.call("GET", "/api/v1/recordings/"+id, nil)
-	if code != http.StatusOK {
-		h.t.Fatalf("GET recording %s: %d %s", id, code, body)
-	}
 	var r api.RecordingJSON
-	if err := json.Unmarshal(body, &r); err != nil {
-		h.t.Fatal(err)
-	}
+	h.getJSON("/api/v1/recordings/"+id, &r)
 	return r
 }
 
