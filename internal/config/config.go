@@ -43,7 +43,8 @@ type Config struct {
 	STUN           []string `yaml:"stun"`
 	FFmpeg         string   `yaml:"ffmpeg"`
 
-	ABR bool `yaml:"abr"`
+	ABR        bool   `yaml:"abr"`
+	RestreamCA string `yaml:"restreamCa"`
 
 	RecordManaged  bool          `yaml:"recordManaged"`
 	RecordMaxAge   time.Duration `yaml:"recordMaxAge"`
@@ -252,6 +253,7 @@ var options = []option{
 	str("webrtc-public-ip", "the public IP to announce to WebRTC viewers (1:1 NAT)", func(c *Config) *string { return &c.WebRTCPublicIP }),
 	list("stun", "STUN servers for WebRTC, comma-separated stun:host:port", func(c *Config) *[]string { return &c.STUN }),
 	str("ffmpeg", "ffmpeg for WebRTC's Opus audio and thumbnails: a path, empty to look for it, or off", func(c *Config) *string { return &c.FFmpeg }),
+	str("restream-ca", "PEM file of CA certificates rtmps:// outputs trust besides the system's", func(c *Config) *string { return &c.RestreamCA }),
 	boolean("abr", "adaptive bitrate: an ffmpeg ladder (480p, 360p) beside every stream's source, in LL-HLS and DASH", func(c *Config) *bool { return &c.ABR }),
 	boolean("record-managed", "record managed streams (the Streams API records when asked)", func(c *Config) *bool { return &c.RecordManaged }),
 	dur("record-max-age", "remove recordings older than this (0 keeps them)", func(c *Config) *time.Duration { return &c.RecordMaxAge }),

@@ -65,7 +65,7 @@ func (o *Output) pass(ctx context.Context) error {
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c := &gortmplib.Client{URL: u, Publish: true}
+	c := &gortmplib.Client{URL: u, Publish: true, TLSConfig: o.m.cfg.TLS}
 	if err := c.Initialize(dialCtx); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

@@ -11,6 +11,7 @@ package restream
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,6 +64,8 @@ type Config struct {
 	// MeasureTimeout bounds the wait for the source's stats that a
 	// profile's check needs.
 	MeasureTimeout time.Duration
+	// TLS configures rtmps:// outputs (nil: the system's roots).
+	TLS *tls.Config
 }
 
 func (c *Config) setDefaults() {

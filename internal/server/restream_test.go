@@ -2,10 +2,19 @@ package server_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -13,10 +22,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/stream"
@@ -445,4 +456,94 @@ func TestManagedRestream(t *testing.T) {
 		t.Fatal(err)
 	}
 	recB.waitOutputs(t, 10*time.Second, func(o []sdk.OutputStatus) bool { return len(o) == 1 && o[0].ID == idB })
+}
+
+// tlsProxy terminates TLS with a certificate for 127.0.0.1 from its own CA
+// and forwards each connection to target: an RTMPS front for an RTMP
+// server. It returns the proxy's address and the CA's PEM file.
+func tlsProxy(t *testing.T, target string) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "glasscast test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(up, c); up.Close() }()
+			go func() { defer wg.Done(); io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String(), caFile
+}
+
+func TestRestreamRTMPS(t *testing.T) {
+	dst := start(t, nil)
+	out := dst.create("behind TLS")
+	proxy, ca := tlsProxy(t, dst.srv.RTMPAddr().String())
+	src := start(t, func(c *config.Config) { c.RestreamCA = ca })
+	in := src.create("glasses")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, in.Ingest.RTMPURL, nil)
+	src.waitPlayable(in.Playback.HLS)
+
+	key := out.Ingest.RTMPURL[strings.LastIndex(out.Ingest.RTMPURL, "/")+1:]
+	o := src.addOutput(in.ID, map[string]any{"url": "rtmps://" + proxy + "/live/" + key})
+	src.waitOutput(in.ID, o.ID, restream.StatusActive, 20*time.Second)
+	dst.waitStatus(out.ID, live.StatusLive, 20*time.Second)
+	dst.waitPlayable(out.Playback.HLS)
+
+	// Without the CA, the same server's certificate is refused.
+	plain := start(t, nil)
+	in2 := plain.create("glasses")
+	publishSim(ctx, in2.Ingest.RTMPURL, nil)
+	plain.waitPlayable(in2.Playback.HLS)
+	o2 := plain.addOutput(in2.ID, map[string]any{"url": "rtmps://" + proxy + "/live/other"})
+	refused := plain.waitOutput(in2.ID, o2.ID, restream.StatusReconnecting, 20*time.Second)
+	if !strings.Contains(refused.Error, "certificate") {
+		t.Fatalf("an untrusted certificate: %+v", refused)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -102,7 +104,24 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
-	s.outputs = restream.New(restream.Config{FFmpeg: cfg.FFmpegPath()}, log.With("component", "restream"))
+	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath()}
+	if cfg.RestreamCA != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(cfg.RestreamCA)
+		if err == nil && !pool.AppendCertsFromPEM(pem) {
+			err = fmt.Errorf("no PEM certificate in %s", cfg.RestreamCA)
+		}
+		if err != nil {
+			s.recs.Close()
+			s.store.Close()
+			return nil, fmt.Errorf("restream-ca: %w", err)
+		}
+		rcfg.TLS = &tls.Config{RootCAs: pool}
+	}
+	s.outputs = restream.New(rcfg, log.With("component", "restream"))
 	s.reg = live.New(live.Config{
 		OnEnd:           s.outputs.StopStream,
 		Recorder:        s.recs,
