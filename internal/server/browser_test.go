@@ -91,6 +91,8 @@ func TestBrowserPlays(t *testing.T) {
 	publishSim(ctx, s.Ingest.RTMPURL, nil)
 	h.waitPlayable(s.Playback.HLS)
 
+	// An output to a destination that is down shows on the dashboard.
+	h.addOutput(s.ID, map[string]any{"url": "rtmp://127.0.0.1:1/live/key", "name": "down"})
 	out, stderr := runBrowserScript(t, ctx, "play.mjs", h.base, s.ID)
 	got := map[string]playResult{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -141,5 +143,8 @@ func TestBrowserPlays(t *testing.T) {
 	}
 	if !strings.Contains(d.Row[0], "browser") || !strings.Contains(d.Row[2], "1280×720") || !strings.Contains(d.Row[4], "kbit/s") {
 		t.Errorf("the dashboard's row is missing the stream's name, size or bitrate: %q", d.Row)
+	}
+	if len(d.Row) < 8 || !strings.Contains(d.Row[7], "down") || !strings.Contains(d.Row[7], "connecting") {
+		t.Errorf("the dashboard's row does not show the output that is down: %q", d.Row)
 	}
 }

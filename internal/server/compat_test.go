@@ -286,3 +286,26 @@ func TestMentraSDKAppDies(t *testing.T) {
 		t.Fatalf("the dead app's stream still answers: %d", code)
 	}
 }
+
+// TestMentraSDKRestream: an unmodified TypeScript app names an RTMP
+// destination in restreamDestinations; the output goes active, its status
+// reaches the app in outputs[], and nginx-rtmp plays what it receives.
+func TestMentraSDKRestream(t *testing.T) {
+	const pkg = "com.example.restream"
+	ng := startNginx(t)
+	port := freePort(t)
+	h := compatWorld(t, map[string]int{pkg: port}, nil)
+	app := runNodeApp(t, "restream.mjs", pkg, "compat-key-"+pkg, port, "RESTREAM_URL="+ng.url("social"))
+	connectGlasses(t, h, "ola@example.com")
+	startFor(t, h, "ola@example.com", pkg)
+
+	// The status handler prints the outputs right after the status line.
+	app.expect(`^Stream status: active`, 20*time.Second)
+	m := app.expect(`^Outputs: (.*"status":"active".*)`, 30*time.Second)
+	if !strings.Contains(m[1], ng.url("social")) || !strings.Contains(m[1], `"name":"Live"`) {
+		t.Fatalf("the app's outputs: %s", m[1])
+	}
+	if v := findStream(probe(t, ng.url("social")), "video"); v == nil || v.Width != 1280 {
+		t.Fatal("nginx has no video from the app's restream destination")
+	}
+}
