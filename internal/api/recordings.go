@@ -18,7 +18,8 @@ type RecordingJSON struct {
 	Duration  float64    `json:"duration"` // seconds of media
 	Bytes     int64      `json:"bytes"`
 	Segments  int        `json:"segments"`
-	Gaps      int        `json:"gaps"` // publisher reconnects (or skipped stretches) inside it
+	Gaps      int        `json:"gaps"`                // publisher reconnects (or skipped stretches) inside it
+	Truncated bool       `json:"truncated,omitempty"` // stopped at --record-max-bytes while the stream went on
 	HLS       string     `json:"hls"`
 	MP4       string     `json:"mp4"`
 }
@@ -32,7 +33,7 @@ func RecordingURLs(public, id string) (hls, mp4 string) {
 
 func (s *Server) recordingJSON(in record.Info) RecordingJSON {
 	out := RecordingJSON{ID: in.ID, Name: in.Name, Status: in.Status, StartedAt: in.StartedAt,
-		Duration: in.Duration.Seconds(), Bytes: in.Bytes, Segments: in.Segments, Gaps: in.Gaps}
+		Duration: in.Duration.Seconds(), Bytes: in.Bytes, Segments: in.Segments, Gaps: in.Gaps, Truncated: in.Truncated}
 	if !in.EndedAt.IsZero() {
 		e := in.EndedAt
 		out.EndedAt = &e

@@ -82,6 +82,9 @@ type meta struct {
 	StartedAt   time.Time  `json:"startedAt"`
 	EndedAt     *time.Time `json:"endedAt,omitempty"`
 	Interrupted bool       `json:"interrupted,omitempty"`
+	// Truncated is set when the recording stopped at the byte budget
+	// while its stream went on.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // initRec is a journal line for a new initialization version.
@@ -138,6 +141,9 @@ type Info struct {
 	Bytes     int64
 	Segments  int
 	Gaps      int // discontinuities after the first segment
+	// Truncated: the recording stopped at the byte budget before its
+	// stream ended.
+	Truncated bool
 }
 
 var idPattern = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
@@ -380,6 +386,17 @@ func (s *Store) follow(rec *Recording, p *cmaf.Packager) {
 				rec.mu.Unlock()
 				ps.disc = true
 			}
+			if limit := s.maxBytes(); limit > 0 && rec.size()+ps.size() > limit {
+				// A stream that never ends must not fill the disk, and
+				// retention cannot remove a recording still being written:
+				// it stops whole, within the budget.
+				s.log.Warn("recording stopped: the next segment would take it past the recordings' byte budget",
+					"recording", rec.meta.ID, "bytes", rec.size(), "budget", limit)
+				rec.mu.Lock()
+				rec.meta.Truncated = true
+				rec.mu.Unlock()
+				return
+			}
 			if ps.init != lastInit {
 				if err := rec.writeInit(ps.init); err != nil {
 					s.log.Error("recording: init not written", "recording", rec.meta.ID, "err", err)
@@ -391,6 +408,7 @@ func (s *Store) follow(rec *Recording, p *cmaf.Packager) {
 				s.log.Error("recording: segment not written", "recording", rec.meta.ID, "err", err)
 				return
 			}
+
 			started = true
 			next = ps.seq + 1
 		}
@@ -398,6 +416,17 @@ func (s *Store) follow(rec *Recording, p *cmaf.Packager) {
 			return
 		}
 	}
+}
+
+// size is what the segment takes on disk.
+func (ps *pendingSeg) size() int64 {
+	var n int64
+	for _, t := range ps.tracks {
+		for _, p := range t.parts {
+			n += int64(len(p))
+		}
+	}
+	return n
 }
 
 func copySeg(seg *cmaf.Segment) pendingSeg {
@@ -478,6 +507,18 @@ func (r *Recording) writeSeg(ps *pendingSeg) error {
 	return nil
 }
 
+func (s *Store) maxBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.MaxBytes
+}
+
+func (r *Recording) size() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bytes
+}
+
 // finish closes a recording whose stream ended.
 func (s *Store) finish(rec *Recording) {
 	rec.mu.Lock()
@@ -542,7 +583,7 @@ func (r *Recording) segDuration(sr *segRec) time.Duration {
 }
 
 func (r *Recording) infoLocked() Info {
-	in := Info{ID: r.meta.ID, Name: r.meta.Name, StartedAt: r.meta.StartedAt, Bytes: r.bytes, Segments: len(r.segs)}
+	in := Info{ID: r.meta.ID, Name: r.meta.Name, StartedAt: r.meta.StartedAt, Bytes: r.bytes, Segments: len(r.segs), Truncated: r.meta.Truncated}
 	switch {
 	case r.active:
 		in.Status = StatusRecording

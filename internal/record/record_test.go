@@ -128,6 +128,32 @@ func TestRecordAndReload(t *testing.T) {
 	}
 }
 
+// A stream that goes on past the byte budget stops being recorded, and what
+// was recorded stays whole and playable.
+func TestRecordStopsAtBudget(t *testing.T) {
+	s, err := record.Open(record.Config{Dir: t.TempDir(), MaxBytes: 1 << 20}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := cmaf.New(cmaf.Config{})
+	if err := s.Start("cafe01", "long", p); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, p, 3)
+	rec, _ := s.Get("cafe01")
+	select {
+	case <-rec.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the recording went on past its budget")
+	}
+	in := rec.Info()
+	if !in.Truncated || in.Bytes < 600<<10 || in.Bytes > 1<<20 || in.Status != record.StatusComplete {
+		t.Fatalf("after the budget: %+v", in)
+	}
+	p.Close()
+}
+
 // BenchmarkRecord measures the recorder's throughput: the built-in clip
 // packaged and written to disk as fast as it goes, per second of media.
 func BenchmarkRecord(b *testing.B) {
