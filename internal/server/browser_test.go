@@ -23,6 +23,7 @@ type playResult struct {
 	LatencyMs  *float64 `json:"latencyMs"`
 	Fallbacks  []string `json:"fallbacks"`
 	Status     string   `json:"status"`
+	Recording  string   `json:"recording"`
 	Error      string   `json:"error"`
 	PageErrors []string `json:"pageErrors"`
 	// The dashboard's result.
@@ -128,6 +129,9 @@ func TestBrowserPlays(t *testing.T) {
 		}
 		if r.Status != "live" {
 			t.Errorf("%s shows status %q", player, r.Status)
+		}
+		if r.Recording != s.Recording.HLS {
+			t.Errorf("%s's page links the recording at %q, want %q", player, r.Recording, s.Recording.HLS)
 		}
 	}
 	d, ok := got["dashboard"]

@@ -442,6 +442,9 @@ func (s *Server) publicStatus(id string) (web.Status, bool) {
 	in := st.Info()
 	v := s.countViewers(st)
 	out := web.Status{ID: in.ID, Name: in.Name, Status: in.Status.String(), Viewers: v.WebRTC + v.LLHLS + v.DASH}
+	if in.Record {
+		out.Recording, _ = api.RecordingURLs(s.public, in.ID)
+	}
 	if t := in.Stats.Tracks; t != nil && t.Video != nil {
 		out.Width, out.Height = t.Video.Width, t.Video.Height
 	}

@@ -40,6 +40,9 @@ type Status struct {
 	FPS     float64 `json:"fps,omitempty"`
 	Bitrate int64   `json:"bitrate,omitempty"`
 	Viewers int     `json:"viewers"` // on every protocol
+	// Recording is the stream's recording (its HLS playlist), when it is
+	// recorded.
+	Recording string `json:"recording,omitempty"`
 }
 
 // Lookup returns the public status of a stream that can be watched.

@@ -37,7 +37,8 @@ async function watch(name, page, span = 3, deadlineMs = 30000) {
         error: v.error ? v.error.message : null,
         audio: !!(src && src.getAudioTracks().length > 0) || (v.webkitAudioDecodedByteCount || 0) > 0,
         protocol: g.protocol || null, latencyMs: g.latencyMs == null ? null : g.latencyMs,
-        fallbacks: g.fallbacks || [], status: g.status || null };
+        fallbacks: g.fallbacks || [], status: g.status || null,
+        recording: document.getElementById('recording') ? document.getElementById('recording').href : null };
     });
     if (last && last.ready >= 2 && last.w > 0) {
       if (!first) first = last;
@@ -49,7 +50,8 @@ async function watch(name, page, span = 3, deadlineMs = 30000) {
   const played = first && last ? last.t - first.t : 0;
   console.log(JSON.stringify({ player: name, played, width: last && last.w, height: last && last.h,
     audio: !!(last && last.audio), protocol: last && last.protocol, latencyMs: last && last.latencyMs,
-    fallbacks: last && last.fallbacks, status: last && last.status, error: last && last.error, pageErrors: errors }));
+    fallbacks: last && last.fallbacks, status: last && last.status, recording: last && last.recording,
+    error: last && last.error, pageErrors: errors }));
 }
 
 try {

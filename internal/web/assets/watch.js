@@ -177,6 +177,15 @@ function glasscastWatch(urls) {
       if (s.bitrate) { parts.push((s.bitrate / 1000).toFixed(0) + ' kbit/s'); }
       parts.push((s.viewers || 0) + ' viewer' + (s.viewers === 1 ? '' : 's'));
       info.textContent = parts.join(' · ');
+      if (s.recording) {
+        // Recorded: the recording plays as it grows, and as a whole once
+        // the stream has ended.
+        var a = document.getElementById('recording') || document.createElement('a');
+        a.id = 'recording';
+        a.href = s.recording;
+        a.textContent = s.status === 'ended' ? ' · the recording' : ' · recording';
+        info.appendChild(a);
+      }
     }).catch(function () {}).finally(function () { setTimeout(poll, 2000); });
   }
   poll();
