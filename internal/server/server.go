@@ -430,8 +430,15 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // countViewers counts a stream's viewers by protocol.
 func (s *Server) countViewers(st *live.Stream) api.Viewers {
-	hls, dash := s.viewers.count(st.Info().ID)
-	return api.Viewers{WebRTC: s.rtc.Viewers(st.Hub()), LLHLS: hls, DASH: dash}
+	hls, dash := s.viewers.count(st.ID())
+	v := api.Viewers{WebRTC: s.rtc.Viewers(st.Hub()), LLHLS: hls, DASH: dash}
+	// A player on an ABR rung is the stream's viewer too; a client that
+	// fetched from several rungs in the window is counted on each.
+	for _, r := range st.Packager().Variants() {
+		hls, dash := s.viewers.count(r.ID)
+		v.LLHLS, v.DASH = v.LLHLS+hls, v.DASH+dash
+	}
+	return v
 }
 
 func (s *Server) publicStatus(id string) (web.Status, bool) {
