@@ -57,7 +57,8 @@ type Manager struct {
 	running map[string]bool
 }
 
-// New makes a manager; Attach hooks it to the registry.
+// New makes a manager and hooks it to the registry: every stream that goes
+// live gets a ladder.
 func New(cfg Config, reg *live.Registry, log *slog.Logger) *Manager {
 	if len(cfg.Ladder) == 0 {
 		cfg.Ladder = DefaultLadder
@@ -70,7 +71,9 @@ func New(cfg Config, reg *live.Registry, log *slog.Logger) *Manager {
 
 // Close stops every ladder.
 func (m *Manager) Close() {
-	m.cancel()
+	m.mu.Lock()
+	m.cancel() // under mu: no ladder starts after this
+	m.mu.Unlock()
 	m.wg.Wait()
 }
 
