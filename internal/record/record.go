@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,8 +65,9 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu   sync.Mutex
-	recs map[string]*Recording
+	mu       sync.Mutex
+	recs     map[string]*Recording
+	mp4Cache map[string]*mp4Index // by id and segment count
 }
 
 // SetRetention changes the retention limits; the next Prune applies them.
@@ -158,7 +160,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("recordings directory: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{cfg: cfg, log: log, ctx: ctx, cancel: cancel, recs: map[string]*Recording{}}
+	s := &Store{cfg: cfg, log: log, ctx: ctx, cancel: cancel, recs: map[string]*Recording{}, mp4Cache: map[string]*mp4Index{}}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		cancel()
@@ -662,6 +664,11 @@ func (s *Store) Delete(id string) error {
 		return ErrBusy
 	}
 	delete(s.recs, id)
+	for k := range s.mp4Cache {
+		if strings.HasPrefix(k, id+"/") {
+			delete(s.mp4Cache, k)
+		}
+	}
 	s.mu.Unlock()
 	return os.RemoveAll(r.dir)
 }

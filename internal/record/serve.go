@@ -251,8 +251,9 @@ func (sn *snapshot) mediaPlaylist(name string) (string, bool) {
 	return b.String(), true
 }
 
-// serveMP4 answers /recordings/{id}.mp4: one fragmented MP4 with every track,
-// composed from the recording's files as it is read.
+// serveMP4 answers /recordings/{id}.mp4: one MP4 with every track, composed
+// from the recording's files as it is read: progressive (see progressive.go),
+// or fragmented past 4 GiB.
 func (s *Store) serveMP4(w http.ResponseWriter, r *http.Request) {
 	if !cmaf.Preflight(w, r) {
 		return
@@ -271,11 +272,12 @@ func (s *Store) serveMP4(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the recording is still being written; its HLS playlist plays already", http.StatusConflict)
 		return
 	}
-	m, err := snap.mp4()
+	idx, err := s.mp4Index(id, snap)
 	if err != nil {
 		http.Error(w, "the recording has no media: "+err.Error(), http.StatusNotFound)
 		return
 	}
+	m := &mp4Reader{mp4Index: idx, files: map[string]*os.File{}}
 	defer m.Close()
 	h := w.Header()
 	h.Set("Content-Type", "video/mp4")
@@ -284,7 +286,36 @@ func (s *Store) serveMP4(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, m)
 }
 
-// MP4 composition. Each stored fragment is a moof+mdat of track 1 written by
+// mp4Index builds, or finds in the cache, how a finished recording's MP4 is
+// laid out. Players ask for many ranges of the same file.
+func (s *Store) mp4Index(id string, snap snapshot) (*mp4Index, error) {
+	key := fmt.Sprintf("%s/%d", id, len(snap.segs))
+	s.mu.Lock()
+	idx, ok := s.mp4Cache[key]
+	s.mu.Unlock()
+	if ok {
+		return idx, nil
+	}
+	idx, err := snap.progressive()
+	if errors.Is(err, errTooLarge) {
+		idx, err = snap.mp4()
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.mp4Cache) >= 8 {
+		for k := range s.mp4Cache {
+			delete(s.mp4Cache, k)
+			break
+		}
+	}
+	s.mp4Cache[key] = idx
+	s.mu.Unlock()
+	return idx, nil
+}
+
+// Fragmented composition. Each stored fragment is a moof+mdat of track 1 written by
 // package cmaf, whose layout fixes where its numbers are: mfhd's sequence
 // number at byte 20 and tfhd's track ID at byte 44. The MP4 rewrites those
 // two as it reads.
@@ -296,23 +327,30 @@ const (
 type piece struct {
 	at    int64 // offset in the composed file
 	size  int64
-	mem   []byte // the initialization, or nil
+	mem   []byte // the header, or nil
 	path  string
 	off   int64 // in the file
+	raw   bool  // copied as it is (no moof numbers to rewrite)
 	seq   uint32
 	track uint32
 }
 
-type mp4Reader struct {
+// mp4Index is an MP4's layout: its pieces, in order.
+type mp4Index struct {
 	pieces []piece
 	size   int64
-	pos    int64
+}
+
+// mp4Reader reads an index's bytes for one request.
+type mp4Reader struct {
+	*mp4Index
+	pos int64
 
 	mu    sync.Mutex
 	files map[string]*os.File
 }
 
-func (sn *snapshot) mp4() (*mp4Reader, error) {
+func (sn *snapshot) mp4() (*mp4Index, error) {
 	if len(sn.segs) == 0 {
 		return nil, errors.New("no segments")
 	}
@@ -338,7 +376,7 @@ func (sn *snapshot) mp4() (*mp4Reader, error) {
 	if err := init.Marshal(&buf); err != nil {
 		return nil, err
 	}
-	m := &mp4Reader{files: map[string]*os.File{}}
+	m := &mp4Index{}
 	m.add(piece{mem: buf.Bytes(), size: int64(len(buf.Bytes()))})
 	seq := uint32(1)
 	for _, sr := range sn.segs {
@@ -359,7 +397,7 @@ func (sn *snapshot) mp4() (*mp4Reader, error) {
 	return m, nil
 }
 
-func (m *mp4Reader) add(p piece) {
+func (m *mp4Index) add(p piece) {
 	p.at = m.size
 	m.pieces = append(m.pieces, p)
 	m.size += p.size
@@ -410,8 +448,10 @@ func (m *mp4Reader) Read(b []byte) (int, error) {
 		if _, err := f.ReadAt(b, p.off+rel); err != nil {
 			return 0, fmt.Errorf("recording file %s: %w", filepath.Base(p.path), err)
 		}
-		patch(b, rel, mfhdSeqAt, p.seq)
-		patch(b, rel, tfhdTrackAt, p.track)
+		if !p.raw {
+			patch(b, rel, mfhdSeqAt, p.seq)
+			patch(b, rel, tfhdTrackAt, p.track)
+		}
 	}
 	m.pos += int64(n)
 	return n, nil

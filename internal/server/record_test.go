@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -167,6 +168,20 @@ func TestRecordingAcrossReconnect(t *testing.T) {
 	}
 	if mp4Dur < hlsDur-0.2 || mp4Dur > hlsDur+gap.Seconds()+1.5 {
 		t.Fatalf("MP4 lasts %.2f s; HLS %.2f s and the gap %.2f s", mp4Dur, hlsDur, gap.Seconds())
+	}
+	// A progressive MP4: ftyp, moov with every sample, one mdat.
+	_, whole := fetch(t, s.Recording.MP4)
+	var boxes []string
+	for b := whole; len(b) >= 8; {
+		size := int(binary.BigEndian.Uint32(b[:4]))
+		boxes = append(boxes, string(b[4:8]))
+		if size < 8 || size > len(b) {
+			t.Fatalf("a broken box %q of %d bytes in the MP4 (%d left)", b[4:8], size, len(b))
+		}
+		b = b[size:]
+	}
+	if strings.Join(boxes, ",") != "ftyp,moov,mdat" {
+		t.Fatalf("the MP4's boxes: %v", boxes)
 	}
 	// Ranges work (players and download managers use them).
 	req, _ := http.NewRequest("GET", s.Recording.MP4, nil)
