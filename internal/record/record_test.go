@@ -180,3 +180,30 @@ func BenchmarkRecord(b *testing.B) {
 	b.SetBytes(int64(total / b.N))
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/32e6, "ms/media-second")
 }
+
+// BenchmarkMP4Layout measures what the first request for a recording's MP4
+// costs: reading every stored fragment's moof and laying out the
+// progressive file, per minute of media (later requests hit the cache).
+func BenchmarkMP4Layout(b *testing.B) {
+	s, err := record.Open(record.Config{Dir: b.TempDir()}, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	p := cmaf.New(cmaf.Config{})
+	if err := s.Start("feed01", "bench", p); err != nil {
+		b.Fatal(err)
+	}
+	feed(b, p, 15) // two minutes
+	p.Close()
+	rec, _ := s.Get("feed01")
+	<-rec.Done()
+	minutes := rec.Info().Duration.Minutes()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := record.MP4Layout(s, "feed01"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/minutes, "ms/media-minute")
+}
