@@ -208,16 +208,8 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 	if err != nil {
 		return err
 	}
-	var stderr strings.Builder
-	var emu sync.Mutex
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
-		emu.Lock()
-		defer emu.Unlock()
-		if stderr.Len() < 4096 {
-			stderr.Write(p)
-		}
-		return len(p), nil
-	})
+	var stderr restream.TailBuffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -234,9 +226,7 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 	if errors.Is(ferr, restream.ErrTracksChanged) {
 		return ferr
 	}
-	emu.Lock()
 	msg := strings.TrimSpace(stderr.String())
-	emu.Unlock()
 	if msg != "" {
 		return errors.New("ffmpeg: " + msg)
 	}
@@ -276,7 +266,3 @@ func readMedia(ctx context.Context, r *stream.Reader) (*stream.Unit, error) {
 		}
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -127,20 +127,25 @@ type streamInfo struct {
 }
 
 func (s *server) createStream(name string, record ...bool) (*streamInfo, error) {
-	body, _ := json.Marshal(map[string]any{"name": name, "record": len(record) > 0 && record[0]})
-	req, _ := http.NewRequest("POST", s.httpURL+"/api/v1/streams", bytes.NewReader(body))
+	var st streamInfo
+	return &st, s.postJSON("/api/v1/streams", map[string]any{"name": name, "record": len(record) > 0 && record[0]}, &st)
+}
+
+// postJSON creates an admin API resource (201) and reads it into out.
+func (s *server) postJSON(path string, body, out any) error {
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", s.httpURL+path, bytes.NewReader(b))
 	req.Header.Set("Authorization", "Bearer "+benchToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("create stream: %d %s", resp.StatusCode, b)
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, msg)
 	}
-	var st streamInfo
-	return &st, json.NewDecoder(resp.Body).Decode(&st)
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func (s *server) getStream(id string) (*streamInfo, error) {

@@ -3,9 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -34,20 +32,8 @@ type outputInfo struct {
 }
 
 func (s *server) addOutput(streamID string, body map[string]any) (*outputInfo, error) {
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest("POST", s.httpURL+"/api/v1/streams/"+streamID+"/outputs", bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+benchToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		msg, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("add output: %d %s", resp.StatusCode, msg)
-	}
 	var o outputInfo
-	return &o, json.NewDecoder(resp.Body).Decode(&o)
+	return &o, s.postJSON("/api/v1/streams/"+streamID+"/outputs", body, &o)
 }
 
 func (s *server) outputs(streamID string) ([]outputInfo, error) {

@@ -622,23 +622,15 @@ func (p *Plane) managedByID(streamID string) (*User, *managedStream) {
 // ManagedStream returns the media stream of managed stream streamID, which
 // app pkg must be a viewer of: what the restream routes act on.
 func (p *Plane) ManagedStream(streamID, pkg string) (*live.Stream, error) {
-	u, ms := p.managedByID(streamID)
-	if ms == nil {
-		return nil, ErrNoManagedStream
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.managed != ms || ms.ended {
-		return nil, ErrNoManagedStream
-	}
-	if !ms.viewers[pkg] {
-		return nil, ErrNotViewer
-	}
-	return ms.st, nil
+	return p.managedMedia(streamID, pkg, true)
 }
 
 // ManagedMedia returns the media stream of managed stream streamID.
 func (p *Plane) ManagedMedia(streamID string) (*live.Stream, error) {
+	return p.managedMedia(streamID, "", false)
+}
+
+func (p *Plane) managedMedia(streamID, pkg string, viewer bool) (*live.Stream, error) {
 	u, ms := p.managedByID(streamID)
 	if ms == nil {
 		return nil, ErrNoManagedStream
@@ -647,6 +639,9 @@ func (p *Plane) ManagedMedia(streamID string) (*live.Stream, error) {
 	defer u.mu.Unlock()
 	if u.managed != ms || ms.ended {
 		return nil, ErrNoManagedStream
+	}
+	if viewer && !ms.viewers[pkg] {
+		return nil, ErrNotViewer
 	}
 	return ms.st, nil
 }

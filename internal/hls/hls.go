@@ -83,16 +83,13 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, p *c
 func variantsInf(p *cmaf.Packager) string {
 	var b strings.Builder
 	var audio *cmaf.Track
+	audioBW := 0
 	p.View(func(v *cmaf.View) {
 		if i := v.Init.Track("audio"); i >= 0 {
 			t := v.Init.Tracks[i]
-			audio = &t
+			audio, audioBW = &t, v.Bandwidth["audio"]
 		}
 	})
-	audioBW := 0
-	if audio != nil {
-		p.View(func(v *cmaf.View) { audioBW = v.Bandwidth["audio"] })
-	}
 	for _, vr := range p.Variants() {
 		vr.P.View(func(v *cmaf.View) {
 			i := v.Init.Track("video")

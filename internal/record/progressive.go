@@ -1,7 +1,6 @@
 package record
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/pmp4"
 )
 
@@ -44,16 +42,12 @@ func (sn *snapshot) progressive() (*mp4Index, error) {
 	starts := make([]uint64, len(in.Tracks))
 	ends := make([]uint64, len(in.Tracks))
 	started := make([]bool, len(in.Tracks))
+	tracks, err := sn.initTracks(first)
+	if err != nil {
+		return nil, err
+	}
 	for i, t := range in.Tracks {
-		b, err := os.ReadFile(filepath.Join(sn.dir, initFile(t.Name, first)))
-		if err != nil {
-			return nil, err
-		}
-		var one fmp4.Init
-		if err := one.Unmarshal(bytes.NewReader(b)); err != nil || len(one.Tracks) != 1 {
-			return nil, fmt.Errorf("initialization of %s: %v", t.Name, err)
-		}
-		pres.Tracks = append(pres.Tracks, &pmp4.Track{ID: i + 1, TimeScale: t.Timescale, Codec: one.Tracks[0].Codec})
+		pres.Tracks = append(pres.Tracks, &pmp4.Track{ID: tracks[i].ID, TimeScale: t.Timescale, Codec: tracks[i].Codec})
 		index[t.Name] = i
 	}
 	var total uint64

@@ -286,6 +286,26 @@ func (s *Store) serveMP4(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, m)
 }
 
+// initTracks reads an initialization version's per-track init files, each
+// track numbered by its place (1, 2, …) as a file with every track wants.
+func (sn *snapshot) initTracks(version int) ([]*fmp4.InitTrack, error) {
+	var out []*fmp4.InitTrack
+	for i, t := range sn.inits[version].Tracks {
+		b, err := os.ReadFile(filepath.Join(sn.dir, initFile(t.Name, version)))
+		if err != nil {
+			return nil, err
+		}
+		var one fmp4.Init
+		if err := one.Unmarshal(bytes.NewReader(b)); err != nil || len(one.Tracks) != 1 {
+			return nil, fmt.Errorf("initialization of %s: %v", t.Name, err)
+		}
+		tr := *one.Tracks[0]
+		tr.ID = i + 1
+		out = append(out, &tr)
+	}
+	return out, nil
+}
+
 // mp4Index builds, or finds in the cache, how a finished recording's MP4 is
 // laid out. Players ask for many ranges of the same file.
 func (s *Store) mp4Index(id string, snap snapshot) (*mp4Index, error) {
@@ -355,22 +375,14 @@ func (sn *snapshot) mp4() (*mp4Index, error) {
 		return nil, errors.New("no segments")
 	}
 	first := sn.segs[0].Init
-	in := sn.inits[first]
+	tracks, err := sn.initTracks(first)
+	if err != nil {
+		return nil, err
+	}
 	ids := map[string]uint32{}
-	var init fmp4.Init
-	for i, t := range in.Tracks {
-		b, err := os.ReadFile(filepath.Join(sn.dir, initFile(t.Name, first)))
-		if err != nil {
-			return nil, err
-		}
-		var one fmp4.Init
-		if err := one.Unmarshal(bytes.NewReader(b)); err != nil || len(one.Tracks) != 1 {
-			return nil, fmt.Errorf("initialization of %s: %v", t.Name, err)
-		}
-		tr := *one.Tracks[0]
-		tr.ID = i + 1
+	init := fmp4.Init{Tracks: tracks}
+	for i, t := range sn.inits[first].Tracks {
 		ids[t.Name] = uint32(i + 1)
-		init.Tracks = append(init.Tracks, &tr)
 	}
 	var buf seekablebuffer.Buffer
 	if err := init.Marshal(&buf); err != nil {

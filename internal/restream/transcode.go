@@ -43,7 +43,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	if err != nil {
 		return err
 	}
-	var stderr tailBuffer
+	var stderr TailBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return errPermanent{fmt.Errorf("ffmpeg: %w", err)}
@@ -195,13 +195,14 @@ func redactArgs(args []string) []string {
 	return out
 }
 
-// tailBuffer keeps the last 4 KiB written to it.
-type tailBuffer struct {
+// TailBuffer keeps the last 4 KiB written to it: a helper process's
+// stderr, for its last error.
+type TailBuffer struct {
 	mu  sync.Mutex
 	buf []byte
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
@@ -211,7 +212,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *TailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
