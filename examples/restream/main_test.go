@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/testenv"
 	"github.com/glasscast/glasscast/sdk"
 )
@@ -20,7 +21,8 @@ import (
 // the platform's stream goes live, and "stop restream" takes it off.
 func TestRestreamExample(t *testing.T) {
 	const pkg = "com.example.restream"
-	env, err := testenv.Start(nil, pkg)
+	// The test's "platform" is a glasscast on loopback, which apps may reach only when allowed.
+	env, err := testenv.Start(func(c *config.Config) { c.RestreamAllow = []string{"127.0.0.0/8"} }, pkg)
 	if err != nil {
 		t.Fatal(err)
 	}

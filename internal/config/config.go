@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -45,6 +46,9 @@ type Config struct {
 
 	ABR        bool   `yaml:"abr"`
 	RestreamCA string `yaml:"restreamCa"`
+	// RestreamAllow lists the internal networks (CIDRs) apps' outputs may
+	// reach; every other loopback, private or link-local address is refused.
+	RestreamAllow []string `yaml:"restreamAllow"`
 
 	RecordManaged  bool          `yaml:"recordManaged"`
 	RecordMaxAge   time.Duration `yaml:"recordMaxAge"`
@@ -254,6 +258,7 @@ var options = []option{
 	list("stun", "STUN servers for WebRTC, comma-separated stun:host:port", func(c *Config) *[]string { return &c.STUN }),
 	str("ffmpeg", "ffmpeg for WebRTC's Opus audio and thumbnails: a path, empty to look for it, or off", func(c *Config) *string { return &c.FFmpeg }),
 	str("restream-ca", "PEM file of CA certificates rtmps:// outputs trust besides the system's", func(c *Config) *string { return &c.RestreamCA }),
+	list("restream-allow", "internal networks apps' outputs may reach all the same, comma-separated CIDRs (loopback, private and link-local addresses are refused otherwise)", func(c *Config) *[]string { return &c.RestreamAllow }),
 	boolean("abr", "adaptive bitrate: an ffmpeg ladder (480p, 360p) beside every stream's source, in LL-HLS and DASH", func(c *Config) *bool { return &c.ABR }),
 	boolean("record-managed", "record managed streams (the Streams API records when asked)", func(c *Config) *bool { return &c.RecordManaged }),
 	dur("record-max-age", "remove recordings older than this (0 keeps them)", func(c *Config) *time.Duration { return &c.RecordMaxAge }),
@@ -419,6 +424,13 @@ func (c *Config) Validate() []error {
 	for _, s := range c.STUN {
 		if !strings.HasPrefix(s, "stun:") && !strings.HasPrefix(s, "stuns:") {
 			bad("stun: %q is not a stun: URL", s)
+		}
+	}
+	for _, s := range c.RestreamAllow {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			if _, err := netip.ParseAddr(s); err != nil {
+				bad("restream-allow: %q is not a CIDR or an address", s)
+			}
 		}
 	}
 	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,9 @@ type Config struct {
 	MeasureTimeout time.Duration
 	// TLS configures rtmps:// outputs (nil: the system's roots).
 	TLS *tls.Config
+	// Allow lists the internal networks apps' outputs may reach all the
+	// same (see Internal); the admin's outputs go anywhere.
+	Allow []netip.Prefix
 }
 
 func (c *Config) setDefaults() {
@@ -429,11 +433,7 @@ func (o *Output) run(ctx context.Context) {
 		if time.Since(started) > 30*time.Second {
 			wait = o.m.cfg.BackoffMin // it had been working: start the backoff again
 		}
-		msg := "the destination hung up"
-		if err != nil {
-			msg = err.Error()
-		}
-		o.setStatus(StatusReconnecting, msg)
+		o.setStatus(StatusReconnecting, o.errorText(err))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -444,6 +444,34 @@ func (o *Output) run(ctx context.Context) {
 		wait = min(2*wait, o.m.cfg.BackoffMax)
 	}
 }
+
+// errorText is what an output's status says of a failure. An app is told
+// only which stage failed: the raw error (a refused port, a TLS alert, an
+// HTTP server's answer) would make outputs a scanner of the networks
+// glasscast can reach. The operator reads it in the log and in the admin's
+// own outputs.
+func (o *Output) errorText(err error) string {
+	if err == nil {
+		return "the destination hung up"
+	}
+	if o.owner == "admin" {
+		return err.Error()
+	}
+	o.m.log.Info("output failed", "stream", o.stream, "output", o.id, "by", o.owner, "err", err)
+	var ce connectError
+	switch {
+	case errors.As(err, &ce):
+		return genericError
+	case strings.HasPrefix(err.Error(), "ffmpeg"):
+		return "the transcoder failed"
+	}
+	return "the connection to the destination was lost"
+}
+
+// connectError is a failure to reach or open a destination.
+type connectError struct{ error }
+
+func (e connectError) Unwrap() error { return e.error }
 
 // ErrTracksChanged ends a connection whose source changed its parameters.
 var ErrTracksChanged = errors.New("the source changed its tracks")

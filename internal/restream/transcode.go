@@ -21,7 +21,9 @@ import (
 // transcode pushes through ffmpeg, which re-encodes the tracks that break
 // the profile (libx264 at a fixed frame rate, a keyframe every KeyInterval,
 // CBR; AAC 128 kbit/s stereo) and copies the others. glasscast feeds it FLV
-// on stdin from the output's queue and follows its progress on stdout.
+// on stdin from the output's queue and reads FLV back from its stdout, which
+// it publishes itself: ffmpeg opens no connection and never sees the
+// destination's URL.
 func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	r := o.hub.NewReader("output "+o.id, o.m.cfg.Queue)
 	defer r.Close()
@@ -48,30 +50,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	if err := cmd.Start(); err != nil {
 		return errPermanent{fmt.Errorf("ffmpeg: %w", err)}
 	}
-	o.m.log.Debug("output transcoding", "output", o.id, "args", strings.Join(redactArgs(args), " "))
-
-	// Progress: active once bytes reach the destination.
-	progress := make(chan struct{})
-	go func() {
-		defer close(progress)
-		sc := bufio.NewScanner(stdout)
-		var total uint64
-		for sc.Scan() {
-			k, v, _ := strings.Cut(sc.Text(), "=")
-			if k != "total_size" {
-				continue
-			}
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil || n <= total {
-				continue
-			}
-			if total == 0 {
-				o.setStatus(StatusActive, "")
-			}
-			o.addBytes(n-total, time.Now())
-			total = n
-		}
-	}()
+	o.m.log.Debug("output transcoding", "output", o.id, "args", strings.Join(args, " "))
 
 	// Feed: FLV from the queue. A slow ffmpeg fills the pipe and then the
 	// queue, which drops to the next keyframe; nothing waits upstream.
@@ -82,15 +61,18 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 		cancel() // ends ffmpeg if it is still running
 	}()
 
-	waitErr := cmd.Wait()
+	sendErr := o.relay(cctx, stdout, tracks)
 	cancel()
-	<-progress
+	io.Copy(io.Discard, stdout)
+	waitErr := cmd.Wait()
 	ferr := <-feedErr
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(ferr, ErrTracksChanged), errors.Is(ferr, errStreamEnded):
 		return ferr
+	case sendErr != nil && !errors.Is(sendErr, io.EOF) && !errors.Is(sendErr, errFFmpegOutput):
+		return sendErr // the destination's side failed
 	}
 	msg := strings.TrimSpace(stderr.String())
 	if msg == "" && waitErr != nil {
@@ -100,6 +82,62 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 		msg = "ffmpeg ended"
 	}
 	return errors.New("ffmpeg: " + lastLine(msg))
+}
+
+// errFFmpegOutput marks a failure to read what ffmpeg wrote (its own error
+// is on its stderr).
+var errFFmpegOutput = errors.New("ffmpeg's output ended")
+
+// relay publishes the FLV ffmpeg writes: it connects once ffmpeg has given
+// the configuration of every track the source has.
+func (o *Output) relay(ctx context.Context, out io.Reader, src *stream.Tracks) error {
+	fr, err := newFLVReader(out)
+	if err != nil {
+		return errFFmpegOutput
+	}
+	var d *destination
+	defer func() {
+		if d != nil {
+			d.close()
+		}
+	}()
+	var pending []*stream.Unit
+	for {
+		u, err := fr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || ctx.Err() != nil {
+				return errFFmpegOutput
+			}
+			return errPermanent{fmt.Errorf("ffmpeg's output: %w", err)}
+		}
+		if d == nil {
+			if u != nil {
+				if len(pending) >= 64 {
+					return errPermanent{errors.New("ffmpeg's output: media before the configuration of every track")}
+				}
+				pending = append(pending, u)
+			}
+			if (src.Video != nil && fr.tracks.Video == nil) || (src.Audio != nil && fr.tracks.Audio == nil) {
+				continue
+			}
+			t := fr.tracks
+			if d, err = o.connect(ctx, &t); err != nil {
+				return err
+			}
+			for _, p := range pending {
+				if err := d.write(p, 0); err != nil {
+					return err
+				}
+			}
+			pending = nil
+			continue
+		}
+		if u != nil {
+			if err := d.write(u, 0); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 func lastLine(s string) string {
@@ -142,7 +180,7 @@ func FeedFLV(ctx context.Context, w io.Writer, r *stream.Reader, first *stream.U
 // ffmpegArgs builds the transcoding command.
 func (o *Output) ffmpegArgs(t *stream.Tracks, st stream.Stats, video, audio bool) []string {
 	p := o.profile
-	args := []string{"-hide_banner", "-loglevel", "error", "-nostats", "-progress", "pipe:1", "-stats_period", "0.5",
+	args := []string{"-hide_banner", "-loglevel", "error", "-nostats",
 		"-fflags", "+genpts", "-f", "flv", "-i", "pipe:0"}
 	if t.Video != nil {
 		if video {
@@ -184,15 +222,7 @@ func (o *Output) ffmpegArgs(t *stream.Tracks, st stream.Stats, video, audio bool
 			args = append(args, "-c:a", "copy")
 		}
 	}
-	return append(args, "-f", "flv", o.url)
-}
-
-func redactArgs(args []string) []string {
-	out := append([]string(nil), args...)
-	if n := len(out); n > 0 {
-		out[n-1] = Redact(out[n-1])
-	}
-	return out
+	return append(args, "-flvflags", "no_duration_filesize", "-f", "flv", "pipe:1")
 }
 
 // TailBuffer keeps the last 4 KiB written to it: a helper process's

@@ -294,7 +294,7 @@ func TestMentraSDKRestream(t *testing.T) {
 	const pkg = "com.example.restream"
 	ng := startNginx(t)
 	port := freePort(t)
-	h := compatWorld(t, map[string]int{pkg: port}, nil)
+	h := compatWorld(t, map[string]int{pkg: port}, allowLoopback)
 	app := runNodeApp(t, "restream.mjs", pkg, "compat-key-"+pkg, port, "RESTREAM_URL="+ng.url("social"))
 	connectGlasses(t, h, "ola@example.com")
 	startFor(t, h, "ola@example.com", pkg)

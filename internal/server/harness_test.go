@@ -35,6 +35,8 @@ type harness struct {
 	srv  *server.Server
 	base string
 	stop func()
+	// log keeps the end of the server's log.
+	log *logTail
 }
 
 // start runs a server on 127.0.0.1:0 and stops it (checking for leaked
@@ -54,11 +56,13 @@ func start(t *testing.T, tweak func(*config.Config)) *harness {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	var logOut io.Writer = os.Stderr
-	if os.Getenv("GLASSCAST_TEST_LOG") == "" {
-		// Kept, and shown only if the test fails.
-		tail := &logTail{}
-		logOut = tail
+	// Kept, and shown only if the test fails (or as it is written, with
+	// GLASSCAST_TEST_LOG set).
+	tail := &logTail{}
+	var logOut io.Writer = tail
+	if os.Getenv("GLASSCAST_TEST_LOG") != "" {
+		logOut = io.MultiWriter(tail, os.Stderr)
+	} else {
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("the server's log (last %d KiB):\n%s", logTailMax>>10, tail.String())
@@ -72,7 +76,7 @@ func start(t *testing.T, tweak func(*config.Config)) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	h := &harness{t: t, srv: srv, base: srv.Public()}
+	h := &harness{t: t, srv: srv, base: srv.Public(), log: tail}
 	var once bool
 	h.stop = func() {
 		if once {

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -346,7 +347,7 @@ func TestRestreamTranscodesForPlatform(t *testing.T) {
 		} `json:"packets"`
 	}
 	json.Unmarshal(out, &res)
-	if len(res.Streams) != 1 || res.Streams[0].CodecName != "aac" || res.Streams[0].Channels != 2 || res.Streams[0].SampleRate != "48000" || res.Streams[0].BitRate != "128000" {
+	if len(res.Streams) != 1 || res.Streams[0].CodecName != "aac" || res.Streams[0].Channels != 2 || res.Streams[0].SampleRate != "48000" {
 		t.Fatalf("audio at nginx: %s", out)
 	}
 	var bytesA, secs float64
@@ -380,9 +381,13 @@ func (st *statuses) waitOutputs(t *testing.T, within time.Duration, ok func([]sd
 	}
 }
 
+// allowLoopback lets apps' outputs reach this machine: the tests' RTMP
+// servers listen on loopback.
+func allowLoopback(c *config.Config) { c.RestreamAllow = []string{"127.0.0.0/8", "::1/128"} }
+
 func TestManagedRestream(t *testing.T) {
 	ng := startNginx(t)
-	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
+	w := startWorld(t, []string{"com.example.a", "com.example.b"}, allowLoopback)
 	w.glasses("cy@example.com", nil)
 	a := w.startApp("cy@example.com", "com.example.a")
 	b := w.startApp("cy@example.com", "com.example.b")
@@ -545,5 +550,153 @@ func TestRestreamRTMPS(t *testing.T) {
 	refused := plain.waitOutput(in2.ID, o2.ID, restream.StatusReconnecting, 20*time.Second)
 	if !strings.Contains(refused.Error, "certificate") {
 		t.Fatalf("an untrusted certificate: %+v", refused)
+	}
+}
+
+// TestAppOutputsRefuseInternalAddresses: an app's outputs may not reach the
+// machine glasscast runs on (by address, by a name that resolves to it) and
+// the app learns nothing of what listens there; the operator's allow-list
+// lets them through.
+func TestAppOutputsRefuseInternalAddresses(t *testing.T) {
+	w := startWorld(t, []string{"com.example.a"}, nil)
+	// An RTMP server the outputs must never reach, counting connections.
+	var reached atomic.Int32
+	var lns []net.Listener
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // no IPv6 loopback here
+		}
+		lns = append(lns, ln)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				reached.Add(1)
+				c.Close()
+			}
+		}()
+		t.Cleanup(func() { ln.Close() }) // before the leak check, registered earlier
+	}
+	port := lns[0].Addr().(*net.TCPAddr).Port
+	targets := []string{
+		fmt.Sprintf("rtmp://127.0.0.1:%d/live/a", port),
+		fmt.Sprintf("rtmp://localhost:%d/live/b", port),
+		fmt.Sprintf("rtmp://127.8.9.10:%d/live/c", port),
+	}
+	if len(lns) > 1 {
+		targets = append(targets, fmt.Sprintf("rtmp://[::1]:%d/live/d", lns[1].Addr().(*net.TCPAddr).Port))
+	}
+
+	w.glasses("di@example.com", nil)
+	a := w.startApp("di@example.com", "com.example.a")
+	rec := recordManaged(a)
+	ctx := context.Background()
+	res, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Camera.WaitManagedActive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range targets {
+		if _, err := a.Camera.AddOutput(ctx, res.StreamID, sdk.RestreamDestination{URL: u}); err != nil {
+			t.Fatalf("add %s: %v", u, err)
+		}
+	}
+	m := rec.waitOutputs(t, 20*time.Second, func(o []sdk.OutputStatus) bool {
+		if len(o) != len(targets) {
+			return false
+		}
+		for _, x := range o {
+			if x.Status != restream.StatusReconnecting {
+				return false
+			}
+		}
+		return true
+	})
+	for _, o := range m.Outputs {
+		if o.Error != "could not connect to the destination" {
+			t.Fatalf("the app is told more than that the connection failed: %+v", o)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("%d connections reached the internal listener", n)
+	}
+	if !strings.Contains(w.log.String(), "not allowed") {
+		t.Fatal("the operator's log does not say why the outputs failed")
+	}
+
+	// With the operator's allow-list, an app's output reaches loopback.
+	w2 := startWorld(t, []string{"com.example.a"}, allowLoopback)
+	w2.glasses("ed@example.com", nil)
+	a2 := w2.startApp("ed@example.com", "com.example.a")
+	rec2 := recordManaged(a2)
+	res2, err := a2.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a2.Camera.WaitManagedActive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mirror := w2.create("mirror")
+	if _, err := a2.Camera.AddOutput(ctx, res2.StreamID, sdk.RestreamDestination{URL: mirror.Ingest.RTMPURL}); err != nil {
+		t.Fatal(err)
+	}
+	rec2.waitOutputs(t, 30*time.Second, func(o []sdk.OutputStatus) bool {
+		return len(o) == 1 && o[0].Status == restream.StatusActive
+	})
+	w2.waitStatus(mirror.ID, live.StatusLive, 10*time.Second)
+}
+
+// TestTranscodedOutputVerifiesTLS: an output that ffmpeg transcodes is
+// published by glasscast itself, so RTMPS verifies the destination's
+// certificate (against --restream-ca too) and the destination's key is in
+// no error and no log line.
+func TestTranscodedOutputVerifiesTLS(t *testing.T) {
+	needTool(t, "ffmpeg")
+	dst := start(t, nil)
+	out := dst.create("behind TLS")
+	proxy, ca := tlsProxy(t, dst.srv.RTMPAddr().String())
+	key := out.Ingest.RTMPURL[strings.LastIndex(out.Ingest.RTMPURL, "/")+1:]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Without the CA: refused, and the key is nowhere.
+	plain := start(t, nil)
+	in := plain.create("glasses")
+	publishFFmpeg(t, ctx, in.Ingest.RTMPURL) // 64 kbit/s mono: YouTube's rules want the audio changed
+	plain.waitPlayable(in.Playback.HLS)
+	o := plain.addOutput(in.ID, map[string]any{"url": "rtmps://" + proxy + "/live/" + key, "profile": "youtube"})
+	refused := plain.waitOutput(in.ID, o.ID, restream.StatusReconnecting, 30*time.Second)
+	if !strings.Contains(refused.Error, "certificate") || !strings.HasPrefix(refused.Mode, "transcode") {
+		t.Fatalf("a transcoded output to an untrusted certificate: %+v", refused)
+	}
+	if strings.Contains(refused.Error, key) || strings.Contains(plain.log.String(), key) {
+		t.Fatal("the destination's key is in the output's error or the log")
+	}
+	if dst.get(out.ID).Status != live.StatusIdle {
+		t.Fatal("the destination received a stream over an unverified connection")
+	}
+
+	// With it: published, and the destination plays.
+	src := start(t, func(c *config.Config) { c.RestreamCA = ca })
+	in2 := src.create("glasses")
+	publishFFmpeg(t, ctx, in2.Ingest.RTMPURL)
+	src.waitPlayable(in2.Playback.HLS)
+	o2 := src.addOutput(in2.ID, map[string]any{"url": "rtmps://" + proxy + "/live/" + key, "profile": "youtube"})
+	active := src.waitOutput(in2.ID, o2.ID, restream.StatusActive, 40*time.Second)
+	if active.Mode != "transcode audio" {
+		t.Fatalf("mode: %+v", active)
+	}
+	dst.waitPlayable(out.Playback.HLS)
+	a := findStream(probe(t, out.Playback.HLS), "audio")
+	if a == nil || a.Channels != 2 {
+		t.Fatalf("the destination's audio after the transcode: %+v", a)
+	}
+	if strings.Contains(src.log.String(), key) {
+		t.Fatal("the destination's key is in the log")
 	}
 }

@@ -105,6 +105,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath()}
+	if rcfg.Allow, err = restream.ParseAllow(cfg.RestreamAllow); err != nil {
+		s.recs.Close()
+		s.store.Close()
+		return nil, fmt.Errorf("restream-allow: %w", err)
+	}
 	if cfg.RestreamCA != "" {
 		pool, err := x509.SystemCertPool()
 		if err != nil {
