@@ -185,8 +185,9 @@ func announceDemo(ctx context.Context, srv *server.Server, stdout io.Writer) {
 			continue
 		}
 		fmt.Fprintf(stdout, "\n  Demo: the app dev.glasscast.demo asked simulated Mentra Live glasses for a managed stream,\n")
-		fmt.Fprintf(stdout, "  and it is live. Watch it: %s/watch/%s\n", srv.Public(), id)
-		fmt.Fprintf(stdout, "  LL-HLS: %s/hls/%s/index.m3u8   DASH: %s/dash/%s/manifest.mpd\n\n", srv.Public(), id, srv.Public(), id)
+		g := srv.DemoGrant()
+		fmt.Fprintf(stdout, "  and it is live. Watch it: %s/watch/%s\n", srv.Public(), g)
+		fmt.Fprintf(stdout, "  LL-HLS: %s/hls/%s/index.m3u8   DASH: %s/dash/%s/manifest.mpd\n\n", srv.Public(), g, srv.Public(), g)
 		return
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/record"
 	"github.com/glasscast/glasscast/internal/restream"
@@ -33,6 +34,9 @@ type URLs interface {
 	Public() string
 	// RTMPBase is rtmp://HOST:PORT/live/ (the key follows).
 	RTMPBase() string
+	// Grant is the path element of a stream's viewer URLs granting right:
+	// a playback token, or the id of a public stream.
+	Grant(id string, right access.Right) string
 }
 
 // Server serves the API.
@@ -237,6 +241,9 @@ func quote(s string) string {
 type CreateRequest struct {
 	Name   string `json:"name"`
 	Record bool   `json:"record"`
+	// Public streams play by their id alone; the others only with a
+	// playback token, which every URL handed out carries.
+	Public bool `json:"public"`
 }
 
 // DecodeCreate reads and checks a create request body. It is what the API
@@ -280,7 +287,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
-	st, err := s.reg.Create(live.CreateOptions{Name: req.Name, Record: req.Record})
+	st, err := s.reg.Create(live.CreateOptions{Name: req.Name, Record: req.Record, Public: req.Public})
 	switch {
 	case errors.Is(err, live.ErrTooMany):
 		WriteError(w, http.StatusTooManyRequests, CodeLimit, "the server holds as many streams as it is configured to")
@@ -299,6 +306,7 @@ type StreamJSON struct {
 	Name      string          `json:"name,omitempty"`
 	Status    live.Status     `json:"status"`
 	Record    bool            `json:"record"`
+	Public    bool            `json:"public"`
 	Ingest    IngestJSON      `json:"ingest"`
 	Playback  Playback        `json:"playback"`
 	Recording *Recording      `json:"recording,omitempty"`
@@ -351,15 +359,26 @@ type Playback struct {
 	Thumbnail string `json:"thumbnail"`
 }
 
-// PlaybackURLs builds a stream's viewer URLs from the public base.
-func PlaybackURLs(public, id string) Playback {
+// PlaybackURLs builds a stream's viewer URLs from the public base: grant
+// is the path element of the media URLs, watch that of the watch page.
+func PlaybackURLs(public, grant, watch string) Playback {
 	return Playback{
-		HLS:       public + "/hls/" + id + "/index.m3u8",
-		DASH:      public + "/dash/" + id + "/manifest.mpd",
-		WebRTC:    public + "/whep/" + id,
-		Watch:     public + "/watch/" + id,
-		Thumbnail: public + "/thumb/" + id + ".jpg",
+		HLS:       public + "/hls/" + grant + "/index.m3u8",
+		DASH:      public + "/dash/" + grant + "/manifest.mpd",
+		WebRTC:    public + "/whep/" + grant,
+		Watch:     public + "/watch/" + watch,
+		Thumbnail: public + "/thumb/" + grant + ".jpg",
 	}
+}
+
+// StreamPlayback builds the viewer URLs urls hands out for a stream: the
+// watch page of a recorded stream also grants its recording, which it links.
+func StreamPlayback(urls URLs, id string, recorded bool) Playback {
+	watch := access.Live
+	if recorded {
+		watch |= access.Recording
+	}
+	return PlaybackURLs(urls.Public(), urls.Grant(id, access.Live), urls.Grant(id, watch))
 }
 
 func (s *Server) describe(st *live.Stream) StreamJSON {
@@ -369,8 +388,9 @@ func (s *Server) describe(st *live.Stream) StreamJSON {
 		Name:          in.Name,
 		Status:        in.Status,
 		Record:        in.Record,
+		Public:        in.Public,
 		Ingest:        IngestJSON{RTMPURL: s.urls.RTMPBase() + st.Key()},
-		Playback:      PlaybackURLs(s.urls.Public(), in.ID),
+		Playback:      StreamPlayback(s.urls, in.ID, in.Record),
 		CreatedAt:     in.CreatedAt,
 		LastError:     in.LastError,
 		Playable:      in.Playable && in.Status != live.StatusEnded,
@@ -399,7 +419,7 @@ func (s *Server) describe(st *live.Stream) StreamJSON {
 		out.Outputs = s.Outputs.List(in.ID)
 	}
 	if in.Record {
-		hls, mp4 := RecordingURLs(s.urls.Public(), in.ID)
+		hls, mp4 := RecordingURLs(s.urls.Public(), s.urls.Grant(in.ID, access.Recording))
 		out.Recording = &Recording{HLS: hls, MP4: mp4}
 	}
 	return out

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"github.com/glasscast/glasscast/internal/access"
 	"net/http"
 	"time"
 
@@ -27,8 +28,8 @@ type RecordingJSON struct {
 // RecordingURLs are where a stream's recording plays: the HLS playlist
 // (an EVENT playlist while it is written, VOD after) and the MP4 download
 // (once it is finished).
-func RecordingURLs(public, id string) (hls, mp4 string) {
-	return public + "/recordings/" + id + "/index.m3u8", public + "/recordings/" + id + ".mp4"
+func RecordingURLs(public, grant string) (hls, mp4 string) {
+	return public + "/recordings/" + grant + "/index.m3u8", public + "/recordings/" + grant + ".mp4"
 }
 
 func (s *Server) recordingJSON(in record.Info) RecordingJSON {
@@ -38,7 +39,7 @@ func (s *Server) recordingJSON(in record.Info) RecordingJSON {
 		e := in.EndedAt
 		out.EndedAt = &e
 	}
-	out.HLS, out.MP4 = RecordingURLs(s.urls.Public(), in.ID)
+	out.HLS, out.MP4 = RecordingURLs(s.urls.Public(), s.urls.Grant(in.ID, access.Recording))
 	return out
 }
 

@@ -50,6 +50,11 @@ type Config struct {
 	// reach; every other loopback, private or link-local address is refused.
 	RestreamAllow []string `yaml:"restreamAllow"`
 
+	// PublicPlayback turns playback tokens off: every stream plays by id.
+	PublicPlayback bool `yaml:"publicPlayback"`
+	// PlaybackTTL is how long the tokens in handed-out URLs last.
+	PlaybackTTL time.Duration `yaml:"playbackTtl"`
+
 	RecordManaged  bool          `yaml:"recordManaged"`
 	RecordMaxAge   time.Duration `yaml:"recordMaxAge"`
 	RecordMaxBytes Size          `yaml:"recordMaxBytes"`
@@ -99,6 +104,7 @@ func Default() Config {
 		WebRTCUDP:       ":8189",
 		WebRTCTCP:       ":8189",
 		RecordManaged:   true,
+		PlaybackTTL:     24 * time.Hour,
 		RecordMaxAge:    30 * 24 * time.Hour,
 		RecordMaxBytes:  20 << 30,
 
@@ -260,6 +266,8 @@ var options = []option{
 	str("restream-ca", "PEM file of CA certificates rtmps:// outputs trust besides the system's", func(c *Config) *string { return &c.RestreamCA }),
 	list("restream-allow", "internal networks apps' outputs may reach all the same, comma-separated CIDRs (loopback, private and link-local addresses are refused otherwise)", func(c *Config) *[]string { return &c.RestreamAllow }),
 	boolean("abr", "adaptive bitrate: an ffmpeg ladder (480p, 360p) beside every stream's source, in LL-HLS and DASH", func(c *Config) *bool { return &c.ABR }),
+	boolean("public-playback", "every stream plays by its id alone, with no token (viewer URLs are capabilities otherwise)", func(c *Config) *bool { return &c.PublicPlayback }),
+	dur("playback-ttl", "how long the playback tokens in handed-out viewer URLs last", func(c *Config) *time.Duration { return &c.PlaybackTTL }),
 	boolean("record-managed", "record managed streams (the Streams API records when asked)", func(c *Config) *bool { return &c.RecordManaged }),
 	dur("record-max-age", "remove recordings older than this (0 keeps them)", func(c *Config) *time.Duration { return &c.RecordMaxAge }),
 	size("record-max-bytes", "remove the oldest recordings while they take more than this (0: no limit)", func(c *Config) *Size { return &c.RecordMaxBytes }),
@@ -441,6 +449,9 @@ func (c *Config) Validate() []error {
 		if d < 10*time.Millisecond || d > 24*time.Hour {
 			bad("%s: %v is outside 10ms to 24h", name, d)
 		}
+	}
+	if c.PlaybackTTL < time.Minute || c.PlaybackTTL > 366*24*time.Hour {
+		bad("playback-ttl: %v is outside 1m to 366 days", c.PlaybackTTL)
 	}
 	if c.MaxMissedAcks < 1 || c.MaxMissedAcks > 100 {
 		bad("max-missed-acks: %d is outside 1 to 100", c.MaxMissedAcks)

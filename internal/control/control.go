@@ -17,6 +17,7 @@ package control
 import (
 	"context"
 	"errors"
+	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/restream"
 	"log/slog"
 	"sync"
@@ -71,6 +72,9 @@ type Config struct {
 	Outputs *restream.Manager
 	// PublicURL is the base of the playback URLs handed out.
 	PublicURL string
+	// Grant, when set, is the path element of a media stream's viewer
+	// URLs granting right (a playback token); unset, the stream's id.
+	Grant func(mediaID string, right access.Right) string
 	// RTMPBase is rtmp://HOST:PORT/live/ as the glasses reach glasscast.
 	RTMPBase string
 	// AppWebSocketURL is the /app-ws URL put in session_request webhooks.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glasscast/glasscast/internal/access"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
@@ -134,17 +135,48 @@ type managedStream struct {
 	ka        *keepAlive
 	stopWatch context.CancelFunc
 	timers    []*time.Timer
-	hls, dash string
-	whep      string
-	preview   string
-	thumb     string
-	recording string // the recording's HLS playlist, when recorded
 	ended     bool
 }
 
+// links are a managed stream's viewer URLs.
+type links struct {
+	hls, dash, whep, preview, thumb string
+	recording                       string // the recording's HLS playlist, when recorded
+}
+
+// links builds the viewer URLs handed out now: capabilities whose tokens
+// are the same for every app until they are half used up.
+func (ms *managedStream) links() links {
+	cfg := &ms.u.p.cfg
+	id := ms.st.ID()
+	grant := func(r access.Right) string {
+		if cfg.Grant == nil {
+			return id
+		}
+		return cfg.Grant(id, r)
+	}
+	live, watch := grant(access.Live), access.Live
+	if ms.st.Record() {
+		watch |= access.Recording
+	}
+	l := links{
+		hls:  cfg.PublicURL + "/hls/" + live + "/index.m3u8",
+		dash: cfg.PublicURL + "/dash/" + live + "/manifest.mpd",
+		// WebRTC is always on, so every app gets its URL, asked for or not.
+		whep:    cfg.PublicURL + "/whep/" + live,
+		preview: cfg.PublicURL + "/watch/" + grant(watch),
+		thumb:   cfg.PublicURL + "/thumb/" + live + ".jpg",
+	}
+	if ms.st.Record() {
+		l.recording = cfg.PublicURL + "/recordings/" + grant(access.Recording) + "/index.m3u8"
+	}
+	return l
+}
+
 func (ms *managedStream) statusMsg(status, message string) protocol.ManagedStreamStatus {
-	return protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: status, HLSURL: ms.hls, DASHURL: ms.dash,
-		WebRTCURL: ms.whep, PreviewURL: ms.preview, ThumbnailURL: ms.thumb, RecordingURL: ms.recording, Message: message, StreamID: ms.id}
+	l := ms.links()
+	return protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: status, HLSURL: l.hls, DASHURL: l.dash,
+		WebRTCURL: l.whep, PreviewURL: l.preview, ThumbnailURL: l.thumb, RecordingURL: l.recording, Message: message, StreamID: ms.id}
 }
 
 func (ms *managedStream) sendLocked(pkg string, msg protocol.ManagedStreamStatus) {
@@ -250,15 +282,6 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 	ms := &managedStream{
 		u: u, id: newStreamID("m"), st: st, viewers: map[string]bool{a.pkg: true}, status: statusInitializing,
 		createdAt: time.Now(),
-		hls:       p.cfg.PublicURL + "/hls/" + st.ID() + "/index.m3u8",
-		dash:      p.cfg.PublicURL + "/dash/" + st.ID() + "/manifest.mpd",
-		// WebRTC is always on, so every app gets its URL, asked for or not.
-		whep:    p.cfg.PublicURL + "/whep/" + st.ID(),
-		preview: p.cfg.PublicURL + "/watch/" + st.ID(),
-		thumb:   p.cfg.PublicURL + "/thumb/" + st.ID() + ".jpg",
-	}
-	if st.Record() {
-		ms.recording = p.cfg.PublicURL + "/recordings/" + st.ID() + "/index.m3u8"
 	}
 	u.managed = ms
 	ms.addDestinationsLocked(a.pkg, req.RestreamDestinations)
@@ -589,9 +612,10 @@ func (u *User) statusCheckLocked() protocol.StreamStatusCheckResponse {
 	out := protocol.StreamStatusCheckResponse{Type: protocol.TypeStreamStatusCheckResponse}
 	if ms := u.managed; ms != nil {
 		out.HasActiveStream = true
+		l := ms.links()
 		out.StreamInfo = &protocol.StreamInfo{Type: "managed", StreamID: ms.id, Status: ms.status,
-			CreatedAt: ms.createdAt.UTC().Format(time.RFC3339Nano), HLSURL: ms.hls, DASHURL: ms.dash, WebRTCURL: ms.whep,
-			PreviewURL: ms.preview, ThumbnailURL: ms.thumb, RecordingURL: ms.recording, ActiveViewers: len(ms.viewers)}
+			CreatedAt: ms.createdAt.UTC().Format(time.RFC3339Nano), HLSURL: l.hls, DASHURL: l.dash, WebRTCURL: l.whep,
+			PreviewURL: l.preview, ThumbnailURL: l.thumb, RecordingURL: l.recording, ActiveViewers: len(ms.viewers)}
 	} else if us := u.unmanaged; us != nil {
 		out.HasActiveStream = true
 		out.StreamInfo = &protocol.StreamInfo{Type: "unmanaged", StreamID: us.id, Status: us.status,

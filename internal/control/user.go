@@ -3,8 +3,7 @@ package control
 import (
 	"context"
 	"crypto/rand"
-	"math/big"
-	"strconv"
+	"encoding/hex"
 	"strings"
 	"sync"
 	"time"
@@ -241,17 +240,11 @@ func (u *User) disposeLocked(reason string) {
 	u.p.log.Info("user session ended", "user", u.id, "reason", reason)
 }
 
-// newStreamID makes a short stream id as the real cloud does: a prefix, the
-// last six base-36 digits of the clock in ms and four random ones.
+// newStreamID makes a stream id: a prefix ("m" managed, "s" unmanaged) and
+// 64 random bits, as unguessable as the Streams API's ids (the real cloud's
+// carry about 21 random bits, which an app could probe).
 func newStreamID(prefix string) string {
-	now := strconv.FormatInt(time.Now().UnixMilli(), 36)
-	if len(now) > 6 {
-		now = now[len(now)-6:]
-	}
-	n, _ := rand.Int(rand.Reader, big.NewInt(36*36*36*36))
-	r := strconv.FormatInt(n.Int64(), 36)
-	for len(r) < 4 {
-		r = "0" + r
-	}
-	return prefix + now + r
+	var b [8]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
 }

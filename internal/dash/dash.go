@@ -7,6 +7,7 @@ package dash
 
 import (
 	"fmt"
+	"github.com/glasscast/glasscast/internal/access"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,9 +50,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var variants []Rendition
+	grant := access.Grant(r.Context(), r.PathValue("id"))
 	for _, vr := range p.Variants() {
 		vr.P.View(func(v *cmaf.View) {
 			if rd, ok := renditionOf(vr.ID, v); ok {
+				rd.Path = grant + access.VariantSep + vr.ID
 				variants = append(variants, rd)
 			}
 		})
@@ -64,7 +67,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Rendition is another video rendition of the stream (an ABR rung) on the
 // same timeline, listed as a Representation beside the source's.
 type Rendition struct {
-	ID        string // its stream id: its files are under ../ID/
+	ID        string // its stream id
+	Path      string // the path element its files are under (../Path/), which the source's grant covers
 	Track     cmaf.Track
 	Version   int
 	Bandwidth int
@@ -205,7 +209,7 @@ func writeRendition(b *strings.Builder, in *cmaf.Init, rd Rendition) {
 	}
 	b.WriteString(">\n")
 	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="../%s/%s" media="../%s/%s-$Number$.m4s" startNumber="%d">`+"\n",
-		t.Timescale, cmaf.Ticks(in.Start, t.Timescale), rd.ID, cmaf.InitName(t.Name, rd.Version), rd.ID, t.Name, rd.Entries[0].TS.Seq)
+		t.Timescale, cmaf.Ticks(in.Start, t.Timescale), rd.Path, cmaf.InitName(t.Name, rd.Version), rd.Path, t.Name, rd.Entries[0].TS.Seq)
 	writeTimeline(b, rd.Entries)
 }
 

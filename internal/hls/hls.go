@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glasscast/glasscast/internal/access"
 	"net/http"
 	"strconv"
 	"strings"
@@ -74,13 +75,14 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, p *c
 	}
 	var body string
 	p.View(func(v *cmaf.View) { body = multivariant(v) })
-	body += variantsInf(p)
+	body += variantsInf(p, access.Grant(r.Context(), r.PathValue("id")))
 	writePlaylist(w, r, body)
 }
 
 // variantsInf lists the stream's other renditions (an ABR ladder), each a
-// video playlist of its own stream, with the source's audio.
-func variantsInf(p *cmaf.Packager) string {
+// video playlist of its own stream, with the source's audio, under a path
+// element the source's grant covers.
+func variantsInf(p *cmaf.Packager, grant string) string {
 	var b strings.Builder
 	var audio *cmaf.Track
 	audioBW := 0
@@ -108,7 +110,7 @@ func variantsInf(p *cmaf.Packager) string {
 			if audio != nil {
 				b.WriteString(",AUDIO=\"audio\"")
 			}
-			fmt.Fprintf(&b, "\n../%s/video.m3u8\n", vr.ID)
+			fmt.Fprintf(&b, "\n../%s%s%s/video.m3u8\n", grant, access.VariantSep, vr.ID)
 		})
 	}
 	return b.String()

@@ -159,6 +159,7 @@ type Stream struct {
 	name      string
 	record    bool
 	internal  bool
+	public    bool
 	createdAt time.Time
 	hub       *stream.Hub
 	pkg       *cmaf.Packager
@@ -181,6 +182,8 @@ type CreateOptions struct {
 	// Internal streams (an ABR rendition) are not listed and do not count
 	// against MaxStreams; their hub keeps the publisher's timestamps.
 	Internal bool
+	// Public streams play without a token.
+	Public bool
 }
 
 func randomHex(n int) string {
@@ -213,6 +216,7 @@ func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 		name:      opts.Name,
 		record:    opts.Record && !opts.Internal,
 		internal:  opts.Internal,
+		public:    opts.Public && !opts.Internal,
 		createdAt: time.Now().UTC(),
 		status:    StatusIdle,
 		changed:   make(chan struct{}),
@@ -386,6 +390,9 @@ func (s *Stream) Name() string { return s.name }
 // Record says whether the stream asked to be recorded.
 func (s *Stream) Record() bool { return s.record }
 
+// Public says the stream plays without a token.
+func (s *Stream) Public() bool { return s.public }
+
 // CreatedAt is when the stream was created.
 func (s *Stream) CreatedAt() time.Time { return s.createdAt }
 
@@ -501,6 +508,7 @@ type Info struct {
 	ID        string
 	Name      string
 	Record    bool
+	Public    bool
 	Status    Status
 	CreatedAt time.Time
 	LastError string
@@ -513,7 +521,7 @@ type Info struct {
 func (s *Stream) Info() Info {
 	s.mu.Lock()
 	in := Info{
-		ID: s.id, Name: s.name, Record: s.record, Status: s.status,
+		ID: s.id, Name: s.name, Record: s.record, Public: s.public, Status: s.status,
 		CreatedAt: s.createdAt, LastError: s.lastError,
 	}
 	if s.status == StatusLive {

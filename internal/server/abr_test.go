@@ -74,7 +74,7 @@ func TestABRLadder(t *testing.T) {
 		t.Fatalf("the manifest has %d video representations:\n%s", n, mpd)
 	}
 
-	out, stderr := runBrowserScript(t, ctx, "abr.mjs", h.base, s.ID)
+	out, stderr := runBrowserScript(t, ctx, "abr.mjs", h.base, s)
 	got := map[string]abrResult{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

@@ -76,7 +76,10 @@ func TestAPIStreamsLifecycle(t *testing.T) {
 	if len(key) < 32 {
 		t.Fatalf("stream key %q is shorter than 128 bits of hex", key)
 	}
-	if s.Playback.HLS != h.base+"/hls/"+s.ID+"/index.m3u8" || s.Playback.DASH != h.base+"/dash/"+s.ID+"/manifest.mpd" {
+	// Private by default: every viewer URL carries one token for the stream.
+	tok := strings.TrimSuffix(strings.TrimPrefix(s.Playback.HLS, h.base+"/hls/"), "/index.m3u8")
+	if !strings.HasPrefix(tok, s.ID+".") || s.Public || s.Playback.DASH != h.base+"/dash/"+tok+"/manifest.mpd" ||
+		s.Playback.WebRTC != h.base+"/whep/"+tok || s.Playback.Thumbnail != h.base+"/thumb/"+tok+".jpg" {
 		t.Fatalf("playback URLs %+v", s.Playback)
 	}
 
@@ -173,7 +176,7 @@ func TestWatchPageAndStatus(t *testing.T) {
 	h := start(t, nil)
 	s := h.create("page")
 	code, body := fetch(t, s.Playback.Watch)
-	if code != http.StatusOK || !strings.Contains(string(body), "/hls/"+s.ID+"/index.m3u8") || !strings.Contains(string(body), "hls.min.js") {
+	if code != http.StatusOK || !strings.Contains(string(body), strings.TrimPrefix(s.Playback.HLS, h.base)) || !strings.Contains(string(body), "hls.min.js") {
 		t.Fatalf("watch page: %d\n%s", code, body)
 	}
 	code, body = fetch(t, h.base+"/assets/vendor/hls.js/hls.min.js")
@@ -309,8 +312,8 @@ func TestDemoStream(t *testing.T) {
 	deadline := time.After(30 * time.Second)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var id string
-	for id == "" {
+	var grant string
+	for grant == "" {
 		resp, err := http.Get(h.base + "/")
 		if err != nil {
 			t.Fatal(err)
@@ -318,7 +321,7 @@ func TestDemoStream(t *testing.T) {
 		page, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if _, rest, ok := strings.Cut(string(page), `href="/watch/`); ok {
-			id, _, _ = strings.Cut(rest, `"`)
+			grant, _, _ = strings.Cut(rest, `"`)
 			break
 		}
 		select {
@@ -327,11 +330,13 @@ func TestDemoStream(t *testing.T) {
 		case <-tick.C:
 		}
 	}
+	// The link carries the demo's playback token, and it plays.
+	id, _, _ := strings.Cut(grant, ".")
 	s := h.get(id)
 	if s.Status != live.StatusLive {
 		t.Fatalf("the demo stream is %s", s.Status)
 	}
-	streams := probe(t, s.Playback.HLS)
+	streams := probe(t, h.base+"/hls/"+grant+"/index.m3u8")
 	v, a := findStream(streams, "video"), findStream(streams, "audio")
 	if v == nil || a == nil || v.Width == 0 {
 		t.Fatalf("the demo stream plays %s", describe(streams))
@@ -359,7 +364,7 @@ func TestViewerCounts(t *testing.T) {
 	if v := h.get(s.ID).Viewers; v.LLHLS != 1 || v.DASH != 1 {
 		t.Fatalf("after ffprobe read the DASH: %+v", v)
 	}
-	resp, err := http.Get(h.base + "/watch/" + s.ID + "/status")
+	resp, err := http.Get(s.Playback.Watch + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}

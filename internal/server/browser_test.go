@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/glasscast/glasscast/internal/api"
 )
 
 type playResult struct {
@@ -58,9 +61,10 @@ func browserDir(t *testing.T) string {
 }
 
 // runBrowserScript runs one of tests/browser's scripts with the base URL,
-// the stream id and the screenshots' directory, and returns its output (a
-// JSON line per result) and its log.
-func runBrowserScript(t *testing.T, ctx context.Context, script, base, id string) ([]byte, string) {
+// the stream, the screenshots' directory and the path element of the
+// stream's watch page (its token), and returns its output (a JSON line per
+// result) and its log.
+func runBrowserScript(t *testing.T, ctx context.Context, script, base string, s api.StreamJSON) ([]byte, string) {
 	t.Helper()
 	artifacts, err := filepath.Abs("../../test-artifacts/browser")
 	if err != nil {
@@ -69,7 +73,8 @@ func runBrowserScript(t *testing.T, ctx context.Context, script, base, id string
 	os.MkdirAll(artifacts, 0o755)
 	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(runCtx, "node", filepath.Join(browserDir(t), script), base, id, artifacts)
+	watch := strings.TrimPrefix(s.Playback.Watch, base+"/watch/")
+	cmd := exec.CommandContext(runCtx, "node", filepath.Join(browserDir(t), script), base, s.ID, artifacts, watch)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(), "GLASSCAST_TOKEN="+testToken)
@@ -94,7 +99,7 @@ func TestBrowserPlays(t *testing.T) {
 
 	// An output to a destination that is down shows on the dashboard.
 	h.addOutput(s.ID, map[string]any{"url": "rtmp://127.0.0.1:1/live/key", "name": "down"})
-	out, stderr := runBrowserScript(t, ctx, "play.mjs", h.base, s.ID)
+	out, stderr := runBrowserScript(t, ctx, "play.mjs", h.base, s)
 	got := map[string]playResult{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -130,8 +135,11 @@ func TestBrowserPlays(t *testing.T) {
 		if r.Status != "live" {
 			t.Errorf("%s shows status %q", player, r.Status)
 		}
-		if r.Recording != s.Recording.HLS {
-			t.Errorf("%s's page links the recording at %q, want %q", player, r.Recording, s.Recording.HLS)
+		// The page links the recording with its own token, which opens it.
+		if !strings.HasPrefix(r.Recording, h.base+"/recordings/"+s.ID+".") {
+			t.Errorf("%s's page links the recording at %q", player, r.Recording)
+		} else if code, _ := fetch(t, r.Recording); code != http.StatusOK {
+			t.Errorf("%s's page links the recording at %q, which answers %d", player, r.Recording, code)
 		}
 	}
 	d, ok := got["dashboard"]

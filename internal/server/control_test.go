@@ -230,10 +230,12 @@ func TestManagedStreamOneApp(t *testing.T) {
 		t.Fatalf("HLS after the last app left: %d", code)
 	}
 	// Managed streams are recorded: what the glasses sent plays afterwards.
-	if active.RecordingURL != strings.Replace(active.HLSURL, "/hls/", "/recordings/", 1) {
-		t.Fatalf("recording URL %q", active.RecordingURL)
+	// Its URL carries a token for the recording alone, of the same stream.
+	grant := strings.Split(strings.TrimPrefix(active.RecordingURL, w.base+"/recordings/"), "/")[0]
+	id, _, _ := strings.Cut(grant, ".")
+	if !strings.HasPrefix(active.HLSURL, w.base+"/hls/"+id+".") || grant == strings.Split(strings.TrimPrefix(active.HLSURL, w.base+"/hls/"), "/")[0] {
+		t.Fatalf("recording URL %q beside %q", active.RecordingURL, active.HLSURL)
 	}
-	id := strings.Split(strings.TrimPrefix(active.RecordingURL, w.base+"/recordings/"), "/")[0]
 	if r := w.waitRecorded(id); r.Status != "complete" || r.Duration < 1 {
 		t.Fatalf("the managed stream's recording: %+v", r)
 	}

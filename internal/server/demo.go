@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/sim"
 	"github.com/glasscast/glasscast/internal/store"
@@ -66,11 +67,16 @@ func (s *Server) runDemo(ctx context.Context) {
 			case <-time.After(2 * time.Second):
 			}
 		}
-		id := strings.TrimSuffix(strings.TrimPrefix(res.HLSURL, s.public+"/hls/"), "/index.m3u8")
+		grant := strings.TrimSuffix(strings.TrimPrefix(res.HLSURL, s.public+"/hls/"), "/index.m3u8")
+		id, err := s.resolve(grant, access.Live)
+		if err != nil {
+			log.Error("the demo stream's URLs do not play", "err", err)
+			return nil
+		}
 		s.demoMu.Lock()
-		s.demoID = id
+		s.demoID, s.demoGrant = id, grant
 		s.demoMu.Unlock()
-		log.Info("demo stream is live", "watch", s.public+"/watch/"+id)
+		log.Info("demo stream is live", "watch", res.PreviewURL)
 		<-ctx.Done()
 		return nil
 	})

@@ -454,9 +454,15 @@ func TestWrongKeyRefused(t *testing.T) {
 
 func TestUnknownStreamAndFile404(t *testing.T) {
 	h := start(t, nil)
-	for _, p := range []string{"/hls/nope/index.m3u8", "/dash/nope/manifest.mpd", "/watch/nope"} {
-		if code, _ := fetch(t, h.base+p); code != http.StatusNotFound {
+	pub := start(t, func(c *config.Config) { c.PublicPlayback = true })
+	for _, p := range []string{"/hls/nope/index.m3u8", "/dash/nope/manifest.mpd", "/watch/nope", "/thumb/nope.jpg", "/recordings/nope.mp4"} {
+		// Private playback asks for a token whether the stream exists or not;
+		// with playback public, an unknown stream is just not there.
+		if code, _ := fetch(t, h.base+p); code != http.StatusUnauthorized {
 			t.Fatalf("%s: %d", p, code)
+		}
+		if code, _ := fetch(t, pub.base+p); code != http.StatusNotFound {
+			t.Fatalf("%s on a public server: %d", p, code)
 		}
 	}
 	s := h.create("files")

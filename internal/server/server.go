@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/abr"
+	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/cmaf"
@@ -57,12 +58,14 @@ type Server struct {
 	generated  bool
 	ready      atomic.Bool
 	demoID     string
+	demoGrant  string
 	demoMu     sync.Mutex
 	store      *store.Store
 	plane      *control.Plane
 	sockets    *api.Sockets
 	viewers    *httpViewers
 	secret     []byte
+	access     *access.Signer
 	rtc        *rtc.Server
 	recs       *record.Store
 	outputs    *restream.Manager
@@ -96,6 +99,10 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if s.secret, err = auth.LoadSecret(cfg.JWTSecret, cfg.Data); err != nil {
 		s.store.Close()
 		return nil, fmt.Errorf("jwt secret: %w", err)
+	}
+	if s.access, err = access.New(playbackKey(s.secret), cfg.PlaybackTTL, s.store); err != nil {
+		s.store.Close()
+		return nil, fmt.Errorf("playback tokens: %w", err)
 	}
 
 	s.recs, err = record.Open(record.Config{Dir: filepath.Join(cfg.Data, "recordings"),
@@ -186,6 +193,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		AppGrace:            cfg.AppGrace,
 		UserGrace:           cfg.UserGrace,
 		PublicURL:           s.public,
+		Grant:               s.Grant,
 		Record:              cfg.RecordManaged,
 		Outputs:             s.outputs,
 		RTMPBase:            s.rtmpBase,
@@ -203,15 +211,30 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.outputs.OnChange(s.plane.OutputsChanged)
 	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store}).Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
+	(&api.Tokens{Signer: s.access, URLs: s, Revoked: s.rtc.CloseStream, Known: func(id string) bool {
+		if _, err := s.reg.Get(id); err == nil {
+			return true
+		}
+		_, err := s.recs.Get(id)
+		return err == nil
+	}}).Register(mux, apiServer.Admin)
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
-	s.rtc.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
-	mux.Handle("/hls/{id}/{file}", s.viewers.wrap("hls", hls.New(s.reg.Packager)))
-	mux.Handle("/dash/{id}/{file}", s.viewers.wrap("dash", dash.New(s.reg.Packager)))
-	web.New(s.publicStatus).Register(mux)
-	s.recs.Register(mux)
-	thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb")).Register(mux)
+	// Every media route wants a grant for its stream (see guard).
+	mux.Handle("/hls/{id}/{file}", s.guard(access.Live, s.viewers.wrap("hls", hls.New(s.reg.Packager))))
+	mux.Handle("/dash/{id}/{file}", s.guard(access.Live, s.viewers.wrap("dash", dash.New(s.reg.Packager))))
+	media := http.NewServeMux()
+	s.rtc.Register(media)
+	mux.Handle("/whep/{id}", s.guard(access.Live, media))
+	mux.Handle("/whep/{id}/{session}", media) // the session's id is its capability
+	pages := web.New(s.publicStatus)
+	mux.Handle("/assets/", pages)
+	mux.Handle("/watch/", s.guard(access.Live, pages))
+	s.recs.Register(media)
+	mux.Handle("/recordings/", s.guard(access.Recording, media))
+	thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb")).Register(media)
+	mux.Handle("GET /thumb/{file}", s.guard(access.Live, media))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Pprof {
 		// Profiles for whoever holds the admin token.
@@ -219,7 +242,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		mux.Handle("/debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
 		mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
 	}
-	mux.HandleFunc("GET /{$}", web.Dashboard(s.DemoID))
+	mux.HandleFunc("GET /{$}", web.Dashboard(s.DemoGrant))
 	s.httpSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -336,6 +359,14 @@ func (s *Server) DemoID() string {
 	return s.demoID
 }
 
+// DemoGrant is the path element of the demo stream's viewer URLs (its
+// watch page is /watch/{grant}), once it exists.
+func (s *Server) DemoGrant() string {
+	s.demoMu.Lock()
+	defer s.demoMu.Unlock()
+	return s.demoGrant
+}
+
 // Run serves until ctx ends, then shuts down in order: the ingest stops and
 // cuts publishers off, streams end (their outputs finish and release held
 // requests), and HTTP drains for up to drain before it is closed.
@@ -446,7 +477,7 @@ func (s *Server) countViewers(st *live.Stream) api.Viewers {
 	return v
 }
 
-func (s *Server) publicStatus(id string) (web.Status, bool) {
+func (s *Server) publicStatus(id, grant string) (web.Status, bool) {
 	st, err := s.reg.Get(id)
 	if err != nil {
 		return web.Status{}, false
@@ -454,8 +485,8 @@ func (s *Server) publicStatus(id string) (web.Status, bool) {
 	in := st.Info()
 	v := s.countViewers(st)
 	out := web.Status{ID: in.ID, Name: in.Name, Status: in.Status.String(), Viewers: v.WebRTC + v.LLHLS + v.DASH}
-	if in.Record {
-		out.Recording, _ = api.RecordingURLs(s.public, in.ID)
+	if in.Record && s.grants(grant, access.Recording) {
+		out.Recording, _ = api.RecordingURLs(s.public, grant)
 	}
 	if t := in.Stats.Tracks; t != nil && t.Video != nil {
 		out.Width, out.Height = t.Video.Width, t.Video.Height

@@ -96,6 +96,10 @@ CREATE TABLE IF NOT EXISTS users (
 	id         TEXT PRIMARY KEY,
 	created_at INTEGER NOT NULL,
 	last_seen  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS playback_generations (
+	stream_id  TEXT PRIMARY KEY,
+	generation INTEGER NOT NULL
 );`)
 	if err != nil {
 		db.Close()
@@ -198,4 +202,35 @@ func (s *Store) UserCount(ctx context.Context) (int, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n)
 	return n, err
+}
+
+// Generations returns every stream's playback-token generation (streams
+// whose tokens were never revoked are at 0 and not listed).
+func (s *Store) Generations(ctx context.Context) (map[string]uint32, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT stream_id, generation FROM playback_generations`)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]uint32{}
+	for rows.Next() {
+		var id string
+		var g int64
+		if err := rows.Scan(&id, &g); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		out[id] = uint32(g)
+	}
+	return out, rows.Err()
+}
+
+// SetGeneration records a stream's playback-token generation.
+func (s *Store) SetGeneration(ctx context.Context, streamID string, gen uint32) error {
+	_, err := s.db.ExecContext(ctx, `
+INSERT INTO playback_generations (stream_id, generation) VALUES (?, ?)
+ON CONFLICT (stream_id) DO UPDATE SET generation = excluded.generation`, streamID, int64(gen))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
 }

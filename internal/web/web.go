@@ -9,6 +9,8 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+
+	"github.com/glasscast/glasscast/internal/access"
 )
 
 //go:embed assets
@@ -20,8 +22,9 @@ var dashboardPage = template.Must(template.ParseFS(assets, "assets/dashboard.htm
 
 // Dashboard serves the dashboard page at /. The page holds no stream data:
 // it asks for the admin token and reads the admin API's event stream. Only
-// the demo stream (demoID returns "" when there is none) is linked for
-// anyone, since its watch page is public.
+// the demo stream is linked for anyone: demoID returns the path element of
+// its watch page (a token, or its id when it is public), "" when there is
+// none.
 func Dashboard(demoID func() string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -45,8 +48,10 @@ type Status struct {
 	Recording string `json:"recording,omitempty"`
 }
 
-// Lookup returns the public status of a stream that can be watched.
-type Lookup func(id string) (Status, bool)
+// Lookup returns the public status of a stream that can be watched; grant is
+// the path element the page was opened with (a playback token, or a public
+// stream's id), which the links it hands on carry.
+type Lookup func(id, grant string) (Status, bool)
 
 // Handler serves the pages.
 type Handler struct {
@@ -65,12 +70,6 @@ func New(lookup Lookup) *Handler {
 	return h
 }
 
-// Register adds the pages' routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
-	mux.Handle("/assets/", h.mux)
-	mux.Handle("/watch/", h.mux)
-}
-
 func cacheFor(next http.Handler, value string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", value)
@@ -82,7 +81,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 func (h *Handler) watch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	st, ok := h.lookup(id)
+	grant := access.Grant(r.Context(), id)
+	st, ok := h.lookup(id, grant)
 	if !ok {
 		http.Error(w, "no such stream", http.StatusNotFound)
 		return
@@ -95,15 +95,15 @@ func (h *Handler) watch(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
 	watchPage.Execute(w, map[string]string{
 		"Title":     title,
-		"WHEP":      "/whep/" + id,
-		"HLS":       "/hls/" + id + "/index.m3u8",
-		"DASH":      "/dash/" + id + "/manifest.mpd",
-		"StatusURL": "/watch/" + id + "/status",
+		"WHEP":      "/whep/" + grant,
+		"HLS":       "/hls/" + grant + "/index.m3u8",
+		"DASH":      "/dash/" + grant + "/manifest.mpd",
+		"StatusURL": "/watch/" + grant + "/status",
 	})
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	st, ok := h.lookup(r.PathValue("id"))
+	st, ok := h.lookup(r.PathValue("id"), access.Grant(r.Context(), r.PathValue("id")))
 	if !ok {
 		http.Error(w, "no such stream", http.StatusNotFound)
 		return

@@ -288,6 +288,23 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
+// CloseStream ends every session watching stream id (its playback tokens
+// were revoked) and returns how many there were.
+func (s *Server) CloseStream(id string) int {
+	s.mu.Lock()
+	var list []*session
+	for _, ss := range s.sessions {
+		if ss.streamID == id {
+			list = append(list, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		ss.close()
+	}
+	return len(list)
+}
+
 // Close ends every session and transcoder and closes the ICE ports.
 func (s *Server) Close() {
 	s.mu.Lock()

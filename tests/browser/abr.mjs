@@ -8,7 +8,8 @@
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 
-const [base, id, artifacts] = process.argv.slice(2);
+// watchPath is the watch page's path element: the stream's playback token.
+const [base, id, artifacts, watchPath] = process.argv.slice(2);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -41,7 +42,7 @@ try {
     const page = await browser.newPage();
     const errors = [];
     page.on('pageerror', e => errors.push(e.message));
-    await page.goto(`${base}/watch/${id}?protocol=hls`);
+    await page.goto(`${base}/watch/${watchPath}?protocol=hls`);
     let levels = [];
     try {
       await page.waitForFunction(() => window.glasscast && window.glasscast.hls && window.glasscast.hls.levels.length >= 3, null, { timeout: 30000 });
@@ -70,7 +71,7 @@ try {
     const page = await browser.newPage();
     const errors = [];
     page.on('pageerror', e => errors.push(e.message));
-    await page.goto(`${base}/watch/${id}?protocol=dash`);
+    await page.goto(`${base}/watch/${watchPath}?protocol=dash`);
     let heights = [];
     const played = [];
     try {

@@ -11,7 +11,8 @@
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 
-const [base, id, artifacts] = process.argv.slice(2);
+// watchPath is the watch page's path element: the stream's playback token.
+const [base, id, artifacts, watchPath] = process.argv.slice(2);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -57,7 +58,7 @@ async function watch(name, page, span = 3, deadlineMs = 30000) {
 try {
   for (const [name, query] of [['webrtc', ''], ['hlsjs', '?protocol=hls'], ['dashjs', '?protocol=dash']]) {
     const page = await browser.newPage();
-    await page.goto(`${base}/watch/${id}${query}`);
+    await page.goto(`${base}/watch/${watchPath}${query}`);
     await watch(name, page);
     await page.close();
   }
@@ -68,7 +69,7 @@ try {
 
 async function dashboard() {
   const viewer = await browser.newPage();
-  await viewer.goto(`${base}/watch/${id}`);
+  await viewer.goto(`${base}/watch/${watchPath}`);
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', e => errors.push(e.message));
