@@ -230,6 +230,17 @@ func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// badBody answers a request whose body could not be read or decoded: 413
+// past MaxBodyBytes, 400 otherwise.
+func badBody(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+		return
+	}
+	WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+}
+
 func quote(s string) string {
 	if len(s) > 64 {
 		s = s[:64] + "…"
@@ -279,12 +290,7 @@ func DecodeCreate(body io.Reader) (CreateRequest, error) {
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	req, err := DecodeCreate(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
-			return
-		}
-		WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		badBody(w, err)
 		return
 	}
 	st, err := s.reg.Create(live.CreateOptions{Name: req.Name, Record: req.Record, Public: req.Public})

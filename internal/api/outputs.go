@@ -88,12 +88,7 @@ func (o *Outputs) adminList(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		req, err := readOutput(w, r)
 		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
-				return
-			}
-			WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+			badBody(w, err)
 			return
 		}
 		in, err := o.Mgr.Add(st, restream.Request{URL: req.URL, Name: req.Name, Profile: req.Profile, Owner: "admin"})

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -85,12 +84,7 @@ func (t *Tokens) serve(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		ttl, rights, err := DecodeTokenRequest(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
-				return
-			}
-			WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+			badBody(w, err)
 			return
 		}
 		exp := time.Now().Add(ttl).Truncate(time.Second)

@@ -143,40 +143,36 @@ func (f *flvReader) audio(data []byte, ts time.Duration) (*stream.Unit, error) {
 // parseAVCConfig reads the first SPS and PPS of an
 // AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1).
 func parseAVCConfig(b []byte) (sps, pps []byte, lenSize int, err error) {
-	bad := errors.New("flv: malformed AVC configuration")
 	if len(b) < 7 {
-		return nil, nil, 0, bad
+		return nil, nil, 0, errAVCConfig
 	}
 	lenSize = int(b[4]&3) + 1
-	n := int(b[5] & 0x1f)
-	b = b[6:]
-	for i := 0; i < n; i++ {
-		if len(b) < 2 || int(binary.BigEndian.Uint16(b)) > len(b)-2 {
-			return nil, nil, 0, bad
-		}
-		l := int(binary.BigEndian.Uint16(b))
-		if sps == nil {
-			sps = append([]byte(nil), b[2:2+l]...)
-		}
-		b = b[2+l:]
+	if sps, b, err = firstParamSet(b[6:], int(b[5]&0x1f)); err != nil || len(b) < 1 {
+		return nil, nil, 0, errAVCConfig
 	}
-	if len(b) < 1 {
-		return nil, nil, 0, bad
-	}
-	n = int(b[0])
-	b = b[1:]
-	for i := 0; i < n; i++ {
-		if len(b) < 2 || int(binary.BigEndian.Uint16(b)) > len(b)-2 {
-			return nil, nil, 0, bad
-		}
-		l := int(binary.BigEndian.Uint16(b))
-		if pps == nil {
-			pps = append([]byte(nil), b[2:2+l]...)
-		}
-		b = b[2+l:]
-	}
-	if sps == nil || pps == nil {
-		return nil, nil, 0, bad
+	if pps, _, err = firstParamSet(b[1:], int(b[0])); err != nil {
+		return nil, nil, 0, err
 	}
 	return sps, pps, lenSize, nil
+}
+
+var errAVCConfig = errors.New("flv: malformed AVC configuration")
+
+// firstParamSet reads n length-prefixed parameter sets and returns the
+// first, and what follows them.
+func firstParamSet(b []byte, n int) (first, rest []byte, err error) {
+	for i := 0; i < n; i++ {
+		if len(b) < 2 || int(binary.BigEndian.Uint16(b)) > len(b)-2 {
+			return nil, nil, errAVCConfig
+		}
+		l := int(binary.BigEndian.Uint16(b))
+		if first == nil {
+			first = append([]byte(nil), b[2:2+l]...)
+		}
+		b = b[2+l:]
+	}
+	if first == nil {
+		return nil, nil, errAVCConfig
+	}
+	return first, b, nil
 }
