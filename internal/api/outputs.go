@@ -174,15 +174,17 @@ func (o *Outputs) appAuth(w http.ResponseWriter, r *http.Request, bodyPkg string
 
 func (o *Outputs) managed(w http.ResponseWriter, streamID, pkg string) (*live.Stream, bool) {
 	st, err := o.Plane.ManagedStream(streamID, pkg)
-	switch {
-	case errors.Is(err, control.ErrNotViewer):
-		mentraError(w, http.StatusForbidden, "NOT_A_VIEWER", err.Error())
-		return nil, false
-	case err != nil:
-		mentraError(w, http.StatusNotFound, "STREAM_NOT_FOUND", "Managed stream not found")
+	if err != nil {
+		// A stream the app does not view gets the answer of one that does
+		// not exist: an app cannot probe other users' stream ids.
+		streamNotFound(w)
 		return nil, false
 	}
 	return st, true
+}
+
+func streamNotFound(w http.ResponseWriter) {
+	mentraError(w, http.StatusNotFound, "STREAM_NOT_FOUND", "Managed stream not found")
 }
 
 // outputJSON is an output as the MentraOS routes list it.
@@ -273,12 +275,21 @@ func (o *Outputs) appOne(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	u, ok := o.managedAny(w, r.PathValue("streamId"))
-	if !ok {
+	st, err := o.Plane.ManagedStream(r.PathValue("streamId"), pkg)
+	viewer := err == nil
+	if errors.Is(err, control.ErrNotViewer) {
+		// An app that stopped viewing may still remove its own outputs.
+		st, err = o.Plane.ManagedMedia(r.PathValue("streamId"))
+	}
+	if err != nil {
+		streamNotFound(w)
 		return
 	}
-	_, err := o.Mgr.Remove(u.ID(), r.PathValue("outputId"), pkg)
+	_, err = o.Mgr.Remove(st.ID(), r.PathValue("outputId"), pkg)
 	switch {
+	case err != nil && !viewer:
+		// Not a viewer and not its output: as if the stream were not there.
+		streamNotFound(w)
 	case errors.Is(err, restream.ErrNotAuthorized):
 		mentraError(w, http.StatusForbidden, "NOT_AUTHORIZED", "Only the app that added an output may remove it")
 	case err != nil:
@@ -286,15 +297,4 @@ func (o *Outputs) appOne(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Output removed successfully"})
 	}
-}
-
-// managedAny finds a managed stream for a removal: the remover need not
-// view it any more, but the output must be its own (checked by Remove).
-func (o *Outputs) managedAny(w http.ResponseWriter, streamID string) (*live.Stream, bool) {
-	st, err := o.Plane.ManagedMedia(streamID)
-	if err != nil {
-		mentraError(w, http.StatusNotFound, "STREAM_NOT_FOUND", "Managed stream not found")
-		return nil, false
-	}
-	return st, true
 }

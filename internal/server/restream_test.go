@@ -387,7 +387,7 @@ func allowLoopback(c *config.Config) { c.RestreamAllow = []string{"127.0.0.0/8",
 
 func TestManagedRestream(t *testing.T) {
 	ng := startNginx(t)
-	w := startWorld(t, []string{"com.example.a", "com.example.b"}, allowLoopback)
+	w := startWorld(t, []string{"com.example.a", "com.example.b", "com.example.c"}, allowLoopback)
 	w.glasses("cy@example.com", nil)
 	a := w.startApp("cy@example.com", "com.example.a")
 	b := w.startApp("cy@example.com", "com.example.b")
@@ -448,6 +448,27 @@ func TestManagedRestream(t *testing.T) {
 	idA := list[0].ID
 	if err := b.Camera.RemoveOutput(ctx, res.StreamID, idA); !errors.Is(err, sdk.ErrNotOwner) {
 		t.Fatalf("b removing a's output: %v", err)
+	}
+	// c, with its own valid key but not viewing, gets for every route the
+	// very answer of a stream that does not exist: it cannot probe ids.
+	asC := func(method, streamID, rest, body string) string {
+		req, _ := http.NewRequest(method, w.base+"/api/streams/"+streamID+"/outputs"+rest+"?packageName=com.example.c", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer key-of-com.example.c-0123456789")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}
+	add := `{"url":"` + ng.url("from-c") + `"}`
+	for _, c := range [][3]string{{"GET", "", ""}, {"POST", "", add}, {"DELETE", "/" + idB, ""}} {
+		there, nothere := asC(c[0], res.StreamID, c[1], c[2]), asC(c[0], "m0123456789abcdef", c[1], c[2])
+		if there != nothere || !strings.HasPrefix(there, "404 ") || !strings.Contains(there, "STREAM_NOT_FOUND") {
+			t.Fatalf("%s by a non-viewer: %q, for an unknown stream: %q", c[0], there, nothere)
+		}
 	}
 	// A wrong key is refused.
 	req, _ := http.NewRequest("GET", w.base+"/api/streams/"+res.StreamID+"/outputs?packageName=com.example.a", nil)
