@@ -41,6 +41,8 @@ type Config struct {
 	// address this process reaches.
 	Ingest string
 	Ladder []Rung
+	// Transcoders bounds the encoders of the whole server; a ladder is one.
+	Transcoders *restream.Budget
 }
 
 // Manager runs the ladders.
@@ -201,6 +203,13 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 			"-b:v", fmt.Sprintf("%dk", g.rung.Kbps), "-maxrate", fmt.Sprintf("%dk", g.rung.Kbps*3/2), "-bufsize", fmt.Sprintf("%dk", g.rung.Kbps*2),
 			"-an", "-f", "flv", m.cfg.Ingest+g.st.Key())
 	}
+	if b := m.cfg.Transcoders; !b.TryAcquire() {
+		m.log.Warn("abr: the ladder waits for a transcoder; viewers get the source alone meanwhile", "stream", src.ID(), "max", b.Cap())
+		if err := b.Acquire(ctx); err != nil {
+			return err
+		}
+	}
+	defer m.cfg.Transcoders.Release()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, m.cfg.FFmpeg, args...)

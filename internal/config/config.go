@@ -44,8 +44,11 @@ type Config struct {
 	STUN           []string `yaml:"stun"`
 	FFmpeg         string   `yaml:"ffmpeg"`
 
-	ABR        bool   `yaml:"abr"`
-	RestreamCA string `yaml:"restreamCa"`
+	ABR bool `yaml:"abr"`
+	// MaxTranscodes bounds the ffmpeg encoders (transcoded outputs, ABR
+	// ladders) running at once; 0 takes twice the CPUs.
+	MaxTranscodes int    `yaml:"maxTranscodes"`
+	RestreamCA    string `yaml:"restreamCa"`
 	// RestreamAllow lists the internal networks (CIDRs) apps' outputs may
 	// reach; every other loopback, private or link-local address is refused.
 	RestreamAllow []string `yaml:"restreamAllow"`
@@ -265,6 +268,7 @@ var options = []option{
 	str("ffmpeg", "ffmpeg for WebRTC's Opus audio and thumbnails: a path, empty to look for it, or off", func(c *Config) *string { return &c.FFmpeg }),
 	str("restream-ca", "PEM file of CA certificates rtmps:// outputs trust besides the system's", func(c *Config) *string { return &c.RestreamCA }),
 	list("restream-allow", "internal networks apps' outputs may reach all the same, comma-separated CIDRs (loopback, private and link-local addresses are refused otherwise)", func(c *Config) *[]string { return &c.RestreamAllow }),
+	integer("max-transcodes", "most ffmpeg encoders (transcoded outputs, ABR ladders) at once, server-wide; 0: twice the CPUs", func(c *Config) *int { return &c.MaxTranscodes }),
 	boolean("abr", "adaptive bitrate: an ffmpeg ladder (480p, 360p) beside every stream's source, in LL-HLS and DASH", func(c *Config) *bool { return &c.ABR }),
 	boolean("public-playback", "every stream plays by its id alone, with no token (viewer URLs are capabilities otherwise)", func(c *Config) *bool { return &c.PublicPlayback }),
 	dur("playback-ttl", "how long the playback tokens in handed-out viewer URLs last", func(c *Config) *time.Duration { return &c.PlaybackTTL }),
@@ -419,6 +423,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.SegmentWindow < 4 || c.SegmentWindow > 100 {
 		bad("segment-window: %d is outside 4 to 100", c.SegmentWindow)
+	}
+	if c.MaxTranscodes < 0 {
+		bad("max-transcodes: must be 0 (twice the CPUs) or more")
 	}
 	if c.MaxStreams < 1 {
 		bad("max-streams: must be at least 1")

@@ -70,6 +70,8 @@ type Config struct {
 	// Allow lists the internal networks apps' outputs may reach all the
 	// same (see Internal); the admin's outputs go anywhere.
 	Allow []netip.Prefix
+	// Transcoders bounds the ffmpeg encoders the server runs (nil: none).
+	Transcoders *Budget
 }
 
 func (c *Config) setDefaults() {
@@ -513,6 +515,16 @@ func (o *Output) pushOnce(ctx context.Context) error {
 	if o.m.cfg.FFmpeg == "" {
 		return errPermanent{fmt.Errorf("the source breaks %s's rules (%s) and transcoding needs ffmpeg, which is off or missing", o.profile.Name, strings.Join(vio, "; "))}
 	}
+	b := o.m.cfg.Transcoders
+	if !b.TryAcquire() {
+		o.m.log.Warn("output waits for a transcoder", "stream", o.stream, "output", o.id, "max", b.Cap())
+		o.setStatus(StatusError, b.Full())
+		if err := b.Acquire(ctx); err != nil {
+			return err
+		}
+		o.setStatus(StatusConnecting, "")
+	}
+	defer b.Release()
 	return o.transcode(ctx, video, audio)
 }
 

@@ -291,7 +291,7 @@ func TestRestreamNginxDownAndUp(t *testing.T) {
 
 func TestRestreamTranscodesForPlatform(t *testing.T) {
 	ng := startNginx(t)
-	h := start(t, nil)
+	h := start(t, func(c *config.Config) { c.MaxTranscodes = 1 })
 	in := h.create("glasses")
 	// A 4 s GOP and 64 kbit/s mono AAC: YouTube's rules want both changed.
 	publishFFmpeg(t, context.Background(), in.Ingest.RTMPURL, "-g", "120", "-keyint_min", "120", "-sc_threshold", "0")
@@ -361,6 +361,17 @@ func TestRestreamTranscodesForPlatform(t *testing.T) {
 	if kbps := bytesA * 8 / secs / 1000; kbps < 90 || kbps > 140 {
 		t.Fatalf("audio at nginx is %.0f kbit/s, want about 128", kbps)
 	}
+
+	// The server's one transcoder is taken: a second transcoded output says
+	// so, and starts once the first is removed.
+	o2 := h.addOutput(in.ID, map[string]any{"url": ng.url("twitch"), "profile": "youtube"})
+	if w := h.waitOutput(in.ID, o2.ID, restream.StatusError, 20*time.Second); !strings.Contains(w.Error, "most transcoders (1, --max-transcodes)") {
+		t.Fatalf("an output past the budget: %+v", w)
+	}
+	if code, b := h.call("DELETE", "/api/v1/streams/"+in.ID+"/outputs/"+o.ID, nil); code != http.StatusOK && code != http.StatusNoContent {
+		t.Fatalf("removing the first output: %d %s", code, b)
+	}
+	h.waitOutput(in.ID, o2.ID, restream.StatusActive, 40*time.Second)
 }
 
 // waitOutputs reads managed statuses until one's outputs satisfy ok.

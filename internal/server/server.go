@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -111,7 +112,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
-	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath()}
+	maxTranscodes := cfg.MaxTranscodes
+	if maxTranscodes == 0 {
+		maxTranscodes = 2 * runtime.NumCPU()
+	}
+	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath(), Transcoders: restream.NewBudget(maxTranscodes)}
 	if rcfg.Allow, err = restream.ParseAllow(cfg.RestreamAllow); err != nil {
 		s.recs.Close()
 		s.store.Close()
@@ -167,7 +172,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		if ffmpeg == "" {
 			log.Warn("abr is on but ffmpeg is off or missing: streams are served at their source's rate only")
 		} else {
-			s.abr = abr.New(abr.Config{FFmpeg: ffmpeg, Ingest: localIngest(s.ingest.Addr())}, s.reg, log.With("component", "abr"))
+			s.abr = abr.New(abr.Config{FFmpeg: ffmpeg, Ingest: localIngest(s.ingest.Addr()), Transcoders: rcfg.Transcoders}, s.reg, log.With("component", "abr"))
 		}
 	}
 	var publicIPs []string
