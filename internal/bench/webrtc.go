@@ -439,6 +439,13 @@ func measureWebRTC(o options, clip *sim.Clip, n int) (webrtcViewerPoint, error) 
 			return p, fmt.Errorf("viewer %d: %w", i+1, err)
 		}
 		clients = append(clients, c)
+		// One client address may have only a few sessions connecting.
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		err = c.Connected(cctx)
+		ccancel()
+		if err != nil {
+			return p, fmt.Errorf("viewer %d did not connect: %w", i+1, err)
+		}
 	}
 	time.Sleep(o.warmup) // settling the load, not synchronising
 	pid := srv.cmd.Process.Pid

@@ -38,11 +38,13 @@ type Config struct {
 	MaxStreams      int           `yaml:"maxStreams"`
 	MaxRTMPConns    int           `yaml:"maxRtmpConns"`
 
-	WebRTCUDP      string   `yaml:"webrtcUdp"`
-	WebRTCTCP      string   `yaml:"webrtcTcp"`
-	WebRTCPublicIP string   `yaml:"webrtcPublicIp"`
-	STUN           []string `yaml:"stun"`
-	FFmpeg         string   `yaml:"ffmpeg"`
+	WebRTCUDP      string `yaml:"webrtcUdp"`
+	WebRTCTCP      string `yaml:"webrtcTcp"`
+	WebRTCPublicIP string `yaml:"webrtcPublicIp"`
+	// WebRTCMaxViewers caps WebRTC sessions, server-wide.
+	WebRTCMaxViewers int      `yaml:"webrtcMaxViewers"`
+	STUN             []string `yaml:"stun"`
+	FFmpeg           string   `yaml:"ffmpeg"`
 
 	ABR bool `yaml:"abr"`
 	// MaxTranscodes bounds the ffmpeg encoders (transcoded outputs, ABR
@@ -95,21 +97,22 @@ type AppConfig struct {
 // Default returns the built-in configuration.
 func Default() Config {
 	return Config{
-		HTTP:            ":8080",
-		RTMP:            ":1935",
-		Data:            "./glasscast-data",
-		ReconnectWindow: 60 * time.Second,
-		PartTarget:      200 * time.Millisecond,
-		SegmentMin:      time.Second,
-		SegmentWindow:   5,
-		MaxStreams:      1000,
-		MaxRTMPConns:    1024,
-		WebRTCUDP:       ":8189",
-		WebRTCTCP:       ":8189",
-		RecordManaged:   true,
-		PlaybackTTL:     24 * time.Hour,
-		RecordMaxAge:    30 * 24 * time.Hour,
-		RecordMaxBytes:  20 << 30,
+		HTTP:             ":8080",
+		RTMP:             ":1935",
+		Data:             "./glasscast-data",
+		ReconnectWindow:  60 * time.Second,
+		PartTarget:       200 * time.Millisecond,
+		SegmentMin:       time.Second,
+		SegmentWindow:    5,
+		MaxStreams:       1000,
+		MaxRTMPConns:     1024,
+		WebRTCUDP:        ":8189",
+		WebRTCTCP:        ":8189",
+		WebRTCMaxViewers: 2000,
+		RecordManaged:    true,
+		PlaybackTTL:      24 * time.Hour,
+		RecordMaxAge:     30 * 24 * time.Hour,
+		RecordMaxBytes:   20 << 30,
 
 		KeepAliveInterval:   15 * time.Second,
 		AckTimeout:          10 * time.Second,
@@ -263,6 +266,7 @@ var options = []option{
 	integer("max-rtmp-conns", "most RTMP connections at once", func(c *Config) *int { return &c.MaxRTMPConns }),
 	str("webrtc-udp", "UDP address of WebRTC's ICE (one port for every viewer)", func(c *Config) *string { return &c.WebRTCUDP }),
 	str("webrtc-tcp", "TCP address of WebRTC's ICE-TCP fallback", func(c *Config) *string { return &c.WebRTCTCP }),
+	integer("webrtc-max-viewers", "most WebRTC viewers at once, server-wide (those still connecting included; 8 of those per client address)", func(c *Config) *int { return &c.WebRTCMaxViewers }),
 	str("webrtc-public-ip", "the public IP to announce to WebRTC viewers (1:1 NAT)", func(c *Config) *string { return &c.WebRTCPublicIP }),
 	list("stun", "STUN servers for WebRTC, comma-separated stun:host:port", func(c *Config) *[]string { return &c.STUN }),
 	str("ffmpeg", "ffmpeg for WebRTC's Opus audio and thumbnails: a path, empty to look for it, or off", func(c *Config) *string { return &c.FFmpeg }),
@@ -423,6 +427,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.SegmentWindow < 4 || c.SegmentWindow > 100 {
 		bad("segment-window: %d is outside 4 to 100", c.SegmentWindow)
+	}
+	if c.WebRTCMaxViewers < 1 {
+		bad("webrtc-max-viewers: must be at least 1")
 	}
 	if c.MaxTranscodes < 0 {
 		bad("max-transcodes: must be 0 (twice the CPUs) or more")

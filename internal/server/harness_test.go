@@ -104,8 +104,9 @@ const logTailMax = 256 << 10
 
 // logTail keeps the last logTailMax bytes written to it.
 type logTail struct {
-	mu  sync.Mutex
-	buf []byte
+	mu      sync.Mutex
+	buf     []byte
+	written chan struct{} // closed and replaced at every write
 }
 
 func (l *logTail) Write(p []byte) (int, error) {
@@ -115,7 +116,34 @@ func (l *logTail) Write(p []byte) (int, error) {
 	if over := len(l.buf) - logTailMax; over > 0 {
 		l.buf = append(l.buf[:0], l.buf[over:]...)
 	}
+	if l.written != nil {
+		close(l.written)
+		l.written = nil
+	}
 	return len(p), nil
+}
+
+// waitCount waits until the log holds at least n lines containing s.
+func (l *logTail) waitCount(t *testing.T, s string, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		l.mu.Lock()
+		got := bytes.Count(l.buf, []byte(s))
+		if l.written == nil {
+			l.written = make(chan struct{})
+		}
+		ch := l.written
+		l.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("%d log lines with %q within %v, want %d", got, s, within, n)
+		}
+	}
 }
 
 func (l *logTail) String() string {

@@ -180,7 +180,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		publicIPs = []string{cfg.WebRTCPublicIP}
 	}
 	s.rtc, err = rtc.New(rtc.Config{UDP: cfg.WebRTCUDP, TCP: cfg.WebRTCTCP, PublicIPs: publicIPs, STUN: cfg.STUN,
-		FFmpeg: ffmpeg, Loopback: isLoopback(cfg.WebRTCUDP)}, s.reg.Hub, log.With("component", "webrtc"))
+		FFmpeg: ffmpeg, Loopback: isLoopback(cfg.WebRTCUDP), MaxViewers: cfg.WebRTCMaxViewers}, s.reg.Hub, log.With("component", "webrtc"))
 	if err != nil {
 		s.httpLn.Close()
 		s.ingest.Close()

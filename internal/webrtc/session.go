@@ -32,6 +32,9 @@ type session struct {
 	cancel    context.CancelFunc
 	connected chan struct{}
 	once      sync.Once
+	// adm is the session's slot; pending (under s.mu) until it connects.
+	adm     *admission
+	pending bool
 
 	// shift is stream time minus the viewer's own timeline, fixed once the
 	// viewer is at the live edge (-1 before), so audio lines up with video.
@@ -121,17 +124,15 @@ func rtpTime(base uint32, v time.Duration, rate int64) uint32 {
 
 const mtu = 1200
 
-func (s *Server) newSession(streamID string, hub *stream.Hub, tracks *stream.Tracks, offer string) (*session, string, error) {
+func (s *Server) newSession(addr, streamID string, hub *stream.Hub, tracks *stream.Tracks, offer string) (*session, string, error) {
 	pli, err := profileFor(offer, tracks.Video.Profile)
 	if err != nil {
 		return nil, "", err
 	}
-	s.mu.Lock()
-	if s.closed || len(s.sessions) >= s.cfg.MaxViewers {
-		s.mu.Unlock()
-		return nil, "", errFull
+	adm, err := s.admit(addr, streamID)
+	if err != nil {
+		return nil, "", err
 	}
-	s.mu.Unlock()
 
 	var iceServers []webrtc.ICEServer
 	if len(s.cfg.STUN) > 0 {
@@ -139,15 +140,17 @@ func (s *Server) newSession(streamID string, hub *stream.Hub, tracks *stream.Tra
 	}
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: iceServers})
 	if err != nil {
+		adm.release()
 		return nil, "", err
 	}
 	ss := &session{s: s, id: newID(), streamID: streamID, hub: hub, pc: pc, connected: make(chan struct{}),
-		vBase: randUint32(), aBase: randUint32()}
+		vBase: randUint32(), aBase: randUint32(), adm: adm, pending: true}
 	ss.shift.Store(-1)
 	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*session, string, error) {
 		pc.Close()
 		ss.cancel()
+		adm.release()
 		return nil, "", err
 	}
 	ss.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
@@ -178,7 +181,13 @@ func (s *Server) newSession(streamID string, hub *stream.Hub, tracks *stream.Tra
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
-			ss.once.Do(func() { close(ss.connected) })
+			ss.once.Do(func() {
+				s.mu.Lock()
+				ss.pending = false
+				adm.connectedLocked()
+				s.mu.Unlock()
+				close(ss.connected)
+			})
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			go ss.close()
 		}
@@ -196,7 +205,7 @@ func (s *Server) newSession(streamID string, hub *stream.Hub, tracks *stream.Tra
 	}
 	select {
 	case <-gathered:
-	case <-time.After(waitTimeout):
+	case <-time.After(gatherTimeout):
 		return fail(errors.New("ICE gathering did not complete"))
 	}
 	s.mu.Lock()
@@ -239,7 +248,10 @@ func (ss *session) close() {
 	s := ss.s
 	s.mu.Lock()
 	_, ok := s.sessions[ss.id]
-	delete(s.sessions, ss.id)
+	if ok {
+		delete(s.sessions, ss.id)
+		ss.adm.releaseLocked()
+	}
 	s.mu.Unlock()
 	ss.pc.Close()
 	if ok {
@@ -264,8 +276,8 @@ func (ss *session) run() {
 	case <-ss.connected:
 	case <-ss.ctx.Done():
 		return
-	case <-time.After(waitTimeout):
-		ss.s.log.Info("webrtc viewer never connected", "session", ss.id)
+	case <-time.After(ss.s.cfg.PendingTimeout):
+		ss.s.log.Info("webrtc viewer never connected", "stream", ss.streamID, "session", ss.id, "after", ss.s.cfg.PendingTimeout)
 		return
 	}
 	r := ss.hub.NewReader("webrtc "+ss.id, 1024)

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -45,8 +46,15 @@ type Config struct {
 	FFmpeg string
 	// Loopback includes loopback candidates (for tests on one machine).
 	Loopback bool
-	// MaxViewers caps the WebRTC sessions of the server (2000).
+	// MaxViewers caps the WebRTC sessions of the server, connected or not
+	// (2000).
 	MaxViewers int
+	// PendingPerAddr and PendingPerStream cap the sessions not connected
+	// yet from one client address (an IPv6 /64 counts as one) and of one
+	// stream (8, and MaxViewers/20 but at least 16).
+	PendingPerAddr, PendingPerStream int
+	// PendingTimeout is how long a session may take to connect (8 s).
+	PendingTimeout time.Duration
 }
 
 // Lookup finds the hub of a stream that can be watched.
@@ -67,6 +75,11 @@ type Server struct {
 	sessions    map[string]*session
 	transcoders map[*stream.Hub]*transcoder
 	wg          sync.WaitGroup
+	// Admission: every session holds a slot from its offer on (slots);
+	// until it connects it also counts against its address and stream.
+	slots         int
+	pendingAddr   map[string]int
+	pendingStream map[string]int
 }
 
 // H.264 profiles offered to browsers: constrained baseline, baseline, main,
@@ -88,7 +101,17 @@ func New(cfg Config, lookup Lookup, log *slog.Logger) (*Server, error) {
 	if cfg.MaxViewers <= 0 {
 		cfg.MaxViewers = 2000
 	}
-	s := &Server{cfg: cfg, log: log, lookup: lookup, sessions: map[string]*session{}, transcoders: map[*stream.Hub]*transcoder{}}
+	if cfg.PendingPerAddr <= 0 {
+		cfg.PendingPerAddr = 8
+	}
+	if cfg.PendingPerStream <= 0 {
+		cfg.PendingPerStream = max(16, cfg.MaxViewers/20)
+	}
+	if cfg.PendingTimeout <= 0 {
+		cfg.PendingTimeout = 8 * time.Second
+	}
+	s := &Server{cfg: cfg, log: log, lookup: lookup, sessions: map[string]*session{}, transcoders: map[*stream.Hub]*transcoder{},
+		pendingAddr: map[string]int{}, pendingStream: map[string]int{}}
 	s.ffmpeg = cfg.FFmpeg
 	if s.ffmpeg == "" {
 		log.Warn("webrtc: no ffmpeg to turn AAC into Opus: WebRTC viewers get video only")
@@ -148,17 +171,96 @@ func (s *Server) UDPAddr() net.Addr { return s.udp.LocalAddr() }
 // TCPAddr is the bound ICE-TCP address.
 func (s *Server) TCPAddr() net.Addr { return s.tcp.Addr() }
 
-// Viewers counts the WebRTC sessions of a stream's hub.
+// Viewers counts the connected WebRTC sessions of a stream's hub: an offer
+// that never connects is nobody watching.
 func (s *Server) Viewers(h *stream.Hub) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for _, ss := range s.sessions {
-		if ss.hub == h {
+		if ss.hub == h && !ss.pending {
 			n++
 		}
 	}
 	return n
+}
+
+// admission is a session's claim on the server's capacity, from its offer
+// until it ends.
+type admission struct {
+	s        *Server
+	addr     string
+	streamID string
+	pending  bool // counted against addr and streamID
+}
+
+// Admission refusals.
+var (
+	errFull          = errors.New("the server has as many WebRTC viewers as it takes")
+	errAddrPending   = errors.New("too many WebRTC sessions from this address are still connecting")
+	errStreamPending = errors.New("too many WebRTC sessions of this stream are still connecting")
+)
+
+// admit takes a slot for an offer from addr to streamID, or says why not.
+// Checking and taking happen under one lock, so the caps hold however many
+// offers arrive at once.
+func (s *Server) admit(addr, streamID string) (*admission, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed || s.slots >= s.cfg.MaxViewers:
+		return nil, errFull
+	case s.pendingAddr[addr] >= s.cfg.PendingPerAddr:
+		return nil, errAddrPending
+	case s.pendingStream[streamID] >= s.cfg.PendingPerStream:
+		return nil, errStreamPending
+	}
+	s.slots++
+	s.pendingAddr[addr]++
+	s.pendingStream[streamID]++
+	return &admission{s: s, addr: addr, streamID: streamID, pending: true}, nil
+}
+
+// connectedLocked stops counting the session as pending; s.mu is held.
+func (a *admission) connectedLocked() {
+	if !a.pending {
+		return
+	}
+	a.pending = false
+	s := a.s
+	if s.pendingAddr[a.addr]--; s.pendingAddr[a.addr] <= 0 {
+		delete(s.pendingAddr, a.addr)
+	}
+	if s.pendingStream[a.streamID]--; s.pendingStream[a.streamID] <= 0 {
+		delete(s.pendingStream, a.streamID)
+	}
+}
+
+// releaseLocked gives the slot back; s.mu is held. Once only.
+func (a *admission) releaseLocked() {
+	a.connectedLocked()
+	a.s.slots--
+}
+
+func (a *admission) release() {
+	a.s.mu.Lock()
+	a.releaseLocked()
+	a.s.mu.Unlock()
+}
+
+// clientAddr is who an offer comes from, for the pending caps: the remote
+// IP, an IPv6 address by its /64 (one host or network has them all).
+func clientAddr(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 // MaxOfferBytes bounds an SDP offer.
@@ -210,9 +312,14 @@ func (s *Server) offer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the offer is too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	ss, answer, err := s.newSession(r.PathValue("id"), hub, tracks, string(body))
+	ss, answer, err := s.newSession(clientAddr(r), r.PathValue("id"), hub, tracks, string(body))
 	switch {
-	case errors.Is(err, errFull):
+	case errors.Is(err, errAddrPending):
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	case errors.Is(err, errFull), errors.Is(err, errStreamPending):
+		w.Header().Set("Retry-After", "2")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	case err != nil:
@@ -250,8 +357,6 @@ func (s *Server) sessionHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
 }
-
-var errFull = errors.New("the server has as many WebRTC viewers as it takes")
 
 // profileFor picks, from the offer, the H.264 format to answer with: the
 // stream's own profile when offered, else any with packetization mode 1.
@@ -344,6 +449,5 @@ func (s *Server) transcoderFor(h *stream.Hub) *transcoder {
 	return t
 }
 
-// waitTimeout bounds the ICE gathering of an answer and the wait for a
-// viewer to connect.
-const waitTimeout = 15 * time.Second
+// gatherTimeout bounds the ICE gathering of an answer.
+const gatherTimeout = 15 * time.Second
