@@ -12,11 +12,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/glasscast/glasscast/internal/access"
+	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/record"
 	"github.com/glasscast/glasscast/internal/restream"
@@ -55,6 +57,8 @@ type Server struct {
 	// Counts, when set, says how many users, glasses connections and app
 	// sessions the control plane holds.
 	Counts func() (users, glasses, apps int)
+	// Throttle, when set, slows down guessing of the admin token.
+	Throttle *auth.Throttle
 }
 
 // New makes the API over a registry; token is the admin bearer token.
@@ -175,8 +179,14 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "an Authorization: Bearer <admin token> header is required")
 			return
 		}
+		addr := auth.ClientAddr(r.RemoteAddr)
+		if TooManyFailures(w, s.Throttle, addr) {
+			return
+		}
 		sum := sha256.Sum256([]byte(tok))
 		if subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			s.Throttle.Failed(addr)
+			s.log.Warn("admin refused: wrong admin token", "remote", addr, "method", r.Method, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="glasscast", error="invalid_token"`)
 			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "the bearer token is not valid")
 			return
@@ -187,6 +197,22 @@ func (s *Server) auth(next http.Handler) http.Handler {
 
 // Admin wraps a handler so that it needs the admin token.
 func (s *Server) Admin(next http.Handler) http.Handler { return s.auth(next) }
+
+// CodeTooManyFailures is the error code of a client refused for failing
+// to authenticate too often.
+const CodeTooManyFailures = "too_many_failures"
+
+// TooManyFailures answers 429 with Retry-After, and true, when addr has
+// failed to authenticate too often lately.
+func TooManyFailures(w http.ResponseWriter, th *auth.Throttle, addr string) bool {
+	d := th.Blocked(addr)
+	if d <= 0 {
+		return false
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
+	WriteError(w, http.StatusTooManyRequests, CodeTooManyFailures, "too many failed authentications from this address; try again later")
+	return true
+}
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.URL.Path)

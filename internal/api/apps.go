@@ -118,6 +118,8 @@ type Apps struct {
 	Store  *store.Store
 	Plane  *control.Plane
 	Secret []byte
+	// Throttle, when set, slows down guessing of core tokens.
+	Throttle *auth.Throttle
 }
 
 // Register adds the routes; admin wraps the admin-only ones.
@@ -202,8 +204,13 @@ func (a *Apps) userAction(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, "POST")
 		return
 	}
+	addr := auth.ClientAddr(r.RemoteAddr)
+	if TooManyFailures(w, a.Throttle, addr) {
+		return
+	}
 	user, err := auth.Verify(a.Secret, tokenFrom(r))
 	if err != nil {
+		a.Throttle.Failed(addr)
 		WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "a valid core token is required (Authorization: Bearer <token>)")
 		return
 	}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/control"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/restream"
@@ -53,6 +55,8 @@ type Outputs struct {
 	Reg   *live.Registry
 	Plane *control.Plane
 	Store *store.Store
+	// Throttle, when set, slows down guessing of API keys.
+	Throttle *auth.Throttle
 }
 
 // Register adds the routes; admin wraps the admin ones.
@@ -162,10 +166,17 @@ func (o *Outputs) appAuth(w http.ResponseWriter, r *http.Request, bodyPkg string
 		mentraError(w, http.StatusBadRequest, "MISSING_PACKAGE_NAME", "Package name required for API key validation")
 		return "", false
 	}
+	addr := auth.ClientAddr(r.RemoteAddr)
+	if d := o.Throttle.Blocked(addr); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
+		mentraError(w, http.StatusTooManyRequests, "TOO_MANY_FAILURES", "Too many failed authentications from this address; try again later")
+		return "", false
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	app, err := o.Store.App(ctx, pkg)
 	if err != nil || !app.CheckKey(key) {
+		o.Throttle.Failed(addr)
 		mentraError(w, http.StatusUnauthorized, "INVALID_API_KEY", "Invalid API Key or Package Name")
 		return "", false
 	}

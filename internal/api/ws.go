@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -136,6 +137,8 @@ type Sockets struct {
 	GlassesPing time.Duration
 	// InitTimeout bounds the wait for an app's tpa_connection_init.
 	InitTimeout time.Duration
+	// Throttle, when set, slows down guessing of core tokens and API keys.
+	Throttle *auth.Throttle
 
 	mu     sync.Mutex
 	peers  map[*peer]struct{}
@@ -223,11 +226,16 @@ func (s *Sockets) serve(w http.ResponseWriter, r *http.Request, label string, al
 }
 
 func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
+	addr := auth.ClientAddr(r.RemoteAddr)
+	if TooManyFailures(w, s.Throttle, addr) {
+		return
+	}
 	s.serve(w, r, "app "+r.RemoteAddr, func(ctx context.Context, p *peer) {
 		p.pingLoop(ctx, orDefault(s.AppPing, 10*time.Second))
 	}, func(ctx context.Context, p *peer) {
 		sock := s.Plane.ConnectApp(p)
 		defer sock.Gone()
+		sock.OnBadKey = func() { s.Throttle.Failed(addr) }
 		for first := true; ; first = false {
 			rctx, rcancel := ctx, context.CancelFunc(func() {})
 			if first {
@@ -271,12 +279,21 @@ func (s *Sockets) glasses(w http.ResponseWriter, r *http.Request) {
 		refuse("No core token provided")
 		return
 	}
+	addr := auth.ClientAddr(r.RemoteAddr)
+	if d := s.Throttle.Blocked(addr); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		json.NewEncoder(w).Encode(protocol.ConnectionError{Type: protocol.TypeConnectionError, Message: "Too many failed authentications from this address; try again later", Timestamp: protocol.Now()})
+		return
+	}
 	user, err := auth.Verify(s.Secret, tok)
 	if errors.Is(err, auth.ErrNoUser) {
 		refuse("Invalid core token - no user ID")
 		return
 	}
 	if err != nil {
+		s.Throttle.Failed(addr)
 		s.Log.Warn("glasses refused: bad core token", "remote", r.RemoteAddr)
 		refuse("Invalid core token")
 		return

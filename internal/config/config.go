@@ -55,6 +55,10 @@ type Config struct {
 	// reach; every other loopback, private or link-local address is refused.
 	RestreamAllow []string `yaml:"restreamAllow"`
 
+	// AuthFailures is how many failed authentications a client address may
+	// make a minute before it is refused (429) for a while.
+	AuthFailures int `yaml:"authFailures"`
+
 	// PublicPlayback turns playback tokens off: every stream plays by id.
 	PublicPlayback bool `yaml:"publicPlayback"`
 	// PlaybackTTL is how long the tokens in handed-out URLs last.
@@ -111,6 +115,7 @@ func Default() Config {
 		WebRTCMaxViewers: 2000,
 		RecordManaged:    true,
 		PlaybackTTL:      24 * time.Hour,
+		AuthFailures:     10,
 		RecordMaxAge:     30 * 24 * time.Hour,
 		RecordMaxBytes:   20 << 30,
 
@@ -274,6 +279,7 @@ var options = []option{
 	list("restream-allow", "internal networks apps' outputs may reach all the same, comma-separated CIDRs (loopback, private and link-local addresses are refused otherwise)", func(c *Config) *[]string { return &c.RestreamAllow }),
 	integer("max-transcodes", "most ffmpeg encoders (transcoded outputs, ABR ladders) at once, server-wide; 0: twice the CPUs", func(c *Config) *int { return &c.MaxTranscodes }),
 	boolean("abr", "adaptive bitrate: an ffmpeg ladder (480p, 360p) beside every stream's source, in LL-HLS and DASH", func(c *Config) *bool { return &c.ABR }),
+	integer("auth-failures", "failed authentications (admin token, API keys, core tokens, stream keys) a client address may make a minute before it is refused for a while", func(c *Config) *int { return &c.AuthFailures }),
 	boolean("public-playback", "every stream plays by its id alone, with no token (viewer URLs are capabilities otherwise)", func(c *Config) *bool { return &c.PublicPlayback }),
 	dur("playback-ttl", "how long the playback tokens in handed-out viewer URLs last", func(c *Config) *time.Duration { return &c.PlaybackTTL }),
 	boolean("record-managed", "record managed streams (the Streams API records when asked)", func(c *Config) *bool { return &c.RecordManaged }),
@@ -427,6 +433,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.SegmentWindow < 4 || c.SegmentWindow > 100 {
 		bad("segment-window: %d is outside 4 to 100", c.SegmentWindow)
+	}
+	if c.AuthFailures < 1 {
+		bad("auth-failures: must be at least 1")
 	}
 	if c.WebRTCMaxViewers < 1 {
 		bad("webrtc-max-viewers: must be at least 1")

@@ -196,6 +196,9 @@ type AppSocket struct {
 	peer    Peer
 	sess    *appSession // set by tpa_connection_init
 	refused bool
+	// OnBadKey, when set, is told of a wrong API key (or an unknown app)
+	// before the refusal is sent: a failed authentication.
+	OnBadKey func()
 }
 
 // ConnectApp accepts a new app socket; its first message must be
@@ -288,6 +291,9 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 	app, err := p.apps.App(ctx, m.PackageName)
 	cancel()
 	if err != nil || !app.CheckKey(m.APIKey) {
+		if s.OnBadKey != nil {
+			s.OnBadKey()
+		}
 		p.log.Warn("app refused: bad API key", "app", m.PackageName)
 		s.refuse(CodeInvalidAPIKey, "Invalid API key")
 		return

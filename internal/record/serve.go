@@ -368,7 +368,13 @@ type mp4Reader struct {
 
 	mu    sync.Mutex
 	files map[string]*os.File
+	order []string // open files, least recently used first
 }
+
+// maxOpenPerDownload bounds the files one download holds open: the MP4
+// interleaves a segment's video and audio, so two at a time, and two more
+// for the step to the next segment.
+const maxOpenPerDownload = 4
 
 func (sn *snapshot) mp4() (*mp4Index, error) {
 	if len(sn.segs) == 0 {
@@ -413,6 +419,17 @@ func (m *mp4Index) add(p piece) {
 	p.at = m.size
 	m.pieces = append(m.pieces, p)
 	m.size += p.size
+}
+
+// touch moves path to the most recently used end; m.mu is held.
+func (m *mp4Reader) touch(path string) {
+	for i, p := range m.order {
+		if p == path {
+			copy(m.order[i:], m.order[i+1:])
+			m.order[len(m.order)-1] = path
+			return
+		}
+	}
 }
 
 func (m *mp4Reader) Close() {
@@ -485,19 +502,24 @@ func patch(b []byte, rel int64, at int, v uint32) {
 func (m *mp4Reader) file(path string) (*os.File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.files == nil {
+		return nil, os.ErrClosed
+	}
 	if f, ok := m.files[path]; ok {
+		m.touch(path)
 		return f, nil
 	}
-	if len(m.files) >= 16 {
-		for k, f := range m.files {
-			f.Close()
-			delete(m.files, k)
-		}
+	if len(m.order) >= maxOpenPerDownload {
+		old := m.order[0]
+		m.files[old].Close()
+		delete(m.files, old)
+		m.order = m.order[1:]
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	m.files[path] = f
+	m.order = append(m.order, path)
 	return f, nil
 }

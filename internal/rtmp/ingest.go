@@ -59,6 +59,15 @@ type Config struct {
 	ReadTimeout time.Duration
 	// MaxConns caps concurrent connections.
 	MaxConns int
+	// Throttle, when set, slows down guessing of stream keys.
+	Throttle Throttle
+}
+
+// Throttle counts failed authentications per client address (see
+// auth.Throttle).
+type Throttle interface {
+	Blocked(addr string) time.Duration
+	Failed(addr string)
 }
 
 func (c *Config) setDefaults() {
@@ -195,8 +204,17 @@ func (s *Server) serve(nc net.Conn) {
 		sendStatus(sc, "error", "NetStream.Publish.BadName", "publish to rtmp://HOST/live/STREAM_KEY")
 		return
 	}
+	addr := nc.RemoteAddr().String()
+	if s.cfg.Throttle != nil && s.cfg.Throttle.Blocked(addr) > 0 {
+		log.Warn("rtmp: refused a publish from an address with too many failed stream keys")
+		sendStatus(sc, "error", "NetStream.Publish.BadName", "too many failed stream keys from this address; try again later")
+		return
+	}
 	dest, err := s.auth.AuthorizePublish(key)
 	if err != nil {
+		if s.cfg.Throttle != nil {
+			s.cfg.Throttle.Failed(addr)
+		}
 		log.Warn("rtmp: refused a publish with a bad stream key", "err", err)
 		sendStatus(sc, "error", "NetStream.Publish.BadName", "unknown or ended stream key")
 		return

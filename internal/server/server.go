@@ -6,8 +6,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -151,7 +149,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		},
 	}, log)
 
-	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns}, log.With("component", "rtmp"))
+	throttle := auth.NewThrottle(cfg.AuthFailures)
+	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns, Throttle: throttle}, log.With("component", "rtmp"))
 	if err != nil {
 		s.reg.Close()
 		s.recs.Close()
@@ -204,17 +203,18 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		RTMPBase:            s.rtmpBase,
 		AppWebSocketURL:     webSocketURL(s.public) + "/app-ws",
 	}, s.reg, s.store, s.store, &api.WebhookClient{HTTP: &http.Client{}}, log.With("component", "control"))
-	s.sockets = &api.Sockets{Plane: s.plane, Secret: s.secret, Log: log.With("component", "sockets")}
+	s.sockets = &api.Sockets{Plane: s.plane, Secret: s.secret, Log: log.With("component", "sockets"), Throttle: throttle}
 
 	mux := http.NewServeMux()
 	apiServer := api.New(s.reg, s, s.adminToken, log.With("component", "api"))
 	s.viewers = newHTTPViewers(func(id string) bool { _, err := s.reg.Get(id); return err == nil })
 	apiServer.Viewers = s.countViewers
 	apiServer.Counts = s.plane.Counts
+	apiServer.Throttle = throttle
 	apiServer.Recordings = s.recs
 	apiServer.Outputs = s.outputs
 	s.outputs.OnChange(s.plane.OutputsChanged)
-	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store}).Register(mux, apiServer.Admin)
+	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Throttle: throttle}).Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
 	(&api.Tokens{Signer: s.access, URLs: s, Revoked: s.rtc.CloseStream, Known: func(id string) bool {
 		if _, err := s.reg.Get(id); err == nil {
@@ -223,12 +223,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		_, err := s.recs.Get(id)
 		return err == nil
 	}}).Register(mux, apiServer.Admin)
-	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret}).Register(mux, apiServer.Admin)
+	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret, Throttle: throttle}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
 	// Every media route wants a grant for its stream (see guard).
-	mux.Handle("/hls/{id}/{file}", s.guard(access.Live, s.viewers.wrap("hls", hls.New(s.reg.Packager))))
-	mux.Handle("/dash/{id}/{file}", s.guard(access.Live, s.viewers.wrap("dash", dash.New(s.reg.Packager))))
+	mux.Handle("/hls/{id}/{file}", s.guard(access.Live, progress(s.viewers.wrap("hls", hls.New(s.reg.Packager)))))
+	mux.Handle("/dash/{id}/{file}", s.guard(access.Live, progress(s.viewers.wrap("dash", dash.New(s.reg.Packager)))))
 	media := http.NewServeMux()
 	s.rtc.Register(media)
 	mux.Handle("/whep/{id}", s.guard(access.Live, media))
@@ -237,19 +237,20 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	mux.Handle("/assets/", pages)
 	mux.Handle("/watch/", s.guard(access.Live, pages))
 	s.recs.Register(media)
-	mux.Handle("/recordings/", s.guard(access.Recording, media))
+	mux.Handle("/recordings/", s.guard(access.Recording, progress(media)))
 	thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb")).Register(media)
-	mux.Handle("GET /thumb/{file}", s.guard(access.Live, media))
+	mux.Handle("GET /thumb/{file}", s.guard(access.Live, progress(media)))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Pprof {
 		// Profiles for whoever holds the admin token.
-		mux.Handle("/debug/pprof/", s.adminOnly(http.HandlerFunc(pprof.Index)))
-		mux.Handle("/debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
-		mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
+		mux.Handle("/debug/pprof/", apiServer.Admin(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", apiServer.Admin(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", apiServer.Admin(http.HandlerFunc(pprof.Trace)))
 	}
 	mux.HandleFunc("GET /{$}", web.Dashboard(s.DemoGrant))
 	s.httpSrv = &http.Server{
-		Handler:           mux,
+		Handler:           deadlines(mux),
+		ConnContext:       withConnFlags,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -432,18 +433,6 @@ func (s *Server) Run(ctx context.Context) error {
 	s.store.Close()
 	s.log.Info("stopped")
 	return runErr
-}
-
-func (s *Server) adminOnly(next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte("Bearer " + s.adminToken))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			api.WriteError(w, http.StatusUnauthorized, api.CodeUnauthorized, "an Authorization: Bearer <admin token> header is required")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // stats answers what the server holds, for operators and the load tool.

@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -248,21 +248,6 @@ func (a *admission) release() {
 	a.s.mu.Unlock()
 }
 
-// clientAddr is who an offer comes from, for the pending caps: the remote
-// IP, an IPv6 address by its /64 (one host or network has them all).
-func clientAddr(r *http.Request) string {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
-}
-
 // MaxOfferBytes bounds an SDP offer.
 const MaxOfferBytes = 64 << 10
 
@@ -312,7 +297,7 @@ func (s *Server) offer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the offer is too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	ss, answer, err := s.newSession(clientAddr(r), r.PathValue("id"), hub, tracks, string(body))
+	ss, answer, err := s.newSession(auth.ClientAddr(r.RemoteAddr), r.PathValue("id"), hub, tracks, string(body))
 	switch {
 	case errors.Is(err, errAddrPending):
 		w.Header().Set("Retry-After", "2")
