@@ -358,8 +358,11 @@ type StreamJSON struct {
 	Uptime          float64 `json:"uptime"`
 	FramesIn        uint64  `json:"framesIn"`
 	DroppedFrames   uint64  `json:"droppedFrames"`
-	Readers         int     `json:"readers"`
-	Viewers         Viewers `json:"viewers"`
+	// TimestampJumps counts the publisher's timestamps that jumped (an
+	// hour ahead, a wrap, an encoder restart) and were re-anchored.
+	TimestampJumps uint64  `json:"timestampJumps"`
+	Readers        int     `json:"readers"`
+	Viewers        Viewers `json:"viewers"`
 }
 
 // Viewers counts a stream's viewers by protocol. WebRTC viewers are
@@ -416,22 +419,23 @@ func StreamPlayback(urls URLs, id string, recorded bool) Playback {
 func (s *Server) describe(st *live.Stream) StreamJSON {
 	in := st.Info()
 	out := StreamJSON{
-		ID:            in.ID,
-		Name:          in.Name,
-		Status:        in.Status,
-		Record:        in.Record,
-		Public:        in.Public,
-		Ingest:        IngestJSON{RTMPURL: s.urls.RTMPBase() + st.Key()},
-		Playback:      StreamPlayback(s.urls, in.ID, in.Record),
-		CreatedAt:     in.CreatedAt,
-		LastError:     in.LastError,
-		Playable:      in.Playable && in.Status != live.StatusEnded,
-		Bitrate:       in.Stats.Bitrate,
-		FPS:           in.Stats.FPS,
-		Uptime:        in.Uptime.Seconds(),
-		FramesIn:      in.Stats.FramesIn,
-		DroppedFrames: in.Stats.DroppedFrames,
-		Readers:       in.Stats.Readers,
+		ID:             in.ID,
+		Name:           in.Name,
+		Status:         in.Status,
+		Record:         in.Record,
+		Public:         in.Public,
+		Ingest:         IngestJSON{RTMPURL: s.urls.RTMPBase() + st.Key()},
+		Playback:       StreamPlayback(s.urls, in.ID, in.Record),
+		CreatedAt:      in.CreatedAt,
+		LastError:      in.LastError,
+		Playable:       in.Playable && in.Status != live.StatusEnded,
+		Bitrate:        in.Stats.Bitrate,
+		FPS:            in.Stats.FPS,
+		Uptime:         in.Uptime.Seconds(),
+		FramesIn:       in.Stats.FramesIn,
+		DroppedFrames:  in.Stats.DroppedFrames,
+		TimestampJumps: in.Stats.TimestampJumps,
+		Readers:        in.Stats.Readers,
 	}
 	if t := in.Stats.Tracks; t != nil {
 		if t.Video != nil {

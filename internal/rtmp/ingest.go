@@ -273,7 +273,7 @@ func (s *Server) serve(nc net.Conn) {
 func (s *Server) pump(nc net.Conn, sc *gortmplib.ServerConn, pub *stream.Publisher, pending []message.Message) error {
 	for _, m := range pending {
 		if err := writeMessage(pub, m); err != nil {
-			return err
+			return refusal(err)
 		}
 	}
 	for {
@@ -287,9 +287,20 @@ func (s *Server) pump(nc net.Conn, sc *gortmplib.ServerConn, pub *stream.Publish
 			return err
 		}
 		if err := writeMessage(pub, m); err != nil {
-			return err
+			return refusal(err)
 		}
 	}
+}
+
+// refusal makes media the hub would not take (a broken access unit, video
+// on a stream without a video track) a refusal the publisher and the
+// stream's lastError are told of; a stream that ended or a publisher
+// replaced is not one.
+func refusal(err error) error {
+	if errors.Is(err, stream.ErrClosed) || errors.Is(err, stream.ErrReplaced) || errors.Is(err, errRefused) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", errRefused, err)
 }
 
 func writeMessage(pub *stream.Publisher, m message.Message) error {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/gortmplib/pkg/message"
 	"go.uber.org/goleak"
 
 	"github.com/glasscast/glasscast/internal/rtmp"
@@ -235,4 +238,64 @@ func TestSecondPublisherReplacesFirst(t *testing.T) {
 	}
 	cancel()
 	<-second
+}
+
+// TestBrokenMediaMidStreamRefused: an access unit whose NAL length runs past
+// its end, after good media, cuts the publisher off with an error status
+// naming the cause, and the stream's destination is told why.
+func TestBrokenMediaMidStreamRefused(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	d := &dest{hub: stream.New(stream.Config{})}
+	base := startIngest(t, auth{"k1": d})
+	c, err := sim.LoadClip(sim.DefaultClip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := rtmp.ClientURL(base + "k1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn := &gortmplib.Client{URL: u, Publish: true}
+	if err := conn.Initialize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	video := &gortmplib.Track{Codec: &codecs.H264{SPS: c.SPS, PPS: c.PPS}}
+	w := &gortmplib.Writer{Conn: conn, Tracks: []*gortmplib.Track{video}}
+	if err := w.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	r := d.hub.NewReader("test", 256)
+	defer r.Close()
+	sent := 0
+	for _, f := range c.Frames {
+		if f.Video && sent < 10 {
+			if err := w.WriteH264(video, f.PTS, f.DTS, f.NALUs); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+	}
+	readUntil(t, r, 10*time.Second, func(u *stream.Unit) bool { return u.Kind == stream.KindVideo })
+	// A NAL unit that says it is 4 KiB long and carries 3 bytes.
+	conn.Write(&message.Video{ChunkStreamID: message.VideoChunkStreamID, MessageStreamID: 0x1000000, Codec: message.CodecH264,
+		Type: message.VideoTypeAU, AU: []byte{0, 0, 0x10, 0, 0x41, 0x9a, 0x00}, DTS: time.Second})
+	conn.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		m, err := conn.Read()
+		if err != nil {
+			t.Fatalf("no error status before the connection ended: %v", err)
+		}
+		cmd, ok := m.(*message.CommandAMF0)
+		if !ok || cmd.Name != "onStatus" || len(cmd.Arguments) < 2 {
+			continue
+		}
+		desc := fmt.Sprint(cmd.Arguments[1])
+		if !strings.Contains(desc, "NetStream.Publish.Rejected") || !strings.Contains(desc, "bad H.264 access unit") {
+			t.Fatalf("status: %s", desc)
+		}
+		break
+	}
+	if why := d.refused(); why == nil || !strings.Contains(why.Error(), "bad H.264 access unit") {
+		t.Fatalf("the destination was told %v", why)
+	}
 }

@@ -23,6 +23,10 @@ type Source struct {
 	NoSEI bool
 	// OnConnected, when set, runs once the server has accepted the publish.
 	OnConnected func()
+	// Stamp, when set, changes the timestamp of every frame as it is sent
+	// (video's PTS moves with its DTS): a broken encoder's clock, wraps and
+	// jumps included.
+	Stamp func(video bool, dts time.Duration) time.Duration
 
 	framesSent atomic.Uint64
 	bytesSent  atomic.Uint64
@@ -125,13 +129,21 @@ func (s *Source) write(w *gortmplib.Writer, video, audio *gortmplib.Track, f *Fr
 			s.bytesSent.Add(uint64(len(n)))
 		}
 		s.framesSent.Add(1)
-		return w.WriteH264(video, base+f.PTS, base+f.DTS, au)
+		dts := s.stamp(true, base+f.DTS)
+		return w.WriteH264(video, dts+f.PTS-f.DTS, dts, au)
 	}
 	if audio == nil {
 		return nil
 	}
 	s.bytesSent.Add(uint64(len(f.AU)))
-	return w.WriteMPEG4Audio(audio, base+f.DTS, f.AU)
+	return w.WriteMPEG4Audio(audio, s.stamp(false, base+f.DTS), f.AU)
+}
+
+func (s *Source) stamp(video bool, dts time.Duration) time.Duration {
+	if s.Stamp == nil {
+		return dts
+	}
+	return s.Stamp(video, dts)
 }
 
 // ErrNoClip is returned when a source has nothing to send.

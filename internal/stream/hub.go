@@ -407,21 +407,75 @@ func (p *Publisher) WriteAudio(pts time.Duration, au []byte) error {
 // stream is at zero; a reconnecting publisher continues where the wall clock
 // says the stream is, so stream time keeps following real time and a gap
 // shows as a gap.
+//
+// Within a session, a timestamp that jumps (a frame stamped an hour ahead,
+// a 32-bit wrap, an encoder restarted at zero) is a discontinuity: the
+// kind's offset is re-anchored so the unit lands one usual step after the
+// one before, and the other kind, when it makes the same jump, gets the same
+// correction, which keeps the two in sync. A step forward is a jump only
+// when it outruns the wall clock by more than jumpAhead (a publisher that
+// stopped sending for a while comes back with its timestamps as far on); a
+// step back of more than jumpBack is one, and shorter ones are clamped.
 type timeline struct {
-	keep       bool // publisher timestamps are stream time
-	started    bool // some unit was written
-	epochSet   bool // the current epoch's offset is known
-	offset     time.Duration
-	last       [3]time.Duration // last DTS per kind
-	seen       [3]bool
-	end        time.Duration // largest DTS written
+	keep     bool // publisher timestamps are stream time
+	started  bool // some unit was written
+	epochSet bool // the current epoch's offsets are known
+	offset   [3]time.Duration
+	last     [3]time.Duration // last stream DTS per kind
+	lastIn   [3]time.Duration // last publisher DTS per kind
+	lastAt   [3]time.Time     // arrival of the last unit per kind
+	step     [3]time.Duration // the kind's usual spacing
+	seen     [3]bool          // in any session
+	inEpoch  [3]int           // units in this session
+	end      time.Duration    // largest DTS written
+	// The session's start and the previous one's end, by the wall clock.
 	epochStart time.Time
-	endWall    time.Time // when the previous publisher left
+	endWall    time.Time
+	// A kind whose last unit was re-anchored, and how it stood before:
+	// the next unit may return to the old clock (one unit stamped wrong).
+	undo struct {
+		pending [3]bool
+		offset  [3]time.Duration
+		last    [3]time.Duration
+		at      [3]time.Time
+	}
+	// The last re-anchoring, for the other kind to follow.
+	jumpIn  time.Duration // the publisher's step that was a jump
+	jumpFix time.Duration // what was added to the offset
+	jumpAt  time.Time
+	jumpOf  Kind
+	jumps   uint64
+}
+
+const (
+	jumpAhead = 500 * time.Millisecond
+	jumpBack  = 500 * time.Millisecond
+	// firstApart is how far apart the kinds' first units of a session may
+	// be stamped: sources start their tracks at different times.
+	firstApart = 5 * time.Second
+	// maxPTSDelta bounds a unit's presentation delay behind its decoding.
+	maxPTSDelta = 5 * time.Second
+)
+
+// agrees says whether a unit d after the other kind's last one, which
+// arrived wall before it, is on that kind's clock.
+func agrees(d, wall time.Duration) bool {
+	return d >= -jumpBack && d <= max(wall, 0)+jumpAhead
+}
+
+// other is the kind beside k.
+func other(k Kind) Kind {
+	if k == KindVideo {
+		return KindAudio
+	}
+	return KindVideo
 }
 
 func (t *timeline) newEpoch(now time.Time) {
 	t.epochSet = false
 	t.epochStart = now
+	t.inEpoch = [3]int{}
+	t.undo.pending = [3]bool{}
 }
 
 func (t *timeline) endEpoch(now time.Time) {
@@ -429,31 +483,87 @@ func (t *timeline) endEpoch(now time.Time) {
 }
 
 func (t *timeline) rebase(u *Unit) {
-	if !t.epochSet && t.keep {
-		t.epochSet = true
-		t.offset = 0
-	}
+	k := u.Kind
 	if !t.epochSet {
 		t.epochSet = true
 		target := time.Duration(0)
-		if t.started {
+		if t.started && !t.keep {
 			gap := time.Duration(0)
 			if !t.endWall.IsZero() {
 				gap = t.epochStart.Sub(t.endWall)
 			}
 			target = t.end + max(gap, 40*time.Millisecond)
 		}
-		t.offset = target - u.DTS
+		off := target - u.DTS
+		if t.keep {
+			off = 0
+		}
+		t.offset = [3]time.Duration{off, off, off}
 	}
-	ptsDelta := u.PTS - u.DTS
-	dts := u.DTS + t.offset
-	if t.seen[u.Kind] && dts <= t.last[u.Kind] {
-		dts = t.last[u.Kind] + time.Millisecond
+	ptsDelta := min(max(u.PTS-u.DTS, 0), maxPTSDelta)
+	dts := u.DTS + t.offset[k]
+	o := other(k)
+	if !t.keep && t.inEpoch[k] == 0 && t.inEpoch[o] > 0 {
+		// A kind's first unit of the session starts beside the other's:
+		// one of the two may have been stamped wrong.
+		near := t.last[o]
+		if d := dts - near; d < -firstApart || d > max(u.Arrival.Sub(t.lastAt[o]), 0)+firstApart || dts < 0 {
+			t.offset[k] += near - dts
+			dts = near
+			t.jumps++
+		}
+	}
+	if t.undo.pending[k] {
+		t.undo.pending[k] = false
+		// Back on the clock from before the jump: that unit alone was off.
+		back := u.DTS + t.undo.offset[k]
+		if d := back - t.undo.last[k]; d > 0 && d <= max(u.Arrival.Sub(t.undo.at[k]), 0)+jumpAhead {
+			t.offset[k] = t.undo.offset[k]
+			dts = back
+			t.jumps++
+		}
+	}
+	if t.seen[k] {
+		d := dts - t.last[k]
+		wall := u.Arrival.Sub(t.lastAt[k])
+		switch {
+		case t.inEpoch[k] == 1 && !t.keep && t.inEpoch[o] > 0 && agrees(dts-t.last[o], u.Arrival.Sub(t.lastAt[o])) &&
+			d > max(wall, 0)+jumpAhead:
+			// The kind's first unit was the odd one, stamped early: this
+			// one is on the other kind's clock and stays there.
+		case t.inEpoch[k] > 0 && !t.keep && (d < -jumpBack || d > max(wall, 0)+jumpAhead):
+			in := u.DTS - t.lastIn[k]
+			fix := t.last[k] + t.step[k] - dts
+			// The same jump seen on both kinds differs only by their
+			// spacing before it.
+			same := 2*max(t.step[KindVideo], t.step[KindAudio]) + 20*time.Millisecond
+			if t.jumpOf != 0 && t.jumpOf != k && u.Arrival.Sub(t.jumpAt) < jumpAhead && (in-t.jumpIn).Abs() < same {
+				fix = t.jumpFix // the other kind's jump: the same correction
+			}
+			t.undo.pending[k] = true
+			t.undo.offset[k], t.undo.last[k], t.undo.at[k] = t.offset[k], t.last[k], t.lastAt[k]
+			t.offset[k] += fix
+			dts += fix
+			t.jumpIn, t.jumpFix, t.jumpAt, t.jumpOf = in, fix, u.Arrival, k
+			t.jumps++
+			if dts <= t.last[k] {
+				dts = t.last[k] + time.Millisecond
+			}
+		case d <= 0:
+			dts = t.last[k] + time.Millisecond
+		case d <= 200*time.Millisecond && t.inEpoch[k] > 0:
+			t.step[k] = d
+		}
+	} else if t.step[k] == 0 {
+		t.step[k] = 20 * time.Millisecond
 	}
 	t.started = true
-	t.seen[u.Kind] = true
-	t.last[u.Kind] = dts
+	t.seen[k] = true
+	t.inEpoch[k]++
+	t.last[k] = dts
+	t.lastIn[k] = u.DTS
+	t.lastAt[k] = u.Arrival
 	t.end = max(t.end, dts)
 	u.DTS = dts
-	u.PTS = dts + max(ptsDelta, 0)
+	u.PTS = dts + ptsDelta
 }

@@ -94,6 +94,9 @@ type Stats struct {
 	// durations (a fixed frame rate has them equal, give or take the
 	// millisecond timestamps of RTMP); 0 until 16 frames have come.
 	FrameDurMin, FrameDurMax time.Duration
+	// TimestampJumps counts the publisher's timestamps that jumped and
+	// were re-anchored (see timeline).
+	TimestampJumps uint64
 }
 
 // Stats returns the current counters.
@@ -101,15 +104,16 @@ func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := Stats{
-		Tracks:        h.tracks,
-		Publishing:    h.pub != nil,
-		Epoch:         h.epoch,
-		FramesIn:      h.st.framesIn,
-		AudioFramesIn: h.st.audioIn,
-		BytesIn:       h.st.bytesIn,
-		BFrames:       h.st.bframes,
-		Readers:       len(h.readers),
-		DroppedFrames: h.st.retiredDrops,
+		Tracks:         h.tracks,
+		Publishing:     h.pub != nil,
+		Epoch:          h.epoch,
+		FramesIn:       h.st.framesIn,
+		AudioFramesIn:  h.st.audioIn,
+		BytesIn:        h.st.bytesIn,
+		BFrames:        h.st.bframes,
+		Readers:        len(h.readers),
+		DroppedFrames:  h.st.retiredDrops,
+		TimestampJumps: h.tl.jumps,
 	}
 	for r := range h.readers {
 		st.DroppedFrames += r.Dropped()
