@@ -2,10 +2,10 @@ package api
 
 import (
 	"errors"
-	"github.com/glasscast/glasscast/internal/access"
 	"net/http"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/record"
 )
 
@@ -13,14 +13,15 @@ import (
 type RecordingJSON struct {
 	ID        string     `json:"id"` // the stream's id
 	Name      string     `json:"name,omitempty"`
-	Status    string     `json:"status"` // recording, complete or interrupted
+	Status    string     `json:"status"` // recording, failed (live, but it cannot be written now), complete or interrupted
 	StartedAt time.Time  `json:"startedAt"`
 	EndedAt   *time.Time `json:"endedAt,omitempty"`
 	Duration  float64    `json:"duration"` // seconds of media
 	Bytes     int64      `json:"bytes"`
 	Segments  int        `json:"segments"`
 	Gaps      int        `json:"gaps"`                // publisher reconnects (or skipped stretches) inside it
-	Truncated bool       `json:"truncated,omitempty"` // stopped at --record-max-bytes while the stream went on
+	Truncated bool       `json:"truncated,omitempty"` // stopped at --record-max-bytes while the stream went on, or its end could not be written
+	Error     string     `json:"error,omitempty"`     // the last failure to write it (a full disk)
 	HLS       string     `json:"hls"`
 	MP4       string     `json:"mp4"`
 }
@@ -34,7 +35,7 @@ func RecordingURLs(public, grant string) (hls, mp4 string) {
 
 func (s *Server) recordingJSON(in record.Info) RecordingJSON {
 	out := RecordingJSON{ID: in.ID, Name: in.Name, Status: in.Status, StartedAt: in.StartedAt,
-		Duration: in.Duration.Seconds(), Bytes: in.Bytes, Segments: in.Segments, Gaps: in.Gaps, Truncated: in.Truncated}
+		Duration: in.Duration.Seconds(), Bytes: in.Bytes, Segments: in.Segments, Gaps: in.Gaps, Truncated: in.Truncated, Error: in.Error}
 	if !in.EndedAt.IsZero() {
 		e := in.EndedAt
 		out.EndedAt = &e

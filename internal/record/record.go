@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -48,6 +49,9 @@ const (
 	StatusRecording   = "recording"
 	StatusComplete    = "complete"
 	StatusInterrupted = "interrupted" // the server stopped without finishing it
+	// StatusFailed: the stream is live but its segments cannot be written
+	// (a full disk); recording resumes by itself once they can.
+	StatusFailed = "failed"
 )
 
 // ErrNotFound is returned for an unknown recording.
@@ -85,8 +89,10 @@ type meta struct {
 	EndedAt     *time.Time `json:"endedAt,omitempty"`
 	Interrupted bool       `json:"interrupted,omitempty"`
 	// Truncated is set when the recording stopped at the byte budget
-	// while its stream went on.
+	// while its stream went on, or its end could not be written.
 	Truncated bool `json:"truncated,omitempty"`
+	// Error is the last failure to write it.
+	Error string `json:"error,omitempty"`
 }
 
 // initRec is a journal line for a new initialization version.
@@ -128,7 +134,9 @@ type Recording struct {
 	bytes   int64
 	active  bool // being written
 	skipped int  // segments lost because the recorder fell behind
+	failing bool // the last write failed
 	journal *os.File
+	jsize   int64         // the journal's length up to its last whole line
 	done    chan struct{} // closed once the recording is finished
 }
 
@@ -144,8 +152,11 @@ type Info struct {
 	Segments  int
 	Gaps      int // discontinuities after the first segment
 	// Truncated: the recording stopped at the byte budget before its
-	// stream ended.
+	// stream ended, or its end could not be written.
 	Truncated bool
+	// Error is the last failure to write the recording (while Status is
+	// failed, the current one).
+	Error string
 }
 
 var idPattern = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
@@ -399,20 +410,26 @@ func (s *Store) follow(rec *Recording, p *cmaf.Packager) {
 				rec.mu.Unlock()
 				return
 			}
+			started = true
+			next = ps.seq + 1
+			// A write that fails (a full disk) loses this segment, not the
+			// recording: the next ones are tried, and the first written
+			// after the hole starts a new part.
 			if ps.init != lastInit {
 				if err := rec.writeInit(ps.init); err != nil {
-					s.log.Error("recording: init not written", "recording", rec.meta.ID, "err", err)
-					return
+					s.writeFailed(rec, err)
+					continue
 				}
 				lastInit = ps.init
 			}
+			ps.disc = ps.disc || rec.isFailing()
 			if err := rec.writeSeg(ps); err != nil {
-				s.log.Error("recording: segment not written", "recording", rec.meta.ID, "err", err)
-				return
+				s.writeFailed(rec, err)
+				continue
 			}
-
-			started = true
-			next = ps.seq + 1
+			if rec.recovered() {
+				s.log.Info("recording resumed", "recording", rec.meta.ID, "seq", ps.seq)
+			}
 		}
 		if ended || errors.Is(err, cmaf.ErrEnded) {
 			return
@@ -446,26 +463,72 @@ func copySeg(seg *cmaf.Segment) pendingSeg {
 	return ps
 }
 
+// writeFailed marks the recording failing with err.
+func (s *Store) writeFailed(rec *Recording, err error) {
+	rec.mu.Lock()
+	first := !rec.failing
+	rec.failing = true
+	rec.meta.Error = err.Error()
+	rec.mu.Unlock()
+	if first {
+		s.log.Error("recording: cannot write; segments are lost until it can", "recording", rec.meta.ID, "err", err)
+	}
+}
+
+func (r *Recording) isFailing() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failing
+}
+
+// recovered clears the failing state and says whether there was one.
+func (r *Recording) recovered() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	was := r.failing
+	r.failing = false
+	return was
+}
+
+// appendJournal writes one line; a line written in part (a full disk) is
+// cut off again, so the journal stays whole lines.
 func (r *Recording) appendJournal(l journalLine) error {
 	b, err := json.Marshal(l)
 	if err != nil {
 		return err
 	}
-	_, err = r.journal.Write(append(b, '\n'))
-	return err
+	n, err := r.journal.Write(append(b, '\n'))
+	if err != nil {
+		if n > 0 {
+			r.journal.Truncate(r.jsize)
+			r.journal.Seek(r.jsize, io.SeekStart)
+		}
+		return err
+	}
+	r.jsize += int64(n)
+	return nil
 }
 
 func (r *Recording) writeInit(in *cmaf.Init) error {
 	var size int64
+	var written []string
+	undo := func(err error) error {
+		for _, f := range written {
+			os.Remove(f)
+		}
+		return err
+	}
 	for i, t := range in.Tracks {
-		if err := os.WriteFile(filepath.Join(r.dir, initFile(t.Name, in.Version)), in.Data[i], 0o644); err != nil {
-			return err
+		name := filepath.Join(r.dir, initFile(t.Name, in.Version))
+		written = append(written, name)
+		if err := os.WriteFile(name, in.Data[i], 0o644); err != nil {
+			return undo(err)
 		}
 		size += int64(len(in.Data[i]))
 	}
 	ir := &initRec{Version: in.Version, Tracks: in.Tracks}
 	if err := r.appendJournal(journalLine{Init: ir}); err != nil {
-		return err
+		return undo(err)
 	}
 	r.mu.Lock()
 	r.inits[in.Version] = ir
@@ -477,22 +540,31 @@ func (r *Recording) writeInit(in *cmaf.Init) error {
 func (r *Recording) writeSeg(ps *pendingSeg) error {
 	sr := &segRec{Seq: ps.seq, Init: ps.init.Version, Disc: ps.disc, Wall: ps.wall.UTC()}
 	var size int64
-	for _, t := range ps.tracks {
-		f, err := os.Create(filepath.Join(r.dir, segFile(t.name, ps.seq)))
-		if err != nil {
-			return err
+	var written []string
+	undo := func(err error) error {
+		for _, f := range written {
+			os.Remove(f) // what a full disk took in part gives room back
 		}
+		return err
+	}
+	for _, t := range ps.tracks {
+		name := filepath.Join(r.dir, segFile(t.name, ps.seq))
+		f, err := os.Create(name)
+		if err != nil {
+			return undo(err)
+		}
+		written = append(written, name)
 		tr := trackRec{Name: t.name, Start: t.start, Dur: t.dur}
 		for _, d := range t.parts {
 			if _, err := f.Write(d); err != nil {
 				f.Close()
-				return err
+				return undo(err)
 			}
 			tr.Parts = append(tr.Parts, len(d))
 			size += int64(len(d))
 		}
 		if err := f.Close(); err != nil {
-			return err
+			return undo(err)
 		}
 		sr.Tracks = append(sr.Tracks, tr)
 	}
@@ -500,7 +572,7 @@ func (r *Recording) writeSeg(ps *pendingSeg) error {
 		return nil
 	}
 	if err := r.appendJournal(journalLine{Seg: sr}); err != nil {
-		return err
+		return undo(err)
 	}
 	r.mu.Lock()
 	r.segs = append(r.segs, sr)
@@ -527,6 +599,9 @@ func (s *Store) finish(rec *Recording) {
 	now := time.Now().UTC()
 	rec.meta.EndedAt = &now
 	rec.active = false
+	if rec.failing {
+		rec.meta.Truncated = true // its end is missing
+	}
 	if rec.journal != nil {
 		rec.journal.Sync()
 		rec.journal.Close()
@@ -585,8 +660,11 @@ func (r *Recording) segDuration(sr *segRec) time.Duration {
 }
 
 func (r *Recording) infoLocked() Info {
-	in := Info{ID: r.meta.ID, Name: r.meta.Name, StartedAt: r.meta.StartedAt, Bytes: r.bytes, Segments: len(r.segs), Truncated: r.meta.Truncated}
+	in := Info{ID: r.meta.ID, Name: r.meta.Name, StartedAt: r.meta.StartedAt, Bytes: r.bytes, Segments: len(r.segs),
+		Truncated: r.meta.Truncated, Error: r.meta.Error}
 	switch {
+	case r.active && r.failing:
+		in.Status = StatusFailed
 	case r.active:
 		in.Status = StatusRecording
 	case r.meta.Interrupted:
