@@ -103,7 +103,8 @@ type Config struct {
 
 // Recorder keeps a stream's media on disk by following its packager.
 type Recorder interface {
-	Start(id, name string, p *cmaf.Packager) error
+	// Start records stream id; public says it plays without a token.
+	Start(id, name string, public bool, p *cmaf.Packager) error
 }
 
 func (c *Config) setDefaults() {
@@ -237,7 +238,7 @@ func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 	if s.record {
 		if r.cfg.Recorder == nil {
 			s.record = false
-		} else if err := r.cfg.Recorder.Start(s.id, s.name, s.pkg); err != nil {
+		} else if err := r.cfg.Recorder.Start(s.id, s.name, s.public, s.pkg); err != nil {
 			r.log.Error("stream not recorded", "stream", s.id, "err", err)
 			s.record = false
 		}

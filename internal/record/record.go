@@ -93,6 +93,8 @@ type meta struct {
 	Truncated bool `json:"truncated,omitempty"`
 	// Error is the last failure to write it.
 	Error string `json:"error,omitempty"`
+	// Public: the stream played without a token, and so does this.
+	Public bool `json:"public,omitempty"`
 }
 
 // initRec is a journal line for a new initialization version.
@@ -308,7 +310,7 @@ func (r *Recording) writeMeta() error {
 
 // Start records the stream whose packager is p, until the packager ends.
 // An existing recording of the same id is continued.
-func (s *Store) Start(id, name string, p *cmaf.Packager) error {
+func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) error {
 	if !idPattern.MatchString(id) {
 		return fmt.Errorf("bad recording id %q", id)
 	}
@@ -317,7 +319,7 @@ func (s *Store) Start(id, name string, p *cmaf.Packager) error {
 		return fmt.Errorf("recording directory: %w", err)
 	}
 	rec := &Recording{dir: dir, inits: map[int]*initRec{}, active: true, done: make(chan struct{}),
-		meta: meta{ID: id, Name: name, StartedAt: time.Now().UTC()}}
+		meta: meta{ID: id, Name: name, StartedAt: time.Now().UTC(), Public: public}}
 	if err := rec.writeMeta(); err != nil {
 		return fmt.Errorf("recording meta: %w", err)
 	}
@@ -682,6 +684,13 @@ func (r *Recording) infoLocked() Info {
 		}
 	}
 	return in
+}
+
+// Public says whether the recording plays without a token.
+func (r *Recording) Public() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.meta.Public
 }
 
 // Done is closed once the recording is finished.

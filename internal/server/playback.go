@@ -23,8 +23,12 @@ func (s *Server) isPublic(id string) bool {
 	if s.cfg.PublicPlayback {
 		return true
 	}
-	st, err := s.reg.Get(id)
-	return err == nil && st.Public()
+	if st, err := s.reg.Get(id); err == nil {
+		return st.Public()
+	}
+	// A stream gone from memory: its recording remembers.
+	rec, err := s.recs.Get(id)
+	return err == nil && rec.Public()
 }
 
 // Grant is the path element of the viewer URLs glasscast hands out for

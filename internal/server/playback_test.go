@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/config"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
 )
 
@@ -147,4 +148,35 @@ func flipLast(s string) string {
 		last = 'B'
 	}
 	return s[:len(s)-1] + string(last)
+}
+
+// TestPublicRecordingAfterRestart: a public stream's recording plays by its
+// id once the stream is gone from memory (here, after a restart), and a
+// private one's still wants a token.
+func TestPublicRecordingAfterRestart(t *testing.T) {
+	data := t.TempDir()
+	h := start(t, func(c *config.Config) { c.Data = data })
+	var ids []string
+	for _, public := range []bool{true, false} {
+		code, body := h.call("POST", "/api/v1/streams", map[string]any{"name": "rec", "record": true, "public": public})
+		var s api.StreamJSON
+		if code != http.StatusCreated || json.Unmarshal(body, &s) != nil {
+			t.Fatalf("create: %d %s", code, body)
+		}
+		h.publishFor(s, 2)
+		if code, body := h.call("DELETE", "/api/v1/streams/"+s.ID, nil); code != http.StatusOK {
+			t.Fatalf("DELETE stream: %d %s", code, body)
+		}
+		h.waitRecorded(s.ID)
+		ids = append(ids, s.ID)
+	}
+	h.stop()
+
+	h2 := start(t, func(c *config.Config) { c.Data = data })
+	if code, body := fetch(t, h2.base+"/recordings/"+ids[0]+"/index.m3u8"); code != http.StatusOK {
+		t.Fatalf("a public stream's recording by its id after a restart: %d %s", code, body)
+	}
+	if code, _ := fetch(t, h2.base+"/recordings/"+ids[1]+"/index.m3u8"); code != http.StatusUnauthorized {
+		t.Fatalf("a private stream's recording by its id after a restart: %d", code)
+	}
 }
