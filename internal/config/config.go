@@ -31,6 +31,18 @@ type Config struct {
 	AdminToken string `yaml:"adminToken"`
 	PublicURL  string `yaml:"publicUrl"`
 
+	// TLS: certificate files, or certificates from an ACME CA for
+	// ACMEDomains. Either turns HTTPS on (on HTTPS; HTTP then redirects)
+	// and makes RTMPS possible.
+	HTTPS       string   `yaml:"https"`
+	TLSCert     string   `yaml:"tlsCert"`
+	TLSKey      string   `yaml:"tlsKey"`
+	ACMEDomains []string `yaml:"acmeDomains"`
+	ACMEEmail   string   `yaml:"acmeEmail"`
+	ACMECA      string   `yaml:"acmeCa"`
+	ACMECARoot  string   `yaml:"acmeCaRoot"`
+	RTMPS       string   `yaml:"rtmps"`
+
 	ReconnectWindow time.Duration `yaml:"reconnectWindow"`
 	PartTarget      time.Duration `yaml:"partTarget"`
 	SegmentMin      time.Duration `yaml:"segmentMin"`
@@ -102,6 +114,7 @@ type AppConfig struct {
 func Default() Config {
 	return Config{
 		HTTP:             ":8080",
+		HTTPS:            ":8443",
 		RTMP:             ":1935",
 		Data:             "./glasscast-data",
 		ReconnectWindow:  60 * time.Second,
@@ -262,6 +275,14 @@ var options = []option{
 	str("rtmp", "RTMP ingest listen address", func(c *Config) *string { return &c.RTMP }),
 	str("data", "directory for glasscast's data", func(c *Config) *string { return &c.Data }),
 	str("admin-token", "bearer token of the admin API (generated and printed when unset)", func(c *Config) *string { return &c.AdminToken }),
+	str("https", "HTTPS listen address, when TLS is on (--tls-cert or --acme-domains)", func(c *Config) *string { return &c.HTTPS }),
+	str("tls-cert", "PEM certificate chain for HTTPS and RTMPS (read again when the file changes)", func(c *Config) *string { return &c.TLSCert }),
+	str("tls-key", "PEM private key of --tls-cert", func(c *Config) *string { return &c.TLSKey }),
+	list("acme-domains", "get and renew certificates for these names from an ACME CA (Let's Encrypt by default); HTTP-01 challenges are answered on --http", func(c *Config) *[]string { return &c.ACMEDomains }),
+	str("acme-email", "contact address given to the ACME CA", func(c *Config) *string { return &c.ACMEEmail }),
+	str("acme-ca", "ACME directory URL (default: Let's Encrypt)", func(c *Config) *string { return &c.ACMECA }),
+	str("acme-ca-root", "PEM file of CA certificates to trust for the ACME directory's own HTTPS (a private or test CA)", func(c *Config) *string { return &c.ACMECARoot }),
+	str("rtmps", "RTMPS ingest listen address (needs TLS); managed streams then hand the glasses rtmps:// URLs", func(c *Config) *string { return &c.RTMPS }),
 	str("public-url", "base of every URL handed out (default: derived from --http)", func(c *Config) *string { return &c.PublicURL }),
 	dur("reconnect-window", "how long a stream waits for its publisher to come back", func(c *Config) *time.Duration { return &c.ReconnectWindow }),
 	dur("part-target", "LL-HLS part duration", func(c *Config) *time.Duration { return &c.PartTarget }),
@@ -394,6 +415,9 @@ func loadYAML(c *Config, file string) error {
 	return nil
 }
 
+// TLSOn says whether HTTPS (and RTMPS, if asked for) is on.
+func (c *Config) TLSOn() bool { return c.TLSCert != "" || len(c.ACMEDomains) > 0 }
+
 // Validate lists everything wrong with c.
 func (c *Config) Validate() []error {
 	var errs []error
@@ -403,6 +427,29 @@ func (c *Config) Validate() []error {
 			bad("%s: %q is not an address like :8080 or 127.0.0.1:8080", a.name, a.v)
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			bad("%s: port %q is out of range", a.name, port)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert and tls-key: give both or neither")
+	}
+	if c.TLSCert != "" && len(c.ACMEDomains) > 0 {
+		bad("tls-cert and acme-domains: choose one source of certificates")
+	}
+	if c.TLSOn() {
+		if _, _, err := net.SplitHostPort(c.HTTPS); err != nil {
+			bad("https: %q is not an address like :8443", c.HTTPS)
+		}
+	}
+	if c.RTMPS != "" {
+		if !c.TLSOn() {
+			bad("rtmps: needs TLS (--tls-cert/--tls-key or --acme-domains)")
+		} else if _, _, err := net.SplitHostPort(c.RTMPS); err != nil {
+			bad("rtmps: %q is not an address like :1936", c.RTMPS)
+		}
+	}
+	if c.ACMECA != "" {
+		if u, err := url.Parse(c.ACMECA); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("acme-ca: %q is not an https:// URL", c.ACMECA)
 		}
 	}
 	if c.Data == "" {

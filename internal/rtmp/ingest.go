@@ -10,6 +10,7 @@ package rtmp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,9 @@ type Config struct {
 	MaxConns int
 	// Throttle, when set, slows down guessing of stream keys.
 	Throttle Throttle
+	// TLS, when set, makes the listener RTMPS (each connection's handshake
+	// runs under HandshakeTimeout, in its own goroutine).
+	TLS *tls.Config
 }
 
 // Throttle counts failed authentications per client address (see
@@ -104,6 +108,9 @@ func Listen(addr string, auth Authorizer, cfg Config, log *slog.Logger) (*Server
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("rtmp: %w", err)
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	return &Server{cfg: cfg, ln: ln, auth: auth, log: log, conns: make(map[net.Conn]struct{})}, nil
 }

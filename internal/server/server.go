@@ -45,12 +45,18 @@ import (
 
 // Server is a running glasscast.
 type Server struct {
-	cfg        config.Config
-	log        *slog.Logger
-	reg        *live.Registry
-	ingest     *rtmp.Server
-	httpLn     net.Listener
-	httpSrv    *http.Server
+	cfg     config.Config
+	log     *slog.Logger
+	reg     *live.Registry
+	ingest  *rtmp.Server
+	httpLn  net.Listener
+	httpSrv *http.Server
+	// With TLS: HTTPS serves everything (httpSrv), plain HTTP redirects
+	// (redirSrv), and RTMPS ingests beside RTMP.
+	tls        *serverTLS
+	httpsLn    net.Listener
+	redirSrv   *http.Server
+	ingestTLS  *rtmp.Server
 	public     string
 	rtmpBase   string
 	adminToken string
@@ -165,7 +171,17 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.store.Close()
 		return nil, fmt.Errorf("http: %w", err)
 	}
-	s.public, s.rtmpBase = publicURLs(cfg.PublicURL, s.httpLn.Addr(), s.ingest.Addr())
+	if cfg.TLSOn() {
+		if err := s.listenTLS(cfg, throttle); err != nil {
+			s.httpLn.Close()
+			s.ingest.Close()
+			s.reg.Close()
+			s.recs.Close()
+			s.store.Close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	s.public, s.rtmpBase = s.publicURLs()
 	ffmpeg := cfg.FFmpegPath()
 	if cfg.ABR {
 		if ffmpeg == "" {
@@ -181,6 +197,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.rtc, err = rtc.New(rtc.Config{UDP: cfg.WebRTCUDP, TCP: cfg.WebRTCTCP, PublicIPs: publicIPs, STUN: cfg.STUN,
 		FFmpeg: ffmpeg, Loopback: isLoopback(cfg.WebRTCUDP), MaxViewers: cfg.WebRTCMaxViewers}, s.reg.Hub, log.With("component", "webrtc"))
 	if err != nil {
+		s.closeTLS()
 		s.httpLn.Close()
 		s.ingest.Close()
 		s.reg.Close()
@@ -248,8 +265,19 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		mux.Handle("/debug/pprof/trace", apiServer.Admin(http.HandlerFunc(pprof.Trace)))
 	}
 	mux.HandleFunc("GET /{$}", web.Dashboard(s.DemoGrant))
+	var handler http.Handler = deadlines(mux)
+	if s.tls != nil {
+		handler = hsts(handler)
+		s.redirSrv = &http.Server{
+			Handler:           s.tls.challenges(redirect(s.httpsLn.Addr(), s.healthz)),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       30 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
 	s.httpSrv = &http.Server{
-		Handler:           deadlines(mux),
+		Handler:           handler,
 		ConnContext:       withConnFlags,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -315,23 +343,81 @@ func (s *Server) Plane() *control.Plane { return s.plane }
 // publicURLs derives the URLs handed out: the configured public URL, or one
 // built from the HTTP listener; the RTMP base uses the public host and the
 // ingest's port.
-func publicURLs(configured string, httpAddr, rtmpAddr net.Addr) (string, string) {
+// publicURLs are the bases of the URLs handed out: the configured public
+// URL or one made from the listeners (HTTPS when on), and the ingest's
+// (RTMPS when on), on the public URL's host.
+func (s *Server) publicURLs() (string, string) {
 	host := "localhost"
-	public := configured
+	public := s.cfg.PublicURL
+	web, scheme := s.httpLn.Addr(), "http"
+	if s.httpsLn != nil {
+		web, scheme = s.httpsLn.Addr(), "https"
+	}
 	if public == "" {
-		h, port, _ := net.SplitHostPort(httpAddr.String())
+		h, port, _ := net.SplitHostPort(web.String())
 		if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
 			host = h
 		}
-		public = "http://" + net.JoinHostPort(host, port)
+		if len(s.cfg.ACMEDomains) > 0 {
+			host = s.cfg.ACMEDomains[0]
+		}
+		if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+			public = scheme + "://" + hostOnly(host)
+		} else {
+			public = scheme + "://" + net.JoinHostPort(host, port)
+		}
 	} else if u, err := url.Parse(public); err == nil {
 		host = u.Hostname()
 	}
 	for len(public) > 0 && public[len(public)-1] == '/' {
 		public = public[:len(public)-1]
 	}
-	_, rport, _ := net.SplitHostPort(rtmpAddr.String())
-	return public, "rtmp://" + net.JoinHostPort(host, rport) + "/" + rtmp.App + "/"
+	ingest, rscheme := s.ingest.Addr(), "rtmp"
+	if s.ingestTLS != nil {
+		ingest, rscheme = s.ingestTLS.Addr(), "rtmps"
+	}
+	_, rport, _ := net.SplitHostPort(ingest.String())
+	return public, rscheme + "://" + net.JoinHostPort(host, rport) + "/" + rtmp.App + "/"
+}
+
+// hostOnly brackets an IPv6 address for a URL.
+func hostOnly(h string) string {
+	if ip := net.ParseIP(h); ip != nil && ip.To4() == nil {
+		return "[" + h + "]"
+	}
+	return h
+}
+
+// listenTLS sets up the certificates and binds HTTPS and RTMPS.
+func (s *Server) listenTLS(cfg config.Config, throttle *auth.Throttle) error {
+	t, err := newServerTLS(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPS)
+	if err != nil {
+		return fmt.Errorf("https: %w", err)
+	}
+	if cfg.RTMPS != "" {
+		in, err := rtmp.Listen(cfg.RTMPS, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns, Throttle: throttle, TLS: t.config}, s.log.With("component", "rtmps"))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("rtmps: %w", err)
+		}
+		s.ingestTLS = in
+	}
+	s.tls, s.httpsLn = t, ln
+	return nil
+}
+
+// closeTLS releases the TLS listeners of a server that was never run.
+func (s *Server) closeTLS() {
+	if s.httpsLn != nil {
+		s.httpsLn.Close()
+	}
+	if s.ingestTLS != nil {
+		s.ingestTLS.Close()
+	}
 }
 
 // Public implements api.URLs.
@@ -351,6 +437,22 @@ func (s *Server) HTTPAddr() net.Addr { return s.httpLn.Addr() }
 
 // RTMPAddr is the ingest's bound address.
 func (s *Server) RTMPAddr() net.Addr { return s.ingest.Addr() }
+
+// HTTPSAddr and RTMPSAddr are the bound TLS addresses (nil without TLS).
+func (s *Server) HTTPSAddr() net.Addr {
+	if s.httpsLn == nil {
+		return nil
+	}
+	return s.httpsLn.Addr()
+}
+
+// RTMPSAddr is the RTMPS ingest's address (nil without it).
+func (s *Server) RTMPSAddr() net.Addr {
+	if s.ingestTLS == nil {
+		return nil
+	}
+	return s.ingestTLS.Addr()
+}
 
 // Registry gives in-process access to the streams.
 func (s *Server) Registry() *live.Registry { return s.reg }
@@ -382,19 +484,26 @@ func (s *Server) Run(ctx context.Context) error {
 	rtmpCtx, stopRTMP := context.WithCancel(context.Background())
 	defer stopRTMP()
 
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := s.ingest.Run(rtmpCtx); err != nil {
-			errc <- err
+	serve := func(name string, run func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	serve("rtmp", func() error { return s.ingest.Run(rtmpCtx) })
+	if s.tls == nil {
+		serve("http", func() error { return s.httpSrv.Serve(s.httpLn) })
+	} else {
+		serve("https", func() error { return s.httpSrv.Serve(tls.NewListener(s.httpsLn, s.tls.config)) })
+		serve("http", func() error { return s.redirSrv.Serve(s.httpLn) })
+		if s.ingestTLS != nil {
+			serve("rtmps", func() error { return s.ingestTLS.Run(rtmpCtx) })
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	}()
+		s.tls.warm(s.log)
+	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if s.cfg.Demo {
@@ -428,6 +537,11 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	if err := s.httpSrv.Shutdown(shutCtx); err != nil {
 		s.httpSrv.Close()
+	}
+	if s.redirSrv != nil {
+		if err := s.redirSrv.Shutdown(shutCtx); err != nil {
+			s.redirSrv.Close()
+		}
 	}
 	wg.Wait()
 	s.store.Close()
@@ -493,6 +607,7 @@ func (s *Server) publicStatus(id, grant string) (web.Status, bool) {
 
 // Close releases the listeners of a server that was never run.
 func (s *Server) Close() {
+	s.closeTLS()
 	s.httpLn.Close()
 	s.ingest.Close()
 	s.rtc.Close()

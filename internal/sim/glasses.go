@@ -2,11 +2,13 @@ package sim
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -28,6 +30,9 @@ type Glasses struct {
 	Server string
 	// Token is the user's core token.
 	Token string
+	// TLS configures https:// servers and rtmps:// pushes (nil: the
+	// system's roots).
+	TLS *tls.Config
 
 	Model   string // "Mentra Live" by default
 	Battery int    // percent; 100 by default
@@ -187,7 +192,11 @@ func (g *Glasses) DropNetwork(d time.Duration) {
 // session is one connection of the phone's socket.
 func (g *Glasses) session(ctx context.Context, u string) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	c, resp, err := websocket.Dial(dctx, u, nil)
+	var opts *websocket.DialOptions
+	if g.TLS != nil {
+		opts = &websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: g.TLS}}}
+	}
+	c, resp, err := websocket.Dial(dctx, u, opts)
 	cancel()
 	if err != nil {
 		if resp != nil && resp.StatusCode == 401 {
@@ -474,7 +483,7 @@ func (s *glassesStream) run() {
 	var pushErr chan error
 	startPush := func() {
 		pctx, stop := context.WithCancel(s.ctx)
-		src := &Source{Clip: s.clip, OnConnected: func() { connected <- struct{}{} }}
+		src := &Source{Clip: s.clip, TLS: s.g.TLS, OnConnected: func() { connected <- struct{}{} }}
 		s.mu.Lock()
 		s.pushStop, s.src = stop, src
 		s.mu.Unlock()

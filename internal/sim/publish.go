@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -27,6 +28,8 @@ type Source struct {
 	// (video's PTS moves with its DTS): a broken encoder's clock, wraps and
 	// jumps included.
 	Stamp func(video bool, dts time.Duration) time.Duration
+	// TLS configures rtmps:// (nil: the system's roots).
+	TLS *tls.Config
 
 	framesSent atomic.Uint64
 	bytesSent  atomic.Uint64
@@ -58,7 +61,7 @@ func (s *Source) Publish(ctx context.Context, rawURL string) error {
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn := &gortmplib.Client{URL: u, Publish: true}
+	conn := &gortmplib.Client{URL: u, Publish: true, TLSConfig: s.TLS}
 	if err := conn.Initialize(dialCtx); err != nil {
 		return fmt.Errorf("publish to %s: %w", u.Redacted(), err)
 	}

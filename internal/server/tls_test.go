@@ -1,0 +1,143 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/sim"
+	"github.com/glasscast/glasscast/sdk"
+)
+
+// testCert makes a CA and a certificate it signs for localhost and
+// 127.0.0.1, written to files; it returns them and a pool trusting the CA.
+func testCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "glasscast test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	kb, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(certFile, pemBlock("CERTIFICATE", der), 0o644)
+	os.WriteFile(keyFile, pemBlock("EC PRIVATE KEY", kb), 0o600)
+	pool = x509.NewCertPool()
+	pool.AddCert(ca)
+	return certFile, keyFile, pool
+}
+
+// trustFor makes the default HTTP client trust pool for the test (the
+// harness and the SDK use it).
+func trustFor(t *testing.T, pool *x509.CertPool) {
+	tr := http.DefaultTransport.(*http.Transport)
+	old := tr.TLSClientConfig
+	tr.CloseIdleConnections()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, NextProtos: []string{"h2", "http/1.1"}}
+	t.Cleanup(func() { tr.CloseIdleConnections(); tr.TLSClientConfig = old })
+}
+
+// TestTLS: with a certificate, everything is served over HTTPS (HTTP/2,
+// HSTS) and plain HTTP redirects; ingest URLs are RTMPS and a publisher
+// pushes over it; managed streams send the glasses RTMPS.
+func TestTLS(t *testing.T) {
+	cert, key, pool := testCert(t)
+	trustFor(t, pool)
+	w := startWorld(t, []string{"com.example.a"}, func(c *config.Config) {
+		c.TLSCert, c.TLSKey = cert, key
+		c.HTTPS, c.RTMPS = "127.0.0.1:0", "127.0.0.1:0"
+	})
+	if !strings.HasPrefix(w.base, "https://127.0.0.1:") {
+		t.Fatalf("public URL %s", w.base)
+	}
+	httpsAddr, rtmpsAddr := w.srv.HTTPSAddr().String(), w.srv.RTMPSAddr().String()
+
+	// Plain HTTP: a redirect to the same path over HTTPS; the health check
+	// answers there too.
+	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := plain.Get("http://" + w.srv.HTTPAddr().String() + "/api/v1/streams?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://127.0.0.1:"+portOf(httpsAddr)+"/api/v1/streams?x=1" {
+		t.Fatalf("plain HTTP: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if code, _ := fetch(t, "http://"+w.srv.HTTPAddr().String()+"/healthz"); code != http.StatusOK {
+		t.Fatalf("health check over plain HTTP: %d", code)
+	}
+	resp, err = http.Get(w.base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+		t.Fatalf("HTTPS: %d %s, HSTS %q", resp.StatusCode, resp.Proto, resp.Header.Get("Strict-Transport-Security"))
+	}
+
+	// Streams API: RTMPS ingest, which verifies like any TLS server.
+	s := w.create("over tls")
+	if !strings.HasPrefix(s.Ingest.RTMPURL, "rtmps://127.0.0.1:"+portOf(rtmpsAddr)+"/live/") {
+		t.Fatalf("ingest URL %s", s.Ingest.RTMPURL)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := (&sim.Source{Loops: 1}).Publish(ctx, s.Ingest.RTMPURL); err == nil || !errors.As(err, new(x509.UnknownAuthorityError)) && !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a publisher that does not trust the certificate: %v", err)
+	}
+	go (&sim.Source{TLS: &tls.Config{RootCAs: pool}}).Publish(ctx, s.Ingest.RTMPURL)
+	w.waitPlayable(s.Playback.HLS)
+
+	// A managed stream: the glasses are told to push RTMPS.
+	_, events := w.glasses("tls@example.com", func(g *sim.Glasses) { g.TLS = &tls.Config{RootCAs: pool} })
+	a := w.startApp("tls@example.com", "com.example.a")
+	if _, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitEvent(t, events, "start", 10*time.Second); !strings.HasPrefix(e.Text, "rtmps://") {
+		t.Fatalf("the glasses were told to push to %s", e.Text)
+	}
+	res, err := a.Camera.WaitManagedActive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(res.HLSURL, "https://") {
+		t.Fatalf("managed HLS URL %s", res.HLSURL)
+	}
+	w.waitPlayable(res.HLSURL)
+}
+
+func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
