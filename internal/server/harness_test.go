@@ -39,14 +39,19 @@ type harness struct {
 	log *logTail
 }
 
+// checkLeaks makes the test check for leaked goroutines once everything
+// registered after this call has been cleaned up: once per test.
+func checkLeaks(t *testing.T) {
+	if _, checked := leakChecked.LoadOrStore(t, true); !checked {
+		t.Cleanup(func() { leakChecked.Delete(t); goleak.VerifyNone(t) })
+	}
+}
+
 // start runs a server on 127.0.0.1:0 and stops it (checking for leaked
 // goroutines) when the test ends.
 func start(t *testing.T, tweak func(*config.Config)) *harness {
 	t.Helper()
-	if _, checked := leakChecked.LoadOrStore(t, true); !checked {
-		// Once per test, first registered so it runs last.
-		t.Cleanup(func() { leakChecked.Delete(t); goleak.VerifyNone(t) })
-	}
+	checkLeaks(t)
 	cfg := config.Default()
 	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.WebRTCUDP, cfg.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0"

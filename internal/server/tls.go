@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -61,7 +62,7 @@ func newServerTLS(cfg config.Config) (*serverTLS, error) {
 	m := &autocert.Manager{
 		Prompt:     autocert.AcceptTOS,
 		Cache:      autocert.DirCache(filepath.Join(cfg.Data, "acme")),
-		HostPolicy: autocert.HostWhitelist(cfg.ACMEDomains...),
+		HostPolicy: hostPolicy(cfg.ACMEDomains),
 		Email:      cfg.ACMEEmail,
 		Client:     &acme.Client{DirectoryURL: dir, HTTPClient: hc},
 	}
@@ -88,6 +89,18 @@ func newServerTLS(cfg config.Config) (*serverTLS, error) {
 			}
 		},
 	}, nil
+}
+
+// hostPolicy allows the configured names, with or without a port (a CA
+// validating HTTP-01 on a port other than 80 sends one in Host).
+func hostPolicy(domains []string) autocert.HostPolicy {
+	allow := autocert.HostWhitelist(domains...)
+	return func(ctx context.Context, host string) error {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		return allow(ctx, host)
+	}
 }
 
 // fileCert serves a certificate from files and reads them again when they
@@ -164,4 +177,3 @@ func hsts(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
