@@ -35,6 +35,7 @@ func glasses(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	clipFile := fs.String("clip", "", "fragmented MP4 to stream instead of the built-in clip")
 	say := fs.String("say", "", "speak this (as a final transcription) once streaming, e.g. \"stop stream\"")
 	sayAfter := fs.Duration("say-after", 10*time.Second, "when to speak, after the stream starts")
+	caFile := fs.String("ca", "", "PEM file of CA certificates to trust for https:// and rtmps:// besides the system's")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: glasscast glasses --server URL --token TOKEN [--start-app PKG] [flags]")
 		fmt.Fprintln(stderr, "\nSimulates a phone with Mentra Live glasses. Lines typed on stdin are spoken (sent as transcriptions).")
@@ -50,8 +51,13 @@ func glasses(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "glasscast glasses: --token is required (glasscast token --user EMAIL prints one)")
 		return 2
 	}
+	tc, err := trustConfig(*caFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast glasses: %v\n", err)
+		return 1
+	}
 	g := &sim.Glasses{Server: *server, Token: *token, Battery: *battery, NoWifi: *noWifi, VideoOnly: *videoOnly,
-		IgnoreKeepAlive: *ignoreKA, Log: slog.New(slog.NewTextHandler(stderr, nil))}
+		IgnoreKeepAlive: *ignoreKA, TLS: tc, Log: slog.New(slog.NewTextHandler(stderr, nil))}
 	if *clipFile != "" {
 		data, err := os.ReadFile(*clipFile)
 		if err != nil {

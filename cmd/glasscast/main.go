@@ -12,6 +12,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -199,8 +201,9 @@ func publish(args []string, stderr io.Writer) int {
 	clipFile := fs.String("clip", "", "fragmented MP4 to send instead of the built-in clip")
 	noAudio := fs.Bool("video-only", false, "send the video only")
 	noVideo := fs.Bool("audio-only", false, "send the audio only")
+	caFile := fs.String("ca", "", "PEM file of CA certificates to trust for rtmps:// besides the system's")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: glasscast publish [flags] rtmp://HOST:PORT/live/STREAM_KEY")
+		fmt.Fprintln(stderr, "Usage: glasscast publish [flags] rtmp[s]://HOST:PORT/live/STREAM_KEY")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -234,11 +237,36 @@ func publish(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signalContext(stderr)
 	defer stop()
-	src := &sim.Source{Clip: clip, Loops: *loops}
+	tc, err := trustConfig(*caFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast: %v\n", err)
+		return 1
+	}
+	src := &sim.Source{Clip: clip, Loops: *loops, TLS: tc}
 	err = src.Publish(ctx, fs.Arg(0))
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "glasscast: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// trustConfig is a TLS configuration trusting the system's CAs and those in
+// caFile; nil when caFile is empty.
+func trustConfig(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificate in %s", caFile)
+	}
+	return &tls.Config{RootCAs: pool}, nil
 }
