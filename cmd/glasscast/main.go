@@ -151,8 +151,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	fmt.Fprintf(stdout, "glasscast %s\n", version())
-	fmt.Fprintf(stdout, "  HTTP   %s  (API, LL-HLS, DASH, watch pages)\n", srv.Public())
-	fmt.Fprintf(stdout, "  RTMP   %sSTREAM_KEY\n", srv.RTMPBase())
+	if srv.HTTPSAddr() != nil {
+		fmt.Fprintf(stdout, "  HTTPS  %s  (API, LL-HLS, DASH, watch pages)\n", srv.Public())
+		fmt.Fprintf(stdout, "  HTTP   http://%s  (redirects to HTTPS)\n", srv.HTTPAddr())
+	} else {
+		fmt.Fprintf(stdout, "  HTTP   %s  (API, LL-HLS, DASH, watch pages)\n", srv.Public())
+	}
+	if srv.RTMPSAddr() != nil {
+		fmt.Fprintf(stdout, "  RTMPS  %sSTREAM_KEY\n", srv.RTMPBase())
+	}
+	fmt.Fprintf(stdout, "  RTMP   %sSTREAM_KEY\n", srv.PlainRTMPBase())
 	if srv.TokenGenerated() {
 		fmt.Fprintf(stdout, "  admin token (generated; set --admin-token or GLASSCAST_ADMIN_TOKEN to keep one): %s\n", srv.AdminToken())
 	}

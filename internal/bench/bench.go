@@ -73,6 +73,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	gops := fs.String("webrtc-gops", "1s,2s", "keyframe intervals the webrtc scenario measures joins at")
 	joins := fs.Int("joins", 20, "new WebRTC viewers per GOP in the webrtc scenario")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	useHTTPS := fs.Bool("tls", false, "serve viewers over HTTPS (a TLS connection per viewer) with a certificate made for the run")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -101,6 +102,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if o.viewers, err = ints(*views); err != nil {
 		fmt.Fprintf(stderr, "glasscast bench: -viewers: %v\n", err)
 		return 2
+	}
+	if *useHTTPS {
+		dir, err := os.MkdirTemp("", "glasscast-bench-tls-")
+		if err == nil {
+			defer os.RemoveAll(dir)
+			err = useTLS(dir)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "glasscast bench: -tls: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "viewers over HTTPS (HTTP/1.1, a TLS connection each)")
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintf(stderr, "glasscast bench: %v\n", err)

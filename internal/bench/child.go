@@ -30,7 +30,7 @@ type server struct {
 }
 
 var (
-	httpLine = regexp.MustCompile(`HTTP\s+(http://\S+)`)
+	httpLine = regexp.MustCompile(`HTTPS?\s+(https?://\S+)  \(API`)
 	rtmpLine = regexp.MustCompile(`RTMP\s+(rtmp://\S+/live/)`)
 )
 
@@ -47,7 +47,7 @@ func startServer(ctx context.Context, extra ...string) (*server, error) {
 	}
 	args := append([]string{"serve", "--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--data", dataDir,
 		"--webrtc-udp", "127.0.0.1:0", "--webrtc-tcp", "127.0.0.1:0",
-		"--admin-token", benchToken, "--log-level", "warn"}, extra...)
+		"--admin-token", benchToken, "--log-level", "warn"}, append(serverTLSArgs, extra...)...)
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

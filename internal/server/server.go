@@ -59,6 +59,7 @@ type Server struct {
 	ingestTLS  *rtmp.Server
 	public     string
 	rtmpBase   string
+	rtmpPlain  string
 	adminToken string
 	generated  bool
 	ready      atomic.Bool
@@ -372,13 +373,18 @@ func (s *Server) publicURLs() (string, string) {
 	for len(public) > 0 && public[len(public)-1] == '/' {
 		public = public[:len(public)-1]
 	}
-	ingest, rscheme := s.ingest.Addr(), "rtmp"
+	_, rport, _ := net.SplitHostPort(s.ingest.Addr().String())
+	s.rtmpPlain = "rtmp://" + net.JoinHostPort(host, rport) + "/" + rtmp.App + "/"
 	if s.ingestTLS != nil {
-		ingest, rscheme = s.ingestTLS.Addr(), "rtmps"
+		_, rport, _ = net.SplitHostPort(s.ingestTLS.Addr().String())
+		return public, "rtmps://" + net.JoinHostPort(host, rport) + "/" + rtmp.App + "/"
 	}
-	_, rport, _ := net.SplitHostPort(ingest.String())
-	return public, rscheme + "://" + net.JoinHostPort(host, rport) + "/" + rtmp.App + "/"
+	return public, s.rtmpPlain
 }
+
+// PlainRTMPBase is rtmp://HOST:PORT/live/ of the plain RTMP ingest, which
+// listens with RTMPS on too (RTMPBase is then the RTMPS one).
+func (s *Server) PlainRTMPBase() string { return s.rtmpPlain }
 
 // hostOnly brackets an IPv6 address for a URL.
 func hostOnly(h string) string {
