@@ -14,6 +14,7 @@ package access
 
 import (
 	"context"
+	"net/http"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -255,19 +256,16 @@ func (s *Signer) Revoke(ctx context.Context, id string) (uint32, error) {
 	return gen, nil
 }
 
-type grantKey struct{}
+// GrantValue is the request path value under which the guard of the media
+// routes leaves the path element a request was made with (a token, or a
+// public stream's id): the URLs a page or a playlist builds from it must
+// carry it on.
+const GrantValue = "glasscast-grant"
 
-// WithGrant records, for the handlers of a media request, the path element
-// it was made with (a token, or a public stream's id): the URLs a page or a
-// playlist builds from it must carry it on.
-func WithGrant(ctx context.Context, grant string) context.Context {
-	return context.WithValue(ctx, grantKey{}, grant)
-}
-
-// Grant is the path element a request was made with, or id when it came
+// Grant is the path element request r was made with, or id when it came
 // without one.
-func Grant(ctx context.Context, id string) string {
-	if g, ok := ctx.Value(grantKey{}).(string); ok && g != "" {
+func Grant(r *http.Request, id string) string {
+	if g := r.PathValue(GrantValue); g != "" {
 		return g
 	}
 	return id

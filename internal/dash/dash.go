@@ -50,7 +50,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var variants []Rendition
-	grant := access.Grant(r.Context(), r.PathValue("id"))
+	grant := access.Grant(r, r.PathValue("id"))
 	for _, vr := range p.Variants() {
 		vr.P.View(func(v *cmaf.View) {
 			if rd, ok := renditionOf(vr.ID, v); ok {

@@ -75,7 +75,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, p *c
 	}
 	var body string
 	p.View(func(v *cmaf.View) { body = multivariant(v) })
-	body += variantsInf(p, access.Grant(r.Context(), r.PathValue("id")))
+	body += variantsInf(p, access.Grant(r, r.PathValue("id")))
 	writePlaylist(w, r, body)
 }
 

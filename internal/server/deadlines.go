@@ -71,12 +71,13 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 // off and its goroutine, socket and files are let go.
 func progress(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pw := &progressWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+		pw := &progressWriter{ResponseWriter: w}
+		pw.dl, _ = w.(writeDeadliner)
 		next.ServeHTTP(pw, r)
 		if !pw.set.IsZero() {
 			// The rest of the response is flushed after the handler: keep a
 			// deadline for it, and have the next request clear it.
-			pw.rc.SetWriteDeadline(time.Now().Add(stallTimeout))
+			pw.dl.SetWriteDeadline(time.Now().Add(stallTimeout))
 			if cf, _ := r.Context().Value(connKey{}).(*connFlags); cf != nil {
 				cf.writeDeadline.Store(true)
 			}
@@ -84,17 +85,26 @@ func progress(next http.Handler) http.Handler {
 	})
 }
 
+// writeDeadliner is the server's own ResponseWriter (what
+// http.ResponseController calls), asked directly to save an allocation on
+// every media request.
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
 type progressWriter struct {
 	http.ResponseWriter
-	rc  *http.ResponseController
-	set time.Time // when the deadline was last moved
+	dl  writeDeadliner // nil: not the server's writer, no deadlines
+	set time.Time      // when the deadline was last moved
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
 	// Moving the deadline costs a timer update; once a second is enough.
-	if now := time.Now(); now.Sub(p.set) > time.Second {
-		if p.rc.SetWriteDeadline(now.Add(stallTimeout)) == nil {
-			p.set = now
+	if p.dl != nil {
+		if now := time.Now(); now.Sub(p.set) > time.Second {
+			if p.dl.SetWriteDeadline(now.Add(stallTimeout)) == nil {
+				p.set = now
+			}
 		}
 	}
 	return p.ResponseWriter.Write(b)
@@ -103,5 +113,5 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 
-// Flush passes flushes through (the ResponseController finds it).
-func (p *progressWriter) Flush() { p.rc.Flush() }
+// Flush passes flushes through.
+func (p *progressWriter) Flush() { http.NewResponseController(p.ResponseWriter).Flush() }

@@ -77,12 +77,48 @@ func (s *Server) resolve(elem string, need access.Right) (string, error) {
 	return "", access.ErrInvalid
 }
 
+// refuse answers a media request without a valid grant: 401 without a
+// token, 403 for a bad, expired or revoked one, the same whether the stream
+// exists or not.
+func refuse(w http.ResponseWriter, err error) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Cache-Control", "no-store")
+	code := http.StatusForbidden
+	if errors.Is(err, access.ErrRequired) {
+		code = http.StatusUnauthorized
+	}
+	http.Error(w, err.Error(), code)
+}
+
+// guardID is guard for routes whose handler reads the stream from the
+// route's {id} (LL-HLS, DASH): the grant is checked and the path values
+// set in place, the cheapest way for the requests every viewer makes
+// several times a second.
+func (s *Server) guardID(need access.Right, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elem := r.PathValue("id")
+		if r.Method == http.MethodOptions || elem == "" {
+			next.ServeHTTP(w, r) // a CORS preflight carries no rights
+			return
+		}
+		id, err := s.resolve(elem, need)
+		if err != nil {
+			refuse(w, err)
+			return
+		}
+		r.SetPathValue("id", id)
+		r.SetPathValue(access.GrantValue, elem)
+		next.ServeHTTP(w, r)
+	})
+}
+
 // guard lets a media request through only with a grant for its stream: the
 // path element after the route's prefix (with an ending such as ".jpg"
 // cut off it) must be a valid token or a public stream's id. The request
-// goes on with that element replaced by the stream's id and the grant in
-// its context. Without one it is answered 401 (no token) or 403 (a bad,
-// expired or revoked one), the same whether the stream exists or not.
+// goes on with that element replaced by the stream's id, in its URL (for
+// a mux behind) and path values, and the grant in its path values.
+// Without one it is refused (see refuse).
 func (s *Server) guard(need access.Right, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
@@ -104,21 +140,16 @@ func (s *Server) guard(need access.Right, next http.Handler) http.Handler {
 		}
 		id, err := s.resolve(elem, need)
 		if err != nil {
-			h := w.Header()
-			h.Set("Access-Control-Allow-Origin", "*")
-			h.Set("Cache-Control", "no-store")
-			code := http.StatusForbidden
-			if errors.Is(err, access.ErrRequired) {
-				code = http.StatusUnauthorized
-			}
-			http.Error(w, err.Error(), code)
+			refuse(w, err)
 			return
 		}
 		parts[2] = id + ext
-		r2 := r.WithContext(access.WithGrant(r.Context(), elem))
+		r2 := new(http.Request)
+		*r2 = *r
 		u := *r.URL
 		u.Path, u.RawPath = strings.Join(parts, "/"), ""
 		r2.URL = &u
+		r2.SetPathValue(access.GrantValue, elem)
 		// The routes' own path values, for handlers matched by this mux.
 		if r.PathValue("id") == elem {
 			r2.SetPathValue("id", id)

@@ -245,8 +245,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.sockets.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
 	// Every media route wants a grant for its stream (see guard).
-	mux.Handle("/hls/{id}/{file}", s.guard(access.Live, progress(s.viewers.wrap("hls", hls.New(s.reg.Packager)))))
-	mux.Handle("/dash/{id}/{file}", s.guard(access.Live, progress(s.viewers.wrap("dash", dash.New(s.reg.Packager)))))
+	mux.Handle("/hls/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("hls", hls.New(s.reg.Packager)))))
+	mux.Handle("/dash/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("dash", dash.New(s.reg.Packager)))))
 	media := http.NewServeMux()
 	s.rtc.Register(media)
 	mux.Handle("/whep/{id}", s.guard(access.Live, media))

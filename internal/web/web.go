@@ -81,7 +81,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 func (h *Handler) watch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	grant := access.Grant(r.Context(), id)
+	grant := access.Grant(r, id)
 	st, ok := h.lookup(id, grant)
 	if !ok {
 		http.Error(w, "no such stream", http.StatusNotFound)
@@ -103,7 +103,7 @@ func (h *Handler) watch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	st, ok := h.lookup(r.PathValue("id"), access.Grant(r.Context(), r.PathValue("id")))
+	st, ok := h.lookup(r.PathValue("id"), access.Grant(r, r.PathValue("id")))
 	if !ok {
 		http.Error(w, "no such stream", http.StatusNotFound)
 		return
