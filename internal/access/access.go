@@ -14,12 +14,12 @@ package access
 
 import (
 	"context"
-	"net/http"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"hash"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
