@@ -250,6 +250,7 @@ func (m *Manager) Add(src Source, req Request) (Info, error) {
 	m.streams[src.ID()] = append(outs, o)
 	m.wg.Add(1)
 	m.mu.Unlock()
+	created := o.Info() // the answer describes the output as added, not as it may be a moment later
 	go func() {
 		defer m.wg.Done()
 		defer close(o.done)
@@ -257,7 +258,7 @@ func (m *Manager) Add(src Source, req Request) (Info, error) {
 	}()
 	m.log.Info("output added", "stream", src.ID(), "output", o.id, "url", Redact(req.URL), "by", req.Owner, "profile", profName(prof))
 	go m.changed(src.ID())
-	return o.Info(), nil
+	return created, nil
 }
 
 func profName(p *Profile) string {

@@ -65,6 +65,8 @@ type Glasses struct {
 	downTill time.Time
 	cancelWS context.CancelFunc
 	out      chan any
+	// awaitPong: the ping sent after the glasses' state is unanswered.
+	awaitPong bool
 }
 
 // Event is something the simulated glasses did or were told.
@@ -276,10 +278,25 @@ func (g *Glasses) handle(msg any) {
 		g.send(protocol.GlassesConnectionState{Type: protocol.TypeGlassesConnectionState, ModelName: g.Model, Status: "CONNECTED",
 			Wifi: &protocol.WifiState{Connected: !g.NoWifi, SSID: "glasscast-sim"}, Timestamp: nowMs()})
 		g.send(protocol.GlassesBatteryUpdate{Type: protocol.TypeGlassesBatteryUpdate, Level: g.Battery, Timestamp: nowMs()})
-		g.event(Event{Kind: "connected"})
+		// The server answers a ping after what came before it: its pong
+		// says the glasses' state is known there, and only then are the
+		// glasses "connected" for whoever waits on the event.
+		g.mu.Lock()
+		g.awaitPong = true
+		g.mu.Unlock()
+		g.send(protocol.Ping{Type: protocol.TypePing})
 	case *protocol.Ping:
-		if m.Type == protocol.TypePing {
+		switch m.Type {
+		case protocol.TypePing:
 			g.send(protocol.Ping{Type: protocol.TypePong})
+		case protocol.TypePong:
+			g.mu.Lock()
+			first := g.awaitPong
+			g.awaitPong = false
+			g.mu.Unlock()
+			if first {
+				g.event(Event{Kind: "connected"})
+			}
 		}
 	case *protocol.DisplayEvent:
 		text := string(m.Layout)
