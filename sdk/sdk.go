@@ -35,7 +35,10 @@ import (
 type Config struct {
 	PackageName string
 	APIKey      string
-	Logger      *slog.Logger
+	// Logger gets what goes wrong (a refused API key, a session that could
+	// not connect) and the sessions' comings and goings; nil:
+	// slog.Default(). slog.New(slog.DiscardHandler) silences it.
+	Logger *slog.Logger
 }
 
 // AppServer is an app's server: it takes glasscast's webhooks and runs the
@@ -58,7 +61,7 @@ type AppServer struct {
 func NewAppServer(cfg Config) *AppServer {
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &AppServer{cfg: cfg, log: log.With("app", cfg.PackageName), sessions: map[string]*Session{}, ctx: ctx, cancel: cancel}

@@ -223,6 +223,8 @@ func (a *Apps) userAction(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, control.ErrUnknownApp):
 			WriteError(w, http.StatusNotFound, CodeNotFound, "no app "+quote(pkg))
+		case errors.Is(err, control.ErrAppBadKey):
+			WriteError(w, http.StatusBadGateway, "app_bad_api_key", "the app server opened its session with an API key glasscast does not accept for "+quote(pkg)+": give it the key `glasscast apps add` printed")
 		case errors.Is(err, control.ErrAppDidNotConnect), errors.Is(err, context.DeadlineExceeded):
 			WriteError(w, http.StatusGatewayTimeout, "app_timeout", "the app server did not open its session within "+a.Plane.Config().AppInitTimeout.String())
 		case err != nil:

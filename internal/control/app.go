@@ -35,6 +35,15 @@ type appSession struct {
 	startErr  error
 }
 
+// failStartLocked ends a start that failed with err.
+func (a *appSession) failStartLocked(err error) {
+	a.startErr = err
+	a.endLocked()
+	if a.u.apps[a.pkg] == a {
+		delete(a.u.apps, a.pkg)
+	}
+}
+
 func (a *appSession) endLocked() {
 	if a.state == appEnded {
 		return
@@ -56,6 +65,7 @@ func (a *appSession) endLocked() {
 // Errors of StartApp.
 var (
 	ErrAppDidNotConnect = errors.New("the app server did not open its session in time")
+	ErrAppBadKey        = errors.New("the app server opened its session with an API key glasscast does not accept for it")
 )
 
 // StartApp starts an app for a user, as the phone does: the app server gets
@@ -90,11 +100,7 @@ func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
 	a.timer = u.after(p.cfg.AppInitTimeout, func() {
 		if a.state == appStarting {
 			p.log.Warn("app did not connect in time", "user", userID, "app", pkg, "timeout", p.cfg.AppInitTimeout)
-			a.startErr = ErrAppDidNotConnect
-			a.endLocked()
-			if u.apps[pkg] == a {
-				delete(u.apps, pkg)
-			}
+			a.failStartLocked(ErrAppDidNotConnect)
 		}
 	})
 	ready := a.ready
@@ -114,11 +120,7 @@ func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
 			defer u.mu.Unlock()
 			if a.state == appStarting {
 				p.log.Warn("session webhook failed", "user", userID, "app", pkg, "err", err)
-				a.startErr = fmt.Errorf("session webhook: %w", err)
-				a.endLocked()
-				if u.apps[pkg] == a {
-					delete(u.apps, pkg)
-				}
+				a.failStartLocked(fmt.Errorf("session webhook: %w", err))
 			}
 		}
 	})
@@ -295,6 +297,15 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 			s.OnBadKey()
 		}
 		p.log.Warn("app refused: bad API key", "app", m.PackageName)
+		// A start waiting for this app fails now, saying why, instead of
+		// timing out.
+		if u := p.user(userID, false); u != nil {
+			u.mu.Lock()
+			if a := u.apps[m.PackageName]; a != nil && a.state == appStarting {
+				a.failStartLocked(ErrAppBadKey)
+			}
+			u.mu.Unlock()
+		}
 		s.refuse(CodeInvalidAPIKey, "Invalid API key")
 		return
 	}

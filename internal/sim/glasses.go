@@ -191,6 +191,22 @@ func (g *Glasses) DropNetwork(d time.Duration) {
 	g.event(Event{Kind: "network-down", Text: d.String()})
 }
 
+// redactToken takes the core token out of a dial error, which quotes the
+// URL that carries it.
+func redactToken(err error, token string) error {
+	if token == "" {
+		return err
+	}
+	msg := err.Error()
+	for _, t := range []string{token, url.QueryEscape(token)} {
+		msg = strings.ReplaceAll(msg, t, "…")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return errors.New(msg)
+}
+
 // session is one connection of the phone's socket.
 func (g *Glasses) session(ctx context.Context, u string) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -204,7 +220,7 @@ func (g *Glasses) session(ctx context.Context, u string) error {
 		if resp != nil && resp.StatusCode == 401 {
 			return ErrRefused
 		}
-		return err
+		return redactToken(err, g.Token)
 	}
 	c.SetReadLimit(protocol.MaxMessageBytes)
 	sctx, scancel := context.WithCancel(ctx)
