@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -63,7 +65,7 @@ func (s *Source) Publish(ctx context.Context, rawURL string) error {
 	defer cancel()
 	conn := &gortmplib.Client{URL: u, Publish: true, TLSConfig: s.TLS}
 	if err := conn.Initialize(dialCtx); err != nil {
-		return fmt.Errorf("publish to %s: %w", u.Redacted(), err)
+		return fmt.Errorf("publish to %s: %w", withoutKey(rawURL), statusError(err))
 	}
 	defer conn.Close()
 
@@ -140,6 +142,26 @@ func (s *Source) write(w *gortmplib.Writer, video, audio *gortmplib.Track, f *Fr
 	}
 	s.bytesSent.Add(uint64(len(f.AU)))
 	return w.WriteMPEG4Audio(audio, s.stamp(false, base+f.DTS), f.AU)
+}
+
+// withoutKey is an RTMP URL fit to print: the stream key is the secret.
+func withoutKey(raw string) string {
+	if i := strings.LastIndex(raw, "/"); i > len("rtmps://") {
+		return raw[:i+1] + "…"
+	}
+	return "the server"
+}
+
+// statusRE finds the code and description of an onStatus the RTMP client
+// quotes as a Go value.
+var statusRE = regexp.MustCompile(`\{code ([^}]*)\} \{description ([^}]*)\}`)
+
+// statusError says what the server answered in words, when it refused.
+func statusError(err error) error {
+	if m := statusRE.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("the server refused: %s (%s)", m[2], m[1])
+	}
+	return err
 }
 
 func (s *Source) stamp(video bool, dts time.Duration) time.Duration {
