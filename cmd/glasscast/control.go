@@ -187,11 +187,28 @@ func envOr(name, def string) string {
 
 // apps manages the registered apps in the data directory's store.
 func apps(args []string, stdout, stderr io.Writer) int {
+	const usage = `Usage: glasscast apps add|list|remove [flags]
+
+  add     register an app (--package, --public-url, --name) and print its API key
+  list    the registered apps
+  remove  unregister one (--package)
+
+The apps live in the server's data directory (--data, ./glasscast-data). glasscast apps add -h
+lists the flags.`
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "Usage: glasscast apps add|list|remove [flags]")
+		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return 0
+	case "add", "list", "remove":
+	default:
+		fmt.Fprintf(stderr, "glasscast apps: unknown subcommand %q\n\n%s\n", sub, usage)
+		return 2
+	}
 	fs := flag.NewFlagSet("glasscast apps "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", envOr("GLASSCAST_DATA", "./glasscast-data"), "the server's data directory")

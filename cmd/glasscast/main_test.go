@@ -49,3 +49,14 @@ func TestAppsAndToken(t *testing.T) {
 		t.Fatalf("second remove: %d", code)
 	}
 }
+
+func TestAppsHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"apps", "-h"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "add     register an app") {
+		t.Fatalf("apps -h: %d %q %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"apps", "frob"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown subcommand "frob"`) || !strings.Contains(errOut.String(), "Usage:") {
+		t.Fatalf("apps frob: %d %q", code, errOut.String())
+	}
+}

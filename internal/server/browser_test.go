@@ -159,4 +159,34 @@ func TestBrowserPlays(t *testing.T) {
 	if len(d.Row) < 8 || !strings.Contains(d.Row[7], "down") || !strings.Contains(d.Row[7], "connecting") {
 		t.Errorf("the dashboard's row does not show the output that is down: %q", d.Row)
 	}
+
+	// Once the stream has ended, its page shows that and the recording, and
+	// asks for nothing more: no player, no WebRTC offers, no favicon.
+	cancel()
+	if code, body := h.call("DELETE", "/api/v1/streams/"+s.ID, nil); code != http.StatusOK {
+		t.Fatalf("DELETE stream: %d %s", code, body)
+	}
+	h.waitRecorded(s.ID)
+	out, stderr = runBrowserScript(t, context.Background(), "ended.mjs", h.base, s)
+	var e struct {
+		Status                      *string
+		VideoHidden, ProtocolHidden bool
+		Recording                   *string
+		Requests, After, PageErrors []string
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &e); err != nil {
+		t.Fatalf("ended.mjs: %v\n%s\n%s", err, out, stderr)
+	}
+	t.Logf("the ended page asked for %q", e.Requests)
+	if e.Status == nil || !e.VideoHidden || !e.ProtocolHidden || e.Recording == nil || len(e.PageErrors) > 0 {
+		t.Fatalf("the ended stream's page: %+v", e)
+	}
+	for _, r := range e.Requests {
+		if strings.Contains(r, "/whep/") || strings.Contains(r, "favicon") || strings.Contains(r, "/hls/") || strings.Contains(r, "/dash/") {
+			t.Errorf("the ended stream's page asked for %s", r)
+		}
+	}
+	if len(e.After) > 0 {
+		t.Errorf("the ended stream's page kept asking: %q", e.After)
+	}
 }

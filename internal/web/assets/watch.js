@@ -116,7 +116,7 @@ function glasscastWatch(urls) {
       state.hls = hls;
       hls.on(Hls.Events.ERROR, function (_, d) {
         note(d.details);
-        if (d.fatal) { setTimeout(function () { hls.destroy(); playHLS(); }, 2000); }
+        if (d.fatal && !state.ended) { setTimeout(function () { if (!state.ended) { hls.destroy(); playHLS(); } }, 2000); }
       });
       hls.loadSource(urls.hls);
       hls.attachMedia(video);
@@ -145,14 +145,37 @@ function glasscastWatch(urls) {
 
   var players = { webrtc: playWebRTC, hls: playHLS, dash: playDASH };
   var order = forced && players[forced] ? [forced] : ['webrtc', 'hls', 'dash'];
-  (function next(i) {
-    if (i >= order.length) { setProtocol('none'); return; }
-    players[order[i]]().catch(function (err) {
-      note(err);
-      state.fallbacks.push(order[i]);
-      next(i + 1);
-    });
-  })(0);
+  // The players start once the status says the stream is not over.
+  function startPlayers() {
+    (function next(i) {
+      if (state.ended) { return; }
+      if (i >= order.length) { setProtocol('none'); return; }
+      players[order[i]]().catch(function (err) {
+        note(err);
+        state.fallbacks.push(order[i]);
+        next(i + 1);
+      });
+    })(0);
+  }
+
+  // stopPlayers lets go of everything once the stream has ended: no
+  // spinner, no more requests.
+  function stopPlayers() {
+    if (state.pc) {
+      state.pc.close();
+      if (state.whepSession) { fetch(state.whepSession, { method: 'DELETE', keepalive: true }).catch(function () {}); }
+    }
+    if (state.hls) { state.hls.destroy(); }
+    if (state.dash) { state.dash.reset(); }
+    state.pc = state.hls = state.dash = null;
+    video.srcObject = null;
+    video.removeAttribute('src');
+    video.load();
+    video.hidden = true;
+    unmute.hidden = true;
+    protocolEl.hidden = true;
+    latencyEl.textContent = '';
+  }
 
   // Latency of the segment-based players, from the program date time.
   setInterval(function () {
@@ -169,6 +192,12 @@ function glasscastWatch(urls) {
     fetch(urls.status).then(function (r) { return r.ok ? r.json() : null; }).then(function (s) {
       if (!s) { return; }
       state.status = s.status;
+      if (s.status === 'ended') {
+        if (!state.ended) { state.ended = true; stopPlayers(); }
+      } else if (!state.started) {
+        state.started = true;
+        startPlayers();
+      }
       statusEl.textContent = s.status;
       statusEl.className = 'pill ' + s.status;
       var parts = [];
@@ -186,7 +215,7 @@ function glasscastWatch(urls) {
         a.textContent = s.status === 'ended' ? ' · the recording' : ' · recording';
         info.appendChild(a);
       }
-    }).catch(function () {}).finally(function () { setTimeout(poll, 2000); });
+    }).catch(function () {}).finally(function () { if (!state.ended) { setTimeout(poll, 2000); } });
   }
   poll();
 }
