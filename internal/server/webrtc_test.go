@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 
+	"github.com/glasscast/glasscast/internal/api"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
 )
 
@@ -224,4 +226,42 @@ func TestWHEPRetransmits(t *testing.T) {
 	if loss.recovered < 10 {
 		t.Fatalf("only %d of %d lost packets came back", loss.recovered, len(loss.dropped))
 	}
+}
+
+// TestWHEPViewerVanishes: a WebRTC viewer that goes silent without a word
+// (its socket gone, as a closed laptop's) leaves the viewer count within
+// 5 s, and its session ends.
+func TestWHEPViewerVanishes(t *testing.T) {
+	h := start(t, nil)
+	s := h.create("vanish")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rtc.Dial(ctx, s.Playback.WebRTC, rtc.Options{UDP: udp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	viewers := func(n int, within time.Duration) {
+		t.Helper()
+		h.waitSnapshot(within, func(snap api.Snapshot) bool {
+			for _, st := range snap.Streams {
+				if st.ID == s.ID {
+					return st.Viewers.WebRTC == n
+				}
+			}
+			return false
+		})
+	}
+	viewers(1, 10*time.Second)
+	udp.Close() // nothing more comes from the viewer, and no goodbye
+	gone := time.Now()
+	viewers(0, 5*time.Second)
+	t.Logf("the viewer left the count %v after it went silent", time.Since(gone).Round(100*time.Millisecond))
+	h.log.waitCount(t, "webrtc viewer left", 1, 10*time.Second)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -58,6 +59,9 @@ type Options struct {
 	// SRTP, whose replay protection would refuse the retransmission of a
 	// packet one of them dropped: with interceptors, it is off.
 	Interceptors []interceptor.Factory
+	// UDP, when set, is the only socket ICE uses: closing it makes the
+	// viewer vanish without a word, as a closed laptop does.
+	UDP net.PacketConn
 }
 
 // Client is a WHEP viewer in Go: the tests and the load tool watch streams
@@ -79,6 +83,10 @@ func Dial(ctx context.Context, whepURL string, h Options) (*Client, error) {
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
+	if h.UDP != nil {
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, h.UDP))
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
 	reg := &interceptor.Registry{}
 	for _, f := range h.Interceptors {
 		reg.Add(f)

@@ -35,6 +35,8 @@ type session struct {
 	// adm is the session's slot; pending (under s.mu) until it connects.
 	adm     *admission
 	pending bool
+	offered time.Time
+	silent  bool // ICE disconnected: not a viewer unless it comes back
 
 	// shift is stream time minus the viewer's own timeline, fixed once the
 	// viewer is at the live edge (-1 before), so audio lines up with video.
@@ -144,7 +146,7 @@ func (s *Server) newSession(addr, streamID string, hub *stream.Hub, tracks *stre
 		return nil, "", err
 	}
 	ss := &session{s: s, id: newID(), streamID: streamID, hub: hub, pc: pc, connected: make(chan struct{}),
-		vBase: randUint32(), aBase: randUint32(), adm: adm, pending: true}
+		vBase: randUint32(), aBase: randUint32(), adm: adm, pending: true, offered: time.Now()}
 	ss.shift.Store(-1)
 	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*session, string, error) {
@@ -188,6 +190,13 @@ func (s *Server) newSession(addr, streamID string, hub *stream.Hub, tracks *stre
 				s.mu.Unlock()
 				close(ss.connected)
 			})
+			s.mu.Lock()
+			ss.silent = false // back after a silence
+			s.mu.Unlock()
+		case webrtc.PeerConnectionStateDisconnected:
+			s.mu.Lock()
+			ss.silent = true
+			s.mu.Unlock()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			go ss.close()
 		}
@@ -248,13 +257,17 @@ func (ss *session) close() {
 	s := ss.s
 	s.mu.Lock()
 	_, ok := s.sessions[ss.id]
+	pending := ss.pending
 	if ok {
 		delete(s.sessions, ss.id)
 		ss.adm.releaseLocked()
 	}
 	s.mu.Unlock()
 	ss.pc.Close()
-	if ok {
+	switch {
+	case ok && pending:
+		s.log.Info("webrtc viewer never connected", "stream", ss.streamID, "session", ss.id, "after", time.Since(ss.offered).Round(time.Millisecond))
+	case ok:
 		s.log.Info("webrtc viewer left", "stream", ss.streamID, "session", ss.id)
 	}
 }
@@ -277,7 +290,6 @@ func (ss *session) run() {
 	case <-ss.ctx.Done():
 		return
 	case <-time.After(ss.s.cfg.PendingTimeout):
-		ss.s.log.Info("webrtc viewer never connected", "stream", ss.streamID, "session", ss.id, "after", ss.s.cfg.PendingTimeout)
 		return
 	}
 	r := ss.hub.NewReader("webrtc "+ss.id, 1024)

@@ -158,6 +158,10 @@ func New(cfg Config, lookup Lookup, log *slog.Logger) (*Server, error) {
 	se.SetICETCPMux(webrtc.NewICETCPMux(lf.NewLogger("tcp"), s.tcp, 8))
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6})
 	se.SetIncludeLoopbackCandidate(cfg.Loopback)
+	// A viewer that goes silent (a closed laptop, a lost network) is not
+	// counted after 3 s and is gone after 5 s; browsers answer the 1 s
+	// keep-alives and send receiver reports, so a live one never is.
+	se.SetICETimeouts(3*time.Second, 2*time.Second, time.Second)
 	if len(cfg.PublicIPs) > 0 {
 		se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
 	}
@@ -178,7 +182,7 @@ func (s *Server) Viewers(h *stream.Hub) int {
 	defer s.mu.Unlock()
 	n := 0
 	for _, ss := range s.sessions {
-		if ss.hub == h && !ss.pending {
+		if ss.hub == h && !ss.pending && !ss.silent {
 			n++
 		}
 	}
