@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -161,8 +162,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  RTMPS  %sSTREAM_KEY\n", srv.RTMPBase())
 	}
 	fmt.Fprintf(stdout, "  RTMP   %sSTREAM_KEY\n", srv.PlainRTMPBase())
-	if srv.TokenGenerated() {
-		fmt.Fprintf(stdout, "  admin token (generated; set --admin-token or GLASSCAST_ADMIN_TOKEN to keep one): %s\n", srv.AdminToken())
+	switch {
+	case srv.TokenGenerated():
+		fmt.Fprintf(stdout, "  admin token (made now, kept in %s): %s\n", filepath.Join(cfg.Data, server.AdminTokenFile), srv.AdminToken())
+	case cfg.AdminToken == "":
+		fmt.Fprintf(stdout, "  admin token: in %s\n", filepath.Join(cfg.Data, server.AdminTokenFile))
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()

@@ -35,34 +35,42 @@ func LoadSecret(configured, dataDir string) ([]byte, error) {
 	if configured != "" {
 		return []byte(configured), nil
 	}
-	path := filepath.Join(dataDir, SecretFile)
+	s, _, err := Kept(dataDir, SecretFile, 32)
+	return []byte(s), err
+}
+
+// Kept returns the secret kept in dataDir/name (0600), generating one of n
+// random bytes (hex) the first time; made says it was made now.
+func Kept(dataDir, name string, n int) (secret string, made bool, err error) {
+	path := filepath.Join(dataDir, name)
 	if b, err := os.ReadFile(path); err == nil {
 		s := strings.TrimSpace(string(b))
 		if len(s) < 32 {
-			return nil, fmt.Errorf("%s: the secret is too short", path)
+			return "", false, fmt.Errorf("%s: the secret is too short", path)
 		}
-		return []byte(s), nil
+		return s, false, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return "", false, err
 	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return nil, err
+		return "", false, err
 	}
-	b := make([]byte, 32)
+	b := make([]byte, n)
 	rand.Read(b)
 	s := hex.EncodeToString(b)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return LoadSecret("", dataDir) // another process made it first
+		s, _, err := Kept(dataDir, name, n) // another process made it first
+		return s, false, err
 	}
 	if err != nil {
-		return nil, err
+		return "", false, err
 	}
 	defer f.Close()
 	if _, err := f.WriteString(s + "\n"); err != nil {
-		return nil, err
+		return "", false, err
 	}
-	return []byte(s), nil
+	return s, true, nil
 }
 
 type claims struct {

@@ -116,6 +116,7 @@ func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.WebhookTimeout)
 		defer cancel()
 		if err := p.webhooks.Post(ctx, app.PublicURL, body); err != nil {
+			p.webhookFailures.Add(1)
 			u.mu.Lock()
 			defer u.mu.Unlock()
 			if a.state == appStarting {
@@ -175,6 +176,7 @@ func (u *User) stopAppLocked(a *appSession, reason string) {
 		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 		defer cancel()
 		if err := p.webhooks.Post(ctx, publicURL, body); err != nil {
+			p.webhookFailures.Add(1)
 			p.log.Debug("stop webhook failed", "app", a.pkg, "err", err)
 		}
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/glasscast/glasscast/internal/restream"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/live"
@@ -114,6 +115,8 @@ type Plane struct {
 	apps     Apps
 	users    Users
 	webhooks Webhooks
+	// webhookFailures counts webhooks an app server did not take.
+	webhookFailures atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -196,6 +199,9 @@ func (p *Plane) Counts() (users, phones, apps int) {
 	}
 	return
 }
+
+// WebhookFailures counts the webhooks app servers did not take, so far.
+func (p *Plane) WebhookFailures() uint64 { return p.webhookFailures.Load() }
 
 // Close ends every user session: apps are told, streams end, glasses are
 // told to stop. It waits for the plane's goroutines.

@@ -308,6 +308,23 @@ func (m *Manager) List(streamID string) []Info {
 	return infos
 }
 
+// CountByStatus counts every stream's outputs by status.
+func (m *Manager) CountByStatus() map[string]int {
+	m.mu.Lock()
+	var outs []*Output
+	for _, list := range m.streams {
+		outs = append(outs, list...)
+	}
+	m.mu.Unlock()
+	n := map[string]int{}
+	for _, o := range outs {
+		o.mu.Lock()
+		n[o.status]++
+		o.mu.Unlock()
+	}
+	return n
+}
+
 // Remove stops and forgets an output. by is who asks: the owner, or
 // "admin" who may remove any.
 func (m *Manager) Remove(streamID, outputID, by string) (Info, error) {

@@ -107,8 +107,13 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 			}
 		}
 	}
-	return p.ResponseWriter.Write(b)
+	n, err := p.ResponseWriter.Write(b)
+	httpBytesOut.Add(uint64(n))
+	return n, err
 }
+
+// httpBytesOut counts what media routes and downloads wrote, for metrics.
+var httpBytesOut atomic.Uint64
 
 // Unwrap lets http.ResponseController reach the connection.
 func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }

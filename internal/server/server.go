@@ -5,10 +5,8 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,7 +74,12 @@ type Server struct {
 	recs       *record.Store
 	outputs    *restream.Manager
 	abr        *abr.Manager
+	// transcoders is the server's budget of ffmpeg encoders.
+	transcoders *restream.Budget
 }
+
+// AdminTokenFile keeps the admin token made when none is configured.
+const AdminTokenFile = "admin-token"
 
 // New builds a server and binds its listeners; Run serves.
 func New(cfg config.Config, log *slog.Logger) (*Server, error) {
@@ -87,14 +90,14 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, adminToken: cfg.AdminToken}
+	var err error
 	if s.adminToken == "" {
-		b := make([]byte, 24)
-		rand.Read(b)
-		s.adminToken = hex.EncodeToString(b)
-		s.generated = true
+		// Made once and kept, so it survives restarts.
+		if s.adminToken, s.generated, err = auth.Kept(cfg.Data, AdminTokenFile, 24); err != nil {
+			return nil, fmt.Errorf("admin token: %w", err)
+		}
 	}
 
-	var err error
 	if s.store, err = store.Open(cfg.Data); err != nil {
 		return nil, err
 	}
@@ -121,7 +124,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if maxTranscodes == 0 {
 		maxTranscodes = 2 * runtime.NumCPU()
 	}
-	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath(), Transcoders: restream.NewBudget(maxTranscodes)}
+	s.transcoders = restream.NewBudget(maxTranscodes)
+	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath(), Transcoders: s.transcoders}
 	if rcfg.Allow, err = restream.ParseAllow(cfg.RestreamAllow); err != nil {
 		s.recs.Close()
 		s.store.Close()
@@ -244,6 +248,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret, Throttle: throttle}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
+	mux.Handle("GET /metrics", apiServer.Admin(s.metricsHandler()))
 	// Every media route wants a grant for its stream (see guard).
 	mux.Handle("/hls/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("hls", hls.New(s.reg.Packager)))))
 	mux.Handle("/dash/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("dash", dash.New(s.reg.Packager)))))
@@ -435,7 +440,8 @@ func (s *Server) RTMPBase() string { return s.rtmpBase }
 // AdminToken is the admin API's bearer token.
 func (s *Server) AdminToken() string { return s.adminToken }
 
-// TokenGenerated says the token was made up because none was configured.
+// TokenGenerated says the token was made now because none was configured
+// (and kept under --data for the next start).
 func (s *Server) TokenGenerated() bool { return s.generated }
 
 // HTTPAddr and RTMPAddr are the bound addresses.

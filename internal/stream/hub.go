@@ -140,6 +140,7 @@ func (h *Hub) Publish(t *Tracks) (*Publisher, error) {
 	}
 	old := h.pub
 	h.epoch++
+	totals.publishes.Add(1)
 	p := &Publisher{hub: h, epoch: h.epoch, done: make(chan struct{}), needKey: t.Video != nil}
 	h.pub = p
 	h.tracks = t

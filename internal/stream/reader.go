@@ -50,6 +50,7 @@ func (r *Reader) push(u *Unit) {
 		if !startable(u) {
 			r.mu.Unlock()
 			r.dropped.Add(1)
+			totals.dropped.Add(1)
 			return
 		}
 		r.waitKey = false
@@ -63,9 +64,11 @@ func (r *Reader) push(u *Unit) {
 			r.waitKey = true
 			r.mu.Unlock()
 			r.dropped.Add(uint64(lost) + 1)
+			totals.dropped.Add(uint64(lost) + 1)
 			return
 		}
 		r.dropped.Add(uint64(lost))
+		totals.dropped.Add(uint64(lost))
 	}
 	r.buf[(r.head+r.n)%len(r.buf)] = u
 	r.n++

@@ -1,9 +1,29 @@
 package stream
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // statsWindow is how far back bitrate and frame rate look.
 const statsWindow = 5
+
+// totals count over every hub of the process, for its metrics.
+var totals struct {
+	bytesIn, framesIn, dropped, publishes atomic.Uint64
+}
+
+// Totals are the process's counts since it started, over every stream:
+// payload bytes and video frames taken in, units readers lost, publisher
+// sessions begun (a reconnect is one more).
+type Totals struct {
+	BytesIn, FramesIn, Dropped, Publishes uint64
+}
+
+// ProcessTotals reads the process's totals.
+func ProcessTotals() Totals {
+	return Totals{BytesIn: totals.bytesIn.Load(), FramesIn: totals.framesIn.Load(), Dropped: totals.dropped.Load(), Publishes: totals.publishes.Load()}
+}
 
 // counters is updated in the publisher's path under the hub's lock.
 type counters struct {
@@ -44,6 +64,7 @@ func (c *counters) add(u *Unit) {
 	size := uint64(u.Size())
 	c.bytes[i] += size
 	c.bytesIn += size
+	totals.bytesIn.Add(size)
 	if u.Epoch != c.epoch {
 		c.epoch = u.Epoch
 		c.haveKey, c.nKey, c.haveDTS, c.nDelta = false, 0, false, 0
@@ -62,6 +83,7 @@ func (c *counters) add(u *Unit) {
 			c.lastKey, c.haveKey = u.DTS, true
 		}
 		c.framesIn++
+		totals.framesIn.Add(1)
 		c.frames[i]++
 		if u.PTS != u.DTS {
 			c.bframes = true

@@ -425,6 +425,7 @@ func (ss *session) sendVideo(r *stream.Reader) {
 				return
 			}
 			ss.vSent.add(len(p))
+			ss.s.bytesOut.Add(uint64(len(p)))
 		}
 	}
 }
@@ -453,6 +454,7 @@ func (ss *session) sendAudio(ch <-chan opusPacket) {
 				return
 			}
 			ss.aSent.add(len(p.data))
+			ss.s.bytesOut.Add(uint64(len(p.data)))
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -80,6 +81,26 @@ type Server struct {
 	slots         int
 	pendingAddr   map[string]int
 	pendingStream map[string]int
+	// bytesOut counts the media payload bytes sent to every viewer.
+	bytesOut atomic.Uint64
+}
+
+// BytesSent is the media payload sent to WebRTC viewers so far.
+func (s *Server) BytesSent() uint64 { return s.bytesOut.Load() }
+
+// Counts says how many WebRTC sessions are connected and how many are
+// still connecting.
+func (s *Server) Counts() (connected, connecting int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.sessions {
+		if ss.pending {
+			connecting++
+		} else if !ss.silent {
+			connected++
+		}
+	}
+	return connected, connecting
 }
 
 // H.264 profiles offered to browsers: constrained baseline, baseline, main,
