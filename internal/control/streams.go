@@ -136,6 +136,29 @@ type managedStream struct {
 	stopWatch context.CancelFunc
 	timers    []*time.Timer
 	ended     bool
+	// start is what the glasses were told; a phone that comes back is
+	// told again, to resume the stream with the same URLs.
+	start protocol.StartRTMPStream
+	// played: it has been active (playable) once.
+	played bool
+}
+
+// mediaChangedLocked tells the viewers that the glasses' stream dropped
+// (reconnecting) or is back (active); u.mu is held.
+func (ms *managedStream) mediaChangedLocked(media live.Status) {
+	if ms.u.managed != ms || ms.ended {
+		return
+	}
+	switch {
+	case media == live.StatusReconnecting && ms.status == statusActive:
+		ms.status = statusReconnecting
+		ms.broadcastLocked(ms.statusMsg(statusReconnecting, fmt.Sprintf("The glasses' stream dropped; waiting up to %v for it to come back", ms.u.p.media.ReconnectWindow())))
+		ms.u.p.log.Info("managed stream reconnecting", "user", ms.u.id, "stream", ms.id)
+	case media == live.StatusLive && ms.status == statusReconnecting:
+		ms.status = statusActive
+		ms.broadcastLocked(ms.statusMsg(statusActive, "Stream is live again"))
+		ms.u.p.log.Info("managed stream live again", "user", ms.u.id, "stream", ms.id)
+	}
 }
 
 // links are a managed stream's viewer URLs.
@@ -265,9 +288,12 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		// Join: the app shares the stream, and hears where it stands now.
 		ms.viewers[a.pkg] = true
 		ms.addDestinationsLocked(a.pkg, req.RestreamDestinations)
-		if ms.status == statusActive {
+		switch ms.status {
+		case statusActive:
 			ms.sendLocked(a.pkg, ms.statusMsg(statusActive, "Stream is live"))
-		} else {
+		case statusReconnecting:
+			ms.sendLocked(a.pkg, ms.statusMsg(statusReconnecting, "The glasses' stream dropped; waiting for it to come back"))
+		default:
 			ms.sendLocked(a.pkg, ms.statusMsg(statusInitializing, "Waiting for stream to start..."))
 		}
 		p.log.Info("app joined the managed stream", "user", u.id, "app", a.pkg, "stream", ms.id, "viewers", len(ms.viewers))
@@ -285,17 +311,18 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 	}
 	u.managed = ms
 	ms.addDestinationsLocked(a.pkg, req.RestreamDestinations)
-	u.sendGlassesLocked(protocol.StartRTMPStream{
+	ms.start = protocol.StartRTMPStream{
 		Type: protocol.TypeStartRTMPStream, SessionID: u.id, RTMPURL: p.cfg.RTMPBase + st.Key(), AppID: protocol.ManagedAppID,
 		StreamID: ms.id, Video: video, Audio: orEmptyAudio(req.Audio), Stream: orEmptyStream(req.Stream),
 		Flash: true, Sound: true, Timestamp: protocol.Now(),
-	})
+	}
+	u.sendGlassesLocked(ms.start)
 	ms.sendLocked(a.pkg, ms.statusMsg(statusInitializing, "Waiting for stream to start..."))
 	ms.ka = u.startKeepAlive(ms.id, func() {
 		ms.endLocked(statusError, CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive")
 	})
 	ms.timers = append(ms.timers, u.after(p.cfg.ManagedStartTimeout, func() {
-		if u.managed == ms && ms.status != statusActive {
+		if u.managed == ms && !ms.played {
 			ms.endLocked(statusError, CodeTimeout, fmt.Sprintf("Stream start timeout: nothing playable came from the glasses within %v", p.cfg.ManagedStartTimeout))
 		}
 	}))
@@ -318,19 +345,24 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		u.mu.Lock()
 		defer u.mu.Unlock()
 		if u.managed == ms && !ms.ended {
-			ms.status = statusActive
+			ms.status, ms.played = statusActive, true
 			ms.broadcastLocked(ms.statusMsg(statusActive, "Stream is now live"))
 			p.log.Info("managed stream active", "user", u.id, "stream", ms.id, "after", time.Since(ms.createdAt).Round(time.Millisecond))
 		}
 	})
-	// A media stream that ends on its own (the glasses did not come back
+	// The apps hear when the glasses' stream drops and when it is back; a
+	// media stream that ends on its own (the glasses did not come back
 	// within the reconnect window) ends the managed stream.
 	p.goTracked(func() {
 		for {
 			ch := st.Changed()
-			if st.Status() == live.StatusEnded {
+			status := st.Status()
+			if status == live.StatusEnded {
 				break
 			}
+			u.mu.Lock()
+			ms.mediaChangedLocked(status)
+			u.mu.Unlock()
 			select {
 			case <-ctx.Done():
 				return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/glasscast/glasscast/internal/live"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,15 @@ func (p *Plane) ConnectGlasses(userID string, peer Peer) (*GlassesSocket, error)
 	u.glasses = g
 	peer.Send(protocol.ConnectionAck{Type: protocol.TypeConnectionAck, SessionID: userID, Timestamp: protocol.Now()})
 	p.log.Info("glasses connected", "user", userID)
+	// A phone back within the grace whose glasses stopped pushing is told
+	// to resume its managed stream, to the same ingest: the viewers' URLs
+	// stay the same. (Glasses still pushing are left alone.)
+	if ms := u.managed; ms != nil && !ms.ended && ms.start.RTMPURL != "" && ms.st.Status() != live.StatusLive {
+		resume := ms.start
+		resume.Timestamp = protocol.Now()
+		peer.Send(resume)
+		p.log.Info("glasses asked to resume the managed stream", "user", userID, "stream", ms.id)
+	}
 	return g, nil
 }
 

@@ -261,6 +261,9 @@ func (r *Registry) pruneLocked(now time.Time) {
 	}
 }
 
+// ReconnectWindow is how long a stream waits for its publisher to come back.
+func (r *Registry) ReconnectWindow() time.Duration { return r.cfg.ReconnectWindow }
+
 // OnEnd adds a function run once a stream has ended.
 func (r *Registry) OnEnd(fn func(id string)) {
 	r.mu.Lock()

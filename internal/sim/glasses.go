@@ -381,6 +381,15 @@ func (g *Glasses) start(m *protocol.StartRTMPStream) {
 		g.refuse("no_wifi_connection")
 		return
 	}
+	g.mu.Lock()
+	cur := g.stream
+	g.mu.Unlock()
+	if cur != nil && cur.id == m.StreamID && cur.url == m.RTMPURL {
+		// Told again to stream what they are streaming (or reconnecting
+		// to): a phone that came back. They carry on.
+		g.Log.Info("glasses: already streaming it", "stream", m.StreamID)
+		return
+	}
 	if g.stopStream("", false) {
 		time.Sleep(500 * time.Millisecond) // as the glasses do before restarting
 	}
