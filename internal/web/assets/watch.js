@@ -137,6 +137,12 @@ function glasscastWatch(urls) {
   function playDASH() {
     if (!window.dashjs) { return Promise.reject(new Error('no DASH player')); }
     var player = dashjs.MediaPlayer().create();
+    // Segments are listed once complete (about a second each): play 1.2 s
+    // behind live and catch up by playing a little faster when behind.
+    player.updateSettings({ streaming: {
+      delay: { liveDelay: 1.5 },
+      liveCatchup: { enabled: true, maxDrift: 1.5, playbackRate: { min: -0.2, max: 0.2 } },
+    } });
     player.initialize(video, urls.dash, true);
     state.dash = player;
     setProtocol('dash');
