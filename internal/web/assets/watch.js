@@ -137,7 +137,7 @@ function glasscastWatch(urls) {
   function playDASH() {
     if (!window.dashjs) { return Promise.reject(new Error('no DASH player')); }
     var player = dashjs.MediaPlayer().create();
-    // Segments are listed once complete (about a second each): play 1.2 s
+    // Segments are listed once complete (about a second each): play 1.5 s
     // behind live and catch up by playing a little faster when behind.
     player.updateSettings({ streaming: {
       delay: { liveDelay: 1.5 },
