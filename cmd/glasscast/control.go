@@ -264,9 +264,6 @@ lists the flags.`
 			return 1
 		}
 		fmt.Fprintf(stdout, "removed %s\n", *pkg)
-	default:
-		fmt.Fprintf(stderr, "glasscast apps: unknown subcommand %q (add, list, remove)\n", sub)
-		return 2
 	}
 	return 0
 }
