@@ -319,7 +319,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		badBody(w, err)
 		return
 	}
-	st, err := s.reg.Create(live.CreateOptions{Name: req.Name, Record: req.Record, Public: req.Public})
+	st, err := s.reg.Create(live.CreateOptions{Name: req.Name, Record: req.Record, Public: req.Public, Durable: true})
 	switch {
 	case errors.Is(err, live.ErrTooMany):
 		WriteError(w, http.StatusTooManyRequests, CodeLimit, "the server holds as many streams as it is configured to")

@@ -96,6 +96,17 @@ func (o *Outputs) adminList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		in, err := o.Mgr.Add(st, restream.Request{URL: req.URL, Name: req.Name, Profile: req.Profile, Owner: "admin"})
+		if err == nil && st.Durable() && o.Store != nil {
+			// The stream outlives a restart, and so must its outputs.
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			err = o.Store.PutOutput(ctx, store.Output{ID: in.ID, StreamID: st.ID(), URL: req.URL, Name: req.Name, Profile: req.Profile, Owner: "admin"})
+			cancel()
+			if err != nil {
+				o.Mgr.Remove(st.ID(), in.ID, "admin")
+				WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, "the output could not be saved: "+err.Error())
+				return
+			}
+		}
 		switch {
 		case errors.Is(err, restream.ErrTooMany), errors.Is(err, restream.ErrDuplicate):
 			WriteError(w, http.StatusConflict, CodeConflict, err.Error())
@@ -137,6 +148,15 @@ func (o *Outputs) adminOne(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			WriteError(w, http.StatusNotFound, CodeNotFound, "no output "+quote(oid))
 			return
+		}
+		if st.Durable() && o.Store != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			if err := o.Store.DeleteOutput(ctx, oid); err != nil {
+				WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, "the output stopped but could not be forgotten (it comes back after a restart): "+err.Error())
+				cancel()
+				return
+			}
+			cancel()
 		}
 		writeJSON(w, http.StatusOK, in)
 	default:

@@ -99,6 +99,22 @@ type Config struct {
 	Recorder Recorder
 	// OnEnd, when set, runs once a stream has ended (its outputs stop).
 	OnEnd func(id string)
+	// Keep, when set, keeps the durable streams across restarts: it is
+	// called (never under a lock) when one is created, first goes live and
+	// ends. An error on create fails the create.
+	Keep func(Kept) error
+}
+
+// Kept is what is kept of a durable stream.
+type Kept struct {
+	ID        string
+	Key       string
+	Name      string
+	Record    bool
+	Public    bool
+	Status    Status // idle, live (it has been: it comes back reconnecting), or ended
+	CreatedAt time.Time
+	EndedAt   time.Time
 }
 
 // Recorder keeps a stream's media on disk by following its packager.
@@ -161,6 +177,7 @@ type Stream struct {
 	record    bool
 	internal  bool
 	public    bool
+	durable   bool
 	createdAt time.Time
 	hub       *stream.Hub
 	pkg       *cmaf.Packager
@@ -174,6 +191,9 @@ type Stream struct {
 	lastError string
 	window    *time.Timer
 	changed   chan struct{}
+	wasLive   bool // a publisher has been live (kept, for durable streams)
+
+	keepMu sync.Mutex // orders the saves of a durable stream's state
 }
 
 // CreateOptions are what a new stream may be given.
@@ -185,6 +205,8 @@ type CreateOptions struct {
 	Internal bool
 	// Public streams play without a token.
 	Public bool
+	// Durable streams are kept across restarts (Config.Keep).
+	Durable bool
 }
 
 func randomHex(n int) string {
@@ -196,8 +218,8 @@ func randomHex(n int) string {
 // Create makes a stream, idle until something publishes to its key.
 func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return nil, ErrRegistryDown
 	}
 	r.pruneLocked(time.Now())
@@ -208,17 +230,38 @@ func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 		}
 	}
 	if active >= r.cfg.MaxStreams && !opts.Internal {
+		r.mu.Unlock()
 		return nil, ErrTooMany
 	}
+	s := r.newStream(opts, randomHex(8), randomHex(20), time.Now().UTC()) // a 160-bit key
+	r.addLocked(s)
+	r.mu.Unlock()
+	if s.durable {
+		if err := r.cfg.Keep(s.kept()); err != nil {
+			s.durable = false
+			s.end("it could not be saved")
+			r.mu.Lock()
+			delete(r.byID, s.id)
+			r.mu.Unlock()
+			return nil, fmt.Errorf("the stream could not be saved: %w", err)
+		}
+	}
+	r.log.Info("stream created", "stream", s.id, "name", s.name, "record", s.record)
+	return s, nil
+}
+
+// newStream makes a stream and starts its packager.
+func (r *Registry) newStream(opts CreateOptions, id, key string, created time.Time) *Stream {
 	s := &Stream{
 		reg:       r,
-		id:        randomHex(8),
-		key:       randomHex(20), // 160 bits
+		id:        id,
+		key:       key,
 		name:      opts.Name,
 		record:    opts.Record && !opts.Internal,
 		internal:  opts.Internal,
 		public:    opts.Public && !opts.Internal,
-		createdAt: time.Now().UTC(),
+		durable:   opts.Durable && !opts.Internal && r.cfg.Keep != nil,
+		createdAt: created,
 		status:    StatusIdle,
 		changed:   make(chan struct{}),
 		pkgDone:   make(chan struct{}),
@@ -243,10 +286,74 @@ func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 			s.record = false
 		}
 	}
+	return s
+}
+
+func (r *Registry) addLocked(s *Stream) {
 	r.byID[s.id] = s
 	r.byKey[s.key] = s
-	r.log.Info("stream created", "stream", s.id, "name", s.name, "record", s.record)
-	return s, nil
+}
+
+// kept is what Config.Keep is given for s.
+func (s *Stream) kept() Kept {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := Kept{ID: s.id, Key: s.key, Name: s.name, Record: s.record, Public: s.public, Status: StatusIdle,
+		CreatedAt: s.createdAt, EndedAt: s.endedAt}
+	switch {
+	case s.status == StatusEnded:
+		k.Status = StatusEnded
+	case s.wasLive:
+		k.Status = StatusLive
+	}
+	return k
+}
+
+// keep saves a durable stream's state; a failure is logged (the stream
+// goes on; after a restart it comes back as last saved).
+func (s *Stream) keep() {
+	if !s.durable {
+		return
+	}
+	s.keepMu.Lock()
+	defer s.keepMu.Unlock()
+	if err := s.reg.cfg.Keep(s.kept()); err != nil {
+		s.reg.log.Error("stream state not saved", "stream", s.id, "err", err)
+	}
+}
+
+// Restore brings back the durable streams a previous run kept, before
+// anything publishes: an idle one idle, one that had been live waiting for
+// its publisher for the reconnect window (counted from now), an ended one
+// listed as ended until its retention passes. Their keys work again.
+func (r *Registry) Restore(kept []Kept) {
+	now := time.Now()
+	for _, k := range kept {
+		if k.Status == StatusEnded && now.Sub(k.EndedAt) > r.cfg.EndedRetention {
+			continue
+		}
+		opts := CreateOptions{Name: k.Name, Record: k.Record && k.Status != StatusEnded, Public: k.Public, Durable: true}
+		s := r.newStream(opts, k.ID, k.Key, k.CreatedAt)
+		s.record = s.record || k.Record
+		r.mu.Lock()
+		r.addLocked(s)
+		r.mu.Unlock()
+		switch k.Status {
+		case StatusEnded:
+			s.endAt(k.EndedAt, "")
+		case StatusLive:
+			s.mu.Lock()
+			s.wasLive = true
+			s.setLocked(StatusReconnecting)
+			s.window = time.AfterFunc(r.cfg.ReconnectWindow, func() {
+				s.end("the publisher did not come back within the reconnect window after a restart")
+			})
+			s.mu.Unlock()
+			r.log.Info("stream restored, waiting for its publisher", "stream", s.id, "window", r.cfg.ReconnectWindow)
+		default:
+			r.log.Info("stream restored", "stream", s.id)
+		}
+	}
 }
 
 // pruneLocked forgets ended streams past their retention.
@@ -397,6 +504,9 @@ func (s *Stream) Record() bool { return s.record }
 // Public says the stream plays without a token.
 func (s *Stream) Public() bool { return s.public }
 
+// Durable says the stream is kept across restarts.
+func (s *Stream) Durable() bool { return s.durable }
+
 // CreatedAt is when the stream was created.
 func (s *Stream) CreatedAt() time.Time { return s.createdAt }
 
@@ -463,6 +573,16 @@ func (s *Stream) onPublish(epoch uint32, t *stream.Tracks) {
 	for _, fn := range lives {
 		go fn(s)
 	}
+	if !s.wasLive {
+		s.wasLive = true
+		if s.durable { // off the publisher's goroutine: the database may be slow
+			s.reg.wg.Add(1)
+			go func() {
+				defer s.reg.wg.Done()
+				s.keep()
+			}()
+		}
+	}
 	s.reg.log.Info("stream live", "stream", s.id, "session", epoch)
 }
 
@@ -480,7 +600,11 @@ func (s *Stream) onUnpublish(epoch uint32, cause error) {
 
 // end moves the stream to ended, once: the publisher is cut off, outputs
 // finish, and the key and URLs stop working.
-func (s *Stream) end(reason string) {
+func (s *Stream) end(reason string) { s.endAt(time.Now(), reason) }
+
+// endAt ends the stream as of at; an empty reason is a stream restored as
+// ended, of which nobody is told.
+func (s *Stream) endAt(at time.Time, reason string) {
 	s.mu.Lock()
 	if s.status == StatusEnded {
 		s.mu.Unlock()
@@ -490,7 +614,7 @@ func (s *Stream) end(reason string) {
 		s.window.Stop()
 		s.window = nil
 	}
-	s.endedAt = time.Now()
+	s.endedAt = at
 	s.setLocked(StatusEnded)
 	s.mu.Unlock()
 
@@ -500,9 +624,16 @@ func (s *Stream) end(reason string) {
 	s.stopPkg()
 	s.reg.mu.Lock()
 	delete(s.reg.byKey, s.key)
+	closing := s.reg.closed
 	s.reg.mu.Unlock()
+	if reason == "" {
+		return
+	}
 	for _, fn := range s.reg.onEnd() {
 		fn(s.id)
+	}
+	if !closing { // a stream the server stops with it comes back after a restart
+		s.keep()
 	}
 	s.reg.log.Info("stream ended", "stream", s.id, "reason", reason)
 }

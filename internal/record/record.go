@@ -140,6 +140,11 @@ type Recording struct {
 	journal *os.File
 	jsize   int64         // the journal's length up to its last whole line
 	done    chan struct{} // closed once the recording is finished
+	// A recording continued after a restart numbers its new segments and
+	// initializations after the ones it had; the first is a discontinuity.
+	seqBase  uint64
+	initBase int
+	resumed  bool
 }
 
 // Info describes a recording.
@@ -247,6 +252,7 @@ func load(dir string) (*Recording, error) {
 		if json.Unmarshal(sc.Bytes(), &l) != nil {
 			break
 		}
+		rec.jsize += int64(len(sc.Bytes())) + 1
 		switch {
 		case l.Init != nil:
 			rec.inits[l.Init.Version] = l.Init
@@ -309,7 +315,9 @@ func (r *Recording) writeMeta() error {
 }
 
 // Start records the stream whose packager is p, until the packager ends.
-// An existing recording of the same id is continued.
+// A finished recording of the same id (its stream restored after a restart)
+// is continued: what it had stays, and what comes next follows a
+// discontinuity.
 func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) error {
 	if !idPattern.MatchString(id) {
 		return fmt.Errorf("bad recording id %q", id)
@@ -320,24 +328,75 @@ func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) error {
 	}
 	rec := &Recording{dir: dir, inits: map[int]*initRec{}, active: true, done: make(chan struct{}),
 		meta: meta{ID: id, Name: name, StartedAt: time.Now().UTC(), Public: public}}
+	s.mu.Lock()
+	old := s.recs[id]
+	s.mu.Unlock()
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if old != nil {
+		old.mu.Lock()
+		if old.active {
+			old.mu.Unlock()
+			return fmt.Errorf("recording %s is already being written", id)
+		}
+		rec.meta = old.meta
+		rec.meta.EndedAt, rec.meta.Interrupted, rec.meta.Error = nil, false, ""
+		rec.inits, rec.segs, rec.bytes, rec.jsize = old.inits, old.segs, old.bytes, old.jsize
+		for v := range old.inits {
+			rec.initBase = max(rec.initBase, v)
+		}
+		if n := len(old.segs); n > 0 {
+			rec.seqBase = old.segs[n-1].Seq + 1
+		}
+		rec.resumed = len(old.segs) > 0
+		old.mu.Unlock()
+		flags = os.O_CREATE | os.O_WRONLY
+	}
 	if err := rec.writeMeta(); err != nil {
 		return fmt.Errorf("recording meta: %w", err)
 	}
-	j, err := os.OpenFile(filepath.Join(dir, "journal.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	j, err := os.OpenFile(filepath.Join(dir, "journal.jsonl"), flags, 0o644)
+	if err == nil && old != nil {
+		err = rec.cutJournal(j)
+	}
 	if err != nil {
+		if j != nil {
+			j.Close()
+		}
 		return fmt.Errorf("recording journal: %w", err)
 	}
 	rec.journal = j
 	s.mu.Lock()
 	s.recs[id] = rec
 	s.mu.Unlock()
-	s.log.Info("recording", "recording", id, "dir", dir)
+	if old != nil {
+		s.log.Info("recording continued", "recording", id, "segments", len(rec.segs), "dir", dir)
+	} else {
+		s.log.Info("recording", "recording", id, "dir", dir)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.follow(rec, p)
 	}()
 	return nil
+}
+
+// cutJournal drops a torn last line from a journal being continued and
+// leaves j at its end.
+func (r *Recording) cutJournal(j *os.File) error {
+	st, err := j.Stat()
+	if err != nil {
+		return err
+	}
+	if r.jsize > st.Size() { // the last whole line lost only its newline
+		if _, err := j.WriteAt([]byte("\n"), st.Size()); err != nil {
+			return err
+		}
+	} else if err := j.Truncate(r.jsize); err != nil {
+		return err
+	}
+	_, err = j.Seek(r.jsize, io.SeekStart)
+	return err
 }
 
 // Close stops retention and waits for recordings to finish (their streams
@@ -520,27 +579,29 @@ func (r *Recording) writeInit(in *cmaf.Init) error {
 		}
 		return err
 	}
+	version := in.Version + r.initBase
 	for i, t := range in.Tracks {
-		name := filepath.Join(r.dir, initFile(t.Name, in.Version))
+		name := filepath.Join(r.dir, initFile(t.Name, version))
 		written = append(written, name)
 		if err := os.WriteFile(name, in.Data[i], 0o644); err != nil {
 			return undo(err)
 		}
 		size += int64(len(in.Data[i]))
 	}
-	ir := &initRec{Version: in.Version, Tracks: in.Tracks}
+	ir := &initRec{Version: version, Tracks: in.Tracks}
 	if err := r.appendJournal(journalLine{Init: ir}); err != nil {
 		return undo(err)
 	}
 	r.mu.Lock()
-	r.inits[in.Version] = ir
+	r.inits[version] = ir
 	r.bytes += size
 	r.mu.Unlock()
 	return nil
 }
 
 func (r *Recording) writeSeg(ps *pendingSeg) error {
-	sr := &segRec{Seq: ps.seq, Init: ps.init.Version, Disc: ps.disc, Wall: ps.wall.UTC()}
+	seq := ps.seq + r.seqBase
+	sr := &segRec{Seq: seq, Init: ps.init.Version + r.initBase, Disc: ps.disc || r.resumed, Wall: ps.wall.UTC()}
 	var size int64
 	var written []string
 	undo := func(err error) error {
@@ -550,7 +611,7 @@ func (r *Recording) writeSeg(ps *pendingSeg) error {
 		return err
 	}
 	for _, t := range ps.tracks {
-		name := filepath.Join(r.dir, segFile(t.name, ps.seq))
+		name := filepath.Join(r.dir, segFile(t.name, seq))
 		f, err := os.Create(name)
 		if err != nil {
 			return undo(err)
@@ -579,6 +640,7 @@ func (r *Recording) writeSeg(ps *pendingSeg) error {
 	r.mu.Lock()
 	r.segs = append(r.segs, sr)
 	r.bytes += size
+	r.resumed = false
 	r.mu.Unlock()
 	return nil
 }

@@ -128,6 +128,91 @@ func TestRecordAndReload(t *testing.T) {
 	}
 }
 
+// A recording whose stream comes back after a restart goes on where it
+// stopped: what it had stays (a torn journal line dropped), the new
+// segments follow a discontinuity, and all of it plays as one recording.
+func TestRecordContinuedAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, err := record.Open(record.Config{Dir: dir}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cmaf.New(cmaf.Config{})
+	if err := s.Start("cafe01", "kept", false, p); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, p, 2)
+	p.Close()
+	rec, _ := s.Get("cafe01")
+	<-rec.Done()
+	first := rec.Info()
+	s.Close()
+	j, _ := os.OpenFile(filepath.Join(dir, "cafe01", "journal.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	j.WriteString(`{"seg":{"seq":99,"init":1,"tra`)
+	j.Close()
+
+	s, err = record.Open(record.Config{Dir: dir}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p = cmaf.New(cmaf.Config{})
+	if err := s.Start("cafe01", "kept", false, p); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, p, 1)
+	p.Close()
+	rec, _ = s.Get("cafe01")
+	<-rec.Done()
+	in := rec.Info()
+	if in.Status != record.StatusComplete || in.Gaps != first.Gaps+1 || in.Segments <= first.Segments ||
+		in.Duration < first.Duration+7*time.Second || !in.StartedAt.Equal(first.StartedAt) {
+		t.Fatalf("continued: %+v\nfirst part: %+v", in, first)
+	}
+
+	// Reloaded once more, it lists the same; its playlist has both parts.
+	s.Close()
+	s, err = record.Open(record.Config{Dir: dir}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ = s.Get("cafe01")
+	if again := rec.Info(); again.Segments != in.Segments || again.Duration != in.Duration || again.Gaps != in.Gaps {
+		t.Fatalf("reloaded: %+v, was %+v", again, in)
+	}
+	mux := http.NewServeMux()
+	s.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/recordings/cafe01/video.m3u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	pl := string(body)
+	if strings.Count(pl, "#EXT-X-DISCONTINUITY\n") != 1 || strings.Count(pl, "#EXT-X-MAP") != 2 || !strings.Contains(pl, "#EXT-X-ENDLIST") {
+		t.Fatalf("playlist of the continued recording:\n%s", pl)
+	}
+	for _, line := range strings.Split(pl, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") && !strings.Contains(line, "URI=") {
+			continue
+		}
+		uri := line
+		if i := strings.Index(line, `URI="`); i >= 0 {
+			uri = strings.TrimSuffix(line[i+5:], `"`)
+		}
+		resp, err := http.Get(srv.URL + "/recordings/cafe01/" + uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", uri, resp.StatusCode)
+		}
+	}
+}
+
 // A stream that goes on past the byte budget stops being recorded, and what
 // was recorded stays whole and playable.
 func TestRecordStopsAtBudget(t *testing.T) {

@@ -146,6 +146,9 @@ type Request struct {
 	Profile string
 	// Owner is who added it: an app's package name, or "admin".
 	Owner string
+	// ID keeps the id of an output added again after a restart; empty:
+	// a new one.
+	ID string
 }
 
 // Output is one destination of a stream.
@@ -244,7 +247,11 @@ func (m *Manager) Add(src Source, req Request) (Info, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	o := &Output{m: m, id: randomID(), stream: src.ID(), url: req.URL, name: req.Name, owner: req.Owner,
+	id := req.ID
+	if id == "" {
+		id = randomID()
+	}
+	o := &Output{m: m, id: id, stream: src.ID(), url: req.URL, name: req.Name, owner: req.Owner,
 		profile: prof, hub: src.Hub(), cancel: cancel, done: make(chan struct{}),
 		status: StatusConnecting, since: time.Now()}
 	m.streams[src.ID()] = append(outs, o)

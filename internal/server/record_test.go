@@ -373,18 +373,28 @@ func TestRecordingSurvivesKilledServer(t *testing.T) {
 	c.cmd.Wait()
 	pub.Process.Kill()
 
-	// A new server on the same data finds it, closed as interrupted, and
-	// it plays.
+	// A new server on the same data brings the stream back, waiting for its
+	// publisher, and its recording with what it had, to be continued; the
+	// stream ended, the recording is finished and plays.
 	h := start(t, func(cfg *config.Config) { cfg.Data = data })
-	r := h.recording(s.ID)
-	if r.Status != "interrupted" || r.Segments < 3 || r.Duration < 3 {
-		t.Fatalf("after the kill: %+v, want interrupted with at least 3 segments", r)
+	if st := h.get(s.ID); st.Status != live.StatusReconnecting {
+		t.Fatalf("the stream after the kill: %s, want reconnecting", st.Status)
+	}
+	if r := h.recording(s.ID); r.Status != "recording" || r.Segments < 3 {
+		t.Fatalf("after the kill: %+v, want recording with at least 3 segments", r)
+	}
+	if code, body := h.call("DELETE", "/api/v1/streams/"+s.ID, nil); code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	r := h.waitRecorded(s.ID)
+	if r.Status != "complete" || r.Segments < 3 || r.Duration < 3 {
+		t.Fatalf("after the kill and the stream's end: %+v, want complete with at least 3 segments", r)
 	}
 	d, streams := probeFormat(t, r.HLS)
 	if findStream(streams, "video") == nil || findStream(streams, "audio") == nil || d < r.Duration-0.5 || d > r.Duration+0.5 {
-		t.Fatalf("the interrupted recording's HLS: %.2f s (API says %.2f), %s", d, r.Duration, describe(streams))
+		t.Fatalf("the recording's HLS: %.2f s (API says %.2f), %s", d, r.Duration, describe(streams))
 	}
 	if d, streams := probeFormat(t, r.MP4); findStream(streams, "video") == nil || d < r.Duration-0.5 {
-		t.Fatalf("the interrupted recording's MP4: %.2f s, %s", d, describe(streams))
+		t.Fatalf("the recording's MP4: %.2f s, %s", d, describe(streams))
 	}
 }

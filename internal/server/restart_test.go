@@ -1,10 +1,16 @@
 package server_test
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/restream"
 )
 
 // TestAdminTokenKept: a generated admin token is kept under --data and is
@@ -31,5 +37,96 @@ func TestAdminTokenKept(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("the first run's admin token after a restart: %d", resp.StatusCode)
+	}
+}
+
+// TestStreamsSurviveRestart: Streams API streams, their keys, their outputs
+// and their recordings outlive a restart. A stream that was live waits for
+// its publisher within the reconnect window, counted from the restart, and
+// carries on with the same URLs when it comes back; its output to another
+// server carries on; its recording goes on as one, with a gap.
+func TestStreamsSurviveRestart(t *testing.T) {
+	data := t.TempDir()
+	httpPort, rtmpPort := freePort(t), freePort(t)
+	same := func(c *config.Config) {
+		c.Data = data
+		c.HTTP, c.RTMP = fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", rtmpPort)
+		c.ReconnectWindow = 30 * time.Second
+	}
+	dst := start(t, nil)
+	mirror := dst.create("mirror")
+	h := start(t, same)
+	recorded := h.createRecorded("kept and recorded")
+	idle := h.create("never published")
+	gone := h.create("deleted")
+	if code, body := h.call("DELETE", "/api/v1/streams/"+gone.ID, nil); code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	out := h.addOutput(recorded.ID, map[string]any{"url": mirror.Ingest.RTMPURL, "name": "mirror"})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	published := publishSim(ctx, recorded.Ingest.RTMPURL, nil)
+	h.waitPlayable(recorded.Playback.HLS)
+	dst.waitStatus(mirror.ID, live.StatusLive, 20*time.Second)
+	firstPart := h.recording(recorded.ID)
+	h.stop()
+	cancel()
+	<-published
+	dst.waitStatus(mirror.ID, live.StatusReconnecting, 20*time.Second)
+
+	restarted := time.Now()
+	h2 := start(t, same)
+	got := h2.get(recorded.ID)
+	if got.Status != live.StatusReconnecting || got.Ingest.RTMPURL != recorded.Ingest.RTMPURL || !got.Record ||
+		got.Recording == nil || len(got.Outputs) != 1 || got.Outputs[0].ID != out.ID || got.Outputs[0].Name != "mirror" {
+		t.Fatalf("the live stream after a restart:\n%+v\nwas\n%+v", got, recorded)
+	}
+	if g := h2.get(idle.ID); g.Status != live.StatusIdle || g.Ingest.RTMPURL != idle.Ingest.RTMPURL || g.Name != idle.Name {
+		t.Fatalf("the idle stream after a restart: %+v", g)
+	}
+	if g := h2.get(gone.ID); g.Status != live.StatusEnded {
+		t.Fatalf("the deleted stream after a restart: %+v", g)
+	}
+	var list struct {
+		Streams []api.StreamJSON `json:"streams"`
+	}
+	h2.getJSON("/api/v1/streams", &list)
+	if len(list.Streams) != 3 {
+		t.Fatalf("after a restart the server lists %d streams, want 3", len(list.Streams))
+	}
+
+	// The publisher comes back to the same URL and everything carries on.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	published = publishSim(ctx, recorded.Ingest.RTMPURL, nil)
+	h2.waitStatus(recorded.ID, live.StatusLive, 20*time.Second)
+	if waited := time.Since(restarted); waited > 30*time.Second {
+		t.Fatalf("the test took %v to come back: longer than the window", waited)
+	}
+	h2.waitPlayable(recorded.Playback.HLS)
+	h2.waitOutput(recorded.ID, out.ID, restream.StatusActive, 20*time.Second)
+	dst.waitStatus(mirror.ID, live.StatusLive, 20*time.Second)
+	if r := h2.recording(recorded.ID); r.Status != "recording" || r.Segments < firstPart.Segments {
+		t.Fatalf("the recording after a restart: %+v (before it: %+v)", r, firstPart)
+	}
+	// The idle stream's key works too.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	published2 := publishSim(ctx2, idle.Ingest.RTMPURL, nil)
+	h2.waitStatus(idle.ID, live.StatusLive, 20*time.Second)
+	cancel2()
+	<-published2
+
+	cancel()
+	<-published
+	if code, body := h2.call("DELETE", "/api/v1/streams/"+recorded.ID, nil); code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	rec := h2.waitRecorded(recorded.ID)
+	if rec.Status != "complete" || rec.Gaps < 1 || rec.Duration <= firstPart.Duration {
+		t.Fatalf("the finished recording: %+v (its part before the restart: %+v)", rec, firstPart)
+	}
+	streams := probe(t, rec.MP4)
+	if findStream(streams, "video") == nil {
+		t.Fatalf("the recording's MP4: %s", describe(streams))
 	}
 }

@@ -150,6 +150,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.outputs = restream.New(rcfg, log.With("component", "restream"))
 	s.reg = live.New(live.Config{
 		OnEnd:           s.outputs.StopStream,
+		Keep:            s.keepStream,
 		Recorder:        s.recs,
 		ReconnectWindow: cfg.ReconnectWindow,
 		MaxStreams:      cfg.MaxStreams,
@@ -159,6 +160,14 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			Window:     cfg.SegmentWindow,
 		},
 	}, log)
+
+	if err := s.restoreStreams(); err != nil {
+		s.reg.Close()
+		s.outputs.Close()
+		s.recs.Close()
+		s.store.Close()
+		return nil, fmt.Errorf("streams: %w", err)
+	}
 
 	throttle := auth.NewThrottle(cfg.AuthFailures)
 	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns, Throttle: throttle}, log.With("component", "rtmp"))

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -100,10 +101,39 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS playback_generations (
 	stream_id  TEXT PRIMARY KEY,
 	generation INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS streams (
+	id         TEXT PRIMARY KEY,
+	stream_key TEXT NOT NULL,
+	name       TEXT NOT NULL DEFAULT '',
+	record     INTEGER NOT NULL DEFAULT 0,
+	public     INTEGER NOT NULL DEFAULT 0,
+	state      TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	ended_at   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS stream_outputs (
+	id         TEXT PRIMARY KEY,
+	stream_id  TEXT NOT NULL REFERENCES streams (id) ON DELETE CASCADE,
+	url        TEXT NOT NULL,
+	name       TEXT NOT NULL DEFAULT '',
+	profile    TEXT NOT NULL DEFAULT '',
+	owner      TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS running_apps (
+	user_id      TEXT NOT NULL,
+	package_name TEXT NOT NULL,
+	started_at   INTEGER NOT NULL,
+	PRIMARY KEY (user_id, package_name)
 );`)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	// The database holds stream keys and restream destinations' keys.
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		os.Chmod(f, 0o600)
 	}
 	return &Store{db: db}, nil
 }
@@ -181,6 +211,9 @@ func (s *Store) DeleteApp(ctx context.Context, pkg string) error {
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM running_apps WHERE package_name = ?`, pkg); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }
