@@ -126,7 +126,66 @@ func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
 		}
 	})
 	p.log.Info("app starting", "user", userID, "app", pkg)
-	return waitReady(ctx, ready, a)
+	if err := waitReady(ctx, ready, a); err != nil {
+		return err
+	}
+	u.saveRunning(pkg)
+	return nil
+}
+
+// saveRunning remembers whether an app runs for the user as it does now;
+// the saves of one user are in order, so the last one stands.
+func (u *User) saveRunning(pkg string) {
+	p := u.p
+	if p.users == nil {
+		return
+	}
+	u.keepMu.Lock()
+	defer u.keepMu.Unlock()
+	u.mu.Lock()
+	a := u.apps[pkg]
+	running := a != nil && a.state != appEnded
+	u.mu.Unlock()
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	if err := p.users.SetRunning(ctx, u.id, pkg, running); err != nil {
+		p.log.Warn("running apps not saved", "user", u.id, "app", pkg, "err", err)
+	}
+}
+
+// restartApps starts the apps that ran for a user and do not run now (the
+// server restarted, or the user's session ended while the phone was away),
+// as the MentraOS cloud does when the phone connects.
+func (p *Plane) restartApps(u *User) {
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	pkgs, err := p.users.Running(ctx, u.id)
+	cancel()
+	if err != nil {
+		p.log.Warn("running apps not read", "user", u.id, "err", err)
+		return
+	}
+	for _, pkg := range pkgs {
+		u.mu.Lock()
+		a := u.apps[pkg]
+		running := a != nil && a.state != appEnded
+		u.mu.Unlock()
+		if running {
+			continue
+		}
+		p.goTracked(func() {
+			ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AppInitTimeout+p.cfg.WebhookTimeout)
+			defer cancel()
+			err := p.StartApp(ctx, u.id, pkg)
+			switch {
+			case err == nil:
+				p.log.Info("app started again for the returning phone", "user", u.id, "app", pkg)
+			case errors.Is(err, ErrUnknownApp):
+				u.saveRunning(pkg) // the app was removed: forgotten
+			default:
+				p.log.Warn("app not started again for the returning phone", "user", u.id, "app", pkg, "err", err)
+			}
+		})
+	}
 }
 
 func waitReady(ctx context.Context, ready chan struct{}, a *appSession) error {
@@ -148,12 +207,14 @@ func (p *Plane) StopApp(ctx context.Context, userID, pkg string) error {
 		return ErrUnknownApp
 	}
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	a := u.apps[pkg]
 	if a == nil || a.state == appEnded {
+		u.mu.Unlock()
 		return ErrUnknownApp
 	}
 	u.stopAppLocked(a, "user_disabled")
+	u.mu.Unlock()
+	u.saveRunning(pkg)
 	return nil
 }
 

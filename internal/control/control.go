@@ -48,9 +48,12 @@ type Apps interface {
 	App(ctx context.Context, pkg string) (store.App, error)
 }
 
-// Users records who connected (optional).
+// Users records who connected and which apps run for each user, so that
+// they start again when the phone connects after a restart (optional).
 type Users interface {
 	TouchUser(ctx context.Context, id string) error
+	SetRunning(ctx context.Context, userID, pkg string, running bool) error
+	Running(ctx context.Context, userID string) ([]string, error)
 }
 
 // Config tunes the control plane. Zero durations take the real system's

@@ -25,6 +25,8 @@ type User struct {
 	unmanaged *unmanagedStream
 	grace     *time.Timer
 	disposed  bool
+
+	keepMu sync.Mutex // orders the saves of the user's running apps
 }
 
 func newUser(p *Plane, id string) *User {
@@ -74,6 +76,9 @@ func (p *Plane) ConnectGlasses(userID string, peer Peer) (*GlassesSocket, error)
 		resume.Timestamp = protocol.Now()
 		peer.Send(resume)
 		p.log.Info("glasses asked to resume the managed stream", "user", userID, "stream", ms.id)
+	}
+	if p.users != nil {
+		p.goTracked(func() { p.restartApps(u) })
 	}
 	return g, nil
 }

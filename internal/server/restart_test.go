@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/restream"
+	"github.com/glasscast/glasscast/sdk"
 )
 
 // TestAdminTokenKept: a generated admin token is kept under --data and is
@@ -128,5 +130,58 @@ func TestStreamsSurviveRestart(t *testing.T) {
 	streams := probe(t, rec.MP4)
 	if findStream(streams, "video") == nil {
 		t.Fatalf("the recording's MP4: %s", describe(streams))
+	}
+}
+
+// TestRunningAppsAfterRestart: the apps running for a user are remembered;
+// when the phone connects to the restarted server they get a new session,
+// and carry on (here: a managed stream that plays). An app the user
+// stopped is not started again.
+func TestRunningAppsAfterRestart(t *testing.T) {
+	data := t.TempDir()
+	httpPort, rtmpPort := freePort(t), freePort(t)
+	var apps []config.AppConfig
+	same := func(c *config.Config) {
+		c.Data = data
+		c.HTTP, c.RTMP = fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", rtmpPort)
+		apps = c.Apps
+	}
+	w := startWorld(t, []string{"com.example.a", "com.example.b"}, same)
+	const user = "eve@example.com"
+	_, events := w.glasses(user, nil)
+	w.startApp(user, "com.example.a")
+	w.startApp(user, "com.example.b")
+	w.stopApp(user, "com.example.b")
+
+	w.harness.stop()
+	w.harness = start(t, func(c *config.Config) {
+		c.Apps = apps
+		c.ManagedStartTimeout = 15 * time.Second
+		same(c)
+	})
+	// The simulator's phone reconnects by itself; the app is started again.
+	waitEvent(t, events, "connected", 20*time.Second)
+	var s *sdk.Session
+	select {
+	case s = <-w.apps["com.example.a"].sessions:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the running app got no new session after the restart")
+	}
+	if _, err := s.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	active, err := s.Camera.WaitManagedActive(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.waitPlayable(active.HLSURL)
+	w.log.waitCount(t, "app started again for the returning phone", 1, 5*time.Second)
+	select {
+	case <-w.apps["com.example.b"].sessions:
+		t.Fatal("the app the user stopped was started again")
+	default:
+	}
+	if n := strings.Count(w.log.String(), "app started again"); n != 1 {
+		t.Fatalf("%d apps started again, want 1", n)
 	}
 }
