@@ -2,6 +2,8 @@ package cmaf
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"strconv"
@@ -78,4 +80,39 @@ func WriteText(w http.ResponseWriter, r *http.Request, contentType, body string)
 	if r.Method != http.MethodHead {
 		w.Write([]byte(body))
 	}
+}
+
+// SessionParam is the query parameter that tells one player's requests from
+// another's: the multivariant playlist puts a new one in the media playlist
+// URIs it hands each player, and the DASH manifest in its Location, so that
+// players behind one address (an office, a CDN) count as the viewers they
+// are.
+const SessionParam = "session"
+
+// Session returns the player session r carries, if it carries a valid one.
+func Session(r *http.Request) (string, bool) {
+	if r.URL.RawQuery == "" {
+		return "", false
+	}
+	s := r.URL.Query().Get(SessionParam)
+	if len(s) == 0 || len(s) > 32 {
+		return "", false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return "", false
+		}
+	}
+	return s, true
+}
+
+// SessionOf returns r's player session, or a new one.
+func SessionOf(r *http.Request) string {
+	if s, ok := Session(r); ok {
+		return s
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

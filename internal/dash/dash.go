@@ -61,6 +61,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var body string
 	p.View(func(v *cmaf.View) { body = MPD(v, h.now(), variants...) })
+	// The player's refreshes come back to a URL with its session.
+	if i := strings.Index(body, "  <Period"); i >= 0 {
+		body = body[:i] + "  <Location>" + ManifestName + "?" + cmaf.SessionParam + "=" + cmaf.SessionOf(r) + "</Location>\n" + body[i:]
+	}
 	cmaf.WriteText(w, r, "application/dash+xml", body)
 }
 

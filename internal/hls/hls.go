@@ -73,16 +73,17 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, r *http.Request, p *c
 	if !h.waitFirst(w, r, p) {
 		return
 	}
+	q := "?" + cmaf.SessionParam + "=" + cmaf.SessionOf(r)
 	var body string
-	p.View(func(v *cmaf.View) { body = multivariant(v) })
-	body += variantsInf(p, access.Grant(r, r.PathValue("id")))
+	p.View(func(v *cmaf.View) { body = multivariant(v, q) })
+	body += variantsInf(p, access.Grant(r, r.PathValue("id")), q)
 	writePlaylist(w, r, body)
 }
 
 // variantsInf lists the stream's other renditions (an ABR ladder), each a
 // video playlist of its own stream, with the source's audio, under a path
 // element the source's grant covers.
-func variantsInf(p *cmaf.Packager, grant string) string {
+func variantsInf(p *cmaf.Packager, grant, query string) string {
 	var b strings.Builder
 	var audio *cmaf.Track
 	audioBW := 0
@@ -110,13 +111,15 @@ func variantsInf(p *cmaf.Packager, grant string) string {
 			if audio != nil {
 				b.WriteString(",AUDIO=\"audio\"")
 			}
-			fmt.Fprintf(&b, "\n../%s%s%s/video.m3u8\n", grant, access.VariantSep, vr.ID)
+			fmt.Fprintf(&b, "\n../%s%s%s/video.m3u8%s\n", grant, access.VariantSep, vr.ID, query)
 		})
 	}
 	return b.String()
 }
 
-func multivariant(v *cmaf.View) string {
+// multivariant lists the stream's media playlists, each URI followed by
+// query (the player's session).
+func multivariant(v *cmaf.View, query string) string {
 	in := v.Init
 	var b strings.Builder
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n")
@@ -133,8 +136,8 @@ func multivariant(v *cmaf.View) string {
 	}
 	bandwidth = max(bandwidth, 1)
 	if vi >= 0 && ai >= 0 {
-		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"%d\",URI=\"audio.m3u8\"\n",
-			in.Tracks[ai].Channels)
+		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"%d\",URI=\"audio.m3u8%s\"\n",
+			in.Tracks[ai].Channels, query)
 	}
 	fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=\"%s\"", bandwidth, strings.Join(codecs, ","))
 	if vi >= 0 {
@@ -146,9 +149,9 @@ func multivariant(v *cmaf.View) string {
 		if ai >= 0 {
 			b.WriteString(",AUDIO=\"audio\"")
 		}
-		b.WriteString("\nvideo.m3u8\n")
+		b.WriteString("\nvideo.m3u8" + query + "\n")
 	} else {
-		b.WriteString("\naudio.m3u8\n")
+		b.WriteString("\naudio.m3u8" + query + "\n")
 	}
 	return b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -373,4 +374,77 @@ func TestViewerCounts(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Viewers != 2 {
 		t.Fatalf("the watch page's status: %+v %v", st, err)
 	}
+}
+
+// TestViewerSessionsBehindOneAddress: players behind one address (an
+// office, a CDN) with the same User-Agent count as the players they are:
+// each LL-HLS player gets a session in its media playlist URIs, each DASH
+// player one in its manifest's Location; a player that stops leaves the
+// count after the window.
+func TestViewerSessionsBehindOneAddress(t *testing.T) {
+	h := start(t, nil)
+	s := h.create("an office")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+
+	const hlsPlayers, dashPlayers = 12, 3
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	pctx, stopPlayers := context.WithCancel(ctx)
+	defer stopPlayers()
+	for range hlsPlayers {
+		c := quietClient(t, s.Playback.HLS)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-pctx.Done()
+			c.Close()
+			c.Wait2()
+		}()
+	}
+	// A DASH player as dash.js is one: it refreshes the manifest every
+	// minimumUpdatePeriod (1 s), at the manifest's Location.
+	for range dashPlayers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			url := s.Playback.DASH
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				req, _ := http.NewRequestWithContext(pctx, "GET", url, nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if _, loc, ok := strings.Cut(string(body), "<Location>"); ok {
+					loc, _, _ = strings.Cut(loc, "</Location>")
+					base := url[:strings.LastIndexByte(url, '/')+1]
+					url = base + loc
+				}
+				select {
+				case <-pctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	snap := h.waitSnapshot(30*time.Second, func(snap api.Snapshot) bool {
+		v := snap.Streams[0].Viewers
+		return v.LLHLS == hlsPlayers && v.DASH == dashPlayers
+	})
+	t.Logf("viewers from 127.0.0.1: %+v", snap.Streams[0].Viewers)
+	stopPlayers()
+	wg.Wait()
+	h.waitSnapshot(20*time.Second, func(snap api.Snapshot) bool {
+		return snap.Streams[0].Viewers == api.Viewers{}
+	})
 }
