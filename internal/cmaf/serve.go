@@ -220,3 +220,90 @@ func (p *Packager) ServeFile(w http.ResponseWriter, r *http.Request, name string
 		}
 	}
 }
+
+// StreamSegment answers a request for a whole segment as it is made: the
+// parts it has at once, then each as it comes (chunked), until it is
+// complete. The segment in progress and the next one are worth asking for
+// (a low-latency DASH player asks for them early); the next one is waited
+// for up to wait. Other files are served as ServeFile does.
+func (p *Packager) StreamSegment(w http.ResponseWriter, r *http.Request, name string, wait time.Duration) {
+	f, ok := ParseFile(name)
+	if !ok || f.Init || f.IsPart {
+		p.ServeFile(w, r, name, wait)
+		return
+	}
+	sent := 0
+	started := false
+	rc := http.NewResponseController(w)
+	for {
+		var out [][]byte
+		var missing, complete bool
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		err := p.Wait(ctx, func(v *View) bool {
+			out, missing, complete = nil, false, false
+			entries := v.TrackSegments(f.Track)
+			if len(entries) == 0 {
+				return false
+			}
+			var ts *TrackSegment
+			for _, e := range entries {
+				if e.TS.Seq == f.Seq {
+					ts = e.TS
+				}
+			}
+			if ts == nil {
+				missing = started || f.Seq != entries[len(entries)-1].TS.Seq+1
+				return missing
+			}
+			for _, pt := range ts.Parts[min(sent, len(ts.Parts)):] {
+				out = append(out, pt.Data)
+			}
+			complete = ts.Complete
+			return len(out) > 0 || complete
+		})
+		cancel()
+		if !started {
+			switch {
+			case errors.Is(err, ErrEnded) || missing:
+				http.Error(w, "not found", http.StatusNotFound)
+				return
+			case err != nil:
+				if r.Context().Err() == nil {
+					w.Header().Set("Retry-After", "1")
+					http.Error(w, "not available yet", http.StatusServiceUnavailable)
+				}
+				return
+			}
+			h := w.Header()
+			h.Set("Content-Type", map[bool]string{false: "video/mp4", true: "audio/mp4"}[f.Track == "audio"])
+			if complete {
+				size := 0
+				for _, b := range out {
+					size += len(b)
+				}
+				h.Set("Content-Length", strconv.Itoa(size))
+			}
+			// Its bytes, once complete, never change.
+			h.Set("Cache-Control", "public, max-age=3600, immutable")
+			w.WriteHeader(http.StatusOK)
+			if r.Method == http.MethodHead {
+				return
+			}
+			started = true
+		} else if err != nil || missing {
+			return // the stream ended or the segment left the window: cut short
+		}
+		for _, b := range out {
+			if _, err := w.Write(b); err != nil {
+				return
+			}
+		}
+		sent += len(out)
+		if complete {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}

@@ -41,9 +41,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	file := r.PathValue("file")
 	if file != ManifestName {
-		// A segment asked for a little early (a player's clock runs ahead)
-		// is answered when it is complete.
-		p.ServeFile(w, r, file, 5*time.Second)
+		// The segment in progress streams as it is made (low-latency
+		// DASH); the next one, asked for a little early, when it starts.
+		p.StreamSegment(w, r, file, 5*time.Second)
 		return
 	}
 	if !cmaf.WaitPlayable(w, r, p, h.FirstWait) {
@@ -126,7 +126,7 @@ func MPD(v *cmaf.View, now time.Time, variants ...Rendition) string {
 	if v.Ended {
 		fmt.Fprintf(&b, ` mediaPresentationDuration="%s"`, duration(window))
 	} else {
-		fmt.Fprintf(&b, ` minimumUpdatePeriod="PT1S" timeShiftBufferDepth="%s" suggestedPresentationDelay="%s"`,
+		fmt.Fprintf(&b, ` minimumUpdatePeriod="PT0.25S" timeShiftBufferDepth="%s" suggestedPresentationDelay="%s"`,
 			duration(max(window, 2*maxSeg)), duration(maxSeg+time.Second))
 	}
 	fmt.Fprintf(&b, ` maxSegmentDuration="%s" minBufferTime="%s">`+"\n", duration(maxSeg), duration(maxSeg))
@@ -134,20 +134,30 @@ func MPD(v *cmaf.View, now time.Time, variants ...Rendition) string {
 	for pi, segs := range periods {
 		in := segs[0].Init
 		fmt.Fprintf(&b, `  <Period id="p%d" start="%s">`+"\n", in.Version, duration(in.Start))
+		last := pi == len(periods)-1
 		for i, t := range in.Tracks {
 			// The track's complete segments of this period: a track that
-			// lags the lead a little ends a segment earlier.
+			// lags the lead a little ends a segment earlier. A live stream's
+			// last period also lists the segment in progress, which a
+			// player may fetch while it is made (availabilityTimeOffset),
+			// with the length of the one before as its expected length.
 			var entries []cmaf.TrackEntry
+			var expect uint64
 			for _, e := range v.TrackSegments(t.Name) {
-				if e.Seg.Init == in && e.TS.Complete {
+				switch {
+				case e.Seg.Init != in:
+				case e.TS.Complete:
+					entries = append(entries, e)
+					expect = e.TS.Duration
+				case last && !v.Ended && e.TS.Entered && len(e.TS.Parts) > 0 && expect > 0:
 					entries = append(entries, e)
 				}
 			}
 			if len(entries) == 0 {
 				continue
 			}
-			writeAdaptationSet(&b, v, entries, i, t)
-			if t.Name == "video" && pi == len(periods)-1 {
+			writeAdaptationSet(&b, v, entries, i, t, expect)
+			if t.Name == "video" && last {
 				for _, rd := range variants {
 					writeRendition(&b, in, rd)
 				}
@@ -161,7 +171,7 @@ func MPD(v *cmaf.View, now time.Time, variants ...Rendition) string {
 	return b.String()
 }
 
-func writeAdaptationSet(b *strings.Builder, v *cmaf.View, entries []cmaf.TrackEntry, id int, t cmaf.Track) {
+func writeAdaptationSet(b *strings.Builder, v *cmaf.View, entries []cmaf.TrackEntry, id int, t cmaf.Track, expect uint64) {
 	if len(entries) == 0 {
 		return
 	}
@@ -182,23 +192,34 @@ func writeAdaptationSet(b *strings.Builder, v *cmaf.View, entries []cmaf.TrackEn
 	// Media time is stream time in the track's timescale; the period starts
 	// where its initialization version began.
 	pto := cmaf.Ticks(in.Start, t.Timescale)
-	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="%s" media="%s-$Number$.m4s" startNumber="%d">`+"\n",
-		t.Timescale, pto, cmaf.InitName(t.Name, in.Version), t.Name, entries[0].TS.Seq)
-	writeTimeline(b, entries)
+	early := ""
+	if last := entries[len(entries)-1].TS; !last.Complete {
+		// Available from its start: its parts stream as they are made.
+		early = fmt.Sprintf(` availabilityTimeOffset="%s" availabilityTimeComplete="false"`,
+			strconv.FormatFloat(cmaf.Duration(max(expect, last.Duration), t.Timescale).Seconds(), 'f', 3, 64))
+	}
+	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="%s" media="%s-$Number$.m4s" startNumber="%d"%s>`+"\n",
+		t.Timescale, pto, cmaf.InitName(t.Name, in.Version), t.Name, entries[0].TS.Seq, early)
+	writeTimeline(b, entries, expect)
 }
 
-// writeTimeline writes a SegmentTimeline and closes the Representation.
-func writeTimeline(b *strings.Builder, entries []cmaf.TrackEntry) {
+// writeTimeline writes a SegmentTimeline and closes the Representation; a
+// segment in progress is listed with the expected length.
+func writeTimeline(b *strings.Builder, entries []cmaf.TrackEntry, expect uint64) {
 	b.WriteString("          <SegmentTimeline>\n")
 	var next uint64
 	for n, e := range entries {
 		ts := e.TS
-		if n == 0 || ts.Start != next {
-			fmt.Fprintf(b, `            <S t="%d" d="%d"/>`+"\n", ts.Start, ts.Duration)
-		} else {
-			fmt.Fprintf(b, `            <S d="%d"/>`+"\n", ts.Duration)
+		d := ts.Duration
+		if !ts.Complete {
+			d = max(d, expect)
 		}
-		next = ts.Start + ts.Duration
+		if n == 0 || ts.Start != next {
+			fmt.Fprintf(b, `            <S t="%d" d="%d"/>`+"\n", ts.Start, d)
+		} else {
+			fmt.Fprintf(b, `            <S d="%d"/>`+"\n", d)
+		}
+		next = ts.Start + d
 	}
 	b.WriteString("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n")
 }
@@ -214,7 +235,7 @@ func writeRendition(b *strings.Builder, in *cmaf.Init, rd Rendition) {
 	b.WriteString(">\n")
 	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="../%s/%s" media="../%s/%s-$Number$.m4s" startNumber="%d">`+"\n",
 		t.Timescale, cmaf.Ticks(in.Start, t.Timescale), rd.Path, cmaf.InitName(t.Name, rd.Version), rd.Path, t.Name, rd.Entries[0].TS.Seq)
-	writeTimeline(b, rd.Entries)
+	writeTimeline(b, rd.Entries, 0)
 }
 
 func xsTime(t time.Time) string {

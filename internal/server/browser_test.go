@@ -37,7 +37,7 @@ type playResult struct {
 
 // needBrowser fails the test unless Chromium and the browser scripts'
 // packages are there.
-func needBrowser(t *testing.T) {
+func needBrowser(t testing.TB) {
 	t.Helper()
 	needTool(t, "node")
 	if _, err := os.Stat(filepath.Join(browserDir(t), "node_modules", "playwright-core")); err != nil {
@@ -52,7 +52,7 @@ func needBrowser(t *testing.T) {
 	}
 }
 
-func browserDir(t *testing.T) string {
+func browserDir(t testing.TB) string {
 	dir, err := filepath.Abs("../../tests/browser")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func browserDir(t *testing.T) string {
 // the stream, the screenshots' directory and the path element of the
 // stream's watch page (its token), and returns its output (a JSON line per
 // result) and its log.
-func runBrowserScript(t *testing.T, ctx context.Context, script, base string, s api.StreamJSON) ([]byte, string) {
+func runBrowserScript(t testing.TB, ctx context.Context, script, base string, s api.StreamJSON) ([]byte, string) {
 	t.Helper()
 	artifacts, err := filepath.Abs("../../test-artifacts/browser")
 	if err != nil {
@@ -188,5 +188,41 @@ func TestBrowserPlays(t *testing.T) {
 	}
 	if len(e.After) > 0 {
 		t.Errorf("the ended stream's page kept asking: %q", e.After)
+	}
+}
+
+// BenchmarkBrowserLatency measures how far behind live the watch page plays
+// in headless Chromium over hls.js and dash.js (20 s each after a 5 s
+// warm-up), and its stalls:
+//
+//	go test -run '^$' -bench BrowserLatency -benchtime 1x ./internal/server
+func BenchmarkBrowserLatency(b *testing.B) {
+	needBrowser(b)
+	h := start(b, nil)
+	s := h.create("latency")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+	for range b.N {
+		out, stderr := runBrowserScript(b, ctx, "latency.mjs", h.base, s)
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			var r struct {
+				Player                        string
+				MinMs, MedianMs, P95Ms, MaxMs float64
+				Stalls                        int
+			}
+			if json.Unmarshal(sc.Bytes(), &r) != nil || r.Player == "" {
+				continue
+			}
+			b.Logf("%s: behind live min %.0f ms, median %.0f, p95 %.0f, max %.0f; %d stalls", r.Player, r.MinMs, r.MedianMs, r.P95Ms, r.MaxMs, r.Stalls)
+			b.ReportMetric(r.MedianMs, r.Player+"-median-ms")
+			b.ReportMetric(r.MaxMs, r.Player+"-max-ms")
+			b.ReportMetric(float64(r.Stalls), r.Player+"-stalls")
+		}
+		if len(out) == 0 {
+			b.Fatalf("latency.mjs printed nothing:\n%s", stderr)
+		}
 	}
 }

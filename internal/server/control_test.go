@@ -104,7 +104,7 @@ func (w *world) glasses(user string, tweak func(*sim.Glasses)) (*sim.Glasses, ch
 	return g, events
 }
 
-func waitEvent(t *testing.T, events chan sim.Event, kind string, within time.Duration) sim.Event {
+func waitEvent(t testing.TB, events chan sim.Event, kind string, within time.Duration) sim.Event {
 	t.Helper()
 	deadline := time.After(within)
 	for {

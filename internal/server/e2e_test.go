@@ -1,11 +1,14 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -220,8 +223,47 @@ func TestSimSourceToHLSAndDASH(t *testing.T) {
 			t.Fatalf("manifest lacks %s:\n%s", want, mpd)
 		}
 	}
+	checkLowLatencyDASH(t, s.Playback.DASH)
 	cancel()
 	<-pub
+}
+
+// checkLowLatencyDASH: a live manifest lists the video segment in progress,
+// available early (availabilityTimeOffset); fetched at once it streams as
+// it is made, and what streamed is the segment, byte for byte, as served
+// once complete.
+func checkLowLatencyDASH(t *testing.T, manifest string) {
+	t.Helper()
+	_, body := fetch(t, manifest)
+	mpd := string(body)
+	video := mpd[strings.Index(mpd, `contentType="video"`):]
+	video = video[:strings.Index(video, "</AdaptationSet>")]
+	if !strings.Contains(video, `availabilityTimeComplete="false"`) || !strings.Contains(video, `availabilityTimeOffset="`) {
+		t.Fatalf("the live manifest does not offer the segment in progress:\n%s", mpd)
+	}
+	_, start, _ := strings.Cut(video, `startNumber="`)
+	start, _, _ = strings.Cut(start, `"`)
+	first, err := strconv.Atoi(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := first + strings.Count(video, "<S ") - 1
+	url := manifest[:strings.LastIndexByte(manifest, '/')+1] + fmt.Sprintf("video-%d.m4s", last)
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamed, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the segment in progress: %d %v", resp.StatusCode, err)
+	}
+	code, whole := fetch(t, url)
+	if code != http.StatusOK || !bytes.Equal(streamed, whole) || len(whole) < 16 || string(whole[4:8]) != "moof" {
+		t.Fatalf("the segment in progress streamed %d bytes (content length %d); complete it is %d bytes (%d)",
+			len(streamed), resp.ContentLength, len(whole), code)
+	}
+	t.Logf("segment %d streamed while made: %d bytes, content length %d (-1: chunked)", last, len(streamed), resp.ContentLength)
 }
 
 func TestVideoOnlyAndAudioOnly(t *testing.T) {

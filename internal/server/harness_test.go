@@ -31,7 +31,7 @@ var leakChecked sync.Map
 
 // harness is a glasscast running in the test process on loopback.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *server.Server
 	base string
 	stop func()
@@ -41,7 +41,10 @@ type harness struct {
 
 // checkLeaks makes the test check for leaked goroutines once everything
 // registered after this call has been cleaned up: once per test.
-func checkLeaks(t *testing.T) {
+func checkLeaks(t testing.TB) {
+	if _, bench := t.(*testing.B); bench {
+		return // a benchmark's own goroutines are running
+	}
 	if _, checked := leakChecked.LoadOrStore(t, true); !checked {
 		t.Cleanup(func() { leakChecked.Delete(t); goleak.VerifyNone(t) })
 	}
@@ -49,7 +52,7 @@ func checkLeaks(t *testing.T) {
 
 // start runs a server on 127.0.0.1:0 and stops it (checking for leaked
 // goroutines) when the test ends.
-func start(t *testing.T, tweak func(*config.Config)) *harness {
+func start(t testing.TB, tweak func(*config.Config)) *harness {
 	t.Helper()
 	checkLeaks(t)
 	cfg := config.Default()
@@ -268,7 +271,7 @@ func (h *harness) waitPlayable(hlsURL string) string {
 	return string(body)
 }
 
-func fetch(t *testing.T, url string) (int, []byte) {
+func fetch(t testing.TB, url string) (int, []byte) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -286,7 +289,7 @@ func publishSim(ctx context.Context, url string, clip *sim.Clip) <-chan error {
 	return done
 }
 
-func needTool(t *testing.T, name string) {
+func needTool(t testing.TB, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
 		t.Fatalf("%s is required: run scripts/test, which installs it", name)
@@ -294,7 +297,7 @@ func needTool(t *testing.T, name string) {
 }
 
 // publishFFmpeg pushes testsrc2 + sine encoded by libx264 (2 s GOP) and AAC.
-func publishFFmpeg(t *testing.T, ctx context.Context, url string, extra ...string) *exec.Cmd {
+func publishFFmpeg(t testing.TB, ctx context.Context, url string, extra ...string) *exec.Cmd {
 	t.Helper()
 	needTool(t, "ffmpeg")
 	args := []string{"-hide_banner", "-loglevel", "error", "-re",

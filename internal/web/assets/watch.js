@@ -112,6 +112,8 @@ function glasscastWatch(urls) {
   // ---- LL-HLS ----
   function playHLS() {
     if (window.Hls && Hls.isSupported()) {
+      // Low-latency mode plays PART-HOLD-BACK behind live (see the catch-up
+      // below).
       var hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
       state.hls = hls;
       hls.on(Hls.Events.ERROR, function (_, d) {
@@ -137,10 +139,11 @@ function glasscastWatch(urls) {
   function playDASH() {
     if (!window.dashjs) { return Promise.reject(new Error('no DASH player')); }
     var player = dashjs.MediaPlayer().create();
-    // Segments are listed once complete (about a second each): play 1.5 s
-    // behind live and catch up by playing a little faster when behind.
+    // The segment in progress is listed and streams as it is made
+    // (low-latency DASH): play 1.2 s behind live, and catch up by playing a
+    // little faster when behind.
     player.updateSettings({ streaming: {
-      delay: { liveDelay: 1.5 },
+      delay: { liveDelay: 1.2 },
       liveCatchup: { enabled: true, maxDrift: 1.5, playbackRate: { min: -0.2, max: 0.2 } },
     } });
     player.initialize(video, urls.dash, true);
@@ -184,9 +187,14 @@ function glasscastWatch(urls) {
   }
 
   // Latency of the segment-based players, from the program date time.
+  // hls.js catches up only with more than a second buffered, which a
+  // low-latency player never has: a player that started (or fell) behind
+  // its target plays 10 % faster until it is back.
   setInterval(function () {
     if (state.hls && state.hls.playingDate) {
       state.latencyMs = Date.now() - state.hls.playingDate.getTime();
+      var behind = state.hls.latency - state.hls.targetLatency;
+      if (behind > 0.1 && !video.paused) { video.playbackRate = 1.1; } else if (behind < 0.03) { video.playbackRate = 1; }
     } else if (state.dash && state.dash.getCurrentLiveLatency) {
       var l = state.dash.getCurrentLiveLatency();
       if (l > 0) { state.latencyMs = l * 1000; }
