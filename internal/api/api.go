@@ -366,8 +366,9 @@ type StreamJSON struct {
 }
 
 // Viewers counts a stream's viewers by protocol. WebRTC viewers are
-// sessions; LL-HLS and DASH ones, plain HTTP, are the distinct clients
-// (address and User-Agent) that fetched media in the last 10 s.
+// sessions; LL-HLS and DASH ones are the player sessions (handed out by the
+// multivariant playlist and the manifest) seen in the last 10 s, and the
+// clients without one (address and User-Agent) that fetched media.
 type Viewers struct {
 	WebRTC int `json:"webrtc"`
 	LLHLS  int `json:"llhls"`

@@ -128,12 +128,7 @@ func (p *Packager) Find(ctx context.Context, f File) ([][]byte, error) {
 			missing = f.PartID != v.NextPart[f.Track]
 			return missing
 		}
-		var ts *TrackSegment
-		for _, e := range entries {
-			if e.TS.Seq == f.Seq {
-				ts = e.TS
-			}
-		}
+		ts := segmentOf(entries, f.Seq)
 		if ts == nil {
 			// The track's next segment is worth waiting for; anything else
 			// has left the window or will never come.
@@ -200,12 +195,8 @@ func (p *Packager) ServeFile(w http.ResponseWriter, r *http.Request, name string
 	for _, b := range bufs {
 		size += len(b)
 	}
-	ct := "video/mp4"
-	if f.Track == "audio" {
-		ct = "audio/mp4"
-	}
 	h := w.Header()
-	h.Set("Content-Type", ct)
+	h.Set("Content-Type", contentType(f.Track))
 	h.Set("Content-Length", strconv.Itoa(size))
 	// A file name is never reused within a stream, and stream IDs are never
 	// reused: what is served once stays true.
@@ -245,12 +236,7 @@ func (p *Packager) StreamSegment(w http.ResponseWriter, r *http.Request, name st
 			if len(entries) == 0 {
 				return false
 			}
-			var ts *TrackSegment
-			for _, e := range entries {
-				if e.TS.Seq == f.Seq {
-					ts = e.TS
-				}
-			}
+			ts := segmentOf(entries, f.Seq)
 			if ts == nil {
 				missing = started || f.Seq != entries[len(entries)-1].TS.Seq+1
 				return missing
@@ -275,7 +261,7 @@ func (p *Packager) StreamSegment(w http.ResponseWriter, r *http.Request, name st
 				return
 			}
 			h := w.Header()
-			h.Set("Content-Type", map[bool]string{false: "video/mp4", true: "audio/mp4"}[f.Track == "audio"])
+			h.Set("Content-Type", contentType(f.Track))
 			if complete {
 				size := 0
 				for _, b := range out {
@@ -306,4 +292,21 @@ func (p *Packager) StreamSegment(w http.ResponseWriter, r *http.Request, name st
 			return
 		}
 	}
+}
+
+// segmentOf finds segment seq among a track's entries.
+func segmentOf(entries []TrackEntry, seq uint64) *TrackSegment {
+	for _, e := range entries {
+		if e.TS.Seq == seq {
+			return e.TS
+		}
+	}
+	return nil
+}
+
+func contentType(track string) string {
+	if track == "audio" {
+		return "audio/mp4"
+	}
+	return "video/mp4"
 }
