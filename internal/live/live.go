@@ -334,7 +334,9 @@ func (r *Registry) Restore(kept []Kept) {
 		}
 		opts := CreateOptions{Name: k.Name, Record: k.Record && k.Status != StatusEnded, Public: k.Public, Durable: true}
 		s := r.newStream(opts, k.ID, k.Key, k.CreatedAt)
-		s.record = s.record || k.Record
+		if k.Status == StatusEnded {
+			s.record = k.Record // what it was; its recording is finished
+		}
 		r.mu.Lock()
 		r.addLocked(s)
 		r.mu.Unlock()
