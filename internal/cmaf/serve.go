@@ -180,15 +180,8 @@ func (p *Packager) ServeFile(w http.ResponseWriter, r *http.Request, name string
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	bufs, err := p.Find(ctx, f)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		http.Error(w, "not found", http.StatusNotFound)
-		return
-	case err != nil:
-		if r.Context().Err() == nil {
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "not available yet", http.StatusServiceUnavailable)
-		}
+	if err != nil {
+		refuseFile(w, r, err)
 		return
 	}
 	size := 0
@@ -249,15 +242,11 @@ func (p *Packager) StreamSegment(w http.ResponseWriter, r *http.Request, name st
 		})
 		cancel()
 		if !started {
-			switch {
-			case errors.Is(err, ErrEnded) || missing:
-				http.Error(w, "not found", http.StatusNotFound)
-				return
-			case err != nil:
-				if r.Context().Err() == nil {
-					w.Header().Set("Retry-After", "1")
-					http.Error(w, "not available yet", http.StatusServiceUnavailable)
-				}
+			if errors.Is(err, ErrEnded) || missing {
+				err = ErrNotFound
+			}
+			if err != nil {
+				refuseFile(w, r, err)
 				return
 			}
 			h := w.Header()
@@ -309,4 +298,16 @@ func contentType(track string) string {
 		return "audio/mp4"
 	}
 	return "video/mp4"
+}
+
+// refuseFile answers a file that cannot be served: ErrNotFound is 404,
+// anything else (it did not come in time) 503, unless the client left.
+func refuseFile(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		http.Error(w, "not found", http.StatusNotFound)
+	case r.Context().Err() == nil:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "not available yet", http.StatusServiceUnavailable)
+	}
 }
