@@ -55,47 +55,72 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	sub     *live.Subscription
 	mu      sync.Mutex
-	running map[string]bool
+	running map[string]context.CancelFunc // by source stream id
 }
 
-// New makes a manager and hooks it to the registry: every stream that goes
-// live gets a ladder.
+// New makes a manager and subscribes it to the registry's events (on its
+// "abr" subscription): every stream that goes live gets a ladder, which
+// stops when the stream ends.
 func New(cfg Config, reg *live.Registry, log *slog.Logger) *Manager {
 	if len(cfg.Ladder) == 0 {
 		cfg.Ladder = DefaultLadder
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{cfg: cfg, reg: reg, log: log, ctx: ctx, cancel: cancel, running: map[string]bool{}}
-	reg.OnLive(m.start)
+	m := &Manager{cfg: cfg, reg: reg, log: log, ctx: ctx, cancel: cancel, running: map[string]context.CancelFunc{}}
+	m.sub = reg.Subscribe("abr", m.event)
 	return m
 }
 
-// Close stops every ladder.
+// Close stops every ladder and waits for them.
 func (m *Manager) Close() {
+	m.sub.Close()
 	m.mu.Lock()
 	m.cancel() // under mu: no ladder starts after this
 	m.mu.Unlock()
 	m.wg.Wait()
 }
 
+// Ladders is how many ladders run.
+func (m *Manager) Ladders() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.running)
+}
+
+func (m *Manager) event(ev live.Event) {
+	switch ev.Kind {
+	case live.EventLive:
+		m.start(ev.Stream)
+	case live.EventEnded:
+		m.mu.Lock()
+		if stop := m.running[ev.Stream.ID()]; stop != nil {
+			stop()
+		}
+		m.mu.Unlock()
+	}
+}
+
 // start runs a stream's ladder once it is live (a reconnect finds it
 // running already).
 func (m *Manager) start(st *live.Stream) {
-	if st.Internal() {
+	if st.Internal() || st.Status() == live.StatusEnded {
 		return
 	}
 	m.mu.Lock()
-	if m.running[st.ID()] || m.ctx.Err() != nil {
+	if m.running[st.ID()] != nil || m.ctx.Err() != nil {
 		m.mu.Unlock()
 		return
 	}
-	m.running[st.ID()] = true
+	ctx, cancel := context.WithCancel(m.ctx)
+	m.running[st.ID()] = cancel
 	m.wg.Add(1)
 	m.mu.Unlock()
 	go func() {
 		defer m.wg.Done()
-		m.run(st)
+		m.run(ctx, st)
+		cancel()
 		m.mu.Lock()
 		delete(m.running, st.ID())
 		m.mu.Unlock()
@@ -107,24 +132,9 @@ type rungStream struct {
 	st   *live.Stream
 }
 
-func (m *Manager) run(src *live.Stream) {
-	ctx, cancel := context.WithCancel(m.ctx)
-	defer cancel()
-	// The ladder ends with its stream.
-	go func() {
-		for {
-			ch := src.Changed()
-			if src.Status() == live.StatusEnded {
-				cancel()
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-ch:
-			}
-		}
-	}()
+// run keeps src's ladder until ctx ends: when the stream ends or the
+// manager closes.
+func (m *Manager) run(ctx context.Context, src *live.Stream) {
 	var rungs []rungStream
 	defer func() {
 		src.Packager().SetVariants(nil)

@@ -134,6 +134,7 @@ type managedStream struct {
 	createdAt time.Time
 	ka        *keepAlive
 	stopWatch context.CancelFunc
+	media     *live.Subscription
 	timers    []*time.Timer
 	ended     bool
 	// start is what the glasses were told; a phone that comes back is
@@ -353,26 +354,18 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 	// The apps hear when the glasses' stream drops and when it is back; a
 	// media stream that ends on its own (the glasses did not come back
 	// within the reconnect window) ends the managed stream.
-	p.goTracked(func() {
-		for {
-			ch := st.Changed()
-			status := st.Status()
-			if status == live.StatusEnded {
-				break
-			}
-			u.mu.Lock()
-			ms.mediaChangedLocked(status)
-			u.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return
-			case <-ch:
-			}
-		}
+	ms.media = st.Subscribe("managed stream "+ms.id, func(ev live.Event) {
 		u.mu.Lock()
 		defer u.mu.Unlock()
-		if u.managed == ms {
-			ms.endLocked(statusError, CodeGlassesError, "The glasses' stream ended: they did not reconnect in time")
+		switch ev.Kind {
+		case live.EventLive:
+			ms.mediaChangedLocked(live.StatusLive)
+		case live.EventReconnecting:
+			ms.mediaChangedLocked(live.StatusReconnecting)
+		case live.EventEnded:
+			if u.managed == ms {
+				ms.endLocked(statusError, CodeGlassesError, "The glasses' stream ended: they did not reconnect in time")
+			}
 		}
 	})
 	p.log.Info("managed stream starting", "user", u.id, "app", a.pkg, "stream", ms.id, "media", st.ID())
@@ -430,10 +423,15 @@ func (ms *managedStream) endLocked(status, code, message string) {
 	if ms.stopWatch != nil {
 		ms.stopWatch()
 	}
+	if ms.media != nil {
+		ms.media.Close()
+	}
 	for _, t := range ms.timers {
 		t.Stop()
 	}
-	// The URLs stop answering before anyone hears the stream is over.
+	// The URLs stop answering before anyone hears the stream is over; what
+	// follows (the packager's last part, outputs stopping) does not hold
+	// the user's lock.
 	u.p.media.Delete(ms.st.ID())
 	final := ms.statusMsg(status, message)
 	final.Code = code

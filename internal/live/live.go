@@ -3,8 +3,11 @@
 // and its always-on CMAF packager, and the reconnect window that lets glasses
 // come back to the same stream and URLs after a network drop.
 //
-// The Streams API, the RTMP ingest, the HLS and DASH handlers and, later, the
-// control plane all go through a Registry.
+// A Registry is the one owner of every stream's life, whoever asks for it
+// (the Streams API, the control plane, an ABR ladder): it creates and ends
+// streams, and tells subscribers of each change as a typed Event, in order,
+// on goroutines of their own (events.go). The RTMP ingest publishes through
+// it; the HLS, DASH, WebRTC and thumbnail handlers find streams in it.
 package live
 
 import (
@@ -97,10 +100,9 @@ type Config struct {
 	PackagerQueue int
 	// Recorder, when set, records the streams created with Record.
 	Recorder Recorder
-	// OnEnd, when set, runs once a stream has ended (its outputs stop).
-	OnEnd func(id string)
 	// Keep, when set, keeps the durable streams across restarts: it is
-	// called (never under a lock) when one is created, first goes live and
+	// called (never under a lock) when one is created, and on the
+	// registry's "keep" subscription when it first goes live and when it
 	// ends. An error on create fails the create.
 	Keep func(Kept) error
 }
@@ -151,18 +153,25 @@ type Registry struct {
 	closed bool
 	byID   map[string]*Stream
 	byKey  map[string]*Stream
-	ends   []func(id string)
-	lives  []func(s *Stream)
+
+	subMu      sync.Mutex // after any Stream.mu
+	subs       []*Subscription
+	subsClosed bool
+	subWG      sync.WaitGroup // every subscription's goroutine
 }
 
 // New makes a registry. Close releases it.
 func New(cfg Config, log *slog.Logger) *Registry {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Registry{
+	r := &Registry{
 		cfg: cfg, log: log, ctx: ctx, cancel: cancel,
 		byID: make(map[string]*Stream), byKey: make(map[string]*Stream),
 	}
+	if cfg.Keep != nil {
+		r.Subscribe("keep", r.keepEvent)
+	}
+	return r
 }
 
 // Config returns the registry's settings.
@@ -182,18 +191,21 @@ type Stream struct {
 	hub       *stream.Hub
 	pkg       *cmaf.Packager
 	stopPkg   context.CancelFunc
-	pkgDone   chan struct{}
 
 	mu        sync.Mutex
 	status    Status
 	since     time.Time // start of the current publisher session
 	endedAt   time.Time
+	endReason string
+	shutdown  bool // ended by the registry closing
+	finished  bool // ended, and its packager has written everything
 	lastError string
 	window    *time.Timer
 	changed   chan struct{}
 	wasLive   bool // a publisher has been live (kept, for durable streams)
+	subs      []*Subscription
 
-	keepMu sync.Mutex // orders the saves of a durable stream's state
+	keptLive bool // the "keep" subscription saved it as live (its goroutine only)
 }
 
 // CreateOptions are what a new stream may be given.
@@ -246,6 +258,9 @@ func (r *Registry) Create(opts CreateOptions) (*Stream, error) {
 			return nil, fmt.Errorf("the stream could not be saved: %w", err)
 		}
 	}
+	s.mu.Lock()
+	s.emitLocked(Event{Kind: EventCreated, At: s.createdAt})
+	s.mu.Unlock()
 	r.log.Info("stream created", "stream", s.id, "name", s.name, "record", s.record)
 	return s, nil
 }
@@ -264,7 +279,6 @@ func (r *Registry) newStream(opts CreateOptions, id, key string, created time.Ti
 		createdAt: created,
 		status:    StatusIdle,
 		changed:   make(chan struct{}),
-		pkgDone:   make(chan struct{}),
 	}
 	s.hub = stream.New(stream.Config{OnPublish: s.onPublish, OnUnpublish: s.onUnpublish, KeepTimestamps: opts.Internal})
 	s.pkg = cmaf.New(r.cfg.Packager)
@@ -274,9 +288,9 @@ func (r *Registry) newStream(opts CreateOptions, id, key string, created time.Ti
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer close(s.pkgDone)
-		defer reader.Close()
-		s.pkg.Run(ctx, reader)
+		s.pkg.Run(ctx, reader) // until the hub closes, at the end
+		reader.Close()
+		s.finish()
 	}()
 	if s.record {
 		if r.cfg.Recorder == nil {
@@ -309,16 +323,25 @@ func (s *Stream) kept() Kept {
 	return k
 }
 
-// keep saves a durable stream's state; a failure is logged (the stream
-// goes on; after a restart it comes back as last saved).
-func (s *Stream) keep() {
+// keepEvent saves a durable stream's state when it first goes live and
+// when it ends, on the registry's "keep" subscription (the database may be
+// slow: nobody waits for it). A failure is logged: the stream goes on, and
+// after a restart it comes back as last saved. A stream the server stops
+// with it is not saved as ended: it comes back after the restart.
+func (r *Registry) keepEvent(ev Event) {
+	s := ev.Stream
 	if !s.durable {
 		return
 	}
-	s.keepMu.Lock()
-	defer s.keepMu.Unlock()
-	if err := s.reg.cfg.Keep(s.kept()); err != nil {
-		s.reg.log.Error("stream state not saved", "stream", s.id, "err", err)
+	switch {
+	case ev.Kind == EventLive && !s.keptLive:
+		s.keptLive = true
+	case ev.Kind == EventEnded && !ev.Shutdown:
+	default:
+		return
+	}
+	if err := r.cfg.Keep(s.kept()); err != nil {
+		r.log.Error("stream state not saved", "stream", s.id, "err", err)
 	}
 }
 
@@ -373,31 +396,6 @@ func (r *Registry) pruneLocked(now time.Time) {
 // ReconnectWindow is how long a stream waits for its publisher to come back.
 func (r *Registry) ReconnectWindow() time.Duration { return r.cfg.ReconnectWindow }
 
-// OnEnd adds a function run once a stream has ended.
-func (r *Registry) OnEnd(fn func(id string)) {
-	r.mu.Lock()
-	r.ends = append(r.ends, fn)
-	r.mu.Unlock()
-}
-
-func (r *Registry) onEnd() []func(string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := append([]func(string){}, r.ends...)
-	if r.cfg.OnEnd != nil {
-		out = append(out, r.cfg.OnEnd)
-	}
-	return out
-}
-
-// OnLive adds a function run (in its own goroutine) each time a stream's
-// publisher starts a session.
-func (r *Registry) OnLive(fn func(s *Stream)) {
-	r.mu.Lock()
-	r.lives = append(r.lives, fn)
-	r.mu.Unlock()
-}
-
 // Internal says whether the stream is an unlisted helper stream.
 func (s *Stream) Internal() bool { return s.internal }
 
@@ -432,7 +430,10 @@ func (r *Registry) List() []*Stream {
 	return out
 }
 
-// Delete ends a stream: its publisher is cut off and its URLs stop answering.
+// Delete ends a stream: its publisher is cut off and its URLs stop
+// answering at once. It does not wait for what follows (the packager
+// writing out what it held, outputs stopping): EventEnded says when that
+// is done.
 func (r *Registry) Delete(id string) error {
 	s, err := r.Get(id)
 	if err != nil {
@@ -475,7 +476,8 @@ func (r *Registry) AuthorizePublish(key string) (rtmp.Destination, error) {
 	return s, nil
 }
 
-// Close ends every stream and waits for their goroutines.
+// Close ends every stream, waits for their packagers to write out what
+// they held, delivers the last events and waits for the subscriptions.
 func (r *Registry) Close() {
 	r.mu.Lock()
 	r.closed = true
@@ -487,8 +489,9 @@ func (r *Registry) Close() {
 	for _, s := range all {
 		s.end("server shutting down")
 	}
-	r.cancel()
 	r.wg.Wait()
+	r.cancel()
+	r.closeSubscriptions()
 }
 
 // ID is the stream's public identifier, used in its URLs.
@@ -557,9 +560,6 @@ func (s *Stream) Refuse(reason error) {
 }
 
 func (s *Stream) onPublish(epoch uint32, t *stream.Tracks) {
-	s.reg.mu.Lock() // before s.mu: Create takes them in this order
-	lives := append([]func(*Stream){}, s.reg.lives...)
-	s.reg.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.status == StatusEnded {
@@ -572,19 +572,8 @@ func (s *Stream) onPublish(epoch uint32, t *stream.Tracks) {
 	s.since = time.Now()
 	s.lastError = ""
 	s.setLocked(StatusLive)
-	for _, fn := range lives {
-		go fn(s)
-	}
-	if !s.wasLive {
-		s.wasLive = true
-		if s.durable { // off the publisher's goroutine: the database may be slow
-			s.reg.wg.Add(1)
-			go func() {
-				defer s.reg.wg.Done()
-				s.keep()
-			}()
-		}
-	}
+	s.wasLive = true
+	s.emitLocked(Event{Kind: EventLive})
 	s.reg.log.Info("stream live", "stream", s.id, "session", epoch)
 }
 
@@ -595,18 +584,28 @@ func (s *Stream) onUnpublish(epoch uint32, cause error) {
 		return
 	}
 	s.setLocked(StatusReconnecting)
+	reason := "the publisher left"
+	if cause != nil {
+		reason = cause.Error()
+	}
+	s.emitLocked(Event{Kind: EventReconnecting, Reason: reason})
 	win := s.reg.cfg.ReconnectWindow
 	s.reg.log.Info("stream reconnecting", "stream", s.id, "session", epoch, "cause", cause, "window", win)
 	s.window = time.AfterFunc(win, func() { s.end("the publisher did not come back within the reconnect window") })
 }
 
-// end moves the stream to ended, once: the publisher is cut off, outputs
-// finish, and the key and URLs stop working.
+// end moves the stream to ended, once: the publisher is cut off and the
+// key and URLs stop working at once; the packager then writes out what it
+// held and finish tells the subscribers.
 func (s *Stream) end(reason string) { s.endAt(time.Now(), reason) }
 
 // endAt ends the stream as of at; an empty reason is a stream restored as
 // ended, of which nobody is told.
 func (s *Stream) endAt(at time.Time, reason string) {
+	s.reg.mu.Lock() // before s.mu, as everywhere
+	delete(s.reg.byKey, s.key)
+	closing := s.reg.closed
+	s.reg.mu.Unlock()
 	s.mu.Lock()
 	if s.status == StatusEnded {
 		s.mu.Unlock()
@@ -616,28 +615,32 @@ func (s *Stream) endAt(at time.Time, reason string) {
 		s.window.Stop()
 		s.window = nil
 	}
-	s.endedAt = at
+	s.endedAt, s.endReason, s.shutdown = at, reason, closing
 	s.setLocked(StatusEnded)
 	s.mu.Unlock()
+	s.hub.Close() // the packager's reader ends once it has read what is left
+}
 
-	s.hub.Close()
-	<-s.pkgDone // the packager has written everything the hub held
+// finish runs on the packager's goroutine once it has written everything:
+// the stream's ending is complete, and its subscribers hear it.
+func (s *Stream) finish() {
 	s.pkg.Close()
 	s.stopPkg()
-	s.reg.mu.Lock()
-	delete(s.reg.byKey, s.key)
-	closing := s.reg.closed
-	s.reg.mu.Unlock()
-	if reason == "" {
-		return
+	s.mu.Lock()
+	s.finished = true
+	reason := s.endReason
+	if reason != "" {
+		s.emitLocked(Event{Kind: EventEnded, At: s.endedAt, Reason: reason, Shutdown: s.shutdown})
+	} else {
+		for _, sub := range s.subs {
+			sub.q.Close()
+		}
+		s.subs = nil
 	}
-	for _, fn := range s.reg.onEnd() {
-		fn(s.id)
+	s.mu.Unlock()
+	if reason != "" {
+		s.reg.log.Info("stream ended", "stream", s.id, "reason", reason)
 	}
-	if !closing { // a stream the server stops with it comes back after a restart
-		s.keep()
-	}
-	s.reg.log.Info("stream ended", "stream", s.id, "reason", reason)
 }
 
 // Info is a snapshot of a stream for the API.

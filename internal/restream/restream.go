@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/event"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/stream"
 )
@@ -109,8 +110,9 @@ type Manager struct {
 
 	mu      sync.Mutex
 	streams map[string][]*Output // by stream id, in the order added
-	// OnChange, when set, runs (in its own goroutine, never under a lock)
-	// after an output of a stream is added, removed or changes status.
+	// changes carries the ids of streams whose outputs were added, removed
+	// or changed status, in order, to onChange on the queue's goroutine.
+	changes  *event.Queue[string]
 	onChange func(streamID string)
 }
 
@@ -118,17 +120,23 @@ type Manager struct {
 func New(cfg Config, log *slog.Logger) *Manager {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: log, ctx: ctx, cancel: cancel, streams: map[string][]*Output{}}
+	m := &Manager{cfg: cfg, log: log, ctx: ctx, cancel: cancel, streams: map[string][]*Output{}}
+	m.changes = event.NewQueue("restream changes", nil, m.tell)
+	return m
 }
 
-// OnChange sets the function told about changes.
+// OnChange sets the function told, in order and on one goroutine of the
+// manager's, after an output of a stream is added, removed or changes
+// status.
 func (m *Manager) OnChange(fn func(streamID string)) {
 	m.mu.Lock()
 	m.onChange = fn
 	m.mu.Unlock()
 }
 
-func (m *Manager) changed(streamID string) {
+func (m *Manager) changed(streamID string) { m.changes.Push(streamID) }
+
+func (m *Manager) tell(streamID string) {
 	m.mu.Lock()
 	fn := m.onChange
 	m.mu.Unlock()
@@ -264,7 +272,7 @@ func (m *Manager) Add(src Source, req Request) (Info, error) {
 		o.run(ctx)
 	}()
 	m.log.Info("output added", "stream", src.ID(), "output", o.id, "url", Redact(req.URL), "by", req.Owner, "profile", profName(prof))
-	go m.changed(src.ID())
+	m.changed(src.ID())
 	return created, nil
 }
 
@@ -359,27 +367,31 @@ func (m *Manager) Remove(streamID, outputID, by string) (Info, error) {
 	m.mu.Unlock()
 	o.stop()
 	m.log.Info("output removed", "stream", streamID, "output", outputID, "by", by)
-	go m.changed(streamID)
+	m.changed(streamID)
 	return o.Info(), nil
 }
 
-// StopStream stops every output of a stream that ended.
+// StopStream stops every output of a stream that ended. It does not wait
+// for them (a destination may not answer): Close does.
 func (m *Manager) StopStream(streamID string) {
 	m.mu.Lock()
 	outs := m.streams[streamID]
 	delete(m.streams, streamID)
 	m.mu.Unlock()
 	for _, o := range outs {
-		o.stop()
+		o.cancel()
 	}
 }
 
-// Close stops every output and waits for them.
+// Close stops every output and waits for them, then for the last change
+// notifications.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.cancel()
 	m.mu.Unlock()
 	m.wg.Wait()
+	m.changes.Close()
+	<-m.changes.Done()
 }
 
 func (o *Output) stop() {
@@ -413,7 +425,7 @@ func (o *Output) setStatus(status, lastError string) {
 	o.mu.Unlock()
 	if changed {
 		o.m.log.Info("output", "stream", o.stream, "output", o.id, "status", status, "err", lastError)
-		go o.m.changed(o.stream)
+		o.m.changed(o.stream)
 	}
 }
 

@@ -74,6 +74,7 @@ type Server struct {
 	recs       *record.Store
 	outputs    *restream.Manager
 	abr        *abr.Manager
+	thumbs     *thumb.Server
 	// transcoders is the server's budget of ffmpeg encoders.
 	transcoders *restream.Budget
 }
@@ -149,7 +150,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.outputs = restream.New(rcfg, log.With("component", "restream"))
 	s.reg = live.New(live.Config{
-		OnEnd:           s.outputs.StopStream,
 		Keep:            s.keepStream,
 		Recorder:        s.recs,
 		ReconnectWindow: cfg.ReconnectWindow,
@@ -160,6 +160,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			Window:     cfg.SegmentWindow,
 		},
 	}, log)
+	// A stream's outputs stop when it ends (its "outputs" subscription).
+	s.reg.Subscribe("outputs", func(ev live.Event) {
+		if ev.Kind == live.EventEnded {
+			s.outputs.StopStream(ev.Stream.ID())
+		}
+	})
 
 	if err := s.restoreStreams(); err != nil {
 		s.reg.Close()
@@ -270,7 +276,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	mux.Handle("/watch/", s.guard(access.Live, pages))
 	s.recs.Register(media)
 	mux.Handle("/recordings/", s.guard(access.Recording, progress(media)))
-	thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb")).Register(media)
+	s.thumbs = thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb"))
+	s.reg.Subscribe("thumbnails", func(ev live.Event) {
+		if ev.Kind == live.EventEnded {
+			s.thumbs.Forget(ev.Stream.ID())
+		}
+	})
+	s.thumbs.Register(media)
 	mux.Handle("GET /thumb/{file}", s.guard(access.Live, progress(media)))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Pprof {
@@ -551,6 +563,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.abr != nil {
 		s.abr.Close()
 	}
+	s.thumbs.Close()
 	s.reg.Close()
 	s.outputs.Close()
 	s.recs.Close()
@@ -636,6 +649,7 @@ func (s *Server) Close() {
 	if s.abr != nil {
 		s.abr.Close()
 	}
+	s.thumbs.Close()
 	s.reg.Close()
 	s.outputs.Close()
 	s.recs.Close()

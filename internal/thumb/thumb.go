@@ -1,7 +1,8 @@
 // Package thumb serves a stream's thumbnail at /thumb/{id}.jpg: its latest
 // keyframe as a JPEG of the source's size, decoded by ffmpeg. A thumbnail is
 // kept for a few seconds and made once for everyone who asks meanwhile, and
-// at most a few ffmpegs run at once whatever the number of streams.
+// at most a few ffmpegs run at once whatever the number of streams. What is
+// kept of a stream goes when it ends (Forget); Close stops every ffmpeg.
 package thumb
 
 import (
@@ -34,8 +35,13 @@ type Server struct {
 	log    *slog.Logger
 	sem    chan struct{}
 
-	mu    sync.Mutex
-	cache map[string]*thumbnail
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	cache  map[string]*thumbnail
 }
 
 type thumbnail struct {
@@ -49,7 +55,35 @@ type thumbnail struct {
 // New makes the thumbnail server. ffmpeg is its path ("" when there is
 // none: thumbnails then answer 503); hub finds a stream's hub by id.
 func New(ffmpeg string, hub func(id string) (*stream.Hub, bool), log *slog.Logger) *Server {
-	return &Server{ffmpeg: ffmpeg, hub: hub, log: log, sem: make(chan struct{}, 2), cache: map[string]*thumbnail{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{ffmpeg: ffmpeg, hub: hub, log: log, sem: make(chan struct{}, 2), ctx: ctx, cancel: cancel,
+		cache: map[string]*thumbnail{}}
+}
+
+// Close stops the ffmpegs running and waits for them; thumbnails asked for
+// afterwards answer 503.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.cancel()
+	s.cache = map[string]*thumbnail{}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// Forget drops what is kept of a stream (its keyframe and JPEG): call it
+// when the stream ends.
+func (s *Server) Forget(id string) {
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+}
+
+// Cached is how many streams have a thumbnail kept.
+func (s *Server) Cached() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.cache)
 }
 
 // Register adds /thumb/{file} to mux.
@@ -66,7 +100,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h, ok := s.hub(id)
 	if !ok {
-		s.forget(id)
+		s.Forget(id)
 		http.Error(w, "no such stream", http.StatusNotFound)
 		return
 	}
@@ -81,6 +115,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := s.get(id, key)
+	if t == nil {
+		http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	select {
 	case <-t.done:
 	case <-r.Context().Done():
@@ -99,10 +137,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // get returns the stream's thumbnail, starting to make one when the cached
-// one is older than MaxAge and there is a newer keyframe.
+// one is older than MaxAge and there is a newer keyframe; nil once closed.
 func (s *Server) get(id string, key *stream.Unit) *thumbnail {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	if t := s.cache[id]; t != nil {
 		select {
 		case <-t.done:
@@ -115,7 +156,9 @@ func (s *Server) get(id string, key *stream.Unit) *thumbnail {
 	}
 	t := &thumbnail{done: make(chan struct{}), key: key}
 	s.cache[id] = t
+	s.wg.Add(1)
 	go func() {
+		defer s.wg.Done()
 		defer close(t.done)
 		t.jpeg, t.err = s.decode(key)
 		t.made = time.Now()
@@ -123,22 +166,20 @@ func (s *Server) get(id string, key *stream.Unit) *thumbnail {
 	return t
 }
 
-func (s *Server) forget(id string) {
-	s.mu.Lock()
-	delete(s.cache, id)
-	s.mu.Unlock()
-}
-
 // decode runs ffmpeg on one keyframe.
 func (s *Server) decode(key *stream.Unit) ([]byte, error) {
-	s.sem <- struct{}{}
+	select {
+	case s.sem <- struct{}{}:
+	case <-s.ctx.Done():
+		return nil, s.ctx.Err()
+	}
 	defer func() { <-s.sem }()
 	var in bytes.Buffer
 	for _, n := range key.NALUs {
 		in.Write([]byte{0, 0, 0, 1})
 		in.Write(n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "h264", "-i", "pipe:0",
 		"-frames:v", "1", "-q:v", "4", "-f", "mjpeg", "pipe:1")
