@@ -243,10 +243,10 @@ type AppConnectionAck struct {
 // AppConnectionError reports an error to an app. glasscast does not close
 // the socket after one.
 type AppConnectionError struct {
-	Type      string `json:"type"`
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	Timestamp string `json:"timestamp"`
+	Type      string    `json:"type"`
+	Code      ErrorCode `json:"code"`
+	Message   string    `json:"message"`
+	Timestamp string    `json:"timestamp"`
 }
 
 // AppStopped tells an app its session is over.
@@ -297,26 +297,25 @@ type Transcription struct {
 	Timestamp          string `json:"timestamp,omitempty"`
 }
 
-// OutputStatus is a restream output in a managed status. Status is
-// connecting, active, reconnecting, error or stopped; ID, AddedBy, Bytes,
-// Bitrate and Mode are glasscast's extra fields.
+// OutputStatus is a restream output in a managed status. ID, AddedBy,
+// Bytes, Bitrate and Mode are glasscast's extra fields.
 type OutputStatus struct {
-	ID      string `json:"outputId,omitempty"`
-	URL     string `json:"url"`
-	Name    string `json:"name,omitempty"`
-	Status  string `json:"status"`
-	Error   string `json:"error,omitempty"`
-	AddedBy string `json:"addedBy,omitempty"`
-	Bytes   uint64 `json:"bytes,omitempty"`
-	Bitrate int64  `json:"bitrate,omitempty"`
-	Mode    string `json:"mode,omitempty"`
+	ID      string      `json:"outputId,omitempty"`
+	URL     string      `json:"url"`
+	Name    string      `json:"name,omitempty"`
+	Status  OutputState `json:"status"`
+	Error   string      `json:"error,omitempty"`
+	AddedBy string      `json:"addedBy,omitempty"`
+	Bytes   uint64      `json:"bytes,omitempty"`
+	Bitrate int64       `json:"bitrate,omitempty"`
+	Mode    string      `json:"mode,omitempty"`
 }
 
 // ManagedStreamStatus is the state of the managed stream an app shares.
 // Code is glasscast's stable error code (an extra field the TS SDK ignores).
 type ManagedStreamStatus struct {
 	Type         string         `json:"type"`
-	Status       string         `json:"status"`
+	Status       StreamStatus   `json:"status"`
 	HLSURL       string         `json:"hlsUrl,omitempty"`
 	DASHURL      string         `json:"dashUrl,omitempty"`
 	WebRTCURL    string         `json:"webrtcUrl,omitempty"`
@@ -326,7 +325,7 @@ type ManagedStreamStatus struct {
 	Message      string         `json:"message,omitempty"`
 	StreamID     string         `json:"streamId,omitempty"`
 	Outputs      []OutputStatus `json:"outputs,omitempty"`
-	Code         string         `json:"code,omitempty"`
+	Code         ErrorCode      `json:"code,omitempty"`
 	Stats        *StreamStats   `json:"stats,omitempty"`
 	Timestamp    string         `json:"timestamp,omitempty"`
 }
@@ -336,29 +335,29 @@ type RTMPStreamStatus struct {
 	Type         string       `json:"type"`
 	SessionID    string       `json:"sessionId,omitempty"`
 	StreamID     string       `json:"streamId,omitempty"`
-	Status       string       `json:"status"`
+	Status       StreamStatus `json:"status"`
 	ErrorDetails string       `json:"errorDetails,omitempty"`
 	Stats        *StreamStats `json:"stats,omitempty"`
 	AppID        string       `json:"appId,omitempty"`
-	Code         string       `json:"code,omitempty"`
+	Code         ErrorCode    `json:"code,omitempty"`
 	Timestamp    string       `json:"timestamp,omitempty"`
 }
 
 // StreamInfo describes the user's stream in a status check response.
 type StreamInfo struct {
-	Type            string `json:"type"`
-	StreamID        string `json:"streamId"`
-	Status          string `json:"status"`
-	CreatedAt       string `json:"createdAt"`
-	HLSURL          string `json:"hlsUrl,omitempty"`
-	DASHURL         string `json:"dashUrl,omitempty"`
-	WebRTCURL       string `json:"webrtcUrl,omitempty"`
-	PreviewURL      string `json:"previewUrl,omitempty"`
-	ThumbnailURL    string `json:"thumbnailUrl,omitempty"`
-	RecordingURL    string `json:"recordingUrl,omitempty"`
-	ActiveViewers   int    `json:"activeViewers,omitempty"`
-	RTMPURL         string `json:"rtmpUrl,omitempty"`
-	RequestingAppID string `json:"requestingAppId,omitempty"`
+	Type            string       `json:"type"`
+	StreamID        string       `json:"streamId"`
+	Status          StreamStatus `json:"status"`
+	CreatedAt       string       `json:"createdAt"`
+	HLSURL          string       `json:"hlsUrl,omitempty"`
+	DASHURL         string       `json:"dashUrl,omitempty"`
+	WebRTCURL       string       `json:"webrtcUrl,omitempty"`
+	PreviewURL      string       `json:"previewUrl,omitempty"`
+	ThumbnailURL    string       `json:"thumbnailUrl,omitempty"`
+	RecordingURL    string       `json:"recordingUrl,omitempty"`
+	ActiveViewers   int          `json:"activeViewers,omitempty"`
+	RTMPURL         string       `json:"rtmpUrl,omitempty"`
+	RequestingAppID string       `json:"requestingAppId,omitempty"`
 }
 
 // StreamStatusCheckResponse answers a stream status check.

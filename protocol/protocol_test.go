@@ -87,8 +87,8 @@ func TestRoundTripToGlassesAndApps(t *testing.T) {
 		t.Fatalf("absent configs must go out as {}: %s", b)
 	}
 	cloud := []any{
-		ManagedStreamStatus{Type: TypeManagedStreamStatus, Status: "active", HLSURL: "h", DASHURL: "d", StreamID: "m1"},
-		RTMPStreamStatus{Type: TypeRTMPStreamStatus, Status: "active", StreamID: "s1", Stats: &StreamStats{Bitrate: 1}},
+		ManagedStreamStatus{Type: TypeManagedStreamStatus, Status: StreamActive, HLSURL: "h", DASHURL: "d", StreamID: "m1"},
+		RTMPStreamStatus{Type: TypeRTMPStreamStatus, Status: StreamActive, StreamID: "s1", Stats: &StreamStats{Bitrate: 1}},
 		AppConnectionAck{Type: TypeAppConnectionAck, Settings: []any{}},
 		StreamStatusCheckResponse{Type: TypeStreamStatusCheckResponse},
 		DataStream{Type: TypeDataStream, StreamType: StreamTranscriptEnUS, Data: Transcription{Type: StreamTranscription, Text: "x"}},

@@ -116,7 +116,7 @@ func (c *Camera) streamStatus(m *protocol.RTMPStreamStatus) {
 	c.stream = m
 	c.sCount++
 	switch m.Status {
-	case "stopped", "error", "timeout":
+	case protocol.StreamStopped, protocol.StreamError, protocol.StreamTimeout:
 		c.streamOn, c.url = false, ""
 	}
 	c.notifyLocked()
@@ -141,10 +141,10 @@ func (c *Camera) cleanup() {
 
 func resultOf(m *protocol.ManagedStreamStatus) ManagedStreamResult {
 	return ManagedStreamResult{StreamID: m.StreamID, HLSURL: m.HLSURL, DASHURL: m.DASHURL, WebRTCURL: m.WebRTCURL,
-		PreviewURL: m.PreviewURL, ThumbnailURL: m.ThumbnailURL, RecordingURL: m.RecordingURL, Active: m.Status == "active"}
+		PreviewURL: m.PreviewURL, ThumbnailURL: m.ThumbnailURL, RecordingURL: m.RecordingURL, Active: m.Status == protocol.StreamActive}
 }
 
-func statusError(code, message string) error {
+func statusError(code protocol.ErrorCode, message string) error {
 	if message == "" {
 		message = "managed stream failed"
 	}
@@ -179,18 +179,18 @@ func (c *Camera) StartManagedStream(ctx context.Context, opts ManagedStreamOptio
 		}
 		m := c.managed
 		switch m.Status {
-		case "initializing", "active":
+		case protocol.StreamInitializing, protocol.StreamActive:
 			res = resultOf(m)
 			return true, nil
-		case "error":
+		case protocol.StreamError:
 			return true, statusError(m.Code, m.Message)
-		case "stopped":
+		case protocol.StreamStopped:
 			return true, &StreamError{Code: m.Code, Message: "stopped: " + m.Message}
 		}
 		return false, nil
 	})
 	if err == context.DeadlineExceeded {
-		err = &StreamError{Code: "TIMEOUT", Message: "managed stream request timeout"}
+		err = &StreamError{Code: protocol.CodeTimeout, Message: "managed stream request timeout"}
 	}
 	return res, err
 }
@@ -205,12 +205,12 @@ func (c *Camera) WaitManagedActive(ctx context.Context) (ManagedStreamResult, er
 			return false, nil
 		}
 		switch m.Status {
-		case "active":
+		case protocol.StreamActive:
 			res = resultOf(m)
 			return true, nil
-		case "error":
+		case protocol.StreamError:
 			return true, statusError(m.Code, m.Message)
-		case "stopped":
+		case protocol.StreamStopped:
 			return true, ErrStopped
 		}
 		return false, nil
@@ -248,7 +248,7 @@ func (c *Camera) StartStream(ctx context.Context, opts RTMPStreamOptions) error 
 	c.mu.Lock()
 	if c.streamOn {
 		c.mu.Unlock()
-		return &StreamError{Code: "ALREADY_STREAMING", Message: "Already streaming. Stop the current stream before starting a new one."}
+		return &StreamError{Code: protocol.CodeAlreadyStreaming, Message: "Already streaming. Stop the current stream before starting a new one."}
 	}
 	before := c.sCount
 	c.mu.Unlock()
@@ -264,9 +264,9 @@ func (c *Camera) StartStream(ctx context.Context, opts RTMPStreamOptions) error 
 			return false, nil
 		}
 		switch m := c.stream; m.Status {
-		case "error", "timeout":
+		case protocol.StreamError, protocol.StreamTimeout:
 			return true, &StreamError{Code: m.Code, Message: m.ErrorDetails}
-		case "stopped":
+		case protocol.StreamStopped:
 			return true, ErrStopped
 		default:
 			c.streamOn, c.url = true, opts.RTMPURL
@@ -274,7 +274,7 @@ func (c *Camera) StartStream(ctx context.Context, opts RTMPStreamOptions) error 
 		}
 	})
 	if err == context.DeadlineExceeded {
-		err = &StreamError{Code: "TIMEOUT", Message: "no answer to the stream request"}
+		err = &StreamError{Code: protocol.CodeTimeout, Message: "no answer to the stream request"}
 	}
 	return err
 }
@@ -287,11 +287,11 @@ func (c *Camera) WaitStreamActive(ctx context.Context) error {
 			return false, nil
 		}
 		switch m.Status {
-		case "active":
+		case protocol.StreamActive:
 			return true, nil
-		case "error", "timeout":
+		case protocol.StreamError, protocol.StreamTimeout:
 			return true, &StreamError{Code: m.Code, Message: m.ErrorDetails}
-		case "stopped":
+		case protocol.StreamStopped:
 			return true, ErrStopped
 		}
 		return false, nil

@@ -3,6 +3,8 @@ package sdk
 import (
 	"errors"
 	"fmt"
+
+	"github.com/glasscast/glasscast/protocol"
 )
 
 // Errors apps branch on with errors.Is. A refused request comes back as a
@@ -45,7 +47,7 @@ var (
 // StreamError is a refusal or failure reported by glasscast, with its
 // stable code and message.
 type StreamError struct {
-	Code    string
+	Code    protocol.ErrorCode
 	Message string
 }
 
@@ -59,29 +61,29 @@ func (e *StreamError) Error() string {
 // Is matches the error to the sentinel its code stands for.
 func (e *StreamError) Is(target error) bool {
 	switch e.Code {
-	case "ALREADY_STREAMING":
+	case protocol.CodeAlreadyStreaming:
 		return target == ErrAlreadyStreaming
-	case "CAMERA_BUSY":
+	case protocol.CodeCameraBusy:
 		return target == ErrCameraBusy
-	case "INVALID_URL":
+	case protocol.CodeInvalidURL:
 		return target == ErrInvalidURL
-	case "INVALID_CONFIG":
+	case protocol.CodeInvalidConfig:
 		return target == ErrInvalidOptions
-	case "TIMEOUT", "KEEP_ALIVE_TIMEOUT":
+	case protocol.CodeTimeout, protocol.CodeKeepAliveTimeout:
 		return target == ErrTimeout
-	case "GLASSES_NOT_CONNECTED", "WIFI_NOT_CONNECTED":
+	case protocol.CodeGlassesNotConnected, protocol.CodeWifiNotConnected:
 		return target == ErrGlassesNotConnected
-	case "PERMISSION_DENIED":
+	case protocol.CodePermissionDenied:
 		return target == ErrPermissionDenied
-	case "NOT_OWNER", "NOT_AUTHORIZED":
+	case protocol.CodeNotOwner, protocol.CodeNotAuthorized:
 		return target == ErrNotOwner
-	case "MAX_OUTPUTS_REACHED", "MAX_APP_OUTPUTS_REACHED":
+	case protocol.CodeMaxOutputsReached, protocol.CodeMaxAppOutputsReached:
 		return target == ErrOutputLimit
-	case "DUPLICATE_URL":
+	case protocol.CodeDuplicateURL:
 		return target == ErrDuplicateOutput
-	case "INVALID_URL_FORMAT":
+	case protocol.CodeInvalidURLFormat:
 		return target == ErrInvalidURL
-	case "STREAM_NOT_FOUND", "OUTPUT_NOT_FOUND", "NOT_A_VIEWER":
+	case protocol.CodeStreamNotFound, protocol.CodeOutputNotFound, protocol.CodeNotAViewer:
 		return target == ErrNotFound
 	}
 	return target == ErrStreamFailed

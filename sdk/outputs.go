@@ -66,7 +66,7 @@ func (c *Camera) outputsCall(ctx context.Context, method, path string, body any,
 		if e.Error == "" {
 			e.Error, e.Message = fmt.Sprint(resp.StatusCode), strings.TrimSpace(string(data))
 		}
-		return &StreamError{Code: e.Error, Message: e.Message}
+		return &StreamError{Code: protocol.ErrorCode(e.Error), Message: e.Message}
 	}
 	if out != nil {
 		return json.Unmarshal(data, out)

@@ -46,14 +46,14 @@ func newApp(pkg, apiKey string, log *slog.Logger) *sdk.AppServer {
 		// Listen before starting: statuses say when the URLs really play.
 		unsubscribe := s.Camera.OnManagedStreamStatus(func(st sdk.ManagedStreamStatus) {
 			switch st.Status {
-			case "initializing":
+			case sdk.StatusInitializing:
 				show("Starting stream...")
-			case "active":
+			case sdk.StatusActive:
 				log.Info("stream is live: share these URLs", "hls", st.HLSURL, "dash", st.DASHURL, "webrtc", st.WebRTCURL)
 				show("Stream live!\n\n" + st.HLSURL)
-			case "stopped":
+			case sdk.StatusStopped:
 				show("Stream stopped")
-			case "error":
+			case sdk.StatusError:
 				show("Stream error\n\n" + st.Message)
 			}
 		})

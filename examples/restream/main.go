@@ -61,7 +61,7 @@ func newApp(pkg, apiKey string, dests []sdk.RestreamDestination, log *slog.Logge
 	srv.OnSession(func(ctx context.Context, s *sdk.Session) error {
 		show := func(text string) { s.Layouts.ShowTextWall(text, 0) }
 		unsubscribe := s.Camera.OnManagedStreamStatus(func(st sdk.ManagedStreamStatus) {
-			if st.Status == "active" {
+			if st.Status == sdk.StatusActive {
 				show(outputsText(st.Outputs))
 			}
 		})

@@ -53,15 +53,15 @@ func newApp(pkg, apiKey, rtmpURL string, healthEvery time.Duration, log *slog.Lo
 		show := func(text string) { s.Layouts.ShowTextWall(text, 0) }
 		unsubscribe := s.Camera.OnStreamStatus(func(st sdk.RTMPStreamStatus) {
 			switch st.Status {
-			case "initializing":
+			case sdk.StatusInitializing:
 				show("Connecting to the RTMP server...")
-			case "active":
+			case sdk.StatusActive:
 				show("Stream is live!")
-			case "reconnecting":
+			case sdk.StatusReconnecting:
 				show("Reconnecting...")
-			case "stopped":
+			case sdk.StatusStopped:
 				show("Stream stopped")
-			case "error", "timeout":
+			case sdk.StatusError, sdk.StatusTimeout:
 				show("Stream error\n\n" + st.ErrorDetails)
 			}
 		})
@@ -99,7 +99,7 @@ func newApp(pkg, apiKey, rtmpURL string, healthEvery time.Duration, log *slog.Lo
 				show("Stopping stream...")
 			case strings.Contains(cmd, "stream status"):
 				if st := s.Camera.StreamStatus(); st != nil {
-					show("Stream status: " + st.Status)
+					show("Stream status: " + st.Status.String())
 				} else {
 					show("No active stream")
 				}

@@ -22,6 +22,7 @@ import (
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/record"
 	"github.com/glasscast/glasscast/internal/restream"
+	"github.com/glasscast/glasscast/protocol"
 )
 
 // MaxBodyBytes bounds request bodies.
@@ -111,7 +112,7 @@ func (s *Server) snapshot() Snapshot {
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
-		WriteError(w, http.StatusInternalServerError, CodeUnavailable, "streaming is not supported here")
+		WriteError(w, http.StatusInternalServerError, protocol.APIUnavailable, "streaming is not supported here")
 		return
 	}
 	h := w.Header()
@@ -135,27 +136,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Error codes on the wire.
-const (
-	CodeBadRequest       = "bad_request"
-	CodeUnauthorized     = "unauthorized"
-	CodeNotFound         = "not_found"
-	CodeMethodNotAllowed = "method_not_allowed"
-	CodeTooLarge         = "too_large"
-	CodeLimit            = "limit_reached"
-	CodeUnavailable      = "unavailable"
-	CodeConflict         = "conflict"
-)
-
 type errorBody struct {
 	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Code    protocol.ErrorCode `json:"code"`
+		Message string             `json:"message"`
 	} `json:"error"`
 }
 
 // WriteError writes a JSON error.
-func WriteError(w http.ResponseWriter, status int, code, message string) {
+func WriteError(w http.ResponseWriter, status int, code protocol.ErrorCode, message string) {
 	var b errorBody
 	b.Error.Code, b.Error.Message = code, message
 	writeJSON(w, status, b)
@@ -176,7 +165,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="glasscast"`)
-			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "an Authorization: Bearer <admin token> header is required")
+			WriteError(w, http.StatusUnauthorized, protocol.APIUnauthorized, "an Authorization: Bearer <admin token> header is required")
 			return
 		}
 		addr := auth.ClientAddr(r.RemoteAddr)
@@ -188,7 +177,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			s.Throttle.Failed(addr)
 			s.log.Warn("admin refused: wrong admin token", "remote", addr, "method", r.Method, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="glasscast", error="invalid_token"`)
-			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "the bearer token is not valid")
+			WriteError(w, http.StatusUnauthorized, protocol.APIUnauthorized, "the bearer token is not valid")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -198,10 +187,6 @@ func (s *Server) auth(next http.Handler) http.Handler {
 // Admin wraps a handler so that it needs the admin token.
 func (s *Server) Admin(next http.Handler) http.Handler { return s.auth(next) }
 
-// CodeTooManyFailures is the error code of a client refused for failing
-// to authenticate too often.
-const CodeTooManyFailures = "too_many_failures"
-
 // TooManyFailures answers 429 with Retry-After, and true, when addr has
 // failed to authenticate too often lately.
 func TooManyFailures(w http.ResponseWriter, th *auth.Throttle, addr string) bool {
@@ -210,17 +195,17 @@ func TooManyFailures(w http.ResponseWriter, th *auth.Throttle, addr string) bool
 		return false
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
-	WriteError(w, http.StatusTooManyRequests, CodeTooManyFailures, "too many failed authentications from this address; try again later")
+	WriteError(w, http.StatusTooManyRequests, protocol.APITooManyFailures, "too many failed authentications from this address; try again later")
 	return true
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.URL.Path)
+	WriteError(w, http.StatusNotFound, protocol.APINotFound, "no such endpoint: "+r.URL.Path)
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	WriteError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "allowed methods: "+allow)
+	WriteError(w, http.StatusMethodNotAllowed, protocol.APIMethodNotAllowed, "allowed methods: "+allow)
 }
 
 func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
@@ -242,7 +227,7 @@ func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
 func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
 	st, err := s.reg.Get(r.PathValue("id"))
 	if err != nil {
-		WriteError(w, http.StatusNotFound, CodeNotFound, "no stream with id "+quote(r.PathValue("id")))
+		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no stream with id "+quote(r.PathValue("id")))
 		return
 	}
 	switch r.Method {
@@ -261,10 +246,10 @@ func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
 func badBody(w http.ResponseWriter, err error) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+		WriteError(w, http.StatusRequestEntityTooLarge, protocol.APITooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
 		return
 	}
-	WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+	WriteError(w, http.StatusBadRequest, protocol.APIBadRequest, err.Error())
 }
 
 func quote(s string) string {
@@ -322,10 +307,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	st, err := s.reg.Create(live.CreateOptions{Name: req.Name, Record: req.Record, Public: req.Public, Durable: true})
 	switch {
 	case errors.Is(err, live.ErrTooMany):
-		WriteError(w, http.StatusTooManyRequests, CodeLimit, "the server holds as many streams as it is configured to")
+		WriteError(w, http.StatusTooManyRequests, protocol.APILimit, "the server holds as many streams as it is configured to")
 		return
 	case err != nil:
-		WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+		WriteError(w, http.StatusServiceUnavailable, protocol.APIUnavailable, err.Error())
 		return
 	}
 	w.Header().Set("Location", "/api/v1/streams/"+st.ID())

@@ -16,6 +16,7 @@ import (
 	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/control"
 	"github.com/glasscast/glasscast/internal/store"
+	"github.com/glasscast/glasscast/protocol"
 )
 
 // WebhookClient posts webhooks to app servers.
@@ -134,7 +135,7 @@ func (a *Apps) apps(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		list, err := a.Store.Apps(r.Context())
 		if err != nil {
-			WriteError(w, http.StatusInternalServerError, CodeUnavailable, err.Error())
+			WriteError(w, http.StatusInternalServerError, protocol.APIUnavailable, err.Error())
 			return
 		}
 		out := make([]AppJSON, 0, len(list))
@@ -149,15 +150,15 @@ func (a *Apps) apps(w http.ResponseWriter, r *http.Request) {
 		if err := dec.Decode(&req); err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+				WriteError(w, http.StatusRequestEntityTooLarge, protocol.APITooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
 				return
 			}
-			WriteError(w, http.StatusBadRequest, CodeBadRequest, "the body is not a valid app: "+err.Error())
+			WriteError(w, http.StatusBadRequest, protocol.APIBadRequest, "the body is not a valid app: "+err.Error())
 			return
 		}
 		app, key, err := CheckApp(req)
 		if err != nil {
-			WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+			WriteError(w, http.StatusBadRequest, protocol.APIBadRequest, err.Error())
 			return
 		}
 		if _, err := a.Store.App(r.Context(), app.PackageName); err == nil {
@@ -165,7 +166,7 @@ func (a *Apps) apps(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := a.Store.PutApp(r.Context(), app); err != nil {
-			WriteError(w, http.StatusInternalServerError, CodeUnavailable, err.Error())
+			WriteError(w, http.StatusInternalServerError, protocol.APIUnavailable, err.Error())
 			return
 		}
 		out := appJSON(app)
@@ -182,13 +183,13 @@ func (a *Apps) oneApp(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		app, err := a.Store.App(r.Context(), pkg)
 		if err != nil {
-			WriteError(w, http.StatusNotFound, CodeNotFound, "no app "+quote(pkg))
+			WriteError(w, http.StatusNotFound, protocol.APINotFound, "no app "+quote(pkg))
 			return
 		}
 		writeJSON(w, http.StatusOK, appJSON(app))
 	case http.MethodDelete:
 		if err := a.Store.DeleteApp(r.Context(), pkg); err != nil {
-			WriteError(w, http.StatusNotFound, CodeNotFound, "no app "+quote(pkg))
+			WriteError(w, http.StatusNotFound, protocol.APINotFound, "no app "+quote(pkg))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -211,7 +212,7 @@ func (a *Apps) userAction(w http.ResponseWriter, r *http.Request) {
 	user, err := auth.Verify(a.Secret, tokenFrom(r))
 	if err != nil {
 		a.Throttle.Failed(addr)
-		WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "a valid core token is required (Authorization: Bearer <token>)")
+		WriteError(w, http.StatusUnauthorized, protocol.APIUnauthorized, "a valid core token is required (Authorization: Bearer <token>)")
 		return
 	}
 	pkg := r.PathValue("pkg")
@@ -222,7 +223,7 @@ func (a *Apps) userAction(w http.ResponseWriter, r *http.Request) {
 		err := a.Plane.StartApp(ctx, user, pkg)
 		switch {
 		case errors.Is(err, control.ErrUnknownApp):
-			WriteError(w, http.StatusNotFound, CodeNotFound, "no app "+quote(pkg))
+			WriteError(w, http.StatusNotFound, protocol.APINotFound, "no app "+quote(pkg))
 		case errors.Is(err, control.ErrAppBadKey):
 			WriteError(w, http.StatusBadGateway, "app_bad_api_key", "the app server opened its session with an API key glasscast does not accept for "+quote(pkg)+": give it the key `glasscast apps add` printed")
 		case errors.Is(err, control.ErrAppDidNotConnect), errors.Is(err, context.DeadlineExceeded):
@@ -234,11 +235,11 @@ func (a *Apps) userAction(w http.ResponseWriter, r *http.Request) {
 		}
 	case "stop":
 		if err := a.Plane.StopApp(r.Context(), user, pkg); err != nil {
-			WriteError(w, http.StatusNotFound, CodeNotFound, "app "+quote(pkg)+" is not running")
+			WriteError(w, http.StatusNotFound, protocol.APINotFound, "app "+quote(pkg)+" is not running")
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"packageName": pkg, "status": "stopped"})
 	default:
-		WriteError(w, http.StatusNotFound, CodeNotFound, "no such action: use start or stop")
+		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no such action: use start or stop")
 	}
 }

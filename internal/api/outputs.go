@@ -16,6 +16,7 @@ import (
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/store"
+	"github.com/glasscast/glasscast/protocol"
 )
 
 // OutputRequest is the body that adds a restream output.
@@ -70,7 +71,7 @@ func (o *Outputs) Register(mux *http.ServeMux, admin func(http.Handler) http.Han
 func (o *Outputs) liveStream(w http.ResponseWriter, id string) (*live.Stream, bool) {
 	st, err := o.Reg.Get(id)
 	if err != nil || st.Status() == live.StatusEnded {
-		WriteError(w, http.StatusNotFound, CodeNotFound, "no live stream "+quote(id))
+		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no live stream "+quote(id))
 		return nil, false
 	}
 	return st, true
@@ -103,15 +104,15 @@ func (o *Outputs) adminList(w http.ResponseWriter, r *http.Request) {
 			cancel()
 			if err != nil {
 				o.Mgr.Remove(st.ID(), in.ID, "admin")
-				WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, "the output could not be saved: "+err.Error())
+				WriteError(w, http.StatusServiceUnavailable, protocol.APIUnavailable, "the output could not be saved: "+err.Error())
 				return
 			}
 		}
 		switch {
 		case errors.Is(err, restream.ErrTooMany), errors.Is(err, restream.ErrDuplicate):
-			WriteError(w, http.StatusConflict, CodeConflict, err.Error())
+			WriteError(w, http.StatusConflict, protocol.APIConflict, err.Error())
 		case err != nil:
-			WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+			WriteError(w, http.StatusBadRequest, protocol.APIBadRequest, err.Error())
 		default:
 			w.Header().Set("Location", "/api/v1/streams/"+st.ID()+"/outputs/"+in.ID)
 			writeJSON(w, http.StatusCreated, in)
@@ -142,17 +143,17 @@ func (o *Outputs) adminOne(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		WriteError(w, http.StatusNotFound, CodeNotFound, "no output "+quote(oid))
+		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no output "+quote(oid))
 	case http.MethodDelete:
 		in, err := o.Mgr.Remove(st.ID(), oid, "admin")
 		if err != nil {
-			WriteError(w, http.StatusNotFound, CodeNotFound, "no output "+quote(oid))
+			WriteError(w, http.StatusNotFound, protocol.APINotFound, "no output "+quote(oid))
 			return
 		}
 		if st.Durable() && o.Store != nil {
 			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 			if err := o.Store.DeleteOutput(ctx, oid); err != nil {
-				WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, "the output stopped but could not be forgotten (it comes back after a restart): "+err.Error())
+				WriteError(w, http.StatusServiceUnavailable, protocol.APIUnavailable, "the output stopped but could not be forgotten (it comes back after a restart): "+err.Error())
 				cancel()
 				return
 			}
@@ -166,8 +167,8 @@ func (o *Outputs) adminOne(w http.ResponseWriter, r *http.Request) {
 
 // The MentraOS routes answer {"error": CODE, "message": ...} as the real
 // system does.
-func mentraError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]string{"error": code, "message": message})
+func mentraError(w http.ResponseWriter, status int, code protocol.ErrorCode, message string) {
+	writeJSON(w, status, map[string]string{"error": string(code), "message": message})
 }
 
 // appAuth checks the Bearer API key against the package name given in the
@@ -175,7 +176,7 @@ func mentraError(w http.ResponseWriter, status int, code, message string) {
 func (o *Outputs) appAuth(w http.ResponseWriter, r *http.Request, bodyPkg string) (string, bool) {
 	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || key == "" {
-		mentraError(w, http.StatusUnauthorized, "UNAUTHORIZED", "Missing or invalid Authorization header")
+		mentraError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, "Missing or invalid Authorization header")
 		return "", false
 	}
 	pkg := r.URL.Query().Get("packageName")
@@ -183,13 +184,13 @@ func (o *Outputs) appAuth(w http.ResponseWriter, r *http.Request, bodyPkg string
 		pkg = bodyPkg
 	}
 	if pkg == "" {
-		mentraError(w, http.StatusBadRequest, "MISSING_PACKAGE_NAME", "Package name required for API key validation")
+		mentraError(w, http.StatusBadRequest, protocol.CodeMissingPackageName, "Package name required for API key validation")
 		return "", false
 	}
 	addr := auth.ClientAddr(r.RemoteAddr)
 	if d := o.Throttle.Blocked(addr); d > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
-		mentraError(w, http.StatusTooManyRequests, "TOO_MANY_FAILURES", "Too many failed authentications from this address; try again later")
+		mentraError(w, http.StatusTooManyRequests, protocol.CodeTooManyFailures, "Too many failed authentications from this address; try again later")
 		return "", false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -197,7 +198,7 @@ func (o *Outputs) appAuth(w http.ResponseWriter, r *http.Request, bodyPkg string
 	app, err := o.Store.App(ctx, pkg)
 	if err != nil || !app.CheckKey(key) {
 		o.Throttle.Failed(addr)
-		mentraError(w, http.StatusUnauthorized, "INVALID_API_KEY", "Invalid API Key or Package Name")
+		mentraError(w, http.StatusUnauthorized, protocol.CodeInvalidAPIKey, "Invalid API Key or Package Name")
 		return "", false
 	}
 	return pkg, true
@@ -215,20 +216,20 @@ func (o *Outputs) managed(w http.ResponseWriter, streamID, pkg string) (*live.St
 }
 
 func streamNotFound(w http.ResponseWriter) {
-	mentraError(w, http.StatusNotFound, "STREAM_NOT_FOUND", "Managed stream not found")
+	mentraError(w, http.StatusNotFound, protocol.CodeStreamNotFound, "Managed stream not found")
 }
 
 // outputJSON is an output as the MentraOS routes list it.
 type outputJSON struct {
-	OutputID string `json:"outputId"`
-	URL      string `json:"url"`
-	Name     string `json:"name,omitempty"`
-	AddedBy  string `json:"addedBy"`
-	Status   string `json:"status"`
-	Error    string `json:"error,omitempty"`
-	Bytes    uint64 `json:"bytes"`
-	Bitrate  int64  `json:"bitrate"`
-	Mode     string `json:"mode,omitempty"`
+	OutputID string               `json:"outputId"`
+	URL      string               `json:"url"`
+	Name     string               `json:"name,omitempty"`
+	AddedBy  string               `json:"addedBy"`
+	Status   protocol.OutputState `json:"status"`
+	Error    string               `json:"error,omitempty"`
+	Bytes    uint64               `json:"bytes"`
+	Bitrate  int64                `json:"bitrate"`
+	Mode     string               `json:"mode,omitempty"`
 }
 
 func (o *Outputs) appList(w http.ResponseWriter, r *http.Request) {
@@ -257,7 +258,7 @@ func (o *Outputs) appList(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 		if err != nil {
-			mentraError(w, http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+			mentraError(w, http.StatusRequestEntityTooLarge, protocol.CodeBodyTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
 			return
 		}
 		var peek OutputRequest
@@ -268,9 +269,9 @@ func (o *Outputs) appList(w http.ResponseWriter, r *http.Request) {
 		}
 		req, err := DecodeOutput(strings.NewReader(string(data)))
 		if err != nil {
-			code := "INVALID_URL"
+			code := protocol.CodeInvalidURL
 			if req.URL != "" && !strings.HasPrefix(req.URL, "rtmp://") && !strings.HasPrefix(req.URL, "rtmps://") {
-				code = "INVALID_URL_FORMAT"
+				code = protocol.CodeInvalidURLFormat
 			}
 			mentraError(w, http.StatusBadRequest, code, err.Error())
 			return
@@ -282,13 +283,13 @@ func (o *Outputs) appList(w http.ResponseWriter, r *http.Request) {
 		in, err := o.Mgr.Add(st, restream.Request{URL: req.URL, Name: req.Name, Profile: req.Profile, Owner: pkg})
 		switch {
 		case errors.Is(err, restream.ErrTooMany):
-			mentraError(w, http.StatusConflict, "MAX_OUTPUTS_REACHED", fmt.Sprintf("Stream has reached maximum of %d outputs", restream.MaxPerStream))
+			mentraError(w, http.StatusConflict, protocol.CodeMaxOutputsReached, fmt.Sprintf("Stream has reached maximum of %d outputs", restream.MaxPerStream))
 		case errors.Is(err, restream.ErrTooManyForOwner):
-			mentraError(w, http.StatusConflict, "MAX_APP_OUTPUTS_REACHED", fmt.Sprintf("Your app has reached maximum of %d outputs for this stream", restream.MaxPerOwner))
+			mentraError(w, http.StatusConflict, protocol.CodeMaxAppOutputsReached, fmt.Sprintf("Your app has reached maximum of %d outputs for this stream", restream.MaxPerOwner))
 		case errors.Is(err, restream.ErrDuplicate):
-			mentraError(w, http.StatusConflict, "DUPLICATE_URL", "This RTMP URL is already configured as an output")
+			mentraError(w, http.StatusConflict, protocol.CodeDuplicateURL, "This RTMP URL is already configured as an output")
 		case err != nil:
-			mentraError(w, http.StatusBadRequest, "INVALID_URL", err.Error())
+			mentraError(w, http.StatusBadRequest, protocol.CodeInvalidURL, err.Error())
 		default:
 			writeJSON(w, http.StatusOK, map[string]any{"success": true, "outputId": in.ID, "message": "Output added successfully"})
 		}
@@ -322,9 +323,9 @@ func (o *Outputs) appOne(w http.ResponseWriter, r *http.Request) {
 		// Not a viewer and not its output: as if the stream were not there.
 		streamNotFound(w)
 	case errors.Is(err, restream.ErrNotAuthorized):
-		mentraError(w, http.StatusForbidden, "NOT_AUTHORIZED", "Only the app that added an output may remove it")
+		mentraError(w, http.StatusForbidden, protocol.CodeNotAuthorized, "Only the app that added an output may remove it")
 	case err != nil:
-		mentraError(w, http.StatusNotFound, "OUTPUT_NOT_FOUND", "Output not found")
+		mentraError(w, http.StatusNotFound, protocol.CodeOutputNotFound, "Output not found")
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Output removed successfully"})
 	}

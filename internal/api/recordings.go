@@ -7,6 +7,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/record"
+	"github.com/glasscast/glasscast/protocol"
 )
 
 // RecordingJSON is a recording on the wire.
@@ -65,7 +66,7 @@ func (s *Server) oneRecording(w http.ResponseWriter, r *http.Request) {
 		rec, err = s.Recordings.Get(r.PathValue("id"))
 	}
 	if err != nil {
-		WriteError(w, http.StatusNotFound, CodeNotFound, "no recording "+quote(r.PathValue("id")))
+		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no recording "+quote(r.PathValue("id")))
 		return
 	}
 	switch r.Method {
@@ -75,11 +76,11 @@ func (s *Server) oneRecording(w http.ResponseWriter, r *http.Request) {
 		err := s.Recordings.Delete(r.PathValue("id"))
 		switch {
 		case errors.Is(err, record.ErrBusy):
-			WriteError(w, http.StatusConflict, CodeConflict, "the recording is still being written; end its stream first")
+			WriteError(w, http.StatusConflict, protocol.APIConflict, "the recording is still being written; end its stream first")
 		case errors.Is(err, record.ErrNotFound):
-			WriteError(w, http.StatusNotFound, CodeNotFound, "no recording "+quote(r.PathValue("id")))
+			WriteError(w, http.StatusNotFound, protocol.APINotFound, "no recording "+quote(r.PathValue("id")))
 		case err != nil:
-			WriteError(w, http.StatusInternalServerError, CodeUnavailable, err.Error())
+			WriteError(w, http.StatusInternalServerError, protocol.APIUnavailable, err.Error())
 		default:
 			w.WriteHeader(http.StatusNoContent)
 		}

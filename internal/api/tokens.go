@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/access"
+	"github.com/glasscast/glasscast/protocol"
 )
 
 // Tokens serves /api/v1/streams/{id}/tokens: the admin mints playback
@@ -77,7 +78,7 @@ func DecodeTokenRequest(body io.Reader) (time.Duration, access.Right, error) {
 func (t *Tokens) serve(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !t.Known(id) {
-		WriteError(w, http.StatusNotFound, CodeNotFound, "no stream with id "+quote(id))
+		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no stream with id "+quote(id))
 		return
 	}
 	switch r.Method {
@@ -104,7 +105,7 @@ func (t *Tokens) serve(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		gen, err := t.Signer.Revoke(ctx, id)
 		if err != nil {
-			WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, "the revocation could not be stored")
+			WriteError(w, http.StatusServiceUnavailable, protocol.APIUnavailable, "the revocation could not be stored")
 			return
 		}
 		cut := 0

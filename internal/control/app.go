@@ -251,7 +251,7 @@ func (u *User) leaveStreamsLocked(a *appSession, why string) {
 		ms.leaveLocked(a.pkg, why)
 	}
 	if us := u.unmanaged; us != nil && us.owner == a.pkg {
-		us.endLocked(statusStopped, "", why, true)
+		us.endLocked(protocol.StreamStopped, "", why, true)
 	}
 }
 
@@ -272,15 +272,7 @@ func (p *Plane) ConnectApp(peer Peer) *AppSocket {
 	return &AppSocket{p: p, peer: peer}
 }
 
-// Errors an app's init can fail with, with the real cloud's codes.
-const (
-	CodeInvalidSession  = "INVALID_SESSION"
-	CodeSessionNotFound = "SESSION_NOT_FOUND"
-	CodeInvalidAPIKey   = "INVALID_API_KEY"
-	CodeAppNotStarted   = "APP_NOT_STARTED"
-)
-
-func (s *AppSocket) refuse(code, message string) {
+func (s *AppSocket) refuse(code protocol.ErrorCode, message string) {
 	s.refused = true
 	s.peer.Send(protocol.AppConnectionError{Type: protocol.TypeAppConnectionError, Code: code, Message: message, Timestamp: protocol.Now()})
 	s.peer.Close(1008, message)
@@ -308,7 +300,7 @@ func (s *AppSocket) Receive(msg any) {
 	}
 	a := s.sess
 	if a == nil {
-		s.refuse(CodeInvalidSession, "The first message must be tpa_connection_init")
+		s.refuse(protocol.CodeInvalidSession, "The first message must be tpa_connection_init")
 		return
 	}
 	u := a.u
@@ -349,7 +341,7 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 	p := s.p
 	userID, ok := strings.CutSuffix(m.SessionID, "-"+m.PackageName)
 	if !ok || userID == "" || m.PackageName == "" {
-		s.refuse(CodeInvalidSession, "Invalid session ID format")
+		s.refuse(protocol.CodeInvalidSession, "Invalid session ID format")
 		return
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
@@ -369,19 +361,19 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 			}
 			u.mu.Unlock()
 		}
-		s.refuse(CodeInvalidAPIKey, "Invalid API key")
+		s.refuse(protocol.CodeInvalidAPIKey, "Invalid API key")
 		return
 	}
 	u := p.user(userID, false)
 	if u == nil {
-		s.refuse(CodeSessionNotFound, "Session not found")
+		s.refuse(protocol.CodeSessionNotFound, "Session not found")
 		return
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	a := u.apps[m.PackageName]
 	if a == nil || a.state == appEnded || u.disposed {
-		s.refuse(CodeAppNotStarted, "App not started for this session")
+		s.refuse(protocol.CodeAppNotStarted, "App not started for this session")
 		return
 	}
 	if old := a.sock; old != nil && old != s {

@@ -15,35 +15,6 @@ import (
 	"github.com/glasscast/glasscast/protocol"
 )
 
-// Stable error codes on the wire. Messages keep the phrases apps already
-// look for ("Already streaming", "Camera busy", "managed stream active",
-// "Invalid URL", "timeout").
-const (
-	CodeAlreadyStreaming    = "ALREADY_STREAMING"
-	CodeCameraBusy          = "CAMERA_BUSY"
-	CodeInvalidURL          = "INVALID_URL"
-	CodeInvalidConfig       = "INVALID_CONFIG"
-	CodeTimeout             = "TIMEOUT"
-	CodeKeepAliveTimeout    = "KEEP_ALIVE_TIMEOUT"
-	CodeGlassesNotConnected = "GLASSES_NOT_CONNECTED"
-	CodeWifiNotConnected    = "WIFI_NOT_CONNECTED"
-	CodePermissionDenied    = "PERMISSION_DENIED"
-	CodeNotOwner            = "NOT_OWNER"
-	CodeGlassesError        = "GLASSES_ERROR"
-	CodeInternal            = "INTERNAL_ERROR"
-)
-
-// Stream statuses apps see.
-const (
-	statusInitializing = "initializing"
-	statusActive       = "active"
-	statusReconnecting = "reconnecting"
-	statusStopping     = "stopping"
-	statusStopped      = "stopped"
-	statusError        = "error"
-	statusTimeout      = "timeout"
-)
-
 // Limits of the glasses' encoder (protocol reference §5.2).
 const (
 	minWidth, maxWidth           = 320, 1920
@@ -109,16 +80,16 @@ func checkOptions(quality string, v *protocol.VideoConfig, a *protocol.AudioConf
 // sendErrorLocked reports a failed request the way both SDKs understand,
 // without closing the socket: the connection-error message, then the
 // stream's own status.
-func (a *appSession) sendErrorLocked(managed bool, code, message, streamID string) {
+func (a *appSession) sendErrorLocked(managed bool, code protocol.ErrorCode, message, streamID string) {
 	if a.sock == nil {
 		return
 	}
 	a.sock.peer.Send(protocol.AppConnectionError{Type: protocol.TypeAppConnectionError, Code: code, Message: message, Timestamp: protocol.Now()})
 	if managed {
-		a.sock.peer.Send(protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: statusError, Message: message, Code: code, StreamID: streamID})
+		a.sock.peer.Send(protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: protocol.StreamError, Message: message, Code: code, StreamID: streamID})
 	} else {
 		a.sock.peer.Send(protocol.RTMPStreamStatus{Type: protocol.TypeRTMPStreamStatus, SessionID: a.sessionID, StreamID: streamID,
-			Status: statusError, ErrorDetails: message, Code: code, AppID: a.pkg, Timestamp: protocol.Now()})
+			Status: protocol.StreamError, ErrorDetails: message, Code: code, AppID: a.pkg, Timestamp: protocol.Now()})
 	}
 	a.u.p.log.Info("stream request refused", "user", a.u.id, "app", a.pkg, "code", code, "message", message)
 }
@@ -130,7 +101,7 @@ type managedStream struct {
 	id        string
 	st        *live.Stream
 	viewers   map[string]bool
-	status    string
+	status    protocol.StreamStatus
 	createdAt time.Time
 	ka        *keepAlive
 	stopWatch context.CancelFunc
@@ -151,13 +122,13 @@ func (ms *managedStream) mediaChangedLocked(media live.Status) {
 		return
 	}
 	switch {
-	case media == live.StatusReconnecting && ms.status == statusActive:
-		ms.status = statusReconnecting
-		ms.broadcastLocked(ms.statusMsg(statusReconnecting, fmt.Sprintf("The glasses' stream dropped; waiting up to %v for it to come back", ms.u.p.media.ReconnectWindow())))
+	case media == live.StatusReconnecting && ms.status == protocol.StreamActive:
+		ms.status = protocol.StreamReconnecting
+		ms.broadcastLocked(ms.statusMsg(protocol.StreamReconnecting, fmt.Sprintf("The glasses' stream dropped; waiting up to %v for it to come back", ms.u.p.media.ReconnectWindow())))
 		ms.u.p.log.Info("managed stream reconnecting", "user", ms.u.id, "stream", ms.id)
-	case media == live.StatusLive && ms.status == statusReconnecting:
-		ms.status = statusActive
-		ms.broadcastLocked(ms.statusMsg(statusActive, "Stream is live again"))
+	case media == live.StatusLive && ms.status == protocol.StreamReconnecting:
+		ms.status = protocol.StreamActive
+		ms.broadcastLocked(ms.statusMsg(protocol.StreamActive, "Stream is live again"))
 		ms.u.p.log.Info("managed stream live again", "user", ms.u.id, "stream", ms.id)
 	}
 }
@@ -197,7 +168,7 @@ func (ms *managedStream) links() links {
 	return l
 }
 
-func (ms *managedStream) statusMsg(status, message string) protocol.ManagedStreamStatus {
+func (ms *managedStream) statusMsg(status protocol.StreamStatus, message string) protocol.ManagedStreamStatus {
 	l := ms.links()
 	return protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: status, HLSURL: l.hls, DASHURL: l.dash,
 		WebRTCURL: l.whep, PreviewURL: l.preview, ThumbnailURL: l.thumb, RecordingURL: l.recording, Message: message, StreamID: ms.id}
@@ -270,15 +241,15 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		err = checkDestinations(req.RestreamDestinations)
 	}
 	if err != nil {
-		a.sendErrorLocked(true, CodeInvalidConfig, "Invalid stream options: "+err.Error(), "")
+		a.sendErrorLocked(true, protocol.CodeInvalidConfig, "Invalid stream options: "+err.Error(), "")
 		return
 	}
 	if us := u.unmanaged; us != nil {
-		a.sendErrorLocked(true, CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - an unmanaged stream of %s holds the camera", us.owner), "")
+		a.sendErrorLocked(true, protocol.CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - an unmanaged stream of %s holds the camera", us.owner), "")
 		return
 	}
 	if !a.app.Has(store.PermissionCamera) {
-		a.sendErrorLocked(true, CodePermissionDenied, "Camera permission required for managed streams", "")
+		a.sendErrorLocked(true, protocol.CodePermissionDenied, "Camera permission required for managed streams", "")
 		return
 	}
 	if code, msg := u.streamReadyLocked(); code != "" {
@@ -290,12 +261,12 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		ms.viewers[a.pkg] = true
 		ms.addDestinationsLocked(a.pkg, req.RestreamDestinations)
 		switch ms.status {
-		case statusActive:
-			ms.sendLocked(a.pkg, ms.statusMsg(statusActive, "Stream is live"))
-		case statusReconnecting:
-			ms.sendLocked(a.pkg, ms.statusMsg(statusReconnecting, "The glasses' stream dropped; waiting for it to come back"))
+		case protocol.StreamActive:
+			ms.sendLocked(a.pkg, ms.statusMsg(protocol.StreamActive, "Stream is live"))
+		case protocol.StreamReconnecting:
+			ms.sendLocked(a.pkg, ms.statusMsg(protocol.StreamReconnecting, "The glasses' stream dropped; waiting for it to come back"))
 		default:
-			ms.sendLocked(a.pkg, ms.statusMsg(statusInitializing, "Waiting for stream to start..."))
+			ms.sendLocked(a.pkg, ms.statusMsg(protocol.StreamInitializing, "Waiting for stream to start..."))
 		}
 		p.log.Info("app joined the managed stream", "user", u.id, "app", a.pkg, "stream", ms.id, "viewers", len(ms.viewers))
 		return
@@ -303,11 +274,11 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 
 	st, err := p.media.Create(live.CreateOptions{Name: "managed stream of " + u.id, Record: p.cfg.Record})
 	if err != nil {
-		a.sendErrorLocked(true, CodeInternal, "Failed to create the stream: "+err.Error(), "")
+		a.sendErrorLocked(true, protocol.CodeInternal, "Failed to create the stream: "+err.Error(), "")
 		return
 	}
 	ms := &managedStream{
-		u: u, id: newStreamID("m"), st: st, viewers: map[string]bool{a.pkg: true}, status: statusInitializing,
+		u: u, id: newStreamID("m"), st: st, viewers: map[string]bool{a.pkg: true}, status: protocol.StreamInitializing,
 		createdAt: time.Now(),
 	}
 	u.managed = ms
@@ -318,20 +289,20 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		Flash: true, Sound: true, Timestamp: protocol.Now(),
 	}
 	u.sendGlassesLocked(ms.start)
-	ms.sendLocked(a.pkg, ms.statusMsg(statusInitializing, "Waiting for stream to start..."))
+	ms.sendLocked(a.pkg, ms.statusMsg(protocol.StreamInitializing, "Waiting for stream to start..."))
 	ms.ka = u.startKeepAlive(ms.id, func() {
-		ms.endLocked(statusError, CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive")
+		ms.endLocked(protocol.StreamError, protocol.CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive")
 	})
 	ms.timers = append(ms.timers, u.after(p.cfg.ManagedStartTimeout, func() {
 		if u.managed == ms && !ms.played {
-			ms.endLocked(statusError, CodeTimeout, fmt.Sprintf("Stream start timeout: nothing playable came from the glasses within %v", p.cfg.ManagedStartTimeout))
+			ms.endLocked(protocol.StreamError, protocol.CodeTimeout, fmt.Sprintf("Stream start timeout: nothing playable came from the glasses within %v", p.cfg.ManagedStartTimeout))
 		}
 	}))
 	if req.Stream != nil && req.Stream.DurationLimit > 0 {
 		limit := time.Duration(req.Stream.DurationLimit) * time.Second
 		ms.timers = append(ms.timers, u.after(limit, func() {
 			if u.managed == ms {
-				ms.endLocked(statusStopped, "", fmt.Sprintf("Stream reached its duration limit of %v", limit))
+				ms.endLocked(protocol.StreamStopped, "", fmt.Sprintf("Stream reached its duration limit of %v", limit))
 			}
 		}))
 	}
@@ -346,8 +317,8 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		u.mu.Lock()
 		defer u.mu.Unlock()
 		if u.managed == ms && !ms.ended {
-			ms.status, ms.played = statusActive, true
-			ms.broadcastLocked(ms.statusMsg(statusActive, "Stream is now live"))
+			ms.status, ms.played = protocol.StreamActive, true
+			ms.broadcastLocked(ms.statusMsg(protocol.StreamActive, "Stream is now live"))
 			p.log.Info("managed stream active", "user", u.id, "stream", ms.id, "after", time.Since(ms.createdAt).Round(time.Millisecond))
 		}
 	})
@@ -364,7 +335,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 			ms.mediaChangedLocked(live.StatusReconnecting)
 		case live.EventEnded:
 			if u.managed == ms {
-				ms.endLocked(statusError, CodeGlassesError, "The glasses' stream ended: they did not reconnect in time")
+				ms.endLocked(protocol.StreamError, protocol.CodeGlassesError, "The glasses' stream ended: they did not reconnect in time")
 			}
 		}
 	})
@@ -390,7 +361,7 @@ func (u *User) managedStopLocked(a *appSession) {
 	if ms == nil || !ms.viewers[a.pkg] {
 		// Nothing to leave; say so, which also settles the SDK's state.
 		if a.sock != nil {
-			a.sock.peer.Send(protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: statusStopped, Message: "No managed stream to stop"})
+			a.sock.peer.Send(protocol.ManagedStreamStatus{Type: protocol.TypeManagedStreamStatus, Status: protocol.StreamStopped, Message: "No managed stream to stop"})
 		}
 		return
 	}
@@ -399,18 +370,18 @@ func (u *User) managedStopLocked(a *appSession) {
 
 // leaveLocked takes one app out of the stream; the last one out ends it.
 func (ms *managedStream) leaveLocked(pkg, why string) {
-	msg := ms.statusMsg(statusStopped, why)
+	msg := ms.statusMsg(protocol.StreamStopped, why)
 	ms.sendLocked(pkg, msg)
 	delete(ms.viewers, pkg)
 	ms.u.p.log.Info("app left the managed stream", "user", ms.u.id, "app", pkg, "stream", ms.id, "viewers", len(ms.viewers))
 	if len(ms.viewers) == 0 {
-		ms.endLocked(statusStopped, "", why)
+		ms.endLocked(protocol.StreamStopped, "", why)
 	}
 }
 
 // endLocked ends the managed stream: the apps still on it hear the final
 // status, the glasses are told to stop, and the media stream ends.
-func (ms *managedStream) endLocked(status, code, message string) {
+func (ms *managedStream) endLocked(status protocol.StreamStatus, code protocol.ErrorCode, message string) {
 	if ms.ended {
 		return
 	}
@@ -448,7 +419,7 @@ type unmanagedStream struct {
 	id        string
 	owner     string
 	rtmpURL   string
-	status    string
+	status    protocol.StreamStatus
 	createdAt time.Time
 	ka        *keepAlive
 	limit     *time.Timer
@@ -456,7 +427,7 @@ type unmanagedStream struct {
 	ended     bool
 }
 
-func (us *unmanagedStream) sendLocked(status, details, code string) {
+func (us *unmanagedStream) sendLocked(status protocol.StreamStatus, details string, code protocol.ErrorCode) {
 	u := us.u
 	msg := protocol.RTMPStreamStatus{Type: protocol.TypeRTMPStreamStatus, SessionID: u.id + "-" + us.owner, StreamID: us.id,
 		Status: status, ErrorDetails: details, Stats: us.stats, AppID: us.owner, Code: code, Timestamp: protocol.Now()}
@@ -476,45 +447,45 @@ func (us *unmanagedStream) sendLocked(status, details, code string) {
 func (u *User) unmanagedRequestLocked(a *appSession, req *protocol.RTMPStreamRequest) {
 	p := u.p
 	if _, err := rtmp.ParseURL(req.RTMPURL); err != nil {
-		a.sendErrorLocked(false, CodeInvalidURL, err.Error(), "")
+		a.sendErrorLocked(false, protocol.CodeInvalidURL, err.Error(), "")
 		return
 	}
 	if _, err := checkOptions("", req.Video, req.Audio, req.Stream); err != nil {
-		a.sendErrorLocked(false, CodeInvalidConfig, "Invalid stream options: "+err.Error(), "")
+		a.sendErrorLocked(false, protocol.CodeInvalidConfig, "Invalid stream options: "+err.Error(), "")
 		return
 	}
 	if !a.app.Has(store.PermissionCamera) {
-		a.sendErrorLocked(false, CodePermissionDenied, "Camera permission required to start video streams", "")
+		a.sendErrorLocked(false, protocol.CodePermissionDenied, "Camera permission required to start video streams", "")
 		return
 	}
 	switch {
 	case u.unmanaged != nil && u.unmanaged.owner == a.pkg:
-		a.sendErrorLocked(false, CodeAlreadyStreaming, "Already streaming: stop the current stream before starting a new one", "")
+		a.sendErrorLocked(false, protocol.CodeAlreadyStreaming, "Already streaming: stop the current stream before starting a new one", "")
 		return
 	case u.unmanaged != nil:
-		a.sendErrorLocked(false, CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - %s holds the camera", u.unmanaged.owner), "")
+		a.sendErrorLocked(false, protocol.CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - %s holds the camera", u.unmanaged.owner), "")
 		return
 	case u.managed != nil:
-		a.sendErrorLocked(false, CodeCameraBusy, "Camera busy: managed stream active - an unmanaged stream needs the camera to itself", "")
+		a.sendErrorLocked(false, protocol.CodeCameraBusy, "Camera busy: managed stream active - an unmanaged stream needs the camera to itself", "")
 		return
 	}
 	if code, msg := u.streamReadyLocked(); code != "" {
 		a.sendErrorLocked(false, code, msg, "")
 		return
 	}
-	us := &unmanagedStream{u: u, id: newStreamID("s"), owner: a.pkg, rtmpURL: req.RTMPURL, status: statusInitializing, createdAt: time.Now()}
+	us := &unmanagedStream{u: u, id: newStreamID("s"), owner: a.pkg, rtmpURL: req.RTMPURL, status: protocol.StreamInitializing, createdAt: time.Now()}
 	u.unmanaged = us
 	u.sendGlassesLocked(protocol.StartRTMPStream{
 		Type: protocol.TypeStartRTMPStream, SessionID: u.id, RTMPURL: req.RTMPURL, AppID: a.pkg, StreamID: us.id,
 		Video: orEmptyVideo(req.Video), Audio: orEmptyAudio(req.Audio), Stream: orEmptyStream(req.Stream),
 		Flash: true, Sound: true, Timestamp: protocol.Now(),
 	})
-	us.sendLocked(statusInitializing, "", "")
+	us.sendLocked(protocol.StreamInitializing, "", "")
 	if req.Stream != nil && req.Stream.DurationLimit > 0 {
 		limit := time.Duration(req.Stream.DurationLimit) * time.Second
 		us.limit = u.after(limit, func() {
 			if u.unmanaged == us {
-				us.endLocked(statusStopped, "", fmt.Sprintf("Stream reached its duration limit of %v", limit), true)
+				us.endLocked(protocol.StreamStopped, "", fmt.Sprintf("Stream reached its duration limit of %v", limit), true)
 			}
 		})
 	}
@@ -536,20 +507,20 @@ func (u *User) unmanagedStopLocked(a *appSession, streamID string) {
 			break // "stop my streams": this app has none
 		}
 		msg := fmt.Sprintf("App %s cannot stop stream %s owned by %s", a.pkg, us.id, us.owner)
-		a.sock.peer.Send(protocol.AppConnectionError{Type: protocol.TypeAppConnectionError, Code: CodeNotOwner, Message: msg, Timestamp: protocol.Now()})
+		a.sock.peer.Send(protocol.AppConnectionError{Type: protocol.TypeAppConnectionError, Code: protocol.CodeNotOwner, Message: msg, Timestamp: protocol.Now()})
 		return
 	case us != nil && us.owner == a.pkg && (streamID == "" || streamID == us.id):
-		us.endLocked(statusStopped, "", "", true)
+		us.endLocked(protocol.StreamStopped, "", "", true)
 		return
 	}
 	// Nothing of this app's to stop: settle its state.
 	a.sock.peer.Send(protocol.RTMPStreamStatus{Type: protocol.TypeRTMPStreamStatus, SessionID: a.sessionID, StreamID: streamID,
-		Status: statusStopped, AppID: a.pkg, Timestamp: protocol.Now()})
+		Status: protocol.StreamStopped, AppID: a.pkg, Timestamp: protocol.Now()})
 }
 
 // endLocked ends the unmanaged stream and releases the camera; stopGlasses
 // tells the glasses to stop pushing.
-func (us *unmanagedStream) endLocked(status, code, details string, stopGlasses bool) {
+func (us *unmanagedStream) endLocked(status protocol.StreamStatus, code protocol.ErrorCode, details string, stopGlasses bool) {
 	if us.ended {
 		return
 	}
@@ -578,9 +549,9 @@ func (u *User) glassesStatusLocked(m *protocol.GlassesStreamStatus) {
 		// The glasses refuse a start (battery, WiFi, URL) without a stream
 		// id: it belongs to the stream still starting, if there is one.
 		switch {
-		case u.managed != nil && u.managed.status == statusInitializing && m.Status == statusError:
+		case u.managed != nil && u.managed.status == protocol.StreamInitializing && m.Status == "error":
 			id = u.managed.id
-		case u.unmanaged != nil && u.unmanaged.status == statusInitializing && m.Status == statusError:
+		case u.unmanaged != nil && u.unmanaged.status == protocol.StreamInitializing && m.Status == "error":
 			id = u.unmanaged.id
 		default:
 			return
@@ -596,9 +567,9 @@ func (u *User) glassesStatusLocked(m *protocol.GlassesStreamStatus) {
 					details = "The glasses could not reconnect to the stream"
 				}
 			}
-			ms.endLocked(statusError, CodeGlassesError, details)
+			ms.endLocked(protocol.StreamError, protocol.CodeGlassesError, details)
 		case "stopped":
-			ms.endLocked(statusStopped, "", "The glasses stopped streaming")
+			ms.endLocked(protocol.StreamStopped, "", "The glasses stopped streaming")
 		}
 		return
 	}
@@ -611,29 +582,29 @@ func (u *User) glassesStatusLocked(m *protocol.GlassesStreamStatus) {
 	}
 	switch m.Status {
 	case "initializing", "connecting":
-		us.sendLocked(statusInitializing, "", "")
+		us.sendLocked(protocol.StreamInitializing, "", "")
 	case "streaming", "active", "reconnected":
 		if us.ka == nil {
 			us.ka = u.startKeepAlive(us.id, func() {
-				us.endLocked(statusTimeout, CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive", true)
+				us.endLocked(protocol.StreamTimeout, protocol.CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive", true)
 			})
 		}
-		us.status = statusActive
-		us.sendLocked(statusActive, "", "")
+		us.status = protocol.StreamActive
+		us.sendLocked(protocol.StreamActive, "", "")
 	case "reconnecting":
-		us.sendLocked(statusReconnecting, m.Reason, "")
+		us.sendLocked(protocol.StreamReconnecting, m.Reason, "")
 	case "stopping":
-		us.sendLocked(statusStopping, "", "")
+		us.sendLocked(protocol.StreamStopping, "", "")
 	case "error", "reconnect_failed", "disconnected":
 		details := m.ErrorDetails
 		if details == "" {
 			details = "The glasses reported " + m.Status
 		}
-		us.endLocked(statusError, CodeGlassesError, details, false)
+		us.endLocked(protocol.StreamError, protocol.CodeGlassesError, details, false)
 	case "stopped":
-		us.endLocked(statusStopped, "", "", false)
+		us.endLocked(protocol.StreamStopped, "", "", false)
 	case "timeout":
-		us.endLocked(statusTimeout, CodeTimeout, "The glasses timed out", false)
+		us.endLocked(protocol.StreamTimeout, protocol.CodeTimeout, "The glasses timed out", false)
 	}
 }
 
@@ -705,8 +676,8 @@ func (p *Plane) managedMedia(streamID, pkg string, viewer bool) (*live.Stream, e
 func (p *Plane) OutputsChanged(mediaID string) {
 	for _, u := range p.allUsers() {
 		u.mu.Lock()
-		if ms := u.managed; ms != nil && !ms.ended && ms.st.ID() == mediaID && ms.status == statusActive {
-			ms.broadcastLocked(ms.statusMsg(statusActive, "Outputs updated"))
+		if ms := u.managed; ms != nil && !ms.ended && ms.st.ID() == mediaID && ms.status == protocol.StreamActive {
+			ms.broadcastLocked(ms.statusMsg(protocol.StreamActive, "Outputs updated"))
 		}
 		u.mu.Unlock()
 	}

@@ -180,14 +180,14 @@ func (u *User) sendGlassesLocked(msg any) bool {
 
 // streamReadyLocked checks the glasses can take a stream request, as the real
 // cloud does, and returns an error code and message when they cannot.
-func (u *User) streamReadyLocked() (code, message string) {
+func (u *User) streamReadyLocked() (code protocol.ErrorCode, message string) {
 	switch {
 	case u.glasses == nil:
-		return CodeGlassesNotConnected, "Cannot process stream request - phone is not connected"
+		return protocol.CodeGlassesNotConnected, "Cannot process stream request - phone is not connected"
 	case !u.device.Connected:
-		return CodeGlassesNotConnected, "Cannot process stream request - smart glasses are not connected"
+		return protocol.CodeGlassesNotConnected, "Cannot process stream request - smart glasses are not connected"
 	case needsWifi(u.device.ModelName) && !u.device.WifiConnected:
-		return CodeWifiNotConnected, "Cannot process request - smart glasses must be connected to WiFi for this operation"
+		return protocol.CodeWifiNotConnected, "Cannot process request - smart glasses must be connected to WiFi for this operation"
 	}
 	return "", ""
 }
@@ -242,10 +242,10 @@ func (u *User) disposeLocked(reason string) {
 	}
 	u.apps = map[string]*appSession{}
 	if u.managed != nil {
-		u.managed.endLocked(statusStopped, "", "The user session ended")
+		u.managed.endLocked(protocol.StreamStopped, "", "The user session ended")
 	}
 	if u.unmanaged != nil {
-		u.unmanaged.endLocked(statusStopped, "", "The user session ended", true)
+		u.unmanaged.endLocked(protocol.StreamStopped, "", "The user session ended", true)
 	}
 	if u.glasses != nil {
 		u.glasses.peer.Close(1000, reason)

@@ -59,11 +59,12 @@ func (q *Queue[T]) Push(v T) bool {
 // when the last call has returned.
 func (q *Queue[T]) Close() {
 	q.mu.Lock()
-	if !q.closed {
-		q.closed = true
-		close(q.wake)
-	}
+	q.closed = true
 	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Done is closed once the queue is closed and its function has returned

@@ -1,10 +1,9 @@
 package live
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/enum"
 	"github.com/glasscast/glasscast/internal/event"
 )
 
@@ -27,42 +26,17 @@ const (
 	EventEnded
 )
 
-var eventNames = map[EventKind]string{
-	EventCreated:      "created",
-	EventLive:         "live",
-	EventReconnecting: "reconnecting",
-	EventEnded:        "ended",
-}
+var eventNames = enum.New[EventKind]("event kind", "created", "live", "reconnecting", "ended")
 
-func (k EventKind) String() string {
-	if n, ok := eventNames[k]; ok {
-		return n
-	}
-	return fmt.Sprintf("EventKind(%d)", int(k))
-}
+func (k EventKind) String() string { return eventNames.String(k) }
 
 // MarshalJSON writes the kind's name.
-func (k EventKind) MarshalJSON() ([]byte, error) {
-	n, ok := eventNames[k]
-	if !ok {
-		return nil, fmt.Errorf("invalid event kind %d", int(k))
-	}
-	return json.Marshal(n)
-}
+func (k EventKind) MarshalJSON() ([]byte, error) { return eventNames.Marshal(k) }
 
 // UnmarshalJSON reads a kind's name.
-func (k *EventKind) UnmarshalJSON(b []byte) error {
-	var n string
-	if err := json.Unmarshal(b, &n); err != nil {
-		return err
-	}
-	for v, name := range eventNames {
-		if name == n {
-			*k = v
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown event kind %q", n)
+func (k *EventKind) UnmarshalJSON(b []byte) (err error) {
+	*k, err = eventNames.Unmarshal(b)
+	return err
 }
 
 // Event is one change of a stream's life.

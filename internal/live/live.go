@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/enum"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/stream"
 )
@@ -38,42 +38,17 @@ const (
 	StatusEnded
 )
 
-var statusNames = map[Status]string{
-	StatusIdle:         "idle",
-	StatusLive:         "live",
-	StatusReconnecting: "reconnecting",
-	StatusEnded:        "ended",
-}
+var statusNames = enum.New[Status]("status", "idle", "live", "reconnecting", "ended")
 
-func (s Status) String() string {
-	if n, ok := statusNames[s]; ok {
-		return n
-	}
-	return fmt.Sprintf("Status(%d)", int(s))
-}
+func (s Status) String() string { return statusNames.String(s) }
 
 // MarshalJSON writes the status's name.
-func (s Status) MarshalJSON() ([]byte, error) {
-	n, ok := statusNames[s]
-	if !ok {
-		return nil, fmt.Errorf("invalid status %d", int(s))
-	}
-	return json.Marshal(n)
-}
+func (s Status) MarshalJSON() ([]byte, error) { return statusNames.Marshal(s) }
 
 // UnmarshalJSON reads a status's name.
-func (s *Status) UnmarshalJSON(b []byte) error {
-	var n string
-	if err := json.Unmarshal(b, &n); err != nil {
-		return err
-	}
-	for k, v := range statusNames {
-		if v == n {
-			*s = k
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown status %q", n)
+func (s *Status) UnmarshalJSON(b []byte) (err error) {
+	*s, err = statusNames.Unmarshal(b)
+	return err
 }
 
 // Errors callers branch on.

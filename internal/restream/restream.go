@@ -24,15 +24,19 @@ import (
 	"github.com/glasscast/glasscast/internal/event"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/stream"
+	"github.com/glasscast/glasscast/protocol"
 )
+
+// Status is an output's state, as apps see it.
+type Status = protocol.OutputState
 
 // Statuses of an output.
 const (
-	StatusConnecting   = "connecting"
-	StatusActive       = "active"
-	StatusReconnecting = "reconnecting"
-	StatusError        = "error"
-	StatusStopped      = "stopped"
+	StatusConnecting   = protocol.OutputConnecting
+	StatusActive       = protocol.OutputActive
+	StatusReconnecting = protocol.OutputReconnecting
+	StatusError        = protocol.OutputError
+	StatusStopped      = protocol.OutputStopped
 )
 
 // Limits.
@@ -173,7 +177,7 @@ type Output struct {
 	done    chan struct{}
 
 	mu         sync.Mutex
-	status     string
+	status     Status
 	lastError  string
 	mode       string // passthrough, or what is transcoded
 	bytes      uint64
@@ -194,7 +198,7 @@ type Info struct {
 	Profile    string    `json:"profile,omitempty"`
 	Mode       string    `json:"mode,omitempty"` // passthrough, transcode video, transcode audio, transcode video+audio
 	Violations []string  `json:"violations,omitempty"`
-	Status     string    `json:"status"`
+	Status     Status    `json:"status"`
 	Error      string    `json:"error,omitempty"`
 	Bytes      uint64    `json:"bytes"`
 	Bitrate    int64     `json:"bitrate"`
@@ -324,14 +328,14 @@ func (m *Manager) List(streamID string) []Info {
 }
 
 // CountByStatus counts every stream's outputs by status.
-func (m *Manager) CountByStatus() map[string]int {
+func (m *Manager) CountByStatus() map[Status]int {
 	m.mu.Lock()
 	var outs []*Output
 	for _, list := range m.streams {
 		outs = append(outs, list...)
 	}
 	m.mu.Unlock()
-	n := map[string]int{}
+	n := map[Status]int{}
 	for _, o := range outs {
 		o.mu.Lock()
 		n[o.status]++
@@ -411,7 +415,7 @@ func (o *Output) Info() Info {
 	return in
 }
 
-func (o *Output) setStatus(status, lastError string) {
+func (o *Output) setStatus(status Status, lastError string) {
 	o.mu.Lock()
 	changed := o.status != status || (lastError != "" && o.lastError != lastError)
 	o.status = status

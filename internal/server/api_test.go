@@ -15,12 +15,13 @@ import (
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/protocol"
 )
 
 type apiError struct {
 	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Code    protocol.ErrorCode `json:"code"`
+		Message string             `json:"message"`
 	} `json:"error"`
 }
 
@@ -50,7 +51,7 @@ func TestAPIAuth(t *testing.T) {
 			if resp.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("%s with %q: %d, want 401", path, auth, resp.StatusCode)
 			}
-			if e := decodeError(t, body); e.Error.Code != api.CodeUnauthorized {
+			if e := decodeError(t, body); e.Error.Code != protocol.APIUnauthorized {
 				t.Fatalf("code %q", e.Error.Code)
 			}
 		}
@@ -129,19 +130,19 @@ func TestAPIErrors(t *testing.T) {
 		name, method, path string
 		body               any
 		status             int
-		code               string
+		code               protocol.ErrorCode
 	}{
-		{"bad JSON", "POST", "/api/v1/streams", "{", 400, api.CodeBadRequest},
-		{"wrong type", "POST", "/api/v1/streams", `{"name": 7}`, 400, api.CodeBadRequest},
-		{"unknown field", "POST", "/api/v1/streams", `{"nmae": "x"}`, 400, api.CodeBadRequest},
-		{"trailing data", "POST", "/api/v1/streams", `{} {}`, 400, api.CodeBadRequest},
-		{"long name", "POST", "/api/v1/streams", map[string]string{"name": strings.Repeat("x", api.MaxNameLength+1)}, 400, api.CodeBadRequest},
-		{"control characters", "POST", "/api/v1/streams", map[string]string{"name": "a\x00b"}, 400, api.CodeBadRequest},
-		{"too large", "POST", "/api/v1/streams", `{"name":"` + strings.Repeat("x", api.MaxBodyBytes) + `"}`, 413, api.CodeTooLarge},
-		{"unknown stream", "GET", "/api/v1/streams/nope", nil, 404, api.CodeNotFound},
-		{"delete unknown", "DELETE", "/api/v1/streams/nope", nil, 404, api.CodeNotFound},
-		{"unknown endpoint", "GET", "/api/v1/nothing", nil, 404, api.CodeNotFound},
-		{"wrong method", "PUT", "/api/v1/streams", "{}", 405, api.CodeMethodNotAllowed},
+		{"bad JSON", "POST", "/api/v1/streams", "{", 400, protocol.APIBadRequest},
+		{"wrong type", "POST", "/api/v1/streams", `{"name": 7}`, 400, protocol.APIBadRequest},
+		{"unknown field", "POST", "/api/v1/streams", `{"nmae": "x"}`, 400, protocol.APIBadRequest},
+		{"trailing data", "POST", "/api/v1/streams", `{} {}`, 400, protocol.APIBadRequest},
+		{"long name", "POST", "/api/v1/streams", map[string]string{"name": strings.Repeat("x", api.MaxNameLength+1)}, 400, protocol.APIBadRequest},
+		{"control characters", "POST", "/api/v1/streams", map[string]string{"name": "a\x00b"}, 400, protocol.APIBadRequest},
+		{"too large", "POST", "/api/v1/streams", `{"name":"` + strings.Repeat("x", api.MaxBodyBytes) + `"}`, 413, protocol.APITooLarge},
+		{"unknown stream", "GET", "/api/v1/streams/nope", nil, 404, protocol.APINotFound},
+		{"delete unknown", "DELETE", "/api/v1/streams/nope", nil, 404, protocol.APINotFound},
+		{"unknown endpoint", "GET", "/api/v1/nothing", nil, 404, protocol.APINotFound},
+		{"wrong method", "PUT", "/api/v1/streams", "{}", 405, protocol.APIMethodNotAllowed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -174,7 +174,7 @@ func recordManaged(s *sdk.Session) *statuses {
 	return st
 }
 
-func (st *statuses) wait(t *testing.T, status string, within time.Duration) sdk.ManagedStreamStatus {
+func (st *statuses) wait(t *testing.T, status sdk.StreamStatus, within time.Duration) sdk.ManagedStreamStatus {
 	t.Helper()
 	deadline := time.After(within)
 	for {
@@ -224,7 +224,7 @@ func TestManagedStreamOneApp(t *testing.T) {
 	if err := s.Camera.StopManagedStream(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rec.wait(t, "stopped", 5*time.Second)
+	rec.wait(t, sdk.StatusStopped, 5*time.Second)
 	waitEvent(t, events, "stopped", 5*time.Second)
 	if code, _ := fetch(t, active.HLSURL); code != http.StatusNotFound {
 		t.Fatalf("HLS after the last app left: %d", code)
@@ -245,7 +245,7 @@ func TestManagedStreamOneApp(t *testing.T) {
 	order := []string{}
 	rec.mu.Lock()
 	for _, m := range rec.list {
-		order = append(order, m.Status)
+		order = append(order, m.Status.String())
 	}
 	rec.mu.Unlock()
 	if strings.Join(order, ",") != "initializing,active,stopped" {
@@ -328,7 +328,7 @@ func TestManagedSharedByTwoApps(t *testing.T) {
 	}
 	// A leaves: the stream goes on for B.
 	a.Camera.StopManagedStream(context.Background())
-	ra.wait(t, "stopped", 5*time.Second)
+	ra.wait(t, sdk.StatusStopped, 5*time.Second)
 	if code, _ := fetch(t, resA.HLSURL); code != http.StatusOK {
 		t.Fatalf("HLS after the first app left: %d", code)
 	}
@@ -341,7 +341,7 @@ func TestManagedSharedByTwoApps(t *testing.T) {
 	}
 	// B, the last one, leaves: the glasses stop and the URLs go.
 	b.Camera.StopManagedStream(context.Background())
-	rb.wait(t, "stopped", 5*time.Second)
+	rb.wait(t, sdk.StatusStopped, 5*time.Second)
 	waitEvent(t, events, "stopped", 5*time.Second)
 	if code, _ := fetch(t, resA.HLSURL); code != http.StatusNotFound {
 		t.Fatalf("HLS after the last app left: %d", code)
@@ -427,7 +427,7 @@ func TestKeepAliveLossTimesOut(t *testing.T) {
 	if _, err := a.Camera.StartManagedStream(context.Background(), sdk.ManagedStreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	m := rec.wait(t, "error", 10*time.Second)
+	m := rec.wait(t, sdk.StatusError, 10*time.Second)
 	if !strings.Contains(m.Message, "keep-alive") || m.Code != "KEEP_ALIVE_TIMEOUT" {
 		t.Fatalf("keep-alive loss reported as %+v", m)
 	}
@@ -440,9 +440,9 @@ func TestKeepAliveLossTimesOut(t *testing.T) {
 	timedOut := make(chan struct{})
 	a.Camera.OnStreamStatus(func(s sdk.RTMPStreamStatus) {
 		mu.Lock()
-		got = append(got, s.Status)
+		got = append(got, s.Status.String())
 		mu.Unlock()
-		if s.Status == "timeout" {
+		if s.Status == sdk.StatusTimeout {
 			close(timedOut)
 		}
 	})
@@ -514,7 +514,7 @@ func TestGlassesReconnectKeepsStream(t *testing.T) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, m := range rec.list {
-		if m.Status == "error" || m.Status == "stopped" {
+		if m.Status == sdk.StatusError || m.Status == sdk.StatusStopped {
 			t.Fatalf("the app heard %+v", m)
 		}
 	}
@@ -745,7 +745,7 @@ func TestUnmanagedToAnotherServer(t *testing.T) {
 		mu.Lock()
 		seen = append(seen, s)
 		mu.Unlock()
-		if s.Status == "stopped" {
+		if s.Status == sdk.StatusStopped {
 			close(stopped)
 		}
 	})
@@ -879,7 +879,7 @@ func TestSDKReconnectsAndKeepsItsStream(t *testing.T) {
 		}
 	}
 	r, err := a.Camera.CheckExistingStream(context.Background())
-	if err != nil || !r.HasActiveStream || r.StreamInfo.Status != "active" {
+	if err != nil || !r.HasActiveStream || r.StreamInfo.Status != sdk.StatusActive {
 		t.Fatalf("after the reconnect: %+v %v", r, err)
 	}
 	select {
@@ -892,7 +892,7 @@ func TestSDKReconnectsAndKeepsItsStream(t *testing.T) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, m := range rec.list {
-		if m.Status == "stopped" || m.Status == "error" {
+		if m.Status == sdk.StatusStopped || m.Status == sdk.StatusError {
 			t.Fatalf("the app heard %+v", m)
 		}
 	}

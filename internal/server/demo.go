@@ -45,7 +45,7 @@ func (s *Server) runDemo(ctx context.Context) {
 	app := sdk.NewAppServer(sdk.Config{PackageName: demoPackage, APIKey: key, Logger: log})
 	app.OnSession(func(ctx context.Context, sess *sdk.Session) error {
 		sess.Camera.OnManagedStreamStatus(func(st sdk.ManagedStreamStatus) {
-			sess.Layouts.ShowTextWall("Stream "+st.Status, 0)
+			sess.Layouts.ShowTextWall("Stream "+st.Status.String(), 0)
 		})
 		// A newcomer's first stream: try again until it plays.
 		var res sdk.ManagedStreamResult

@@ -94,16 +94,16 @@ func TestSilentDestinationStallsNobody(t *testing.T) {
 		_, err := b.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{})
 		bStarted <- err
 	}()
-	recA.wait(t, "stopped", prompt)
+	recA.wait(t, sdk.StatusStopped, prompt)
 	if _, err := a.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	recA.wait(t, "initializing", prompt)
+	recA.wait(t, sdk.StatusInitializing, prompt)
 	check, err := a.Camera.CheckExistingStream(ctx)
 	if err != nil || !check.HasActiveStream {
 		t.Fatalf("status check after the restart: %+v %v", check, err)
 	}
-	recB.wait(t, "initializing", prompt)
+	recB.wait(t, sdk.StatusInitializing, prompt)
 	if err := <-bStarted; err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +117,6 @@ func TestSilentDestinationStallsNobody(t *testing.T) {
 			t.Fatal("the stopped stream's output still holds its connection to the destination")
 		}
 	}
-	recA.wait(t, "active", 30*time.Second)
-	recB.wait(t, "active", 30*time.Second)
+	recA.wait(t, sdk.StatusActive, 30*time.Second)
+	recB.wait(t, sdk.StatusActive, 30*time.Second)
 }

@@ -101,8 +101,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.apps, float64(apps))
 	counter(m.webhookFailures, s.plane.WebhookFailures())
 	outs := s.outputs.CountByStatus()
-	for _, status := range []string{restream.StatusConnecting, restream.StatusActive, restream.StatusReconnecting, restream.StatusError} {
-		gauge(m.outputs, float64(outs[status]), status)
+	for _, status := range []restream.Status{restream.StatusConnecting, restream.StatusActive, restream.StatusReconnecting, restream.StatusError} {
+		gauge(m.outputs, float64(outs[status]), status.String())
 	}
 	recs := map[string]int{record.StatusRecording: 0, record.StatusFailed: 0, record.StatusComplete: 0, record.StatusInterrupted: 0}
 	for _, in := range s.recs.List() {

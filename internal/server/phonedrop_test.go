@@ -40,7 +40,7 @@ func TestPhoneDropsAndComesBack(t *testing.T) {
 
 	kill() // socket and RTMP push gone at once, nothing said
 	dropped := time.Now()
-	m := rec.wait(t, "reconnecting", 15*time.Second)
+	m := rec.wait(t, sdk.StatusReconnecting, 15*time.Second)
 	t.Logf("the app heard %q %v after the drop", m.Message, time.Since(dropped).Round(time.Millisecond))
 
 	// The phone is back: asked to resume, the same stream goes live again.
@@ -53,7 +53,7 @@ func TestPhoneDropsAndComesBack(t *testing.T) {
 	if e := waitEvent(t, again, "start", 10*time.Second); e.StreamID != live.StreamID {
 		t.Fatalf("the phone was told to stream %s, not the managed stream %s", e.StreamID, live.StreamID)
 	}
-	back := rec.wait(t, "active", 20*time.Second)
+	back := rec.wait(t, sdk.StatusActive, 20*time.Second)
 	if back.HLSURL != live.HLSURL || back.StreamID != live.StreamID {
 		t.Fatalf("back with other URLs: %+v, was %+v", back, live)
 	}

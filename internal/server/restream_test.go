@@ -124,7 +124,7 @@ func (h *harness) addOutput(streamID string, body map[string]any) restream.Info 
 }
 
 // waitOutput waits, on the event stream, for an output to reach a status.
-func (h *harness) waitOutput(streamID, outputID, status string, within time.Duration) restream.Info {
+func (h *harness) waitOutput(streamID, outputID string, status restream.Status, within time.Duration) restream.Info {
 	h.t.Helper()
 	var got restream.Info
 	h.waitSnapshot(within, func(snap api.Snapshot) bool {
