@@ -20,8 +20,9 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/flv"
+	"github.com/glasscast/glasscast/internal/helper"
 	"github.com/glasscast/glasscast/internal/live"
-	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -42,7 +43,7 @@ type Config struct {
 	Ingest string
 	Ladder []Rung
 	// Transcoders bounds the encoders of the whole server; a ladder is one.
-	Transcoders *restream.Budget
+	Transcoders *helper.Budget
 }
 
 // Manager runs the ladders.
@@ -227,7 +228,7 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 	if err != nil {
 		return err
 	}
-	var stderr restream.TailBuffer
+	var stderr helper.Tail
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return err
@@ -236,13 +237,13 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 	feedErr := make(chan error, 1)
 	go func() {
 		defer stdin.Close()
-		feedErr <- restream.FeedFLV(cctx, stdin, r, first, 0)
+		feedErr <- flv.Feed(cctx, stdin, r, first, 0)
 		cancel()
 	}()
 	werr := cmd.Wait()
 	cancel()
 	ferr := <-feedErr
-	if errors.Is(ferr, restream.ErrTracksChanged) {
+	if errors.Is(ferr, flv.ErrTracksChanged) {
 		return ferr
 	}
 	msg := strings.TrimSpace(stderr.String())

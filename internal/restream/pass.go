@@ -1,7 +1,6 @@
 package restream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,12 +9,13 @@ import (
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 
+	"github.com/glasscast/glasscast/internal/flv"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
 // errStreamEnded ends an output whose stream ended.
-var errStreamEnded = errors.New("the stream ended")
+var errStreamEnded = flv.ErrStreamEnded
 
 // firstUnit reads up to the first media unit.
 func firstUnit(ctx context.Context, r *stream.Reader) (*stream.Unit, error) {
@@ -31,23 +31,6 @@ func firstUnit(ctx context.Context, r *stream.Reader) (*stream.Unit, error) {
 			return u, nil
 		}
 	}
-}
-
-// sameParams reports whether two track sets need no new sequence headers.
-func sameParams(a, b *stream.Tracks) bool {
-	if a == b {
-		return true
-	}
-	if !a.SameShape(b) {
-		return false
-	}
-	if a.Video != nil && (!bytes.Equal(a.Video.SPS, b.Video.SPS) || !bytes.Equal(a.Video.PPS, b.Video.PPS)) {
-		return false
-	}
-	if a.Audio != nil && a.Audio.Config != b.Audio.Config {
-		return false
-	}
-	return true
 }
 
 // destination is one connection to an output's RTMP server, made by
@@ -139,8 +122,8 @@ func (o *Output) pass(ctx context.Context) error {
 	base := first.DTS
 	for unit := first; ; {
 		if unit.Kind != stream.KindEnd && unit.DTS >= base {
-			if unit.Tracks != tracks && !sameParams(unit.Tracks, tracks) {
-				return ErrTracksChanged
+			if unit.Tracks != tracks && !unit.Tracks.SameParams(tracks) {
+				return flv.ErrTracksChanged
 			}
 			if err := d.write(unit, base); err != nil {
 				return err

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/event"
+	"github.com/glasscast/glasscast/internal/flv"
+	"github.com/glasscast/glasscast/internal/helper"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/stream"
 	"github.com/glasscast/glasscast/protocol"
@@ -76,7 +78,7 @@ type Config struct {
 	// same (see Internal); the admin's outputs go anywhere.
 	Allow []netip.Prefix
 	// Transcoders bounds the ffmpeg encoders the server runs (nil: none).
-	Transcoders *Budget
+	Transcoders *helper.Budget
 }
 
 func (c *Config) setDefaults() {
@@ -470,7 +472,7 @@ func (o *Output) run(ctx context.Context) {
 			<-ctx.Done()
 			return
 		}
-		if errors.Is(err, ErrTracksChanged) {
+		if errors.Is(err, flv.ErrTracksChanged) {
 			continue // at once, with the new parameters
 		}
 		if time.Since(started) > 30*time.Second {
@@ -517,7 +519,7 @@ type connectError struct{ error }
 func (e connectError) Unwrap() error { return e.error }
 
 // ErrTracksChanged ends a connection whose source changed its parameters.
-var ErrTracksChanged = errors.New("the source changed its tracks")
+var ErrTracksChanged = flv.ErrTracksChanged
 
 // pushOnce makes one connection and pushes until it fails or ctx ends.
 func (o *Output) pushOnce(ctx context.Context) error {

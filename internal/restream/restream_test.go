@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/sim"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -64,4 +65,13 @@ func TestRedactAndSameURL(t *testing.T) {
 	if sameURL("rtmp://h/app/KEY", "rtmp://h/app/key") {
 		t.Fatal("stream keys differing in case are one destination")
 	}
+}
+
+// testTracks are the test clip's tracks (H.264 and AAC-LC).
+func testTracks(t testing.TB) *stream.Tracks {
+	tracks, err := sim.DefaultTracks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tracks
 }

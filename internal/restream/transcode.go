@@ -1,10 +1,7 @@
 package restream
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,9 +9,9 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
+	"github.com/glasscast/glasscast/internal/flv"
+	"github.com/glasscast/glasscast/internal/helper"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -45,7 +42,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	if err != nil {
 		return err
 	}
-	var stderr TailBuffer
+	var stderr helper.Tail
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return errPermanent{fmt.Errorf("ffmpeg: %w", err)}
@@ -57,7 +54,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	feedErr := make(chan error, 1)
 	go func() {
 		defer stdin.Close()
-		feedErr <- FeedFLV(cctx, stdin, r, first, first.DTS)
+		feedErr <- flv.Feed(cctx, stdin, r, first, first.DTS)
 		cancel() // ends ffmpeg if it is still running
 	}()
 
@@ -69,7 +66,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case errors.Is(ferr, ErrTracksChanged), errors.Is(ferr, errStreamEnded):
+	case errors.Is(ferr, flv.ErrTracksChanged), errors.Is(ferr, errStreamEnded):
 		return ferr
 	case sendErr != nil && !errors.Is(sendErr, io.EOF) && !errors.Is(sendErr, errFFmpegOutput):
 		return sendErr // the destination's side failed
@@ -81,7 +78,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	if msg == "" {
 		msg = "ffmpeg ended"
 	}
-	return errors.New("ffmpeg: " + lastLine(msg))
+	return errors.New("ffmpeg: " + helper.LastLine(msg))
 }
 
 // errFFmpegOutput marks a failure to read what ffmpeg wrote (its own error
@@ -91,7 +88,7 @@ var errFFmpegOutput = errors.New("ffmpeg's output ended")
 // relay publishes the FLV ffmpeg writes: it connects once ffmpeg has given
 // the configuration of every track the source has.
 func (o *Output) relay(ctx context.Context, out io.Reader, src *stream.Tracks) error {
-	fr, err := newFLVReader(out)
+	fr, err := flv.NewReader(out)
 	if err != nil {
 		return errFFmpegOutput
 	}
@@ -103,7 +100,7 @@ func (o *Output) relay(ctx context.Context, out io.Reader, src *stream.Tracks) e
 	}()
 	var pending []*stream.Unit
 	for {
-		u, err := fr.next()
+		u, err := fr.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || ctx.Err() != nil {
 				return errFFmpegOutput
@@ -117,10 +114,10 @@ func (o *Output) relay(ctx context.Context, out io.Reader, src *stream.Tracks) e
 				}
 				pending = append(pending, u)
 			}
-			if (src.Video != nil && fr.tracks.Video == nil) || (src.Audio != nil && fr.tracks.Audio == nil) {
+			if (src.Video != nil && fr.Tracks().Video == nil) || (src.Audio != nil && fr.Tracks().Audio == nil) {
 				continue
 			}
-			t := fr.tracks
+			t := fr.Tracks()
 			if d, err = o.connect(ctx, &t); err != nil {
 				return err
 			}
@@ -138,43 +135,6 @@ func (o *Output) relay(ctx context.Context, out io.Reader, src *stream.Tracks) e
 			}
 		}
 	}
-}
-
-func lastLine(s string) string {
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
-	}
-	return s
-}
-
-// FeedFLV writes FLV to w from a hub reader, starting with first, with
-// timestamps of stream time minus base, until the reader ends (errStreamEnded),
-// the source changes its parameters (ErrTracksChanged) or a write fails. A
-// slow w fills the reader's queue, which drops to the next keyframe: nothing
-// upstream waits.
-func FeedFLV(ctx context.Context, w io.Writer, r *stream.Reader, first *stream.Unit, base time.Duration) error {
-	tracks := first.Tracks
-	fw := &flvWriter{w: bufio.NewWriterSize(w, 64<<10)}
-	err := fw.header(tracks)
-	for unit := first; err == nil; {
-		if unit.Kind != stream.KindEnd && unit.DTS >= base {
-			if unit.Tracks != tracks && !sameParams(unit.Tracks, tracks) {
-				return ErrTracksChanged
-			}
-			err = fw.unit(unit, base)
-			if err == nil && r.Len() == 0 {
-				err = fw.w.Flush()
-			}
-		}
-		if err != nil {
-			break
-		}
-		unit, err = r.Read(ctx)
-		if errors.Is(err, stream.ErrClosed) {
-			err = errStreamEnded
-		}
-	}
-	return err
 }
 
 // ffmpegArgs builds the transcoding command.
@@ -223,122 +183,4 @@ func (o *Output) ffmpegArgs(t *stream.Tracks, st stream.Stats, video, audio bool
 		}
 	}
 	return append(args, "-flvflags", "no_duration_filesize", "-f", "flv", "pipe:1")
-}
-
-// TailBuffer keeps the last 4 KiB written to it: a helper process's
-// stderr, for its last error.
-type TailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *TailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 4096 {
-		t.buf = t.buf[len(t.buf)-4096:]
-	}
-	return len(p), nil
-}
-
-func (t *TailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
-
-// flvWriter writes an FLV stream (Adobe FLV spec v10.1, E.4): H.264 as AVC
-// packets of 4-byte length-prefixed NAL units, AAC as raw frames, each
-// behind its sequence header.
-type flvWriter struct {
-	w     *bufio.Writer
-	video bool
-	audio bool
-	tag   bytes.Buffer
-}
-
-const (
-	flvAudio = 8
-	flvVideo = 9
-)
-
-func (f *flvWriter) header(t *stream.Tracks) error {
-	flags := byte(0)
-	if t.Video != nil {
-		flags |= 1
-		f.video = true
-	}
-	if t.Audio != nil {
-		flags |= 4
-		f.audio = true
-	}
-	if _, err := f.w.Write([]byte{'F', 'L', 'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0}); err != nil {
-		return err
-	}
-	if v := t.Video; v != nil {
-		rec := []byte{1, v.SPS[1], v.SPS[2], v.SPS[3], 0xff, 0xe1}
-		rec = binary.BigEndian.AppendUint16(rec, uint16(len(v.SPS)))
-		rec = append(rec, v.SPS...)
-		rec = append(rec, 1)
-		rec = binary.BigEndian.AppendUint16(rec, uint16(len(v.PPS)))
-		rec = append(rec, v.PPS...)
-		if err := f.write(flvVideo, 0, append([]byte{0x17, 0, 0, 0, 0}, rec...)); err != nil {
-			return err
-		}
-	}
-	if a := t.Audio; a != nil {
-		asc, err := a.Config.Marshal()
-		if err != nil {
-			return err
-		}
-		if err := f.write(flvAudio, 0, append([]byte{0xaf, 0}, asc...)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (f *flvWriter) unit(u *stream.Unit, base time.Duration) error {
-	ts := uint32((u.DTS - base) / time.Millisecond)
-	switch {
-	case u.Kind == stream.KindVideo && f.video:
-		f.tag.Reset()
-		kind := byte(0x27)
-		if u.Key {
-			kind = 0x17
-		}
-		cts := int32((u.PTS - u.DTS) / time.Millisecond)
-		f.tag.Write([]byte{kind, 1, byte(cts >> 16), byte(cts >> 8), byte(cts)})
-		var l [4]byte
-		for _, n := range u.NALUs {
-			binary.BigEndian.PutUint32(l[:], uint32(len(n)))
-			f.tag.Write(l[:])
-			f.tag.Write(n)
-		}
-		return f.write(flvVideo, ts, f.tag.Bytes())
-	case u.Kind == stream.KindAudio && f.audio:
-		f.tag.Reset()
-		f.tag.Write([]byte{0xaf, 1})
-		f.tag.Write(u.Payload)
-		return f.write(flvAudio, ts, f.tag.Bytes())
-	}
-	return nil
-}
-
-func (f *flvWriter) write(kind byte, ts uint32, data []byte) error {
-	var h [11]byte
-	h[0] = kind
-	h[1], h[2], h[3] = byte(len(data)>>16), byte(len(data)>>8), byte(len(data))
-	h[4], h[5], h[6], h[7] = byte(ts>>16), byte(ts>>8), byte(ts), byte(ts>>24)
-	if _, err := f.w.Write(h[:]); err != nil {
-		return err
-	}
-	if _, err := f.w.Write(data); err != nil {
-		return err
-	}
-	var tail [4]byte
-	binary.BigEndian.PutUint32(tail[:], uint32(11+len(data)))
-	_, err := f.w.Write(tail[:])
-	return err
 }

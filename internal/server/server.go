@@ -30,6 +30,7 @@ import (
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/control"
 	"github.com/glasscast/glasscast/internal/dash"
+	"github.com/glasscast/glasscast/internal/helper"
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/record"
@@ -76,7 +77,7 @@ type Server struct {
 	abr        *abr.Manager
 	thumbs     *thumb.Server
 	// transcoders is the server's budget of ffmpeg encoders.
-	transcoders *restream.Budget
+	transcoders *helper.Budget
 }
 
 // AdminTokenFile keeps the admin token made when none is configured.
@@ -125,7 +126,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if maxTranscodes == 0 {
 		maxTranscodes = 2 * runtime.NumCPU()
 	}
-	s.transcoders = restream.NewBudget(maxTranscodes)
+	s.transcoders = helper.NewBudget(maxTranscodes)
 	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath(), Transcoders: s.transcoders}
 	if rcfg.Allow, err = restream.ParseAllow(cfg.RestreamAllow); err != nil {
 		s.recs.Close()

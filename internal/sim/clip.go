@@ -207,3 +207,12 @@ func (c *Clip) Tracks() (*stream.Tracks, error) {
 	}
 	return &t, t.Validate()
 }
+
+// DefaultTracks are the tracks of DefaultClip (H.264 and AAC-LC).
+func DefaultTracks() (*stream.Tracks, error) {
+	c, err := LoadClip(DefaultClip)
+	if err != nil {
+		return nil, err
+	}
+	return c.Tracks()
+}

@@ -141,3 +141,21 @@ func (t *Tracks) SameShape(o *Tracks) bool {
 	}
 	return true
 }
+
+// SameParams reports whether both sets need the same sequence headers: the
+// same shape, the same H.264 parameter sets and the same audio config.
+func (t *Tracks) SameParams(b *Tracks) bool {
+	if t == b {
+		return true
+	}
+	if !t.SameShape(b) {
+		return false
+	}
+	if t.Video != nil && (!bytes.Equal(t.Video.SPS, b.Video.SPS) || !bytes.Equal(t.Video.PPS, b.Video.PPS)) {
+		return false
+	}
+	if t.Audio != nil && t.Audio.Config != b.Audio.Config {
+		return false
+	}
+	return true
+}

@@ -1,8 +1,13 @@
-package restream
+// Package helper keeps glasscast's helper processes (ffmpeg) in bounds:
+// a budget of encoders the whole server shares, and the tail of a
+// process's stderr for its last error.
+package helper
 
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 )
 
 // Budget bounds the encoders (ffmpeg running libx264) the whole server runs
@@ -72,4 +77,35 @@ func (b *Budget) Release() {
 // Full is the text of a transcoder refused for want of a slot.
 func (b *Budget) Full() string {
 	return fmt.Sprintf("the server already runs its most transcoders (%d, --max-transcodes); this starts as soon as one stops", b.Cap())
+}
+
+// Tail keeps the last 4 KiB written to it: a helper process's
+// stderr, for its last error.
+type Tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *Tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 4096 {
+		t.buf = t.buf[len(t.buf)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *Tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// LastLine is the last line of s.
+func LastLine(s string) string {
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
 }

@@ -1,7 +1,6 @@
-package restream
+package flv
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -23,28 +22,28 @@ func flvSample(t testing.TB) ([]byte, *stream.Tracks, []*stream.Unit) {
 		{Kind: stream.KindVideo, DTS: 33 * time.Millisecond, PTS: 33 * time.Millisecond, NALUs: [][]byte{{0x41, 7, 7}}},
 	}
 	var buf bytes.Buffer
-	w := &flvWriter{w: bufio.NewWriter(&buf)}
-	if err := w.header(tracks); err != nil {
+	w := NewWriter(&buf)
+	if err := w.Header(tracks); err != nil {
 		t.Fatal(err)
 	}
 	for _, u := range units {
 		u.Tracks = tracks
-		if err := w.unit(u, 0); err != nil {
+		if err := w.Unit(u, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w.w.Flush()
+	w.Flush()
 	return buf.Bytes(), tracks, units
 }
 
-func readAll(data []byte) (*flvReader, []*stream.Unit, error) {
-	r, err := newFLVReader(bytes.NewReader(data))
+func readAll(data []byte) (*Reader, []*stream.Unit, error) {
+	r, err := NewReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, err
 	}
 	var out []*stream.Unit
 	for {
-		u, err := r.next()
+		u, err := r.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return r, out, nil
@@ -98,11 +97,7 @@ func FuzzFLVRead(f *testing.F) {
 
 // testTracks are the test clip's tracks (H.264 and AAC-LC).
 func testTracks(t testing.TB) *stream.Tracks {
-	c, err := sim.LoadClip(sim.DefaultClip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracks, err := c.Tracks()
+	tracks, err := sim.DefaultTracks()
 	if err != nil {
 		t.Fatal(err)
 	}

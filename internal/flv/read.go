@@ -1,4 +1,4 @@
-package restream
+package flv
 
 import (
 	"bufio"
@@ -16,21 +16,18 @@ import (
 // maxFLVTag bounds one tag read from a helper process.
 const maxFLVTag = 8 << 20
 
-// flvReader reads the FLV a transcoding ffmpeg writes (Adobe FLV spec
-// v10.1, E.4): AVC packets of length-prefixed NAL units behind an
-// AVCDecoderConfigurationRecord, AAC frames behind an AudioSpecificConfig.
-// ffmpeg only transcodes; glasscast itself makes the connection, so the
-// destination's address is checked, its certificate verified and its key
-// never handed to another process.
-type flvReader struct {
+// Reader reads the FLV a transcoding ffmpeg writes. Tags are size-limited;
+// a malformed one is an error, never a panic.
+type Reader struct {
 	r       *bufio.Reader
 	lenSize int
 	tracks  stream.Tracks
 	buf     []byte
 }
 
-func newFLVReader(r io.Reader) (*flvReader, error) {
-	f := &flvReader{r: bufio.NewReaderSize(r, 64<<10)}
+// NewReader reads the FLV header from r.
+func NewReader(r io.Reader) (*Reader, error) {
+	f := &Reader{r: bufio.NewReaderSize(r, 64<<10)}
 	var h [13]byte
 	if _, err := io.ReadFull(f.r, h[:]); err != nil {
 		return nil, fmt.Errorf("flv header: %w", err)
@@ -46,9 +43,12 @@ func newFLVReader(r io.Reader) (*flvReader, error) {
 	return f, nil
 }
 
-// next returns the next media unit; a sequence header updates the tracks
+// Tracks are the tracks the sequence headers so far described.
+func (f *Reader) Tracks() stream.Tracks { return f.tracks }
+
+// Next returns the next media unit; a sequence header updates the tracks
 // and returns no unit (nil, nil).
-func (f *flvReader) next() (*stream.Unit, error) {
+func (f *Reader) Next() (*stream.Unit, error) {
 	var h [11]byte
 	if _, err := io.ReadFull(f.r, h[:]); err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func (f *flvReader) next() (*stream.Unit, error) {
 	return nil, nil // script data
 }
 
-func (f *flvReader) video(data []byte, ts time.Duration) (*stream.Unit, error) {
+func (f *Reader) video(data []byte, ts time.Duration) (*stream.Unit, error) {
 	if len(data) < 5 || data[0]&0x0f != 7 {
 		return nil, errors.New("flv: video is not H.264")
 	}
@@ -118,7 +118,7 @@ func (f *flvReader) video(data []byte, ts time.Duration) (*stream.Unit, error) {
 	return nil, nil
 }
 
-func (f *flvReader) audio(data []byte, ts time.Duration) (*stream.Unit, error) {
+func (f *Reader) audio(data []byte, ts time.Duration) (*stream.Unit, error) {
 	if len(data) < 2 || data[0]>>4 != 10 {
 		return nil, errors.New("flv: audio is not AAC")
 	}
