@@ -1,12 +1,9 @@
 package stream
 
 import (
-	"bytes"
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 )
 
 // Errors a publisher or reader branches on.
@@ -141,7 +138,7 @@ func (h *Hub) Publish(t *Tracks) (*Publisher, error) {
 	old := h.pub
 	h.epoch++
 	totals.publishes.Add(1)
-	p := &Publisher{hub: h, epoch: h.epoch, done: make(chan struct{}), needKey: t.Video != nil}
+	p := &Publisher{hub: h, epoch: h.epoch, codec: h264Codec{}, done: make(chan struct{}), needKey: t.Video != nil}
 	h.pub = p
 	h.tracks = t
 	h.gop = nil
@@ -261,7 +258,8 @@ func (h *Hub) removeReader(r *Reader) {
 type Publisher struct {
 	hub     *Hub
 	epoch   uint32
-	needKey bool // no IDR seen yet in this session
+	codec   videoCodec
+	needKey bool // no keyframe seen yet in this session
 
 	once sync.Once
 	done chan struct{}
@@ -322,53 +320,31 @@ func (p *Publisher) WriteVideo(pts, dts time.Duration, au [][]byte) error {
 	if p.Err() != nil {
 		return p.err
 	}
-	var sps, pps []byte
-	idr := false
-	nalus := make([][]byte, 0, len(au)+2)
-	nalus = append(nalus, nil, nil) // room for SPS and PPS
-	for _, n := range au {
-		if len(n) == 0 {
-			continue
-		}
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			sps = n
-			continue
-		case h264.NALUTypePPS:
-			pps = n
-			continue
-		case h264.NALUTypeAccessUnitDelimiter:
-			continue
-		case h264.NALUTypeIDR:
-			idr = true
-		}
-		nalus = append(nalus, n)
-	}
-	if sps != nil || pps != nil {
-		if err := p.updateParams(sps, pps); err != nil {
+	params, nalus, key := p.codec.split(au)
+	if len(params) > 0 {
+		if err := p.updateParams(params); err != nil {
 			return err
 		}
 	}
-	if len(nalus) == 2 {
+	if len(nalus) == 0 {
 		return nil // parameter sets only
 	}
-	if !idr && p.needKey {
+	if !key && p.needKey {
 		return nil
 	}
-	if idr {
+	if key {
 		p.needKey = false
 		v := p.hub.Tracks().Video
 		if v == nil {
 			return errors.New("video unit on a stream without a video track")
 		}
-		nalus[0], nalus[1] = v.SPS, v.PPS
-	} else {
-		nalus = nalus[2:]
+		nalus = withPrefix(p.codec.prefix(v), nalus)
 	}
-	return p.hub.write(p, &Unit{Kind: KindVideo, PTS: pts, DTS: dts, Key: idr, NALUs: nalus, Arrival: time.Now(), memo: &unitMemo{}})
+	return p.hub.write(p, &Unit{Kind: KindVideo, PTS: pts, DTS: dts, Key: key, NALUs: nalus, Arrival: time.Now(), memo: &unitMemo{}})
 }
 
-func (p *Publisher) updateParams(sps, pps []byte) error {
+// updateParams makes a new track set when the parameter sets change.
+func (p *Publisher) updateParams(params [][]byte) error {
 	h := p.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -376,17 +352,8 @@ func (p *Publisher) updateParams(sps, pps []byte) error {
 	if cur == nil || cur.Video == nil || h.pub != p {
 		return nil
 	}
-	if sps == nil {
-		sps = cur.Video.SPS
-	}
-	if pps == nil {
-		pps = cur.Video.PPS
-	}
-	if bytes.Equal(sps, cur.Video.SPS) && bytes.Equal(pps, cur.Video.PPS) {
-		return nil
-	}
-	v, err := NewVideo(sps, pps)
-	if err != nil {
+	v, err := p.codec.update(cur.Video, params)
+	if err != nil || v == nil {
 		return err
 	}
 	h.tracks = &Tracks{Video: v, Audio: cur.Audio}
