@@ -340,6 +340,22 @@ func (p *Packager) Close() {
 	p.update(func(v *View) { v.Ended = true })
 }
 
+// Release drops the media of an ended stream (its segments and what the
+// writer held) once whoever follows it has copied what it needs; the view
+// stays ended and empty.
+func (p *Packager) Release() {
+	p.wmu.Lock()
+	p.w = writer{p: p}
+	p.wmu.Unlock()
+	p.vmu.Lock()
+	p.variants, p.follow = nil, nil
+	p.vmu.Unlock()
+	p.update(func(v *View) {
+		v.Segments = nil
+		v.Ended = true
+	})
+}
+
 // View runs fn with the current view, under a read lock: fn must not block.
 func (p *Packager) View(fn func(v *View)) {
 	p.mu.RLock()

@@ -1,6 +1,8 @@
 package live
 
 import (
+	"context"
+	"sync"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/enum"
@@ -56,7 +58,24 @@ type Event struct {
 type Subscription struct {
 	reg    *Registry
 	stream *Stream // nil: every stream
-	q      *event.Queue[Event]
+	q      *event.Queue[item]
+}
+
+// item is what a subscription's queue carries: an event, or a marker Sync
+// waits for.
+type item struct {
+	ev     Event
+	synced chan struct{}
+}
+
+func newQueue(name string, wg *sync.WaitGroup, fn func(Event)) *event.Queue[item] {
+	return event.NewQueue(name, wg, func(it item) {
+		if it.synced != nil {
+			close(it.synced)
+			return
+		}
+		fn(it.ev)
+	})
 }
 
 // Subscribe delivers every stream's events to fn, in order, on a goroutine
@@ -64,7 +83,7 @@ type Subscription struct {
 // subscription. The subscription lasts until Close or until the registry
 // has closed and delivered the ends of the streams it ended.
 func (r *Registry) Subscribe(name string, fn func(Event)) *Subscription {
-	sub := &Subscription{reg: r, q: event.NewQueue(name, &r.subWG, fn)}
+	sub := &Subscription{reg: r, q: newQueue(name, &r.subWG, fn)}
 	r.subMu.Lock()
 	defer r.subMu.Unlock()
 	if r.subsClosed {
@@ -79,11 +98,11 @@ func (r *Registry) Subscribe(name string, fn func(Event)) *Subscription {
 // a goroutine of the subscription's own; after EventEnded the subscription
 // ends by itself. A stream that has ended already gets EventEnded at once.
 func (s *Stream) Subscribe(name string, fn func(Event)) *Subscription {
-	sub := &Subscription{reg: s.reg, stream: s, q: event.NewQueue(name, &s.reg.subWG, fn)}
+	sub := &Subscription{reg: s.reg, stream: s, q: newQueue(name, &s.reg.subWG, fn)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.finished {
-		sub.q.Push(Event{Kind: EventEnded, Stream: s, At: s.endedAt, Reason: s.endReason})
+		sub.q.Push(item{ev: Event{Kind: EventEnded, Stream: s, At: s.endedAt, Reason: s.endReason}})
 		sub.q.Close()
 		return sub
 	}
@@ -125,7 +144,7 @@ func (s *Stream) emitLocked(ev Event) {
 		ev.At = time.Now()
 	}
 	for _, sub := range s.subs {
-		sub.q.Push(ev)
+		sub.q.Push(item{ev: ev})
 	}
 	if ev.Kind == EventEnded {
 		for _, sub := range s.subs {
@@ -136,9 +155,31 @@ func (s *Stream) emitLocked(ev Event) {
 	r := s.reg
 	r.subMu.Lock()
 	for _, sub := range r.subs {
-		sub.q.Push(ev)
+		sub.q.Push(item{ev: ev})
 	}
 	r.subMu.Unlock()
+}
+
+// Sync waits until every registry-wide subscription has handled the events
+// emitted before the call, or ctx ends.
+func (r *Registry) Sync(ctx context.Context) error {
+	r.subMu.Lock()
+	var marks []chan struct{}
+	for _, sub := range r.subs {
+		m := make(chan struct{})
+		if sub.q.Push(item{synced: m}) {
+			marks = append(marks, m)
+		}
+	}
+	r.subMu.Unlock()
+	for _, m := range marks {
+		select {
+		case <-m:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // closeSubscriptions ends the registry's subscriptions once they have

@@ -96,8 +96,9 @@ type Kept struct {
 
 // Recorder keeps a stream's media on disk by following its packager.
 type Recorder interface {
-	// Start records stream id; public says it plays without a token.
-	Start(id, name string, public bool, p *cmaf.Packager) error
+	// Start records stream id; public says it plays without a token. done
+	// is closed once the recording has everything the packager made.
+	Start(id, name string, public bool, p *cmaf.Packager) (done <-chan struct{}, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -166,14 +167,16 @@ type Stream struct {
 	hub       *stream.Hub
 	pkg       *cmaf.Packager
 	stopPkg   context.CancelFunc
+	recorded  <-chan struct{} // closed when the recording has it all (nil: not recorded)
 
 	mu        sync.Mutex
 	status    Status
 	since     time.Time // start of the current publisher session
 	endedAt   time.Time
 	endReason string
-	shutdown  bool // ended by the registry closing
-	finished  bool // ended, and its packager has written everything
+	shutdown  bool          // ended by the registry closing
+	finished  bool          // ended, and its packager has written everything
+	done      chan struct{} // closed when finished
 	lastError string
 	window    *time.Timer
 	changed   chan struct{}
@@ -254,6 +257,7 @@ func (r *Registry) newStream(opts CreateOptions, id, key string, created time.Ti
 		createdAt: created,
 		status:    StatusIdle,
 		changed:   make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	s.hub = stream.New(stream.Config{OnPublish: s.onPublish, OnUnpublish: s.onUnpublish, KeepTimestamps: opts.Internal})
 	s.pkg = cmaf.New(r.cfg.Packager)
@@ -268,9 +272,10 @@ func (r *Registry) newStream(opts CreateOptions, id, key string, created time.Ti
 		s.finish()
 	}()
 	if s.record {
+		var err error
 		if r.cfg.Recorder == nil {
 			s.record = false
-		} else if err := r.cfg.Recorder.Start(s.id, s.name, s.public, s.pkg); err != nil {
+		} else if s.recorded, err = r.cfg.Recorder.Start(s.id, s.name, s.public, s.pkg); err != nil {
 			r.log.Error("stream not recorded", "stream", s.id, "err", err)
 			s.record = false
 		}
@@ -503,6 +508,10 @@ func (s *Stream) Status() Status {
 	return s.status
 }
 
+// Done is closed once the stream has ended and everything its packager
+// held has been written (EventEnded is then on its way to subscribers).
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
 // Changed returns a channel closed at the next status change.
 func (s *Stream) Changed() <-chan struct{} {
 	s.mu.Lock()
@@ -597,12 +606,19 @@ func (s *Stream) endAt(at time.Time, reason string) {
 }
 
 // finish runs on the packager's goroutine once it has written everything:
-// the stream's ending is complete, and its subscribers hear it.
+// once the recording has it all too, the media is let go (an ended stream
+// stays listed, without it), the ending is complete, and its subscribers
+// hear it.
 func (s *Stream) finish() {
 	s.pkg.Close()
+	if s.recorded != nil {
+		<-s.recorded
+	}
+	s.pkg.Release()
 	s.stopPkg()
 	s.mu.Lock()
 	s.finished = true
+	close(s.done)
 	reason := s.endReason
 	if reason != "" {
 		s.emitLocked(Event{Kind: EventEnded, At: s.endedAt, Reason: reason, Shutdown: s.shutdown})

@@ -318,13 +318,13 @@ func (r *Recording) writeMeta() error {
 // A finished recording of the same id (its stream restored after a restart)
 // is continued: what it had stays, and what comes next follows a
 // discontinuity.
-func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) error {
+func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) (<-chan struct{}, error) {
 	if !idPattern.MatchString(id) {
-		return fmt.Errorf("bad recording id %q", id)
+		return nil, fmt.Errorf("bad recording id %q", id)
 	}
 	dir := filepath.Join(s.cfg.Dir, id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("recording directory: %w", err)
+		return nil, fmt.Errorf("recording directory: %w", err)
 	}
 	rec := &Recording{dir: dir, inits: map[int]*initRec{}, active: true, done: make(chan struct{}),
 		meta: meta{ID: id, Name: name, StartedAt: time.Now().UTC(), Public: public}}
@@ -336,7 +336,7 @@ func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) error {
 		old.mu.Lock()
 		if old.active {
 			old.mu.Unlock()
-			return fmt.Errorf("recording %s is already being written", id)
+			return nil, fmt.Errorf("recording %s is already being written", id)
 		}
 		rec.meta = old.meta
 		rec.meta.EndedAt, rec.meta.Interrupted, rec.meta.Error = nil, false, ""
@@ -352,7 +352,7 @@ func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) error {
 		flags = os.O_CREATE | os.O_WRONLY
 	}
 	if err := rec.writeMeta(); err != nil {
-		return fmt.Errorf("recording meta: %w", err)
+		return nil, fmt.Errorf("recording meta: %w", err)
 	}
 	j, err := os.OpenFile(filepath.Join(dir, "journal.jsonl"), flags, 0o644)
 	if err == nil && old != nil {
@@ -362,7 +362,7 @@ func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) error {
 		if j != nil {
 			j.Close()
 		}
-		return fmt.Errorf("recording journal: %w", err)
+		return nil, fmt.Errorf("recording journal: %w", err)
 	}
 	rec.journal = j
 	s.mu.Lock()
@@ -378,7 +378,7 @@ func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) error {
 		defer s.wg.Done()
 		s.follow(rec, p)
 	}()
-	return nil
+	return rec.done, nil
 }
 
 // cutJournal drops a torn last line from a journal being continued and

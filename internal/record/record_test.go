@@ -67,7 +67,7 @@ func TestRecordAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := cmaf.New(cmaf.Config{})
-	if err := s.Start("abc123", "test", false, p); err != nil {
+	if _, err := s.Start("abc123", "test", false, p); err != nil {
 		t.Fatal(err)
 	}
 	feed(t, p, 2) // 16 s
@@ -138,7 +138,7 @@ func TestRecordContinuedAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := cmaf.New(cmaf.Config{})
-	if err := s.Start("cafe01", "kept", false, p); err != nil {
+	if _, err := s.Start("cafe01", "kept", false, p); err != nil {
 		t.Fatal(err)
 	}
 	feed(t, p, 2)
@@ -157,7 +157,7 @@ func TestRecordContinuedAfterRestart(t *testing.T) {
 	}
 	defer s.Close()
 	p = cmaf.New(cmaf.Config{})
-	if err := s.Start("cafe01", "kept", false, p); err != nil {
+	if _, err := s.Start("cafe01", "kept", false, p); err != nil {
 		t.Fatal(err)
 	}
 	feed(t, p, 1)
@@ -222,7 +222,7 @@ func TestRecordStopsAtBudget(t *testing.T) {
 	}
 	defer s.Close()
 	p := cmaf.New(cmaf.Config{})
-	if err := s.Start("cafe01", "long", false, p); err != nil {
+	if _, err := s.Start("cafe01", "long", false, p); err != nil {
 		t.Fatal(err)
 	}
 	feed(t, p, 3)
@@ -254,7 +254,7 @@ func BenchmarkRecord(b *testing.B) {
 		p := cmaf.New(cmaf.Config{})
 		id := fmt.Sprintf("be%04x", i%16)
 		s.Delete(id)
-		if err := s.Start(id, "bench", false, p); err != nil {
+		if _, err := s.Start(id, "bench", false, p); err != nil {
 			b.Fatal(err)
 		}
 		total += feed(b, p, 4)
@@ -276,7 +276,7 @@ func BenchmarkMP4Layout(b *testing.B) {
 	}
 	defer s.Close()
 	p := cmaf.New(cmaf.Config{})
-	if err := s.Start("feed01", "bench", false, p); err != nil {
+	if _, err := s.Start("feed01", "bench", false, p); err != nil {
 		b.Fatal(err)
 	}
 	feed(b, p, 15) // two minutes

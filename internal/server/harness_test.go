@@ -368,3 +368,24 @@ func describe(streams []probeStream) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// waitEnded waits until every ended stream has finished ending and the
+// registry's subscribers have heard of it.
+func (h *harness) waitEnded() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, st := range h.srv.Registry().List() {
+		if st.Status() != live.StatusEnded {
+			continue
+		}
+		select {
+		case <-st.Done():
+		case <-ctx.Done():
+			h.t.Fatalf("stream %s has not finished ending", st.ID())
+		}
+	}
+	if err := h.srv.Registry().Sync(ctx); err != nil {
+		h.t.Fatalf("the registry's subscribers did not catch up: %v", err)
+	}
+}

@@ -164,6 +164,7 @@ func (h *Hub) Close() {
 		return
 	}
 	h.closed = true
+	h.gop, h.gopSize, h.lastKey = nil, 0, nil // nobody reads a closed hub's media
 	pub := h.pub
 	readers := make([]*Reader, 0, len(h.readers))
 	for r := range h.readers {
