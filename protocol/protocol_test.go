@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -67,14 +68,16 @@ func TestDecodeFromGlasses(t *testing.T) {
 	}
 }
 
+// toGlasses are messages the cloud sends the phone.
+var toGlasses = []any{
+	StartRTMPStream{Type: TypeStartRTMPStream, SessionID: "u", RTMPURL: "rtmp://h/live/k", AppID: ManagedAppID, StreamID: "m1", Video: &VideoConfig{}, Audio: &AudioConfig{}, Stream: &StreamConfig{}, Flash: true, Sound: true},
+	StopRTMPStream{Type: TypeStopRTMPStream, SessionID: "u", AppID: "p", StreamID: "s1"},
+	KeepRTMPStreamAlive{Type: TypeKeepRTMPStreamAlive, StreamID: "s1", AckID: "a1"},
+	ConnectionAck{Type: TypeConnectionAck, SessionID: "u", Timestamp: Now()},
+}
+
 func TestRoundTripToGlassesAndApps(t *testing.T) {
-	msgs := []any{
-		StartRTMPStream{Type: TypeStartRTMPStream, SessionID: "u", RTMPURL: "rtmp://h/live/k", AppID: ManagedAppID, StreamID: "m1", Video: &VideoConfig{}, Audio: &AudioConfig{}, Stream: &StreamConfig{}, Flash: true, Sound: true},
-		StopRTMPStream{Type: TypeStopRTMPStream, SessionID: "u", AppID: "p", StreamID: "s1"},
-		KeepRTMPStreamAlive{Type: TypeKeepRTMPStreamAlive, StreamID: "s1", AckID: "a1"},
-		ConnectionAck{Type: TypeConnectionAck, SessionID: "u", Timestamp: Now()},
-	}
-	for _, m := range msgs {
+	for _, m := range toGlasses {
 		b, _ := json.Marshal(m)
 		if d, err := DecodeToGlasses(b); err != nil {
 			t.Fatalf("%s: %v", b, err)
@@ -135,6 +138,35 @@ func FuzzDecodeFromCloud(f *testing.F) {
 	f.Add([]byte(`{"type":"data_stream","streamType":"transcription:en-US","data":{"text":"x"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		DecodeFromCloud(b)
-		DecodeToGlasses(b)
+	})
+}
+
+func FuzzDecodeToGlasses(f *testing.F) {
+	for _, m := range toGlasses {
+		b, err := json.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"type":"display_event","layout":{"layoutType":"text_wall","text":"x"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeToGlasses(b)
+		if err == nil && m == nil {
+			t.Fatal("nil message without an error")
+		}
+		// What decodes as a known message encodes again and decodes as
+		// the same type.
+		if _, unknown := m.(*Unknown); err != nil || unknown {
+			return
+		}
+		again, err := json.Marshal(m)
+		if err != nil {
+			return // a field the glasses' own type cannot write back (a raw timestamp)
+		}
+		m2, err := DecodeToGlasses(again)
+		if err != nil || fmt.Sprintf("%T", m2) != fmt.Sprintf("%T", m) {
+			t.Fatalf("%s decoded as %T, written as %s, decoded again as %T, %v", b, m, again, m2, err)
+		}
 	})
 }

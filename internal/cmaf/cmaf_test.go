@@ -2,13 +2,13 @@ package cmaf_test
 
 import (
 	"bytes"
-	"context"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/cmaf/cmaftest"
 	"github.com/glasscast/glasscast/internal/sim"
 	"github.com/glasscast/glasscast/internal/stream"
 )
@@ -27,19 +27,7 @@ func loadClip(t testing.TB) *sim.Clip {
 func feed(t testing.TB, h *stream.Hub, r *stream.Reader, p *cmaf.Packager, c *sim.Clip, pub *stream.Publisher, loops int, end bool) {
 	t.Helper()
 	for l := range loops {
-		base := time.Duration(l) * c.Duration
-		for _, f := range c.Frames {
-			var err error
-			if f.Video {
-				err = pub.WriteVideo(base+f.PTS, base+f.DTS, f.NALUs)
-			} else {
-				err = pub.WriteAudio(base+f.DTS, f.AU)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			drain(t, r, p)
-		}
+		cmaftest.Write(t, pub, r, p, c, time.Duration(l)*c.Duration)
 	}
 	if end {
 		pub.Close(nil)
@@ -47,15 +35,7 @@ func feed(t testing.TB, h *stream.Hub, r *stream.Reader, p *cmaf.Packager, c *si
 	}
 }
 
-func drain(t testing.TB, r *stream.Reader, p *cmaf.Packager) {
-	for r.Len() > 0 {
-		u, err := r.Read(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Write(u)
-	}
-}
+func drain(t testing.TB, r *stream.Reader, p *cmaf.Packager) { cmaftest.Drain(t, r, p) }
 
 func tracksOf(t testing.TB, c *sim.Clip) *stream.Tracks {
 	t.Helper()

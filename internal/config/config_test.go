@@ -95,3 +95,22 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("String: %s", s)
 	}
 }
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"0", "1048576", "20GiB", "500MB", "1.5 GiB", "64KiB", "", "-1GB", "ten", "5XB", "1e30", " 7 TB "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := ParseSize(in)
+		if err != nil {
+			return
+		}
+		if s < 0 || s > 1<<62 {
+			t.Fatalf("ParseSize(%q) = %d", in, s)
+		}
+		// What it prints reads back as the same size.
+		if back, err := ParseSize(s.String()); err != nil || back != s {
+			t.Fatalf("ParseSize(%q) = %d, printed %q, read back %d, %v", in, s, s.String(), back, err)
+		}
+	})
+}

@@ -196,8 +196,12 @@ type fragSampleInfo struct {
 	sync bool
 }
 
+// maxFragSamples bounds the samples of one stored fragment (a part is
+// about 200 ms: a few frames).
+const maxFragSamples = 1 << 14
+
 // readMoof reads the moof at off in f and the trun of its one track.
-func readMoof(f *os.File, off int64, buf []byte) (fragInfo, error) {
+func readMoof(f io.ReaderAt, off int64, buf []byte) (fragInfo, error) {
 	var fi fragInfo
 	var head [8]byte
 	if _, err := f.ReadAt(head[:], off); err != nil {
@@ -255,7 +259,13 @@ func readMoof(f *os.File, off int64, buf []byte) (fragInfo, error) {
 	}
 	flags := binary.BigEndian.Uint32(trun[0:4]) & 0xffffff
 	count := binary.BigEndian.Uint32(trun[4:8])
+	if count > maxFragSamples {
+		return fi, fmt.Errorf("a fragment of %d samples", count)
+	}
 	p = 8
+	if opt := 4 * (int(flags&0x01) + int(flags&0x04)>>2); len(trun) < p+opt {
+		return fi, errors.New("short trun")
+	}
 	if flags&0x01 != 0 {
 		fi.dataAt = binary.BigEndian.Uint32(trun[p:])
 		p += 4

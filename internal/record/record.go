@@ -245,29 +245,7 @@ func load(dir string) (*Recording, error) {
 		return nil, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var l journalLine
-		if json.Unmarshal(sc.Bytes(), &l) != nil {
-			break
-		}
-		rec.jsize += int64(len(sc.Bytes())) + 1
-		switch {
-		case l.Init != nil:
-			rec.inits[l.Init.Version] = l.Init
-		case l.Seg != nil:
-			if rec.inits[l.Seg.Init] == nil {
-				continue
-			}
-			size, ok := rec.segFilesSize(l.Seg)
-			if !ok {
-				continue
-			}
-			rec.segs = append(rec.segs, l.Seg)
-			rec.bytes += size
-		}
-	}
+	rec.readJournal(f, rec.segFilesSize)
 	for v := range rec.inits {
 		for _, t := range rec.inits[v].Tracks {
 			if st, err := os.Stat(filepath.Join(dir, initFile(t.Name, v))); err == nil {
@@ -276,6 +254,35 @@ func load(dir string) (*Recording, error) {
 		}
 	}
 	return rec, nil
+}
+
+// readJournal takes a journal's lines up to the first that does not read
+// (torn by a crash), and of its segments those whose files have their
+// bytes (filesSize says).
+func (r *Recording) readJournal(in io.Reader, filesSize func(*segRec) (int64, bool)) {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var l journalLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			break
+		}
+		r.jsize += int64(len(sc.Bytes())) + 1
+		switch {
+		case l.Init != nil:
+			r.inits[l.Init.Version] = l.Init
+		case l.Seg != nil:
+			if r.inits[l.Seg.Init] == nil || !safeTracks(l.Seg.Tracks) {
+				continue
+			}
+			size, ok := filesSize(l.Seg)
+			if !ok {
+				continue
+			}
+			r.segs = append(r.segs, l.Seg)
+			r.bytes += size
+		}
+	}
 }
 
 func (r *Recording) segFilesSize(sr *segRec) (int64, bool) {
@@ -293,6 +300,19 @@ func (r *Recording) segFilesSize(sr *segRec) (int64, bool) {
 	}
 	return total, true
 }
+
+// safeTracks says a journal line's track names are file names of this
+// recording's directory (video, audio).
+func safeTracks(ts []trackRec) bool {
+	for _, t := range ts {
+		if !trackName.MatchString(t.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+var trackName = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
 
 func initFile(track string, version int) string {
 	return fmt.Sprintf("init-%s-%d.mp4", track, version)
