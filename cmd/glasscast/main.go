@@ -28,6 +28,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/bench"
 	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/demo"
 	"github.com/glasscast/glasscast/internal/server"
 	"github.com/glasscast/glasscast/internal/sim"
 )
@@ -170,10 +171,19 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
+	demoDone := make(chan struct{})
 	if cfg.Demo {
 		go announceDemo(ctx, srv, stdout)
+		go func() {
+			defer close(demoDone)
+			demo.Run(ctx, srv, log.With("component", "demo"))
+		}()
+	} else {
+		close(demoDone)
 	}
-	if err := <-done; err != nil {
+	err = <-done
+	<-demoDone
+	if err != nil {
 		fmt.Fprintf(stderr, "glasscast: %v\n", err)
 		return 1
 	}

@@ -30,7 +30,7 @@ type appSession struct {
 	state     appState
 	sock      *AppSocket
 	subs      map[string]bool
-	timer     *time.Timer   // init timeout, then grace
+	timer     Timer         // init timeout, then grace
 	ready     chan struct{} // closed once the app's socket is initialised or the start failed
 	startErr  error
 }

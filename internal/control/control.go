@@ -18,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"github.com/glasscast/glasscast/internal/access"
-	"github.com/glasscast/glasscast/internal/restream"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -72,8 +71,18 @@ type Config struct {
 	// Record records managed streams.
 	Record bool
 	// Outputs, when set, restreams managed streams to their
-	// restreamDestinations and to outputs added at runtime.
-	Outputs *restream.Manager
+	// restreamDestinations and to outputs added at runtime; unset, a
+	// request naming destinations is refused.
+	Outputs Outputs
+	// CheckURL checks an unmanaged stream's RTMP URL (required); its error
+	// is what the app is told.
+	CheckURL func(rawURL string) error
+	// Clock is the plane's time (default: the real one).
+	Clock Clock
+	// Camera gives out camera leases (default: a LocalCamera).
+	Camera Camera
+	// Directory finds a managed stream's user (default: a LocalDirectory).
+	Directory Directory
 	// PublicURL is the base of the playback URLs handed out.
 	PublicURL string
 	// Grant, when set, is the path element of a media stream's viewer
@@ -101,6 +110,18 @@ func (c *Config) setDefaults() {
 	def(&c.StopDrain, 5*time.Second)
 	if c.MaxMissedAcks <= 0 {
 		c.MaxMissedAcks = 3
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Camera == nil {
+		c.Camera = NewLocalCamera()
+	}
+	if c.Directory == nil {
+		c.Directory = NewLocalDirectory()
+	}
+	if c.CheckURL == nil {
+		panic("control: Config.CheckURL is required")
 	}
 }
 

@@ -2,7 +2,6 @@ package control
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/glasscast/glasscast/protocol"
 )
@@ -18,14 +17,14 @@ type keepAlive struct {
 	u         *User
 	streamID  string
 	onTimeout func()
-	tick      *time.Timer
-	pending   map[string]*time.Timer
+	tick      Timer
+	pending   map[string]Timer
 	missed    int
 	stopped   bool
 }
 
 func (u *User) startKeepAlive(streamID string, onTimeout func()) *keepAlive {
-	k := &keepAlive{u: u, streamID: streamID, onTimeout: onTimeout, pending: map[string]*time.Timer{}}
+	k := &keepAlive{u: u, streamID: streamID, onTimeout: onTimeout, pending: map[string]Timer{}}
 	k.schedule()
 	return k
 }
@@ -43,7 +42,7 @@ func (k *keepAlive) schedule() {
 }
 
 func (k *keepAlive) send() {
-	ackID := "a" + lastDigits(strconv.FormatInt(time.Now().UnixNano()/1e6, 36), 5)
+	ackID := "a" + lastDigits(strconv.FormatInt(k.u.p.cfg.Clock.Now().UnixNano()/1e6, 36), 5)
 	for k.pending[ackID] != nil {
 		ackID += "x" // two ticks in one millisecond, in tests
 	}

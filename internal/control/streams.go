@@ -7,10 +7,7 @@ import (
 	"github.com/glasscast/glasscast/internal/access"
 	"time"
 
-	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/live"
-	"github.com/glasscast/glasscast/internal/restream"
-	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/protocol"
 )
@@ -106,7 +103,8 @@ type managedStream struct {
 	ka        *keepAlive
 	stopWatch context.CancelFunc
 	media     *live.Subscription
-	timers    []*time.Timer
+	lease     Lease
+	timers    []Timer
 	ended     bool
 	// start is what the glasses were told; a phone that comes back is
 	// told again, to resume the stream with the same URLs.
@@ -184,20 +182,10 @@ func (ms *managedStream) sendLocked(pkg string, msg protocol.ManagedStreamStatus
 // outputsFor lists the stream's restream outputs as app pkg may see them:
 // the URLs of outputs another app added keep their stream keys hidden.
 func (ms *managedStream) outputsFor(pkg string) []protocol.OutputStatus {
-	mgr := ms.u.p.cfg.Outputs
-	if mgr == nil {
-		return nil
+	if mgr := ms.u.p.cfg.Outputs; mgr != nil {
+		return mgr.Statuses(ms.st.ID(), pkg)
 	}
-	var out []protocol.OutputStatus
-	for _, o := range mgr.List(ms.st.ID()) {
-		url := o.URL
-		if o.Owner != pkg {
-			url = restream.Redact(url)
-		}
-		out = append(out, protocol.OutputStatus{ID: o.ID, URL: url, Name: o.Name, Status: o.Status, Error: o.Error,
-			AddedBy: o.Owner, Bytes: o.Bytes, Bitrate: o.Bitrate, Mode: o.Mode})
-	}
-	return out
+	return nil
 }
 
 // addDestinationsLocked starts the outputs a managed request asks for. A
@@ -208,20 +196,26 @@ func (ms *managedStream) addDestinationsLocked(pkg string, dests []protocol.Rest
 		return
 	}
 	for _, d := range dests {
-		_, err := mgr.Add(ms.st, restream.Request{URL: d.URL, Name: d.Name, Owner: pkg})
-		if err != nil && !errors.Is(err, restream.ErrDuplicate) {
-			ms.u.p.log.Warn("restream destination not added", "stream", ms.id, "app", pkg, "url", restream.Redact(d.URL), "err", err)
+		if err := mgr.Add(ms.st, d.URL, d.Name, pkg); err != nil {
+			ms.u.p.log.Warn("restream destination not added", "stream", ms.id, "app", pkg, "err", err)
 		}
 	}
 }
 
 // checkDestinations refuses restream destinations that can never work.
-func checkDestinations(dests []protocol.RestreamDestination) error {
-	if len(dests) > restream.MaxPerStream {
-		return fmt.Errorf("at most %d restreamDestinations", restream.MaxPerStream)
+func (p *Plane) checkDestinations(dests []protocol.RestreamDestination) error {
+	if len(dests) == 0 {
+		return nil
+	}
+	mgr := p.cfg.Outputs
+	if mgr == nil {
+		return errors.New("restreamDestinations: this server does not restream")
+	}
+	if len(dests) > mgr.MaxPerStream() {
+		return fmt.Errorf("at most %d restreamDestinations", mgr.MaxPerStream())
 	}
 	for i, d := range dests {
-		if err := restream.CheckRequest(restream.Request{URL: d.URL, Name: d.Name}); err != nil {
+		if err := mgr.Check(d.URL, d.Name); err != nil {
 			return fmt.Errorf("restreamDestinations[%d]: %v", i, err)
 		}
 	}
@@ -238,14 +232,14 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 	p := u.p
 	video, err := checkOptions(req.Quality, req.Video, req.Audio, req.Stream)
 	if err == nil {
-		err = checkDestinations(req.RestreamDestinations)
+		err = p.checkDestinations(req.RestreamDestinations)
 	}
 	if err != nil {
 		a.sendErrorLocked(true, protocol.CodeInvalidConfig, "Invalid stream options: "+err.Error(), "")
 		return
 	}
-	if us := u.unmanaged; us != nil {
-		a.sendErrorLocked(true, protocol.CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - an unmanaged stream of %s holds the camera", us.owner), "")
+	if held, ok := p.cfg.Camera.Held(u.id); ok && held.Exclusive {
+		a.sendErrorLocked(true, protocol.CodeCameraBusy, "Camera busy: Already streaming - "+(&BusyError{held}).Error(), "")
 		return
 	}
 	if !a.app.Has(store.PermissionCamera) {
@@ -272,16 +266,24 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		return
 	}
 
+	id := newStreamID("m")
+	lease := Lease{StreamID: id}
+	if err := p.cfg.Camera.Acquire(u.id, lease); err != nil {
+		a.sendErrorLocked(true, protocol.CodeCameraBusy, "Camera busy: Already streaming - "+err.Error(), "")
+		return
+	}
 	st, err := p.media.Create(live.CreateOptions{Name: "managed stream of " + u.id, Record: p.cfg.Record})
 	if err != nil {
+		p.cfg.Camera.Release(u.id, lease)
 		a.sendErrorLocked(true, protocol.CodeInternal, "Failed to create the stream: "+err.Error(), "")
 		return
 	}
 	ms := &managedStream{
-		u: u, id: newStreamID("m"), st: st, viewers: map[string]bool{a.pkg: true}, status: protocol.StreamInitializing,
-		createdAt: time.Now(),
+		u: u, id: id, st: st, lease: lease, viewers: map[string]bool{a.pkg: true}, status: protocol.StreamInitializing,
+		createdAt: p.cfg.Clock.Now(),
 	}
 	u.managed = ms
+	p.cfg.Directory.Put(id, u.id)
 	ms.addDestinationsLocked(a.pkg, req.RestreamDestinations)
 	ms.start = protocol.StartRTMPStream{
 		Type: protocol.TypeStartRTMPStream, SessionID: u.id, RTMPURL: p.cfg.RTMPBase + st.Key(), AppID: protocol.ManagedAppID,
@@ -309,9 +311,8 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 	// "active" means playable: the first LL-HLS segment exists.
 	ctx, cancel := context.WithCancel(p.ctx)
 	ms.stopWatch = cancel
-	pkgr := st.Packager()
 	p.goTracked(func() {
-		if pkgr.Wait(ctx, (*cmaf.View).Playable) != nil {
+		if st.WaitPlayable(ctx) != nil {
 			return
 		}
 		u.mu.Lock()
@@ -319,7 +320,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		if u.managed == ms && !ms.ended {
 			ms.status, ms.played = protocol.StreamActive, true
 			ms.broadcastLocked(ms.statusMsg(protocol.StreamActive, "Stream is now live"))
-			p.log.Info("managed stream active", "user", u.id, "stream", ms.id, "after", time.Since(ms.createdAt).Round(time.Millisecond))
+			p.log.Info("managed stream active", "user", u.id, "stream", ms.id, "after", p.cfg.Clock.Now().Sub(ms.createdAt).Round(time.Millisecond))
 		}
 	})
 	// The apps hear when the glasses' stream drops and when it is back; a
@@ -390,6 +391,8 @@ func (ms *managedStream) endLocked(status protocol.StreamStatus, code protocol.E
 	if u.managed == ms {
 		u.managed = nil
 	}
+	u.p.cfg.Camera.Release(u.id, ms.lease)
+	u.p.cfg.Directory.Delete(ms.id)
 	ms.ka.stop()
 	if ms.stopWatch != nil {
 		ms.stopWatch()
@@ -422,7 +425,8 @@ type unmanagedStream struct {
 	status    protocol.StreamStatus
 	createdAt time.Time
 	ka        *keepAlive
-	limit     *time.Timer
+	limit     Timer
+	lease     Lease
 	stats     *protocol.StreamStats
 	ended     bool
 }
@@ -446,7 +450,7 @@ func (us *unmanagedStream) sendLocked(status protocol.StreamStatus, details stri
 
 func (u *User) unmanagedRequestLocked(a *appSession, req *protocol.RTMPStreamRequest) {
 	p := u.p
-	if _, err := rtmp.ParseURL(req.RTMPURL); err != nil {
+	if err := p.cfg.CheckURL(req.RTMPURL); err != nil {
 		a.sendErrorLocked(false, protocol.CodeInvalidURL, err.Error(), "")
 		return
 	}
@@ -458,22 +462,25 @@ func (u *User) unmanagedRequestLocked(a *appSession, req *protocol.RTMPStreamReq
 		a.sendErrorLocked(false, protocol.CodePermissionDenied, "Camera permission required to start video streams", "")
 		return
 	}
-	switch {
-	case u.unmanaged != nil && u.unmanaged.owner == a.pkg:
-		a.sendErrorLocked(false, protocol.CodeAlreadyStreaming, "Already streaming: stop the current stream before starting a new one", "")
-		return
-	case u.unmanaged != nil:
-		a.sendErrorLocked(false, protocol.CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - %s holds the camera", u.unmanaged.owner), "")
-		return
-	case u.managed != nil:
-		a.sendErrorLocked(false, protocol.CodeCameraBusy, "Camera busy: managed stream active - an unmanaged stream needs the camera to itself", "")
+	held, busy := p.cfg.Camera.Held(u.id)
+	if busy && refuseUnmanaged(a, held) {
 		return
 	}
 	if code, msg := u.streamReadyLocked(); code != "" {
 		a.sendErrorLocked(false, code, msg, "")
 		return
 	}
-	us := &unmanagedStream{u: u, id: newStreamID("s"), owner: a.pkg, rtmpURL: req.RTMPURL, status: protocol.StreamInitializing, createdAt: time.Now()}
+	us := &unmanagedStream{u: u, id: newStreamID("s"), owner: a.pkg, rtmpURL: req.RTMPURL, status: protocol.StreamInitializing, createdAt: p.cfg.Clock.Now()}
+	us.lease = Lease{Exclusive: true, Holder: a.pkg, StreamID: us.id}
+	if err := p.cfg.Camera.Acquire(u.id, us.lease); err != nil {
+		var b *BusyError
+		if errors.As(err, &b) {
+			refuseUnmanaged(a, b.Held)
+		} else {
+			a.sendErrorLocked(false, protocol.CodeInternal, "The camera could not be taken: "+err.Error(), "")
+		}
+		return
+	}
 	u.unmanaged = us
 	u.sendGlassesLocked(protocol.StartRTMPStream{
 		Type: protocol.TypeStartRTMPStream, SessionID: u.id, RTMPURL: req.RTMPURL, AppID: a.pkg, StreamID: us.id,
@@ -490,6 +497,20 @@ func (u *User) unmanagedRequestLocked(a *appSession, req *protocol.RTMPStreamReq
 		})
 	}
 	p.log.Info("unmanaged stream starting", "user", u.id, "app", a.pkg, "stream", us.id)
+}
+
+// refuseUnmanaged answers an unmanaged request while lease held is taken:
+// the app's own stream, another app's, or the managed one.
+func refuseUnmanaged(a *appSession, held Lease) bool {
+	switch {
+	case held.Exclusive && held.Holder == a.pkg:
+		a.sendErrorLocked(false, protocol.CodeAlreadyStreaming, "Already streaming: stop the current stream before starting a new one", "")
+	case held.Exclusive:
+		a.sendErrorLocked(false, protocol.CodeCameraBusy, fmt.Sprintf("Camera busy: Already streaming - %s holds the camera", held.Holder), "")
+	default:
+		a.sendErrorLocked(false, protocol.CodeCameraBusy, "Camera busy: managed stream active - an unmanaged stream needs the camera to itself", "")
+	}
+	return true
 }
 
 func orEmptyVideo(v *protocol.VideoConfig) *protocol.VideoConfig {
@@ -529,6 +550,7 @@ func (us *unmanagedStream) endLocked(status protocol.StreamStatus, code protocol
 	if u.unmanaged == us {
 		u.unmanaged = nil
 	}
+	u.p.cfg.Camera.Release(u.id, us.lease)
 	us.ka.stop()
 	if us.limit != nil {
 		us.limit.Stop()
@@ -631,15 +653,21 @@ var (
 	ErrNotViewer       = errors.New("App must be viewing the stream to manage its outputs")
 )
 
-// managedByID finds a managed stream by its id.
+// managedByID finds a managed stream by its id, through the directory.
 func (p *Plane) managedByID(streamID string) (*User, *managedStream) {
-	for _, u := range p.allUsers() {
-		u.mu.Lock()
-		ms := u.managed
-		u.mu.Unlock()
-		if ms != nil && ms.id == streamID {
-			return u, ms
-		}
+	userID, ok := p.cfg.Directory.Lookup(streamID)
+	if !ok {
+		return nil, nil
+	}
+	u := p.user(userID, false)
+	if u == nil {
+		return nil, nil
+	}
+	u.mu.Lock()
+	ms := u.managed
+	u.mu.Unlock()
+	if ms != nil && ms.id == streamID {
+		return u, ms
 	}
 	return nil, nil
 }

@@ -23,7 +23,7 @@ type User struct {
 	apps      map[string]*appSession
 	managed   *managedStream
 	unmanaged *unmanagedStream
-	grace     *time.Timer
+	grace     Timer
 	disposed  bool
 
 	keepMu sync.Mutex // orders the saves of the user's running apps
@@ -161,8 +161,8 @@ func (u *User) broadcastDeviceLocked() {
 
 // after runs f after d with the user's lock held: timers check, under the
 // lock, that what they were set for still stands.
-func (u *User) after(d time.Duration, f func()) *time.Timer {
-	return time.AfterFunc(d, func() {
+func (u *User) after(d time.Duration, f func()) Timer {
+	return u.p.cfg.Clock.AfterFunc(d, func() {
 		u.mu.Lock()
 		defer u.mu.Unlock()
 		f()

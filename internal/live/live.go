@@ -501,6 +501,13 @@ func (s *Stream) Hub() *stream.Hub { return s.hub }
 // Packager is the stream's CMAF packager.
 func (s *Stream) Packager() *cmaf.Packager { return s.pkg }
 
+// WaitPlayable returns once a player can start the stream (every track has
+// a complete segment), or with an error when ctx ends or the stream ends
+// first.
+func (s *Stream) WaitPlayable(ctx context.Context) error {
+	return s.pkg.Wait(ctx, (*cmaf.View).Playable)
+}
+
 // Status is the current lifecycle state.
 func (s *Stream) Status() Status {
 	s.mu.Lock()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/demo"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/server"
 	"github.com/glasscast/glasscast/internal/sim"
@@ -85,6 +86,15 @@ func start(t testing.TB, tweak func(*config.Config)) *harness {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	h := &harness{t: t, srv: srv, base: srv.Public(), log: tail}
+	demoDone := make(chan struct{})
+	if cfg.Demo { // beside the server, as the command runs it
+		go func() {
+			defer close(demoDone)
+			demo.Run(ctx, srv, slog.New(slog.NewTextHandler(logOut, nil)).With("component", "demo"))
+		}()
+	} else {
+		close(demoDone)
+	}
 	var once bool
 	h.stop = func() {
 		if once {
@@ -94,6 +104,7 @@ func start(t testing.TB, tweak func(*config.Config)) *harness {
 		cancel()
 		select {
 		case err := <-done:
+			<-demoDone
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}

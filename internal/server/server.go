@@ -78,13 +78,29 @@ type Server struct {
 	thumbs     *thumb.Server
 	// transcoders is the server's budget of ffmpeg encoders.
 	transcoders *helper.Budget
+	// undo releases what New made, last made first: on a failure in New,
+	// and in Close for a server that was never run.
+	undo cleanups
+}
+
+// cleanups is a stack of releases.
+type cleanups []func()
+
+func (c *cleanups) push(f func()) { *c = append(*c, f) }
+
+// run releases everything, last pushed first, once.
+func (c *cleanups) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
 }
 
 // AdminTokenFile keeps the admin token made when none is configured.
 const AdminTokenFile = "admin-token"
 
 // New builds a server and binds its listeners; Run serves.
-func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -92,7 +108,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, adminToken: cfg.AdminToken}
-	var err error
+	defer func() {
+		if err != nil {
+			s.undo.run()
+		}
+	}()
 	if s.adminToken == "" {
 		// Made once and kept, so it survives restarts.
 		if s.adminToken, s.generated, err = auth.Kept(cfg.Data, AdminTokenFile, 24); err != nil {
@@ -103,25 +123,23 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if s.store, err = store.Open(cfg.Data); err != nil {
 		return nil, err
 	}
+	s.undo.push(func() { s.store.Close() })
 	if err := s.loadApps(cfg.Apps); err != nil {
-		s.store.Close()
 		return nil, err
 	}
 	if s.secret, err = auth.LoadSecret(cfg.JWTSecret, cfg.Data); err != nil {
-		s.store.Close()
 		return nil, fmt.Errorf("jwt secret: %w", err)
 	}
 	if s.access, err = access.New(playbackKey(s.secret), cfg.PlaybackTTL, s.store); err != nil {
-		s.store.Close()
 		return nil, fmt.Errorf("playback tokens: %w", err)
 	}
 
 	s.recs, err = record.Open(record.Config{Dir: filepath.Join(cfg.Data, "recordings"),
 		MaxAge: cfg.RecordMaxAge, MaxBytes: int64(cfg.RecordMaxBytes)}, log.With("component", "record"))
 	if err != nil {
-		s.store.Close()
 		return nil, err
 	}
+	s.undo.push(s.recs.Close)
 	maxTranscodes := cfg.MaxTranscodes
 	if maxTranscodes == 0 {
 		maxTranscodes = 2 * runtime.NumCPU()
@@ -129,8 +147,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.transcoders = helper.NewBudget(maxTranscodes)
 	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath(), Transcoders: s.transcoders}
 	if rcfg.Allow, err = restream.ParseAllow(cfg.RestreamAllow); err != nil {
-		s.recs.Close()
-		s.store.Close()
 		return nil, fmt.Errorf("restream-allow: %w", err)
 	}
 	if cfg.RestreamCA != "" {
@@ -143,13 +159,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			err = fmt.Errorf("no PEM certificate in %s", cfg.RestreamCA)
 		}
 		if err != nil {
-			s.recs.Close()
-			s.store.Close()
 			return nil, fmt.Errorf("restream-ca: %w", err)
 		}
 		rcfg.TLS = &tls.Config{RootCAs: pool}
 	}
 	s.outputs = restream.New(rcfg, log.With("component", "restream"))
+	s.undo.push(s.outputs.Close)
 	s.reg = live.New(live.Config{
 		Keep:            s.keepStream,
 		Recorder:        s.recs,
@@ -161,6 +176,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			Window:     cfg.SegmentWindow,
 		},
 	}, log)
+	s.undo.push(s.reg.Close)
 	// A stream's outputs stop when it ends (its "outputs" subscription).
 	s.reg.Subscribe("outputs", func(ev live.Event) {
 		if ev.Kind == live.EventEnded {
@@ -169,38 +185,25 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	})
 
 	if err := s.restoreStreams(); err != nil {
-		s.reg.Close()
-		s.outputs.Close()
-		s.recs.Close()
-		s.store.Close()
 		return nil, fmt.Errorf("streams: %w", err)
 	}
 
 	throttle := auth.NewThrottle(cfg.AuthFailures)
 	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns, Throttle: throttle}, log.With("component", "rtmp"))
 	if err != nil {
-		s.reg.Close()
-		s.recs.Close()
-		s.store.Close()
 		return nil, err
 	}
+	s.undo.push(func() { s.ingest.Close() })
 	s.httpLn, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
-		s.ingest.Close()
-		s.reg.Close()
-		s.recs.Close()
-		s.store.Close()
 		return nil, fmt.Errorf("http: %w", err)
 	}
+	s.undo.push(func() { s.httpLn.Close() })
 	if cfg.TLSOn() {
 		if err := s.listenTLS(cfg, throttle); err != nil {
-			s.httpLn.Close()
-			s.ingest.Close()
-			s.reg.Close()
-			s.recs.Close()
-			s.store.Close()
 			return nil, fmt.Errorf("tls: %w", err)
 		}
+		s.undo.push(s.closeTLS)
 	}
 	s.public, s.rtmpBase = s.publicURLs()
 	ffmpeg := cfg.FFmpegPath()
@@ -209,6 +212,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			log.Warn("abr is on but ffmpeg is off or missing: streams are served at their source's rate only")
 		} else {
 			s.abr = abr.New(abr.Config{FFmpeg: ffmpeg, Ingest: localIngest(s.ingest.Addr()), Transcoders: rcfg.Transcoders}, s.reg, log.With("component", "abr"))
+			s.undo.push(s.abr.Close)
 		}
 	}
 	var publicIPs []string
@@ -218,14 +222,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.rtc, err = rtc.New(rtc.Config{UDP: cfg.WebRTCUDP, TCP: cfg.WebRTCTCP, PublicIPs: publicIPs, STUN: cfg.STUN,
 		FFmpeg: ffmpeg, Loopback: isLoopback(cfg.WebRTCUDP), MaxViewers: cfg.WebRTCMaxViewers}, s.reg.Hub, log.With("component", "webrtc"))
 	if err != nil {
-		s.closeTLS()
-		s.httpLn.Close()
-		s.ingest.Close()
-		s.reg.Close()
-		s.recs.Close()
-		s.store.Close()
 		return nil, err
 	}
+	s.undo.push(s.rtc.Close)
 
 	s.plane = control.New(control.Config{
 		KeepAliveInterval:   cfg.KeepAliveInterval,
@@ -237,10 +236,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		PublicURL:           s.public,
 		Grant:               s.Grant,
 		Record:              cfg.RecordManaged,
-		Outputs:             s.outputs,
+		Outputs:             planeOutputs{s.outputs},
+		CheckURL:            checkRTMPURL,
 		RTMPBase:            s.rtmpBase,
 		AppWebSocketURL:     webSocketURL(s.public) + "/app-ws",
 	}, s.reg, s.store, s.store, &api.WebhookClient{HTTP: &http.Client{}}, log.With("component", "control"))
+	s.undo.push(s.plane.Close)
 	s.sockets = &api.Sockets{Plane: s.plane, Secret: s.secret, Log: log.With("component", "sockets"), Throttle: throttle}
 
 	mux := http.NewServeMux()
@@ -278,6 +279,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.recs.Register(media)
 	mux.Handle("/recordings/", s.guard(access.Recording, progress(media)))
 	s.thumbs = thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb"))
+	s.undo.push(s.thumbs.Close)
 	s.reg.Subscribe("thumbnails", func(ev live.Event) {
 		if ev.Kind == live.EventEnded {
 			s.thumbs.Forget(ev.Stream.ID())
@@ -538,15 +540,6 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.tls.warm(s.log)
 	}
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	if s.cfg.Demo {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.runDemo(runCtx)
-		}()
-	}
 	s.ready.Store(true)
 
 	var runErr error
@@ -556,7 +549,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.ready.Store(false)
 	s.log.Info("shutting down")
-	stopRun()
 	s.plane.Close()   // apps hear the end, glasses are told to stop
 	s.sockets.Close() // and their sockets close
 	stopRTMP()
@@ -640,19 +632,5 @@ func (s *Server) publicStatus(id, grant string) (web.Status, bool) {
 	return out, true
 }
 
-// Close releases the listeners of a server that was never run.
-func (s *Server) Close() {
-	s.closeTLS()
-	s.httpLn.Close()
-	s.ingest.Close()
-	s.rtc.Close()
-	s.plane.Close()
-	if s.abr != nil {
-		s.abr.Close()
-	}
-	s.thumbs.Close()
-	s.reg.Close()
-	s.outputs.Close()
-	s.recs.Close()
-	s.store.Close()
-}
+// Close releases what New made, for a server that was never run.
+func (s *Server) Close() { s.undo.run() }

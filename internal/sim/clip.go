@@ -216,3 +216,24 @@ func DefaultTracks() (*stream.Tracks, error) {
 	}
 	return c.Tracks()
 }
+
+// WriteFrame writes frame i of the clip, shifted by base, into a hub's
+// publisher.
+func (c *Clip) WriteFrame(pub *stream.Publisher, i int, base time.Duration) error {
+	f := &c.Frames[i]
+	if f.Video {
+		return pub.WriteVideo(base+f.PTS, base+f.DTS, f.NALUs)
+	}
+	return pub.WriteAudio(base+f.DTS, f.AU)
+}
+
+// Write writes the clip's frames from..to, shifted by base, as fast as it
+// goes.
+func (c *Clip) Write(pub *stream.Publisher, from, to int, base time.Duration) error {
+	for i := from; i < to; i++ {
+		if err := c.WriteFrame(pub, i, base); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -36,16 +36,8 @@ func tracks(t testing.TB, c *sim.Clip) *stream.Tracks {
 // write sends one pass of the clip, shifted by base, as fast as it goes.
 func write(t testing.TB, pub *stream.Publisher, c *sim.Clip, base time.Duration) {
 	t.Helper()
-	for _, f := range c.Frames {
-		var err error
-		if f.Video {
-			err = pub.WriteVideo(base+f.PTS, base+f.DTS, f.NALUs)
-		} else {
-			err = pub.WriteAudio(base+f.DTS, f.AU)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := c.Write(pub, 0, len(c.Frames), base); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/glasscast/glasscast/internal/sim"
+	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/cmaf/cmaftest"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -27,28 +28,14 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // hubWithPicture is a hub whose publisher sent the clip's first frames.
 func hubWithPicture(t *testing.T) *stream.Hub {
 	t.Helper()
-	c, err := sim.LoadClip(sim.DefaultClip)
-	if err != nil {
+	src := cmaftest.New(t, cmaf.Config{})
+	if err := src.Clip.Write(src.Pub, 0, 10, 0); err != nil {
 		t.Fatal(err)
 	}
-	tracks, err := c.Tracks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := stream.New(stream.Config{})
-	pub, err := h.Publish(tracks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range c.Frames[:10] {
-		if f.Video {
-			pub.WriteVideo(f.PTS, f.DTS, f.NALUs)
-		}
-	}
-	if h.LastKeyframe() == nil {
+	if src.Hub.LastKeyframe() == nil {
 		t.Fatal("no keyframe in the clip's first frames")
 	}
-	return h
+	return src.Hub
 }
 
 func serve(t *testing.T, s *Server) *httptest.Server {

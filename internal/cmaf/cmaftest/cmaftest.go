@@ -64,14 +64,8 @@ func (s *Source) End(t testing.TB) {
 // gives out.
 func Write(t testing.TB, pub *stream.Publisher, r *stream.Reader, p *cmaf.Packager, c *sim.Clip, base time.Duration) {
 	t.Helper()
-	for _, f := range c.Frames {
-		var err error
-		if f.Video {
-			err = pub.WriteVideo(base+f.PTS, base+f.DTS, f.NALUs)
-		} else {
-			err = pub.WriteAudio(base+f.DTS, f.AU)
-		}
-		if err != nil {
+	for i := range c.Frames {
+		if err := c.WriteFrame(pub, i, base); err != nil {
 			t.Fatal(err)
 		}
 		Drain(t, r, p)
