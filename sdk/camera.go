@@ -236,9 +236,31 @@ func (c *Camera) OnManagedStreamStatus(h func(ManagedStreamStatus)) (unsubscribe
 	})
 }
 
-// StopManagedStream leaves the managed stream; the last app out ends it.
+// StopManagedStream leaves the managed stream (the last app out ends it)
+// and returns once glasscast has said so, so that a start right after it
+// is not answered by the stop's "stopped".
 func (c *Camera) StopManagedStream(ctx context.Context) error {
-	return c.s.send(protocol.ManagedStreamStop{Type: protocol.TypeManagedStreamStop, PackageName: c.s.srv.cfg.PackageName, Timestamp: protocol.Now()})
+	c.mu.Lock()
+	before := c.mCount
+	c.mu.Unlock()
+	if err := c.s.send(protocol.ManagedStreamStop{Type: protocol.TypeManagedStreamStop, PackageName: c.s.srv.cfg.PackageName, Timestamp: protocol.Now()}); err != nil {
+		return err
+	}
+	return c.settle(ctx, func() bool {
+		return c.mCount != before && (c.managed.Status == protocol.StreamStopped || c.managed.Status == protocol.StreamError)
+	})
+}
+
+// settle waits, for at most StartTimeout, until done says glasscast has
+// answered a stop.
+func (c *Camera) settle(ctx context.Context, done func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+	err := c.wait(ctx, func() (bool, error) { return done(), nil })
+	if err == context.DeadlineExceeded {
+		err = &StreamError{Code: protocol.CodeTimeout, Message: "no answer to the stop"}
+	}
+	return err
 }
 
 // StartStream starts an unmanaged stream to the app's own RTMP server. It
@@ -298,16 +320,21 @@ func (c *Camera) WaitStreamActive(ctx context.Context) error {
 	})
 }
 
-// StopStream stops the app's unmanaged stream.
+// StopStream stops the app's unmanaged stream and returns once glasscast
+// has said it stopped.
 func (c *Camera) StopStream(ctx context.Context) error {
 	c.mu.Lock()
 	id := ""
 	if c.stream != nil {
 		id = c.stream.StreamID
 	}
+	before := c.sCount
 	c.mu.Unlock()
-	return c.s.send(protocol.RTMPStreamStop{Type: protocol.TypeRTMPStreamStop, PackageName: c.s.srv.cfg.PackageName,
-		SessionID: c.s.ID, StreamID: id, Timestamp: protocol.Now()})
+	if err := c.s.send(protocol.RTMPStreamStop{Type: protocol.TypeRTMPStreamStop, PackageName: c.s.srv.cfg.PackageName,
+		SessionID: c.s.ID, StreamID: id, Timestamp: protocol.Now()}); err != nil {
+		return err
+	}
+	return c.settle(ctx, func() bool { return c.sCount != before && !c.streamOn })
 }
 
 // OnStreamStatus calls h with every status of the app's unmanaged stream.
