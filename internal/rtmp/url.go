@@ -43,9 +43,9 @@ func ClientURL(raw string) (*url.URL, error) {
 	if u.Fragment != "" {
 		return u, nil
 	}
-	p := strings.TrimSuffix(u.Path, "/")
+	p := strings.TrimRight(u.Path, "/")
 	i := strings.LastIndex(p, "/")
-	if i <= 0 {
+	if i <= 0 || strings.Trim(p[:i], "/") == "" {
 		return nil, errors.New("Invalid URL: the path must be /application/streamkey")
 	}
 	out := *u
