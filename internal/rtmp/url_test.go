@@ -16,8 +16,8 @@ var urlCases = []struct {
 	{"rtmp://[::1]:1935/live/abc", true, "rtmp://[::1]:1935/live#abc"},
 	{"rtmp://host/only", true, ""}, // parses, but names no application
 	{"rtmp://host/app#key", true, "rtmp://host/app#key"},
-	{"rtmp://host/app//", true, ""},         // no stream key
-	{"rtmp://host//key", true, ""},          // no application
+	{"rtmp://host/app//", true, ""}, // no stream key
+	{"rtmp://host//key", true, ""},  // no application
 	{"rtmp://host/a/b/key", true, "rtmp://host/a/b#key"},
 	{"https://youtube.com/live", false, ""},
 	{"rtmp://", false, ""},
