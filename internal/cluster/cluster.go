@@ -1,0 +1,332 @@
+// Package cluster joins glasscast nodes into one cloud on NATS: each node
+// runs an embedded nats-server clustered with its peers' (JetStream on, its
+// store under --data), or connects to an existing NATS cluster. Nodes find
+// each other through a JetStream key-value bucket of heartbeats: every node
+// writes its own entry every Heartbeat and watches everyone's.
+//
+// A single node (no cluster flag) never starts any of this.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Name is the cluster's name on the NATS routes.
+const Name = "glasscast"
+
+// nodesBucket holds one heartbeat entry per node.
+const nodesBucket = "glasscast_nodes"
+
+// Config says how a node joins.
+type Config struct {
+	// Node is this node's unique name.
+	Node string
+	// Listen is HOST:PORT of the embedded nats-server's cluster routes;
+	// empty with URLs set.
+	Listen string
+	// Routes are the peers' route URLs (nats://H:P).
+	Routes []string
+	// URLs are an existing NATS cluster's servers; nothing is embedded.
+	URLs []string
+	// Dir is where the embedded server keeps JetStream's store.
+	Dir string
+	// Public is this node's public URL; Version its version.
+	Public, Version string
+	// Heartbeat is how often the node says it is alive (default 2 s); a
+	// node silent for three heartbeats is not alive.
+	Heartbeat time.Duration
+	// Stats, when set, is what the node says of itself in each heartbeat.
+	Stats func() Stats
+}
+
+// Stats are a node's figures in its heartbeat.
+type Stats struct {
+	Streams  int     `json:"streams"`
+	Viewers  int     `json:"viewers"`
+	Sessions int     `json:"sessions"`
+	CPU      float64 `json:"cpu"` // percent of a core
+}
+
+// Node is one member as its last heartbeat described it.
+type Node struct {
+	Name      string    `json:"name"`
+	Public    string    `json:"publicUrl"`
+	Version   string    `json:"version"`
+	Heartbeat time.Time `json:"lastHeartbeat"`
+	Alive     bool      `json:"alive"`
+	Stats
+}
+
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// CheckNode refuses a node name NATS keys cannot carry.
+func CheckNode(name string) error {
+	if !nodeName.MatchString(name) {
+		return fmt.Errorf("node name %q: use 1 to 64 letters, digits, - and _", name)
+	}
+	return nil
+}
+
+// Cluster is this node's membership.
+type Cluster struct {
+	cfg Config
+	log *slog.Logger
+	ns  *natsserver.Server // nil when external
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	nodes   map[string]Node
+	ready   bool          // the bucket is open
+	changed chan struct{} // closed and replaced at every change
+	kv      jetstream.KeyValue
+}
+
+// Start joins the cluster: it starts the embedded server (or connects to
+// the external one) and begins heartbeating once JetStream answers.
+func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
+	if err := CheckNode(cfg.Node); err != nil {
+		return nil, err
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, changed: make(chan struct{})}
+	var err error
+	if cfg.Listen != "" {
+		if c.ns, err = embed(cfg); err != nil {
+			return nil, err
+		}
+		c.nc, err = nats.Connect("", nats.InProcessServer(c.ns), nats.Name(cfg.Node), nats.MaxReconnects(-1))
+	} else {
+		c.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), nats.Name(cfg.Node), nats.MaxReconnects(-1),
+			nats.ReconnectWait(500*time.Millisecond))
+	}
+	if err != nil {
+		c.shutdown()
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	if c.js, err = jetstream.New(c.nc); err != nil {
+		c.shutdown()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.run()
+	}()
+	return c, nil
+}
+
+// embed starts the node's own nats-server: no client port (the node talks
+// to it in-process), cluster routes on cfg.Listen, JetStream under cfg.Dir.
+func embed(cfg Config) (*natsserver.Server, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats-listen: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats-listen: %w", err)
+	}
+	opts := &natsserver.Options{
+		ServerName: cfg.Node,
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.Dir, "nats"),
+		Cluster:    natsserver.ClusterOpts{Name: Name, Host: host, Port: port},
+		Routes:     natsserver.RoutesFromStr(strings.Join(cfg.Routes, ",")),
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats-server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, errors.New("nats-server: not ready within 10 s (is the route port taken?)")
+	}
+	return ns, nil
+}
+
+// replicas is how many copies the shared buckets keep: three once the
+// cluster has three servers.
+func (c *Cluster) replicas() int {
+	n := len(c.cfg.Routes) + 1
+	if c.ns == nil {
+		n = len(c.nc.Servers())
+	}
+	return max(1, min(3, n))
+}
+
+// run opens the nodes bucket (JetStream may need a moment to elect its
+// leader), then heartbeats and watches until Close.
+func (c *Cluster) run() {
+	for {
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: nodesBucket, History: 1,
+			TTL: 10 * c.cfg.Heartbeat, Replicas: c.replicas(), Storage: jetstream.MemoryStorage})
+		cancel()
+		if err == nil {
+			c.mu.Lock()
+			c.kv, c.ready = kv, true
+			c.mu.Unlock()
+			break
+		}
+		c.log.Info("cluster: waiting for JetStream", "err", err)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(c.cfg.Heartbeat / 2):
+		}
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.watch()
+	}()
+	tick := time.NewTicker(c.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		c.beat()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// beat writes this node's heartbeat.
+func (c *Cluster) beat() {
+	n := Node{Name: c.cfg.Node, Public: c.cfg.Public, Version: c.cfg.Version, Heartbeat: time.Now().UTC()}
+	if c.cfg.Stats != nil {
+		n.Stats = c.cfg.Stats()
+	}
+	b, _ := json.Marshal(n)
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Heartbeat)
+	defer cancel()
+	if _, err := c.kv.Put(ctx, c.cfg.Node, b); err != nil && c.ctx.Err() == nil {
+		c.log.Warn("cluster: heartbeat not written", "err", err)
+	}
+}
+
+// watch keeps the local view of the nodes.
+func (c *Cluster) watch() {
+	for c.ctx.Err() == nil {
+		w, err := c.kv.WatchAll(c.ctx)
+		if err != nil {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(c.cfg.Heartbeat):
+			}
+			continue
+		}
+		for e := range w.Updates() {
+			if e == nil {
+				continue // the initial values are all in
+			}
+			c.mu.Lock()
+			switch e.Operation() {
+			case jetstream.KeyValuePut:
+				var n Node
+				if json.Unmarshal(e.Value(), &n) == nil && n.Name == e.Key() {
+					c.nodes[n.Name] = n
+				}
+			default: // deleted or purged: the node left
+				delete(c.nodes, e.Key())
+			}
+			close(c.changed)
+			c.changed = make(chan struct{})
+			c.mu.Unlock()
+		}
+		w.Stop()
+	}
+}
+
+// Nodes lists the members, this node first, then by name.
+func (c *Cluster) Nodes() []Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	out := make([]Node, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		n.Alive = now.Sub(n.Heartbeat) < 3*c.cfg.Heartbeat
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if (out[i].Name == c.cfg.Node) != (out[j].Name == c.cfg.Node) {
+			return out[i].Name == c.cfg.Node
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Changed is closed at the next change of the nodes seen.
+func (c *Cluster) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// Ready says the node has joined (the shared bucket is open).
+func (c *Cluster) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ready
+}
+
+// Node is this node's name.
+func (c *Cluster) Node() string { return c.cfg.Node }
+
+// Close leaves the cluster: the node's entry is removed, the connection
+// closed and the embedded server shut down.
+func (c *Cluster) Close() {
+	c.cancel()
+	c.wg.Wait()
+	c.mu.Lock()
+	kv := c.kv
+	c.mu.Unlock()
+	if kv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		kv.Delete(ctx, c.cfg.Node)
+		cancel()
+	}
+	c.shutdown()
+}
+
+func (c *Cluster) shutdown() {
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	if c.ns != nil {
+		c.ns.Shutdown()
+		c.ns.WaitForShutdown()
+	}
+}

@@ -1,0 +1,103 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// waitNodes waits until c sees exactly the named nodes, all alive.
+func waitNodes(t *testing.T, c *Cluster, names ...string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		ch := c.Changed()
+		got := c.Nodes()
+		ok := len(got) == len(names)
+		for i := range got {
+			ok = ok && got[i].Alive && got[i].Name == names[i]
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("%s sees %+v, want %v", c.Node(), got, names)
+		}
+	}
+}
+
+// Three nodes with embedded NATS routed to each other see each other, with
+// their figures; one that leaves is gone from the others' view.
+func TestThreeNodes(t *testing.T) {
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	nodes := make([]*Cluster, 3)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var peers []string
+			for j, r := range routes {
+				if j != i {
+					peers = append(peers, r)
+				}
+			}
+			nodes[i], errs[i] = Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: peers,
+				Dir: t.TempDir(), Public: fmt.Sprintf("http://n%d.test", i+1), Version: "test", Heartbeat: 200 * time.Millisecond,
+				Stats: func() Stats { return Stats{Streams: i, Sessions: 10 * i} }}, quiet)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+	}
+	defer func() {
+		for _, c := range nodes {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	waitNodes(t, nodes[0], "n1", "n2", "n3")
+	waitNodes(t, nodes[1], "n2", "n1", "n3")
+	waitNodes(t, nodes[2], "n3", "n1", "n2")
+	for _, n := range nodes[0].Nodes() {
+		want := map[string]int{"n1": 0, "n2": 1, "n3": 2}[n.Name]
+		if n.Streams != want || n.Sessions != 10*want || n.Public != "http://"+n.Name+".test" || n.Version != "test" {
+			t.Fatalf("n1 sees %+v", n)
+		}
+	}
+	nodes[2].Close()
+	nodes[2] = nil
+	waitNodes(t, nodes[0], "n1", "n2")
+	waitNodes(t, nodes[1], "n2", "n1")
+}
