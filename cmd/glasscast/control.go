@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/api"
@@ -265,5 +267,83 @@ lists the flags.`
 		}
 		fmt.Fprintf(stdout, "removed %s\n", *pkg)
 	}
+	return 0
+}
+
+// clusterCmd is glasscast cluster status: every node of the cluster the
+// server belongs to, as GET /api/v1/cluster lists them.
+func clusterCmd(args []string, stdout, stderr io.Writer) int {
+	const usage = `Usage: glasscast cluster status --server URL --admin-token T
+
+  status  every node of the cluster: name, public URL, version, streams, viewers,
+          sessions, CPU and last heartbeat`
+	if len(args) == 0 || args[0] != "status" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprintln(stdout, usage)
+			return 0
+		}
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("glasscast cluster status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	srv := fs.String("server", envOr("GLASSCAST_SERVER", "http://localhost:8080"), "a node's base URL")
+	tok := fs.String("admin-token", os.Getenv("GLASSCAST_ADMIN_TOKEN"), "the admin token")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	req, err := http.NewRequest("GET", strings.TrimRight(*srv, "/")+"/api/v1/cluster", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast cluster status: %v\n", err)
+		return 2
+	}
+	req.Header.Set("Authorization", "Bearer "+*tok)
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast cluster status: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "glasscast cluster status: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
+		return 1
+	}
+	var out struct {
+		Node    string `json:"node"`
+		Cluster bool   `json:"cluster"`
+		Nodes   []struct {
+			Name      string    `json:"name"`
+			Public    string    `json:"publicUrl"`
+			Version   string    `json:"version"`
+			Heartbeat time.Time `json:"lastHeartbeat"`
+			Alive     bool      `json:"alive"`
+			Streams   int       `json:"streams"`
+			Viewers   int       `json:"viewers"`
+			Sessions  int       `json:"sessions"`
+			CPU       float64   `json:"cpu"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		fmt.Fprintf(stderr, "glasscast cluster status: %v\n", err)
+		return 1
+	}
+	if !out.Cluster {
+		fmt.Fprintf(stdout, "%s is a single node (no cluster flags)\n", out.Node)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPUBLIC URL\tVERSION\tSTREAMS\tVIEWERS\tSESSIONS\tCPU\tLAST HEARTBEAT\t")
+	for _, n := range out.Nodes {
+		state := time.Since(n.Heartbeat).Round(100*time.Millisecond).String() + " ago"
+		if !n.Alive {
+			state += " (silent)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%.1f %%\t%s\t\n", n.Name, n.Public, n.Version, n.Streams, n.Viewers, n.Sessions, n.CPU, state)
+	}
+	tw.Flush()
 	return 0
 }

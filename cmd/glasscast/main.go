@@ -53,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return token(args, stdout, stderr)
 	case "apps":
 		return apps(args, stdout, stderr)
+	case "cluster":
+		return clusterCmd(args, stdout, stderr)
 	case "bench":
 		return bench.Main(args, stdout, stderr)
 	case "version":
@@ -76,6 +78,7 @@ Commands:
   glasses   simulate a phone with camera glasses (--server URL --token T)
   token     print a core token for a user (--user EMAIL)
   apps      add, list or remove apps (add --package P --public-url URL)
+  cluster   status of the cluster a node belongs to (--server URL --admin-token T)
   publish   push the built-in test stream to an RTMP URL
   bench     measure latency, CPU and memory (see glasscast bench -h)
   version   print the version
@@ -84,16 +87,7 @@ Run "glasscast <command> -h" for a command's flags.
 `)
 }
 
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
-			}
-		}
-	}
-	return "dev"
-}
+func version() string { return server.Version() }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var lv slog.Level

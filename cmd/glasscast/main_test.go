@@ -2,8 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/server"
 )
 
 func TestServeCheck(t *testing.T) {
@@ -58,5 +64,32 @@ func TestAppsHelp(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"apps", "frob"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown subcommand "frob"`) || !strings.Contains(errOut.String(), "Usage:") {
 		t.Fatalf("apps frob: %d %q", code, errOut.String())
+	}
+}
+
+// glasscast cluster status against a running single node, and with a
+// wrong token.
+func TestClusterStatus(t *testing.T) {
+	cfg := config.Default()
+	cfg.HTTP, cfg.RTMP, cfg.WebRTCUDP, cfg.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Data, cfg.AdminToken, cfg.Node = t.TempDir(), "0123456789abcdef0123", "solo"
+	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"cluster", "status", "--server", srv.Public(), "--admin-token", cfg.AdminToken}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "solo is a single node") || !strings.Contains(out.String(), "NODE") ||
+		!strings.Contains(out.String(), srv.Public()) {
+		t.Fatalf("cluster status: %d %q %q", code, out.String(), errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"cluster", "status", "--server", srv.Public(), "--admin-token", "wrong"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "401") {
+		t.Fatalf("a wrong token: %d %q", code, errOut.String())
 	}
 }

@@ -9,6 +9,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +75,12 @@ type Node struct {
 	Stats
 }
 
+func randomToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 var nodeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // CheckNode refuses a node name NATS keys cannot carry.
@@ -114,10 +122,11 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, changed: make(chan struct{})}
 	var err error
 	if cfg.Listen != "" {
-		if c.ns, err = embed(cfg); err != nil {
+		token := randomToken()
+		if c.ns, err = embed(cfg, token); err != nil {
 			return nil, err
 		}
-		c.nc, err = nats.Connect("", nats.InProcessServer(c.ns), nats.Name(cfg.Node), nats.MaxReconnects(-1))
+		c.nc, err = nats.Connect("", nats.InProcessServer(c.ns), nats.Token(token), nats.Name(cfg.Node), nats.MaxReconnects(-1))
 	} else {
 		c.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), nats.Name(cfg.Node), nats.MaxReconnects(-1),
 			nats.ReconnectWait(500*time.Millisecond))
@@ -139,9 +148,9 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	return c, nil
 }
 
-// embed starts the node's own nats-server: no client port (the node talks
-// to it in-process), cluster routes on cfg.Listen, JetStream under cfg.Dir.
-func embed(cfg Config) (*natsserver.Server, error) {
+// embed starts the node's own nats-server: cluster routes on cfg.Listen,
+// JetStream under cfg.Dir, clients only in-process with token.
+func embed(cfg Config, token string) (*natsserver.Server, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("nats-listen: %w", err)
@@ -152,13 +161,17 @@ func embed(cfg Config) (*natsserver.Server, error) {
 	}
 	opts := &natsserver.Options{
 		ServerName: cfg.Node,
-		DontListen: true,
-		JetStream:  true,
-		StoreDir:   filepath.Join(cfg.Dir, "nats"),
-		Cluster:    natsserver.ClusterOpts{Name: Name, Host: host, Port: port},
-		Routes:     natsserver.RoutesFromStr(strings.Join(cfg.Routes, ",")),
-		NoSigs:     true,
-		NoLog:      true,
+		// The node talks to its server in-process; the client port, which
+		// the routes need to start, takes only a token never given out.
+		Host:          "127.0.0.1",
+		Port:          natsserver.RANDOM_PORT,
+		Authorization: token,
+		JetStream:     true,
+		StoreDir:      filepath.Join(cfg.Dir, "nats"),
+		Cluster:       natsserver.ClusterOpts{Name: Name, Host: host, Port: port},
+		Routes:        natsserver.RoutesFromStr(strings.Join(cfg.Routes, ",")),
+		NoSigs:        true,
+		NoLog:         true,
 	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {

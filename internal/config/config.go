@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -90,6 +91,14 @@ type Config struct {
 	AppGrace            time.Duration `yaml:"appGrace"`
 	UserGrace           time.Duration `yaml:"userGrace"`
 
+	// NATSListen, with NATSRoutes, runs an embedded nats-server whose
+	// cluster routes listen there; NATS joins an existing NATS cluster
+	// instead. Either makes this node part of a cluster named by Node.
+	NATSListen string   `yaml:"natsListen"`
+	NATSRoutes []string `yaml:"natsRoutes"`
+	NATS       []string `yaml:"nats"`
+	Node       string   `yaml:"node"`
+
 	Demo      bool   `yaml:"demo"`
 	Pprof     bool   `yaml:"pprof"`
 	LogLevel  string `yaml:"logLevel"`
@@ -100,6 +109,29 @@ type Config struct {
 	// File is the YAML file the configuration came from, if any.
 	File string `yaml:"-"`
 }
+
+// ClusterOn says the node is part of a cluster.
+func (c *Config) ClusterOn() bool { return c.NATSListen != "" || len(c.NATS) > 0 }
+
+// NodeName is the node's name: --node, or the host name and HTTP port.
+func (c *Config) NodeName() string {
+	if c.Node != "" {
+		return c.Node
+	}
+	host, _ := os.Hostname()
+	host = nodeUnsafe.ReplaceAllString(host, "-")
+	_, port, _ := net.SplitHostPort(c.HTTP)
+	name := strings.Trim(host, "-") + "-" + port
+	if len(name) > 64 {
+		name = name[len(name)-64:]
+	}
+	return name
+}
+
+var (
+	nodeName   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	nodeUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+)
 
 // AppConfig is an app declared in the configuration file.
 type AppConfig struct {
@@ -313,6 +345,10 @@ var options = []option{
 	dur("managed-start-timeout", "how long a managed stream may take to become playable", func(c *Config) *time.Duration { return &c.ManagedStartTimeout }),
 	dur("app-grace", "how long an app's socket may be away before the app is stopped", func(c *Config) *time.Duration { return &c.AppGrace }),
 	dur("user-grace", "how long the phone may be away before the user session ends", func(c *Config) *time.Duration { return &c.UserGrace }),
+	str("nats-listen", "join a cluster: run an embedded NATS server whose cluster routes listen here (HOST:PORT)", func(c *Config) *string { return &c.NATSListen }),
+	list("nats-routes", "the other nodes' NATS route URLs, comma-separated nats://HOST:PORT (with --nats-listen)", func(c *Config) *[]string { return &c.NATSRoutes }),
+	list("nats", "join a cluster through an existing NATS cluster, comma-separated nats://HOST:PORT (nothing embedded)", func(c *Config) *[]string { return &c.NATS }),
+	str("node", "this node's name in the cluster, unique (default: host name and HTTP port)", func(c *Config) *string { return &c.Node }),
 	boolean("demo", "create a demo stream fed by the built-in test source", func(c *Config) *bool { return &c.Demo }),
 	boolean("pprof", "serve Go profiles at /debug/pprof/ (admin token)", func(c *Config) *bool { return &c.Pprof }),
 	str("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
@@ -431,6 +467,25 @@ func (c *Config) Validate() []error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls-cert and tls-key: give both or neither")
+	}
+	if c.NATSListen != "" && len(c.NATS) > 0 {
+		bad("nats-listen and nats: embed a NATS server or join an existing cluster, not both")
+	}
+	if len(c.NATSRoutes) > 0 && c.NATSListen == "" {
+		bad("nats-routes: needs nats-listen")
+	}
+	if c.NATSListen != "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			bad("nats-listen: %q is not an address like 127.0.0.1:7422", c.NATSListen)
+		}
+	}
+	for _, u := range append(append([]string{}, c.NATSRoutes...), c.NATS...) {
+		if !strings.HasPrefix(u, "nats://") {
+			bad("%q: NATS URLs are nats://HOST:PORT", u)
+		}
+	}
+	if c.Node != "" && !nodeName.MatchString(c.Node) {
+		bad("node: %q: use 1 to 64 letters, digits, - and _", c.Node)
 	}
 	if c.TLSCert != "" && len(c.ACMEDomains) > 0 {
 		bad("tls-cert and acme-domains: choose one source of certificates")

@@ -26,6 +26,7 @@ import (
 	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/auth"
+	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/control"
@@ -76,6 +77,8 @@ type Server struct {
 	outputs    *restream.Manager
 	abr        *abr.Manager
 	thumbs     *thumb.Server
+	cluster    *cluster.Cluster // nil for a single node
+	cpu        cpuMeter
 	// transcoders is the server's budget of ffmpeg encoders.
 	transcoders *helper.Budget
 	// undo releases what New made, last made first: on a failure in New,
@@ -242,6 +245,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		AppWebSocketURL:     webSocketURL(s.public) + "/app-ws",
 	}, s.reg, s.store, s.store, &api.WebhookClient{HTTP: &http.Client{}}, log.With("component", "control"))
 	s.undo.push(s.plane.Close)
+	if cfg.ClusterOn() {
+		if err := s.joinCluster(); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
 	s.sockets = &api.Sockets{Plane: s.plane, Secret: s.secret, Log: log.With("component", "sockets"), Throttle: throttle}
 
 	mux := http.NewServeMux()
@@ -265,6 +273,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret, Throttle: throttle}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
+	mux.Handle("GET /api/v1/cluster", apiServer.Admin(http.HandlerFunc(s.clusterStatus)))
 	mux.Handle("GET /metrics", apiServer.Admin(s.metricsHandler()))
 	// Every media route wants a grant for its stream (see guard).
 	mux.Handle("/hls/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("hls", hls.New(s.reg.Packager)))))
@@ -549,6 +558,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.ready.Store(false)
 	s.log.Info("shutting down")
+	if s.cluster != nil {
+		s.cluster.Close() // the others see this node leave first
+	}
 	s.plane.Close()   // apps hear the end, glasses are told to stop
 	s.sockets.Close() // and their sockets close
 	stopRTMP()
@@ -634,3 +646,6 @@ func (s *Server) publicStatus(id, grant string) (web.Status, bool) {
 
 // Close releases what New made, for a server that was never run.
 func (s *Server) Close() { s.undo.run() }
+
+// Cluster is this node's cluster membership (nil for a single node).
+func (s *Server) Cluster() *cluster.Cluster { return s.cluster }

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/cluster"
+	"github.com/glasscast/glasscast/internal/live"
+)
+
+// joinCluster makes this node part of the cluster its configuration names.
+func (s *Server) joinCluster() error {
+	c, err := cluster.Start(cluster.Config{
+		Node: s.cfg.NodeName(), Listen: s.cfg.NATSListen, Routes: s.cfg.NATSRoutes, URLs: s.cfg.NATS,
+		Dir: s.cfg.Data, Public: s.public, Version: Version(), Stats: s.nodeStats,
+	}, s.log.With("component", "cluster"))
+	if err != nil {
+		return err
+	}
+	s.cluster = c
+	s.undo.push(c.Close)
+	return nil
+}
+
+// nodeStats is what this node says of itself: its streams, their viewers,
+// its user sessions and its CPU since it last said.
+func (s *Server) nodeStats() cluster.Stats {
+	var st cluster.Stats
+	for _, ls := range s.reg.List() {
+		if ls.Status() == live.StatusEnded {
+			continue
+		}
+		st.Streams++
+		v := s.countViewers(ls)
+		st.Viewers += v.WebRTC + v.LLHLS + v.DASH
+	}
+	st.Sessions, _, _ = s.plane.Counts()
+	st.CPU = s.cpu.percent()
+	return st
+}
+
+// cpuMeter is the process's CPU, in percent of a core, between two reads.
+type cpuMeter struct {
+	mu   sync.Mutex
+	at   time.Time
+	used time.Duration
+}
+
+func (m *cpuMeter) percent() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	used := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var pct float64
+	if !m.at.IsZero() && now.After(m.at) {
+		pct = 100 * float64(used-m.used) / float64(now.Sub(m.at))
+	}
+	m.at, m.used = now, used
+	return pct
+}
+
+// clusterJSON answers GET /api/v1/cluster.
+type clusterJSON struct {
+	Node    string         `json:"node"`
+	Cluster bool           `json:"cluster"`
+	Nodes   []cluster.Node `json:"nodes"`
+}
+
+// clusterStatus lists the cluster's nodes (a single node lists itself).
+func (s *Server) clusterStatus(w http.ResponseWriter, _ *http.Request) {
+	out := clusterJSON{Node: s.cfg.NodeName()}
+	if s.cluster != nil {
+		out.Cluster, out.Nodes = true, s.cluster.Nodes()
+	} else {
+		out.Nodes = []cluster.Node{{Name: out.Node, Public: s.public, Version: Version(), Heartbeat: time.Now().UTC(),
+			Alive: true, Stats: s.nodeStats()}}
+	}
+	writeJSON(w, out)
+}
+
+// Version is the build's version: dev and its revision.
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(v)
+}
