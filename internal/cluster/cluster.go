@@ -128,8 +128,9 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 		}
 		c.nc, err = nats.Connect("", nats.InProcessServer(c.ns), nats.Token(token), nats.Name(cfg.Node), nats.MaxReconnects(-1))
 	} else {
+		// The NATS servers may start after the node: it keeps trying.
 		c.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), nats.Name(cfg.Node), nats.MaxReconnects(-1),
-			nats.ReconnectWait(500*time.Millisecond))
+			nats.ReconnectWait(500*time.Millisecond), nats.RetryOnFailedConnect(true))
 	}
 	if err != nil {
 		c.shutdown()

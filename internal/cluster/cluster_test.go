@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,4 +102,54 @@ func TestThreeNodes(t *testing.T) {
 	nodes[2] = nil
 	waitNodes(t, nodes[0], "n1", "n2")
 	waitNodes(t, nodes[1], "n2", "n1")
+}
+
+// natsCluster runs Debian's nats-server three times on loopback as one NATS
+// cluster with JetStream, and returns its client URLs.
+func natsCluster(t *testing.T) []string {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		t.Fatal("nats-server is required: run scripts/test, which installs it")
+	}
+	client := []int{freePort(t), freePort(t), freePort(t)}
+	routes := []int{freePort(t), freePort(t), freePort(t)}
+	var urls []string
+	for i := range client {
+		var peers []string
+		for j, p := range routes {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", p))
+			}
+		}
+		cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(client[i]), "-sd", t.TempDir(),
+			"-n", fmt.Sprintf("ext%d", i+1), "--cluster_name", "ext", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", routes[i]),
+			"--routes", strings.Join(peers, ","))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+	}
+	return urls
+}
+
+// Two nodes that join an existing NATS cluster (nothing embedded) see each
+// other.
+func TestExternalNATS(t *testing.T) {
+	urls := natsCluster(t)
+	var nodes []*Cluster
+	for i := range 2 {
+		c, err := Start(Config{Node: fmt.Sprintf("x%d", i+1), URLs: urls, Public: "http://x.test", Version: "test",
+			Heartbeat: 200 * time.Millisecond}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		nodes = append(nodes, c)
+	}
+	waitNodes(t, nodes[0], "x1", "x2")
+	waitNodes(t, nodes[1], "x2", "x1")
 }
