@@ -9,13 +9,16 @@ package cluster
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -48,6 +51,10 @@ type Config struct {
 	URLs []string
 	// Dir is where the embedded server keeps JetStream's store.
 	Dir string
+	// Secret, shared by every node, authenticates the embedded servers'
+	// routes to each other (a password derived from it); without it the
+	// routes take anyone.
+	Secret []byte
 	// Public is this node's public URL; Version its version.
 	Public, Version string
 	// Heartbeat is how often the node says it is alive (default 2 s); a
@@ -73,6 +80,14 @@ type Node struct {
 	Heartbeat time.Time `json:"lastHeartbeat"`
 	Alive     bool      `json:"alive"`
 	Stats
+}
+
+// routePassword is the routes' password: the same on every node that
+// shares the secret, and telling nothing of it.
+func routePassword(secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("glasscast nats routes"))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func randomToken() string {
@@ -173,6 +188,13 @@ func embed(cfg Config, token string) (*natsserver.Server, error) {
 		Routes:        natsserver.RoutesFromStr(strings.Join(cfg.Routes, ",")),
 		NoSigs:        true,
 		NoLog:         true,
+	}
+	if len(cfg.Secret) > 0 {
+		pass := routePassword(cfg.Secret)
+		opts.Cluster.Username, opts.Cluster.Password = "glasscast", pass
+		for _, r := range opts.Routes {
+			r.User = url.UserPassword("glasscast", pass)
+		}
 	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {

@@ -72,7 +72,7 @@ func TestThreeNodes(t *testing.T) {
 				}
 			}
 			nodes[i], errs[i] = Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: peers,
-				Dir: t.TempDir(), Public: fmt.Sprintf("http://n%d.test", i+1), Version: "test", Heartbeat: 200 * time.Millisecond,
+				Dir: t.TempDir(), Secret: []byte("shared"), Public: fmt.Sprintf("http://n%d.test", i+1), Version: "test", Heartbeat: 200 * time.Millisecond,
 				Stats: func() Stats { return Stats{Streams: i, Sessions: 10 * i} }}, quiet)
 		}()
 	}

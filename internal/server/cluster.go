@@ -16,7 +16,7 @@ import (
 func (s *Server) joinCluster() error {
 	c, err := cluster.Start(cluster.Config{
 		Node: s.cfg.NodeName(), Listen: s.cfg.NATSListen, Routes: s.cfg.NATSRoutes, URLs: s.cfg.NATS,
-		Dir: s.cfg.Data, Public: s.public, Version: Version(), Stats: s.nodeStats,
+		Dir: s.cfg.Data, Secret: s.secret, Public: s.public, Version: Version(), Stats: s.nodeStats,
 	}, s.log.With("component", "cluster"))
 	if err != nil {
 		return err

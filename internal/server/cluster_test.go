@@ -74,6 +74,7 @@ func TestClusterForms(t *testing.T) {
 			c.Node = fmt.Sprintf("n%d", i+1)
 			c.NATSListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
 			c.NATSRoutes = routes
+			c.JWTSecret = "the-secret-every-node-shares-0123456789"
 		})
 	}
 	nodes[1].create("on n2")
