@@ -18,6 +18,7 @@ type abrResult struct {
 	Levels     []int    `json:"levels"`
 	Played     []int    `json:"played"`
 	Switched   []int    `json:"switched"`
+	HLSErrors  []string `json:"hlsErrors"`
 	PageErrors []string `json:"pageErrors"`
 }
 
@@ -84,7 +85,7 @@ func TestABRLadder(t *testing.T) {
 		}
 	}
 	hl := got["hlsjs"]
-	t.Logf("hls.js: levels %v, played at %v, switched through %v", hl.Levels, hl.Played, hl.Switched)
+	t.Logf("hls.js: levels %v, played at %v, switched through %v, errors %v", hl.Levels, hl.Played, hl.Switched, hl.HLSErrors)
 	if !slices.Contains(hl.Levels, 360) || !slices.Contains(hl.Levels, 480) || !slices.Contains(hl.Levels, 720) {
 		t.Fatalf("hls.js levels: %+v\n%s", hl, stderr)
 	}

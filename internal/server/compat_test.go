@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/sim"
+	"github.com/glasscast/glasscast/internal/testport"
 )
 
 // nodeApp is an app written on the unmodified @mentra/sdk 2.1.29, run with
@@ -46,15 +46,7 @@ func compatDir(t *testing.T) string {
 	return dir
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 // runNodeApp starts one of the compat apps and waits until it answers.
 func runNodeApp(t *testing.T, script, pkg, key string, port int, env ...string) *nodeApp {

@@ -46,13 +46,7 @@ func startNginx(t *testing.T) *nginxRTMP {
 	if _, err := os.Stat(nginxModule); err != nil {
 		t.Fatalf("nginx's RTMP module is required at %s: run scripts/test, which installs libnginx-mod-rtmp", nginxModule)
 	}
-	// nginx takes a port, not :0: take a free one from the kernel.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t) // nginx takes a port, not :0
 	n := &nginxRTMP{t: t, dir: t.TempDir(), port: port}
 	conf := fmt.Sprintf(`load_module %s;
 daemon off;

@@ -18,10 +18,13 @@ const browser = await chromium.launch({
 });
 
 // playsAt waits until the video shows pictures `height` tall and its time
-// has advanced a second at that height.
-async function playsAt(page, height, deadlineMs = 30000) {
+// has advanced a second at that height. again, when given, is run every
+// ten seconds the picture is not that tall yet (a switch asked for again:
+// on a busy machine a rung may not have the media the player needs yet).
+async function playsAt(page, height, again, deadlineMs = 45000) {
   const t0 = Date.now();
   let start = null;
+  let asked = t0;
   while (Date.now() - t0 < deadlineMs) {
     const s = await page.evaluate(() => {
       const v = document.querySelector('video');
@@ -30,6 +33,9 @@ async function playsAt(page, height, deadlineMs = 30000) {
     if (s.h === height && s.ready >= 2) {
       if (start == null) start = s.t;
       else if (s.t - start >= 1) return true;
+    } else if (again && Date.now() - asked > 10000) {
+      await again();
+      asked = Date.now();
     }
     await page.waitForTimeout(200);
   }
@@ -50,20 +56,25 @@ try {
     } catch { /* reported as no levels */ }
     await page.evaluate(() => {
       window.abrSwitched = [];
+      window.abrErrors = [];
       const hls = window.glasscast.hls;
-      if (hls) hls.on('hlsLevelSwitched', (_, d) => window.abrSwitched.push(hls.levels[d.level].height));
+      if (hls) {
+        hls.on('hlsLevelSwitched', (_, d) => window.abrSwitched.push(hls.levels[d.level].height));
+        hls.on('hlsError', (_, d) => window.abrErrors.push(`${d.type} ${d.details}${d.fatal ? ' (fatal)' : ''}`));
+      }
     });
     const played = [];
     // Lowest first, then the source: a switch down and a switch up.
     const order = levels.map((l, i) => i).sort((a, b) => levels[a].height - levels[b].height);
     for (const i of [order[0], order[order.length - 1]]) {
       if (i === undefined) break;
-      await page.evaluate(i => { window.glasscast.hls.currentLevel = i; }, i);
-      if (await playsAt(page, levels[i].height)) played.push(levels[i].height);
+      const ask = () => page.evaluate(i => { window.glasscast.hls.currentLevel = i; }, i);
+      await ask();
+      if (await playsAt(page, levels[i].height, ask)) played.push(levels[i].height);
       await page.screenshot({ path: path.join(artifacts, `abr-hls-${levels[i].height}p.png`) });
     }
-    const switched = await page.evaluate(() => window.abrSwitched);
-    console.log(JSON.stringify({ player: 'hlsjs', levels: levels.map(l => l.height), played, switched, pageErrors: errors }));
+    const { switched, hlsErrors } = await page.evaluate(() => ({ switched: window.abrSwitched, hlsErrors: window.abrErrors }));
+    console.log(JSON.stringify({ player: 'hlsjs', levels: levels.map(l => l.height), played, switched, hlsErrors, pageErrors: errors }));
     await page.close();
   }
   // dash.js: the manifest's video representations, and the lowest one plays.
