@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -187,7 +189,8 @@ func envOr(name, def string) string {
 	return def
 }
 
-// apps manages the registered apps in the data directory's store.
+// apps manages the registered apps: in the data directory's store, or
+// through a running node's API (--server), which a cluster needs.
 func apps(args []string, stdout, stderr io.Writer) int {
 	const usage = `Usage: glasscast apps add|list|remove [flags]
 
@@ -195,8 +198,9 @@ func apps(args []string, stdout, stderr io.Writer) int {
   list    the registered apps
   remove  unregister one (--package)
 
-The apps live in the server's data directory (--data, ./glasscast-data). glasscast apps add -h
-lists the flags.`
+The apps live in the server's data directory (--data, ./glasscast-data); with
+--server URL and --admin-token T they are a running node's (in a cluster: every
+node's). glasscast apps add -h lists the flags.`
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -214,6 +218,8 @@ lists the flags.`
 	fs := flag.NewFlagSet("glasscast apps "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", envOr("GLASSCAST_DATA", "./glasscast-data"), "the server's data directory")
+	srv := fs.String("server", os.Getenv("GLASSCAST_SERVER"), "a running node's base URL: manage its apps through its API instead of --data")
+	tok := fs.String("admin-token", os.Getenv("GLASSCAST_ADMIN_TOKEN"), "the admin token, with --server")
 	pkg := fs.String("package", "", "the app's package name (com.example.app)")
 	publicURL := fs.String("public-url", "", "the app server's base URL; webhooks go to URL/webhook")
 	name := fs.String("name", "", "a display name")
@@ -224,50 +230,159 @@ lists the flags.`
 		}
 		return 2
 	}
-	st, err := store.Open(*data)
-	if err != nil {
-		fmt.Fprintf(stderr, "glasscast apps: %v\n", err)
-		return 1
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "glasscast apps "+sub+": "+format+"\n", a...)
+		return code
 	}
-	defer st.Close()
-	ctx := context.Background()
+	var book appBook
+	if *srv != "" {
+		book = &remoteApps{base: strings.TrimRight(*srv, "/"), token: *tok}
+	} else {
+		st, err := store.Open(*data)
+		if err != nil {
+			return fail(1, "%v", err)
+		}
+		defer st.Close()
+		book = localApps{st}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	switch sub {
 	case "add":
 		perms := []string{store.PermissionCamera}
 		if *noCamera {
 			perms = []string{}
 		}
-		app, key, err := api.CheckApp(api.NewAppRequest{PackageName: *pkg, Name: *name, PublicURL: *publicURL, Permissions: perms})
+		req := api.NewAppRequest{PackageName: *pkg, Name: *name, PublicURL: *publicURL, Permissions: perms}
+		if _, _, err := api.CheckApp(req); err != nil {
+			return fail(2, "%v", err)
+		}
+		key, err := book.add(ctx, req)
+		if errors.Is(err, store.ErrExists) {
+			return fail(1, "%s exists (remove it first)", *pkg)
+		}
 		if err != nil {
-			fmt.Fprintf(stderr, "glasscast apps add: %v\n", err)
-			return 2
+			return fail(1, "%v", err)
 		}
-		if _, err := st.App(ctx, app.PackageName); err == nil {
-			fmt.Fprintf(stderr, "glasscast apps add: %s exists (remove it first)\n", app.PackageName)
-			return 1
-		}
-		if err := st.PutApp(ctx, app); err != nil {
-			fmt.Fprintf(stderr, "glasscast apps add: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "added %s\napi key (shown once): %s\n", app.PackageName, key)
+		fmt.Fprintf(stdout, "added %s\napi key (shown once): %s\n", *pkg, key)
 	case "list":
-		list, err := st.Apps(ctx)
+		list, err := book.list(ctx)
 		if err != nil {
-			fmt.Fprintf(stderr, "glasscast apps list: %v\n", err)
-			return 1
+			return fail(1, "%v", err)
 		}
 		for _, a := range list {
 			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", a.PackageName, a.PublicURL, strings.Join(a.Permissions, ","), a.Name)
 		}
 	case "remove":
-		if err := st.DeleteApp(ctx, *pkg); err != nil {
-			fmt.Fprintf(stderr, "glasscast apps remove: %s: %v\n", *pkg, err)
-			return 1
+		if err := book.remove(ctx, *pkg); err != nil {
+			return fail(1, "%s: %v", *pkg, err)
 		}
 		fmt.Fprintf(stdout, "removed %s\n", *pkg)
 	}
 	return 0
+}
+
+// appBook is where glasscast apps finds the apps.
+type appBook interface {
+	add(ctx context.Context, req api.NewAppRequest) (apiKey string, err error) // store.ErrExists
+	list(ctx context.Context) ([]api.AppJSON, error)
+	remove(ctx context.Context, pkg string) error
+}
+
+// localApps are the apps of a data directory.
+type localApps struct{ st *store.Store }
+
+func (l localApps) add(ctx context.Context, req api.NewAppRequest) (string, error) {
+	app, key, err := api.CheckApp(req)
+	if err != nil {
+		return "", err
+	}
+	return key, l.st.AddApp(ctx, app)
+}
+
+func (l localApps) list(ctx context.Context) ([]api.AppJSON, error) {
+	apps, err := l.st.Apps(ctx)
+	out := make([]api.AppJSON, 0, len(apps))
+	for _, a := range apps {
+		out = append(out, api.AppJSON{PackageName: a.PackageName, Name: a.Name, PublicURL: a.PublicURL, Permissions: a.Permissions})
+	}
+	return out, err
+}
+
+func (l localApps) remove(ctx context.Context, pkg string) error { return l.st.DeleteApp(ctx, pkg) }
+
+// remoteApps are a running node's, through its admin API.
+type remoteApps struct{ base, token string }
+
+func (r *remoteApps) add(ctx context.Context, req api.NewAppRequest) (string, error) {
+	var out api.AppJSON
+	status, err := adminCall(ctx, "POST", r.base+"/api/v1/apps", r.token, req, &out)
+	if status == http.StatusConflict {
+		return "", store.ErrExists
+	}
+	return out.APIKey, err
+}
+
+func (r *remoteApps) list(ctx context.Context) ([]api.AppJSON, error) {
+	var out struct {
+		Apps []api.AppJSON `json:"apps"`
+	}
+	_, err := adminCall(ctx, "GET", r.base+"/api/v1/apps", r.token, nil, &out)
+	return out.Apps, err
+}
+
+func (r *remoteApps) remove(ctx context.Context, pkg string) error {
+	_, err := adminCall(ctx, "DELETE", r.base+"/api/v1/apps/"+url.PathEscape(pkg), r.token, nil, nil)
+	return err
+}
+
+// adminCall makes a request with the admin token, sends in as JSON (when
+// not nil) and reads a 2xx answer into out (when not nil); another status
+// is an error carrying the server's message.
+func adminCall(ctx context.Context, method, u, token string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+			msg = e.Error.Message
+		}
+		return resp.StatusCode, fmt.Errorf("%s: %s", resp.Status, msg)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, u, err)
+		}
+	}
+	return resp.StatusCode, nil
 }
 
 // clusterCmd is glasscast cluster status: every node of the cluster the
@@ -295,24 +410,6 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	req, err := http.NewRequest("GET", strings.TrimRight(*srv, "/")+"/api/v1/cluster", nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "glasscast cluster status: %v\n", err)
-		return 2
-	}
-	req.Header.Set("Authorization", "Bearer "+*tok)
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "glasscast cluster status: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "glasscast cluster status: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
-		return 1
-	}
 	var out struct {
 		Node    string `json:"node"`
 		Cluster bool   `json:"cluster"`
@@ -328,7 +425,9 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 			CPU       float64   `json:"cpu"`
 		} `json:"nodes"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := adminCall(ctx, "GET", strings.TrimRight(*srv, "/")+"/api/v1/cluster", *tok, nil, &out); err != nil {
 		fmt.Fprintf(stderr, "glasscast cluster status: %v\n", err)
 		return 1
 	}

@@ -92,4 +92,36 @@ func TestClusterStatus(t *testing.T) {
 		!strings.Contains(errOut.String(), "401") {
 		t.Fatalf("a wrong token: %d %q", code, errOut.String())
 	}
+
+	// The apps of a running node, through its API.
+	remote := []string{"--server", srv.Public(), "--admin-token", cfg.AdminToken}
+	out.Reset()
+	if code := run(append([]string{"apps", "add", "--package", "com.example.remote", "--public-url", "http://127.0.0.1:3000"}, remote...), &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "api key (shown once): gck_") {
+		t.Fatalf("apps add --server: %d %q %q", code, out.String(), errOut.String())
+	}
+	key := strings.TrimSpace(out.String()[strings.Index(out.String(), "gck_"):])
+	if app, err := srv.Apps().App(ctx, "com.example.remote"); err != nil || !app.CheckKey(key) {
+		t.Fatalf("the node does not have the app with the key printed: %+v %v", app, err)
+	}
+	errOut.Reset()
+	if code := run(append([]string{"apps", "add", "--package", "com.example.remote", "--public-url", "http://127.0.0.1:3001"}, remote...), &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "com.example.remote exists") {
+		t.Fatalf("adding it twice: %d %q", code, errOut.String())
+	}
+	out.Reset()
+	if code := run(append([]string{"apps", "list"}, remote...), &out, &errOut); code != 0 || !strings.Contains(out.String(), "com.example.remote\thttp://127.0.0.1:3000\tCAMERA") {
+		t.Fatalf("apps list --server: %d %q", code, out.String())
+	}
+	if code := run(append([]string{"apps", "remove", "--package", "com.example.remote"}, remote...), &out, &errOut); code != 0 {
+		t.Fatalf("apps remove --server: %d %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run(append([]string{"apps", "remove", "--package", "com.example.remote"}, remote...), &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "404") {
+		t.Fatalf("removing it twice: %d %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"apps", "list", "--server", srv.Public(), "--admin-token", "wrong"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "401") {
+		t.Fatalf("apps list with a wrong token: %d %q", code, errOut.String())
+	}
 }

@@ -116,7 +116,7 @@ func CheckApp(req NewAppRequest) (store.App, string, error) {
 // Apps serves the apps API (admin token) and the user's app start/stop
 // (core token), as the phone calls them.
 type Apps struct {
-	Store  *store.Store
+	Store  store.Apps
 	Plane  *control.Plane
 	Secret []byte
 	// Throttle, when set, slows down guessing of core tokens.
@@ -161,11 +161,10 @@ func (a *Apps) apps(w http.ResponseWriter, r *http.Request) {
 			WriteError(w, http.StatusBadRequest, protocol.APIBadRequest, err.Error())
 			return
 		}
-		if _, err := a.Store.App(r.Context(), app.PackageName); err == nil {
+		if err := a.Store.AddApp(r.Context(), app); errors.Is(err, store.ErrExists) {
 			WriteError(w, http.StatusConflict, "conflict", "an app with this packageName exists")
 			return
-		}
-		if err := a.Store.PutApp(r.Context(), app); err != nil {
+		} else if err != nil {
 			WriteError(w, http.StatusInternalServerError, protocol.APIUnavailable, err.Error())
 			return
 		}
@@ -182,14 +181,20 @@ func (a *Apps) oneApp(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet:
 		app, err := a.Store.App(r.Context(), pkg)
-		if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
 			WriteError(w, http.StatusNotFound, protocol.APINotFound, "no app "+quote(pkg))
+			return
+		} else if err != nil {
+			WriteError(w, http.StatusInternalServerError, protocol.APIUnavailable, err.Error())
 			return
 		}
 		writeJSON(w, http.StatusOK, appJSON(app))
 	case http.MethodDelete:
-		if err := a.Store.DeleteApp(r.Context(), pkg); err != nil {
+		if err := a.Store.DeleteApp(r.Context(), pkg); errors.Is(err, store.ErrNotFound) {
 			WriteError(w, http.StatusNotFound, protocol.APINotFound, "no app "+quote(pkg))
+			return
+		} else if err != nil {
+			WriteError(w, http.StatusInternalServerError, protocol.APIUnavailable, err.Error())
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)

@@ -55,7 +55,8 @@ type Outputs struct {
 	Mgr   *restream.Manager
 	Reg   *live.Registry
 	Plane *control.Plane
-	Store *store.Store
+	Store *store.Store // durable streams' outputs
+	Apps  store.Apps   // whose API keys the app routes check
 	// Throttle, when set, slows down guessing of API keys.
 	Throttle *auth.Throttle
 }
@@ -195,7 +196,7 @@ func (o *Outputs) appAuth(w http.ResponseWriter, r *http.Request, bodyPkg string
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	app, err := o.Store.App(ctx, pkg)
+	app, err := o.Apps.App(ctx, pkg)
 	if err != nil || !app.CheckKey(key) {
 		o.Throttle.Failed(addr)
 		mentraError(w, http.StatusUnauthorized, protocol.CodeInvalidAPIKey, "Invalid API Key or Package Name")

@@ -118,11 +118,13 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	up      chan struct{}      // closed once the buckets are open
+	nodesKV jetstream.KeyValue // the nodes' heartbeats; set before up is closed
+	appsKV  jetstream.KeyValue // the apps; set before up is closed
+
 	mu      sync.Mutex
 	nodes   map[string]Node
-	ready   bool          // the bucket is open
 	changed chan struct{} // closed and replaced at every change
-	kv      jetstream.KeyValue
 }
 
 // Start joins the cluster: it starts the embedded server (or connects to
@@ -134,7 +136,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, changed: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, changed: make(chan struct{}), up: make(chan struct{})}
 	var err error
 	if cfg.Listen != "" {
 		token := randomToken()
@@ -219,18 +221,12 @@ func (c *Cluster) replicas() int {
 	return max(1, min(3, n))
 }
 
-// run opens the nodes bucket (JetStream may need a moment to elect its
+// run opens the shared buckets (JetStream may need a moment to elect its
 // leader), then heartbeats and watches until Close.
 func (c *Cluster) run() {
 	for {
-		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-		kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: nodesBucket, History: 1,
-			TTL: 10 * c.cfg.Heartbeat, Replicas: c.replicas(), Storage: jetstream.MemoryStorage})
-		cancel()
+		err := c.open()
 		if err == nil {
-			c.mu.Lock()
-			c.kv, c.ready = kv, true
-			c.mu.Unlock()
 			break
 		}
 		c.log.Info("cluster: waiting for JetStream", "err", err)
@@ -240,6 +236,7 @@ func (c *Cluster) run() {
 		case <-time.After(c.cfg.Heartbeat / 2):
 		}
 	}
+	close(c.up)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -257,6 +254,81 @@ func (c *Cluster) run() {
 	}
 }
 
+// open creates (or finds) the shared buckets.
+func (c *Cluster) open() error {
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	var err error
+	c.nodesKV, err = c.bucket(ctx, bucketSpec{name: nodesBucket, ttl: 10 * c.cfg.Heartbeat, memory: true})
+	if err != nil {
+		return err
+	}
+	c.appsKV, err = c.bucket(ctx, bucketSpec{name: appsBucket, consistent: true})
+	return err
+}
+
+// bucketSpec describes a shared bucket.
+type bucketSpec struct {
+	name   string
+	ttl    time.Duration // entries older are dropped; 0 keeps them
+	memory bool          // kept in memory, not on disk
+	// consistent: a read sees every write acknowledged before it, on any
+	// node. The replicas do not answer reads themselves then (they may be
+	// behind the leader); the bucket's leader does.
+	consistent bool
+}
+
+// maxEntry bounds what one entry of a shared bucket may hold.
+const maxEntry = 64 << 10
+
+// bucket creates (or finds, the same on every node) a key-value bucket: a
+// JetStream stream laid out as the key-value API expects, one message per
+// key, replicated on up to three servers.
+func (c *Cluster) bucket(ctx context.Context, b bucketSpec) (jetstream.KeyValue, error) {
+	storage := jetstream.FileStorage
+	if b.memory {
+		storage = jetstream.MemoryStorage
+	}
+	dup := 2 * time.Minute
+	if b.ttl > 0 && b.ttl < dup {
+		dup = b.ttl
+	}
+	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              "KV_" + b.name,
+		Subjects:          []string{"$KV." + b.name + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxConsumers:      -1,
+		MaxAge:            b.ttl,
+		MaxMsgSize:        maxEntry,
+		Storage:           storage,
+		Replicas:          c.replicas(),
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        dup,
+		Discard:           jetstream.DiscardNew,
+		AllowDirect:       !b.consistent,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", b.name, err)
+	}
+	return c.js.KeyValue(ctx, b.name)
+}
+
+// WaitReady waits until the node has joined (the shared buckets are open),
+// ctx ends or the node leaves.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	select {
+	case <-c.up:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: not joined yet: %w", ctx.Err())
+	case <-c.ctx.Done():
+		return errors.New("cluster: the node has left")
+	}
+}
+
 // beat writes this node's heartbeat.
 func (c *Cluster) beat() {
 	n := Node{Name: c.cfg.Node, Public: c.cfg.Public, Version: c.cfg.Version, Heartbeat: time.Now().UTC()}
@@ -266,7 +338,7 @@ func (c *Cluster) beat() {
 	b, _ := json.Marshal(n)
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Heartbeat)
 	defer cancel()
-	if _, err := c.kv.Put(ctx, c.cfg.Node, b); err != nil && c.ctx.Err() == nil {
+	if _, err := c.nodesKV.Put(ctx, c.cfg.Node, b); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("cluster: heartbeat not written", "err", err)
 	}
 }
@@ -274,7 +346,7 @@ func (c *Cluster) beat() {
 // watch keeps the local view of the nodes.
 func (c *Cluster) watch() {
 	for c.ctx.Err() == nil {
-		w, err := c.kv.WatchAll(c.ctx)
+		w, err := c.nodesKV.WatchAll(c.ctx)
 		if err != nil {
 			select {
 			case <-c.ctx.Done():
@@ -331,11 +403,14 @@ func (c *Cluster) Changed() <-chan struct{} {
 	return c.changed
 }
 
-// Ready says the node has joined (the shared bucket is open).
+// Ready says the node has joined (the shared buckets are open).
 func (c *Cluster) Ready() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ready
+	select {
+	case <-c.up:
+		return true
+	default:
+		return false
+	}
 }
 
 // Node is this node's name.
@@ -346,12 +421,9 @@ func (c *Cluster) Node() string { return c.cfg.Node }
 func (c *Cluster) Close() {
 	c.cancel()
 	c.wg.Wait()
-	c.mu.Lock()
-	kv := c.kv
-	c.mu.Unlock()
-	if kv != nil {
+	if c.Ready() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		kv.Delete(ctx, c.cfg.Node)
+		c.nodesKV.Delete(ctx, c.cfg.Node)
 		cancel()
 	}
 	c.shutdown()

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/store"
+	"github.com/glasscast/glasscast/internal/store/storetest"
 	"github.com/glasscast/glasscast/internal/testport"
 	"go.uber.org/goleak"
 )
@@ -90,10 +94,71 @@ func TestThreeNodes(t *testing.T) {
 			t.Fatalf("n1 sees %+v", n)
 		}
 	}
+	checkApps(t, nodes)
 	nodes[2].Close()
 	nodes[2] = nil
 	waitNodes(t, nodes[0], "n1", "n2")
 	waitNodes(t, nodes[1], "n2", "n1")
+}
+
+// checkApps: the apps bucket keeps its contract; an app added on one node
+// is known on another; two nodes adding the same package at once: one
+// wins; a node's own apps move into the cluster when it joins.
+func checkApps(t *testing.T, nodes []*Cluster) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	storetest.Apps(t, nodes[0].Apps())
+	if a, err := nodes[2].Apps().App(ctx, "com.example.a"); err != nil || a.PublicURL != "http://127.0.0.1:3000" {
+		t.Fatalf("n3 does not know the app added on n1: %+v %v", a, err)
+	}
+	for range 10 {
+		pkg := "com.example.race" + store.NewAPIKey()[4:12]
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() {
+				errs[i] = nodes[i+1].Apps().AddApp(ctx, store.App{PackageName: pkg, PublicURL: fmt.Sprintf("http://n%d", i+2), KeyHash: store.HashKey("k")})
+			})
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, store.ErrExists):
+				t.Fatalf("a racing add: %v", err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("two nodes adding %s at once: %d won (%v)", pkg, won, errs)
+		}
+	}
+
+	local, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	for _, pkg := range []string{"com.example.a", "com.example.mine"} {
+		if err := local.PutApp(ctx, store.App{PackageName: pkg, PublicURL: "http://local", KeyHash: store.HashKey("l")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved, err := nodes[1].Apps().MoveApps(ctx, local)
+	if err != nil || moved != 1 {
+		t.Fatalf("moved %d apps (%v), want the one the cluster lacked", moved, err)
+	}
+	if a, err := nodes[0].Apps().App(ctx, "com.example.a"); err != nil || a.PublicURL != "http://127.0.0.1:3000" {
+		t.Fatalf("the cluster's app was replaced by a node's own: %+v %v", a, err)
+	}
+	if a, err := nodes[0].Apps().App(ctx, "com.example.mine"); err != nil || a.PublicURL != "http://local" {
+		t.Fatalf("the node's own app is not in the cluster: %+v %v", a, err)
+	}
+	if left, _ := local.Apps(ctx); len(left) != 0 {
+		t.Fatalf("the node still keeps %d apps of its own", len(left))
+	}
 }
 
 // natsCluster runs Debian's nats-server three times on loopback as one NATS
@@ -144,4 +209,11 @@ func TestExternalNATS(t *testing.T) {
 	}
 	waitNodes(t, nodes[0], "x1", "x2")
 	waitNodes(t, nodes[1], "x2", "x1")
+	// The apps, replicated by the external servers.
+	storetest.Apps(t, nodes[1].Apps())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if a, err := nodes[0].Apps().App(ctx, "com.example.a"); err != nil || a.PublicURL != "http://127.0.0.1:3000" {
+		t.Fatalf("x1 does not know the app added on x2: %+v %v", a, err)
+	}
 }

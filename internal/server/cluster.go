@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"runtime/debug"
@@ -10,10 +11,14 @@ import (
 
 	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/store"
 )
 
 // joinCluster makes this node part of the cluster its configuration names.
-func (s *Server) joinCluster() error {
+// The apps are the cluster's from then on: once it has joined, the node
+// moves the apps it kept on its own into the cluster and puts those of its
+// configuration file there.
+func (s *Server) joinCluster(cfgApps []store.App) error {
 	c, err := cluster.Start(cluster.Config{
 		Node: s.cfg.NodeName(), Listen: s.cfg.NATSListen, Routes: s.cfg.NATSRoutes, URLs: s.cfg.NATS,
 		Dir: s.cfg.Data, Secret: s.secret, Public: s.public, Version: Version(), Stats: s.nodeStats,
@@ -23,6 +28,27 @@ func (s *Server) joinCluster() error {
 	}
 	s.cluster = c
 	s.undo.push(c.Close)
+	apps := c.Apps()
+	s.apps = apps
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if c.WaitReady(ctx) != nil {
+			return
+		}
+		moved, err := apps.MoveApps(ctx, s.store)
+		if moved > 0 {
+			s.log.Info("cluster: this node's own apps moved into the cluster", "apps", moved)
+		}
+		if err == nil {
+			err = s.putApps(ctx, cfgApps)
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("cluster: apps not shared", "err", err)
+		}
+	}()
+	s.undo.push(func() { cancel(); <-done })
 	return nil
 }
 
@@ -30,6 +56,9 @@ func (s *Server) joinCluster() error {
 // its user sessions and its CPU since it last said.
 func (s *Server) nodeStats() cluster.Stats {
 	var st cluster.Stats
+	if !s.ready.Load() {
+		return st // not built yet, or shutting down
+	}
 	for _, ls := range s.reg.List() {
 		if ls.Status() == live.StatusEnded {
 			continue

@@ -27,7 +27,7 @@ func (s *Server) Dial() (string, *tls.Config) {
 // RegisterApp adds an app with the camera permission and a new API key.
 func (s *Server) RegisterApp(ctx context.Context, pkg, name, publicURL string) (string, error) {
 	key := store.NewAPIKey()
-	err := s.store.PutApp(ctx, store.App{PackageName: pkg, Name: name, PublicURL: publicURL,
+	err := s.apps.PutApp(ctx, store.App{PackageName: pkg, Name: name, PublicURL: publicURL,
 		KeyHash: store.HashKey(key), Permissions: []string{store.PermissionCamera}})
 	return key, err
 }

@@ -67,6 +67,7 @@ type Server struct {
 	demoGrant  string
 	demoMu     sync.Mutex
 	store      *store.Store
+	apps       store.Apps // the store, or the cluster's apps
 	plane      *control.Plane
 	sockets    *api.Sockets
 	viewers    *httpViewers
@@ -127,7 +128,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	s.undo.push(func() { s.store.Close() })
-	if err := s.loadApps(cfg.Apps); err != nil {
+	s.apps = s.store
+	cfgApps, err := configApps(cfg.Apps)
+	if err != nil {
 		return nil, err
 	}
 	if s.secret, err = auth.LoadSecret(cfg.JWTSecret, cfg.Data); err != nil {
@@ -209,6 +212,13 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		s.undo.push(s.closeTLS)
 	}
 	s.public, s.rtmpBase = s.publicURLs()
+	if cfg.ClusterOn() {
+		if err := s.joinCluster(cfgApps); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	} else if err := s.putApps(context.Background(), cfgApps); err != nil {
+		return nil, err
+	}
 	ffmpeg := cfg.FFmpegPath()
 	if cfg.ABR {
 		if ffmpeg == "" {
@@ -243,13 +253,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		CheckURL:            checkRTMPURL,
 		RTMPBase:            s.rtmpBase,
 		AppWebSocketURL:     webSocketURL(s.public) + "/app-ws",
-	}, s.reg, s.store, s.store, &api.WebhookClient{HTTP: &http.Client{}}, log.With("component", "control"))
+	}, s.reg, s.apps, s.store, &api.WebhookClient{HTTP: &http.Client{}}, log.With("component", "control"))
 	s.undo.push(s.plane.Close)
-	if cfg.ClusterOn() {
-		if err := s.joinCluster(); err != nil {
-			return nil, fmt.Errorf("cluster: %w", err)
-		}
-	}
 	s.sockets = &api.Sockets{Plane: s.plane, Secret: s.secret, Log: log.With("component", "sockets"), Throttle: throttle}
 
 	mux := http.NewServeMux()
@@ -261,7 +266,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	apiServer.Recordings = s.recs
 	apiServer.Outputs = s.outputs
 	s.outputs.OnChange(s.plane.OutputsChanged)
-	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Throttle: throttle}).Register(mux, apiServer.Admin)
+	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}).Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
 	(&api.Tokens{Signer: s.access, URLs: s, Revoked: s.rtc.CloseStream, Known: func(id string) bool {
 		if _, err := s.reg.Get(id); err == nil {
@@ -270,7 +275,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		_, err := s.recs.Get(id)
 		return err == nil
 	}}).Register(mux, apiServer.Admin)
-	(&api.Apps{Store: s.store, Plane: s.plane, Secret: s.secret, Throttle: throttle}).Register(mux, apiServer.Admin)
+	(&api.Apps{Store: s.apps, Plane: s.plane, Secret: s.secret, Throttle: throttle}).Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
 	mux.Handle("GET /api/v1/cluster", apiServer.Admin(http.HandlerFunc(s.clusterStatus)))
@@ -326,17 +331,26 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	return s, nil
 }
 
-// loadApps puts the apps of the configuration file in the store.
-func (s *Server) loadApps(apps []config.AppConfig) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+// configApps are the apps of the configuration file, checked.
+func configApps(apps []config.AppConfig) ([]store.App, error) {
+	var out []store.App
 	for _, a := range apps {
 		app, _, err := api.CheckApp(api.NewAppRequest{PackageName: a.PackageName, Name: a.Name, PublicURL: a.PublicURL,
 			Permissions: a.Permissions, APIKey: a.APIKey})
 		if err != nil {
-			return fmt.Errorf("app %s: %w", a.PackageName, err)
+			return nil, fmt.Errorf("app %s: %w", a.PackageName, err)
 		}
-		if err := s.store.PutApp(ctx, app); err != nil {
+		out = append(out, app)
+	}
+	return out, nil
+}
+
+// putApps puts apps where the apps are kept.
+func (s *Server) putApps(ctx context.Context, apps []store.App) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, app := range apps {
+		if err := s.apps.PutApp(ctx, app); err != nil {
 			return err
 		}
 	}
@@ -375,6 +389,9 @@ func (s *Server) JWTSecret() []byte { return s.secret }
 
 // Store is the server's database.
 func (s *Server) Store() *store.Store { return s.store }
+
+// Apps is where the apps are kept: the store, or the cluster's.
+func (s *Server) Apps() store.Apps { return s.apps }
 
 // Plane is the control plane.
 func (s *Server) Plane() *control.Plane { return s.plane }

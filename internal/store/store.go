@@ -24,7 +24,18 @@ import (
 // Errors callers branch on.
 var (
 	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("exists")
 )
+
+// Apps is where the registered apps are kept: this database on a single
+// node, the cluster's shared bucket when the node is part of one.
+type Apps interface {
+	App(ctx context.Context, pkg string) (App, error) // ErrNotFound
+	Apps(ctx context.Context) ([]App, error)          // by package name
+	AddApp(ctx context.Context, a App) error          // ErrExists when the package is taken
+	PutApp(ctx context.Context, a App) error          // creates or replaces
+	DeleteApp(ctx context.Context, pkg string) error  // ErrNotFound
+}
 
 // PermissionCamera lets an app stream from the glasses' camera.
 const PermissionCamera = "CAMERA"
@@ -153,6 +164,24 @@ ON CONFLICT (package_name) DO UPDATE SET name = excluded.name, public_url = excl
 		a.PackageName, a.Name, a.PublicURL, a.KeyHash, strings.Join(a.Permissions, ","), a.CreatedAt.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// AddApp creates an app; ErrExists if its package name is taken.
+func (s *Store) AddApp(ctx context.Context, a App) error {
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = time.Now()
+	}
+	res, err := s.db.ExecContext(ctx, `
+INSERT INTO apps (package_name, name, public_url, key_hash, permissions, created_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (package_name) DO NOTHING`,
+		a.PackageName, a.Name, a.PublicURL, a.KeyHash, strings.Join(a.Permissions, ","), a.CreatedAt.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
 	}
 	return nil
 }
