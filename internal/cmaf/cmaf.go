@@ -236,6 +236,8 @@ type Packager struct {
 	mu      sync.RWMutex
 	view    View
 	changed chan struct{}
+	ops     uint64                 // changes made so far
+	journal func(n uint64, op *Op) // told of every change, under mu
 
 	vmu      sync.Mutex
 	variants []Variant
@@ -337,7 +339,7 @@ func (p *Packager) Close() {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	p.w.flush()
-	p.update(func(v *View) { v.Ended = true })
+	p.apply(&Op{Kind: OpEnded})
 }
 
 // Release drops the media of an ended stream (its segments and what the
@@ -350,10 +352,7 @@ func (p *Packager) Release() {
 	p.vmu.Lock()
 	p.variants, p.follow = nil, nil
 	p.vmu.Unlock()
-	p.update(func(v *View) {
-		v.Segments = nil
-		v.Ended = true
-	})
+	p.apply(&Op{Kind: OpRelease})
 }
 
 // View runs fn with the current view, under a read lock: fn must not block.
@@ -384,6 +383,20 @@ func (p *Packager) Wait(ctx context.Context, ready func(v *View) bool) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// apply makes a change to the view under the write lock, tells the
+// journal, and wakes the waiters.
+func (p *Packager) apply(op *Op) {
+	p.mu.Lock()
+	p.view.apply(op, p.cfg.Window)
+	p.ops++
+	if p.journal != nil {
+		p.journal(p.ops, op)
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
 }
 
 // update changes the view under the write lock and wakes the waiters.

@@ -100,11 +100,7 @@ func (w *writer) write(u *stream.Unit) {
 				}
 			})
 		}
-		w.p.update(func(v *View) {
-			if v.AvailabilityStart.IsZero() {
-				v.AvailabilityStart = w.anchor
-			}
-		})
+		w.p.apply(&Op{Kind: OpAnchor, Wall: w.anchor})
 	}
 
 	if idx == w.lead {
@@ -205,16 +201,7 @@ func (w *writer) flush() {
 // skip completes track i's share of the segments before seq to that the
 // track never entered: it has nothing in them.
 func (w *writer) skip(i int, to uint64) {
-	w.p.update(func(v *View) {
-		for _, seg := range v.Segments {
-			if seg.Init != w.init || seg.Seq >= to {
-				continue
-			}
-			if ts := seg.Tracks[i]; !ts.Entered {
-				ts.Complete = true
-			}
-		}
-	})
+	w.p.apply(&Op{Kind: OpSkip, Track: i, Seg: to})
 }
 
 // reinit starts a new initialization version for a new set of tracks.
@@ -251,7 +238,7 @@ func (w *writer) reinit(tr *stream.Tracks) {
 	}
 	w.lead = 0 // video when there is video, else audio
 	w.init = in
-	w.p.update(func(v *View) { v.Init = in })
+	w.p.apply(&Op{Kind: OpInit, Init: in})
 }
 
 func marshalInit(scale uint32, codec mcodecs.Codec) []byte {
@@ -278,26 +265,12 @@ func sameParams(a, b *stream.Tracks) bool {
 
 // openSegment starts segment Seq at stream time start.
 func (w *writer) openSegment(start time.Duration) *Segment {
-	seg := &Segment{
-		Seq:           w.nextSeq,
-		Init:          w.init,
-		Discontinuity: w.discont,
-		Start:         start,
-		Wall:          w.anchor.Add(start),
-		Tracks:        make([]*TrackSegment, len(w.tw)),
-	}
-	for i := range seg.Tracks {
-		seg.Tracks[i] = &TrackSegment{}
-	}
+	seq := w.nextSeq
+	w.p.apply(&Op{Kind: OpSegment, Seg: seq, Discontinuity: w.discont, Start: start, Wall: w.anchor.Add(start)})
 	w.nextSeq++
 	w.discont = false
-	first := w.init.Start == 0 && w.init.Version > 1
-	w.p.update(func(v *View) {
-		if first {
-			w.init.Start = start
-		}
-		v.Segments = append(v.Segments, seg)
-	})
+	var seg *Segment
+	w.p.View(func(v *View) { seg = v.Segment(seq) })
 	return seg
 }
 
@@ -362,10 +335,7 @@ func (t *trackWriter) enter(w *writer, seg *Segment, dts uint64) {
 	}
 	seq := w.seqs[t.info.Name]
 	w.seqs[t.info.Name]++
-	w.p.update(func(v *View) {
-		ts := seg.Tracks[t.idx]
-		ts.Start, ts.Seq, ts.Entered = dts, seq, true
-	})
+	w.p.apply(&Op{Kind: OpEnter, Seg: seg.Seq, Track: t.idx, Ticks: dts, TrackSeq: seq})
 }
 
 // finishPending gives the waiting sample its duration (up to next) and adds
@@ -430,19 +400,9 @@ func (t *trackWriter) closePart(w *writer) {
 	}
 	w.mfhd++
 	data := fragment(w.mfhd, t.partT0, t.part)
-	ts := t.seg.Tracks[t.idx]
-	name := t.info.Name
-	part := &Part{Index: len(ts.Parts), Start: t.partT0, Duration: t.partDur, Independent: t.partKey, Data: data}
 	t.partMax = max(t.partMax, t.partDur)
-	target := Duration(t.partMax, t.info.Timescale)
-	w.p.update(func(v *View) {
-		part.ID = v.NextPart[name]
-		v.NextPart[name]++
-		ts.Parts = append(ts.Parts, part)
-		ts.Size += len(part.Data)
-		ts.Duration = part.Start + part.Duration - ts.Start
-		v.PartTarget[name] = target
-	})
+	w.p.apply(&Op{Kind: OpPart, Seg: t.seg.Seq, Track: t.idx, PartTarget: Duration(t.partMax, t.info.Timescale),
+		Part: &Part{Start: t.partT0, Duration: t.partDur, Independent: t.partKey, Data: data}})
 	t.part, t.partDur = nil, 0
 }
 
@@ -453,40 +413,5 @@ func (t *trackWriter) closeSegment(w *writer) {
 		return
 	}
 	t.seg = nil
-	ts := seg.Tracks[t.idx]
-	lead := t.idx == w.lead
-	name, scale := t.info.Name, t.info.Timescale
-	w.p.update(func(v *View) {
-		ts.Complete = true
-		if ts.Duration > 0 {
-			bw := int(int64(ts.Size) * 8 * int64(scale) / int64(ts.Duration))
-			v.Bandwidth[name] = max(v.Bandwidth[name], bw)
-		}
-		if !lead {
-			return
-		}
-		v.MaxSegment = max(v.MaxSegment, Duration(ts.Duration, scale))
-		// Keep the window: complete segments beyond it go, oldest first.
-		complete := 0
-		for _, s := range v.Segments {
-			if s.Tracks[w.lead].Complete {
-				complete++
-			}
-		}
-		drop := 0
-		for complete > w.p.cfg.Window && drop < len(v.Segments) {
-			if v.Segments[drop].Tracks[w.lead].Complete {
-				complete--
-			}
-			drop++
-		}
-		for _, s := range v.Segments[:drop] {
-			if s.Discontinuity {
-				v.DroppedDiscontinuities++
-			}
-		}
-		if drop > 0 {
-			v.Segments = append([]*Segment(nil), v.Segments[drop:]...)
-		}
-	})
+	w.p.apply(&Op{Kind: OpComplete, Seg: seg.Seq, Track: t.idx, Lead: t.idx == w.lead})
 }

@@ -60,13 +60,18 @@ func feed(tb testing.TB, p *cmaf.Packager, loops int) int {
 	return n
 }
 
+// newPackager is a packager whose window outlasts a test's media: feed
+// writes far faster than real time, and the recorder, which follows the
+// packager, must not find segments gone before it copied them.
+func newPackager() *cmaf.Packager { return cmaf.New(cmaf.Config{Window: 64}) }
+
 func TestRecordAndReload(t *testing.T) {
 	dir := t.TempDir()
 	s, err := record.Open(record.Config{Dir: dir}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := cmaf.New(cmaf.Config{})
+	p := newPackager()
 	if _, err := s.Start("abc123", "test", false, p); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +142,7 @@ func TestRecordContinuedAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := cmaf.New(cmaf.Config{})
+	p := newPackager()
 	if _, err := s.Start("cafe01", "kept", false, p); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +161,7 @@ func TestRecordContinuedAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	p = cmaf.New(cmaf.Config{})
+	p = newPackager()
 	if _, err := s.Start("cafe01", "kept", false, p); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +226,7 @@ func TestRecordStopsAtBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	p := cmaf.New(cmaf.Config{})
+	p := newPackager()
 	if _, err := s.Start("cafe01", "long", false, p); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +256,7 @@ func BenchmarkRecord(b *testing.B) {
 	b.ReportAllocs()
 	total := 0
 	for i := range b.N {
-		p := cmaf.New(cmaf.Config{})
+		p := newPackager()
 		id := fmt.Sprintf("be%04x", i%16)
 		s.Delete(id)
 		if _, err := s.Start(id, "bench", false, p); err != nil {
@@ -275,7 +280,7 @@ func BenchmarkMP4Layout(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	p := cmaf.New(cmaf.Config{})
+	p := newPackager()
 	if _, err := s.Start("feed01", "bench", false, p); err != nil {
 		b.Fatal(err)
 	}

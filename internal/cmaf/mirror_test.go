@@ -1,0 +1,122 @@
+package cmaf_test
+
+import (
+	"errors"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/cmaf/cmaftest"
+)
+
+// A mirror started from a snapshot taken mid-stream and fed the source's
+// changes through their wire encoding ends up in the source's state, through
+// a publisher reconnect, a window that moves on, and the end; a lost change
+// is refused.
+func TestMirror(t *testing.T) {
+	src := cmaftest.New(t, cmaf.Config{Window: 4})
+	src.Feed(t, 1)
+
+	var mu sync.Mutex
+	var wire [][]byte
+	src.P.Journal(func(n uint64, op *cmaf.Op) {
+		mu.Lock()
+		wire = append(wire, cmaf.EncodeOp(n, op))
+		mu.Unlock()
+	})
+	snap, err := cmaf.DecodeSnapshot(cmaf.EncodeSnapshot(src.P.Snapshot()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror, err := cmaf.NewMirror(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same(t, "from the snapshot", src.P, mirror)
+
+	apply := func() {
+		t.Helper()
+		mu.Lock()
+		msgs := wire
+		wire = nil
+		mu.Unlock()
+		for _, b := range msgs {
+			n, op, err := cmaf.DecodeOp(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mirror.Apply(n, op); err != nil {
+				t.Fatalf("change %d (%d): %v", n, op.Kind, err)
+			}
+		}
+	}
+	src.Feed(t, 2) // the window moves past the snapshot's segments
+	apply()
+	same(t, "after two more loops", src.P, mirror)
+
+	// The publisher reconnects: a discontinuity.
+	tracks, err := src.Clip.Tracks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Pub.Close(nil)
+	cmaftest.Drain(t, src.R, src.P)
+	if src.Pub, err = src.Hub.Publish(tracks); err != nil {
+		t.Fatal(err)
+	}
+	src.Feed(t, 1)
+	apply()
+	same(t, "after a reconnect", src.P, mirror)
+
+	// A lost change: refused, and the mirror stays as it was.
+	src.Feed(t, 1)
+	mu.Lock()
+	lost := wire
+	wire = nil
+	mu.Unlock()
+	before := mirror.Snapshot()
+	n, op, _ := cmaf.DecodeOp(lost[1])
+	if err := mirror.Apply(n, op); !errors.Is(err, cmaf.ErrGap) {
+		t.Fatalf("a change after a lost one: %v", err)
+	}
+	if !reflect.DeepEqual(before, mirror.Snapshot()) {
+		t.Fatal("a refused change changed the mirror")
+	}
+	// A new snapshot puts it right.
+	if mirror, err = cmaf.NewMirror(src.P.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	src.End(t)
+	apply()
+	same(t, "after the end", src.P, mirror)
+	ended := false
+	mirror.View(func(v *cmaf.View) { ended = v.Ended })
+	if !ended {
+		t.Fatal("the mirror did not end")
+	}
+}
+
+// same fails unless a and b are in the same state.
+func same(t *testing.T, when string, a, b *cmaf.Packager) {
+	t.Helper()
+	sa, sb := a.Snapshot(), b.Snapshot()
+	if len(sa.Segments) == 0 {
+		t.Fatalf("%s: the source has no segments", when)
+	}
+	if !reflect.DeepEqual(sa, sb) {
+		t.Fatalf("%s: the mirror differs from its source:\nsource %+v\nmirror %+v", when, summary(sa), summary(sb))
+	}
+}
+
+func summary(s *cmaf.Snapshot) []any {
+	out := []any{s.N, s.Current, s.Ended}
+	for _, seg := range s.Segments {
+		parts := 0
+		for _, ts := range seg.Tracks {
+			parts += len(ts.Parts)
+		}
+		out = append(out, [3]uint64{seg.Seq, uint64(len(seg.Tracks)), uint64(parts)})
+	}
+	return out
+}
