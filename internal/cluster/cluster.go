@@ -121,10 +121,13 @@ type Cluster struct {
 	up      chan struct{}      // closed once the buckets are open
 	nodesKV jetstream.KeyValue // the nodes' heartbeats; set before up is closed
 	appsKV  jetstream.KeyValue // the apps; set before up is closed
+	// streamsKV is the stream directory; set before up is closed.
+	streamsKV jetstream.KeyValue
 
 	mu      sync.Mutex
 	nodes   map[string]Node
-	changed chan struct{} // closed and replaced at every change
+	streams map[string]StreamEntry // this node's copy of the directory
+	changed chan struct{}          // closed and replaced at every change
 }
 
 // Start joins the cluster: it starts the embedded server (or connects to
@@ -136,7 +139,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, streams: map[string]StreamEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	var err error
 	if cfg.Listen != "" {
 		token := randomToken()
@@ -237,10 +240,14 @@ func (c *Cluster) run() {
 		}
 	}
 	close(c.up)
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.watch()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.watchStreams()
 	}()
 	tick := time.NewTicker(c.cfg.Heartbeat)
 	defer tick.Stop()
@@ -264,6 +271,10 @@ func (c *Cluster) open() error {
 		return err
 	}
 	c.appsKV, err = c.bucket(ctx, bucketSpec{name: appsBucket, consistent: true})
+	if err != nil {
+		return err
+	}
+	c.streamsKV, err = c.bucket(ctx, bucketSpec{name: streamsBucket, memory: true, consistent: true})
 	return err
 }
 
@@ -345,8 +356,22 @@ func (c *Cluster) beat() {
 
 // watch keeps the local view of the nodes.
 func (c *Cluster) watch() {
+	c.follow(c.nodesKV, func(key string, value []byte, deleted bool) {
+		var n Node
+		switch {
+		case deleted:
+			delete(c.nodes, key)
+		case json.Unmarshal(value, &n) == nil && n.Name == key:
+			c.nodes[key] = n
+		}
+	})
+}
+
+// follow runs change, under c.mu, for every entry of kv and every change
+// of it until the node leaves, and tells Changed's waiters.
+func (c *Cluster) follow(kv jetstream.KeyValue, change func(key string, value []byte, deleted bool)) {
 	for c.ctx.Err() == nil {
-		w, err := c.nodesKV.WatchAll(c.ctx)
+		w, err := kv.WatchAll(c.ctx)
 		if err != nil {
 			select {
 			case <-c.ctx.Done():
@@ -360,15 +385,7 @@ func (c *Cluster) watch() {
 				continue // the initial values are all in
 			}
 			c.mu.Lock()
-			switch e.Operation() {
-			case jetstream.KeyValuePut:
-				var n Node
-				if json.Unmarshal(e.Value(), &n) == nil && n.Name == e.Key() {
-					c.nodes[n.Name] = n
-				}
-			default: // deleted or purged: the node left
-				delete(c.nodes, e.Key())
-			}
+			change(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut)
 			close(c.changed)
 			c.changed = make(chan struct{})
 			c.mu.Unlock()
@@ -396,7 +413,8 @@ func (c *Cluster) Nodes() []Node {
 	return out
 }
 
-// Changed is closed at the next change of the nodes seen.
+// Changed is closed at the next change of the nodes or the stream
+// directory seen.
 func (c *Cluster) Changed() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -415,6 +433,9 @@ func (c *Cluster) Ready() bool {
 
 // Node is this node's name.
 func (c *Cluster) Node() string { return c.cfg.Node }
+
+// Conn is the node's connection to NATS, for the subjects nodes talk on.
+func (c *Cluster) Conn() *nats.Conn { return c.nc }
 
 // Close leaves the cluster: the node's entry is removed, the connection
 // closed and the embedded server shut down.

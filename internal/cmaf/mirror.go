@@ -101,19 +101,30 @@ func copyMap[K comparable, V any](m map[K]V) map[K]V {
 // NewMirror makes a packager in the state s describes; Apply continues it.
 func NewMirror(s *Snapshot) (*Packager, error) {
 	p := New(s.Config)
+	if err := p.Restore(s); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Restore puts a mirror in the state s describes, in place: requests
+// waiting on it go on with the new state. The packager's settings stay.
+func (p *Packager) Restore(s *Snapshot) error {
 	inits := map[int]*Init{}
 	for i := range s.Inits {
 		in := s.Inits[i]
 		inits[in.Version] = &in
 	}
-	v := &p.view
+	v := View{PartTarget: copyMap(s.PartTarget), NextPart: copyMap(s.NextPart), Bandwidth: copyMap(s.Bandwidth),
+		MaxSegment: s.MaxSegment, DroppedDiscontinuities: s.DroppedDiscontinuities,
+		AvailabilityStart: s.AvailabilityStart, Ended: s.Ended}
 	for _, ss := range s.Segments {
 		in := inits[ss.Init]
 		if in == nil {
-			return nil, fmt.Errorf("cmaf: snapshot segment %d names no init", ss.Seq)
+			return fmt.Errorf("cmaf: snapshot segment %d names no init", ss.Seq)
 		}
 		if len(ss.Tracks) != len(in.Tracks) {
-			return nil, fmt.Errorf("cmaf: snapshot segment %d has %d tracks, its init %d", ss.Seq, len(ss.Tracks), len(in.Tracks))
+			return fmt.Errorf("cmaf: snapshot segment %d has %d tracks, its init %d", ss.Seq, len(ss.Tracks), len(in.Tracks))
 		}
 		seg := &Segment{Seq: ss.Seq, Init: in, Discontinuity: ss.Discontinuity, Start: ss.Start, Wall: ss.Wall}
 		for i := range ss.Tracks {
@@ -124,22 +135,15 @@ func NewMirror(s *Snapshot) (*Packager, error) {
 	}
 	if s.Current != 0 {
 		if v.Init = inits[s.Current]; v.Init == nil {
-			return nil, errors.New("cmaf: snapshot without its current init")
+			return errors.New("cmaf: snapshot without its current init")
 		}
 	}
-	for k, x := range s.PartTarget {
-		v.PartTarget[k] = x
-	}
-	for k, x := range s.NextPart {
-		v.NextPart[k] = x
-	}
-	for k, x := range s.Bandwidth {
-		v.Bandwidth[k] = x
-	}
-	v.MaxSegment, v.DroppedDiscontinuities = s.MaxSegment, s.DroppedDiscontinuities
-	v.AvailabilityStart, v.Ended = s.AvailabilityStart, s.Ended
-	p.ops = s.N
-	return p, nil
+	p.mu.Lock()
+	p.view, p.ops = v, s.N
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+	return nil
 }
 
 // Apply makes change n of the source. ErrGap when n is not the change after

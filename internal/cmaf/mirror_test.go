@@ -83,8 +83,8 @@ func TestMirror(t *testing.T) {
 	if !reflect.DeepEqual(before, mirror.Snapshot()) {
 		t.Fatal("a refused change changed the mirror")
 	}
-	// A new snapshot puts it right.
-	if mirror, err = cmaf.NewMirror(src.P.Snapshot()); err != nil {
+	// A new snapshot puts it right, in place.
+	if err := mirror.Restore(src.P.Snapshot()); err != nil {
 		t.Fatal(err)
 	}
 	src.End(t)

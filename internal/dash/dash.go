@@ -8,6 +8,7 @@ package dash
 import (
 	"fmt"
 	"github.com/glasscast/glasscast/internal/access"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,6 +41,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	file := r.PathValue("file")
+	if file == TimeName {
+		// The clock players set theirs by (the manifest's UTCTiming).
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Type", "text/plain")
+		if r.Method != http.MethodHead {
+			io.WriteString(w, xsTime(h.now()))
+		}
+		return
+	}
 	if file != ManifestName {
 		// The segment in progress streams as it is made (low-latency
 		// DASH); the next one, asked for a little early, when it starts.
@@ -60,7 +70,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	var body string
-	p.View(func(v *cmaf.View) { body = MPD(v, h.now(), variants...) })
+	p.View(func(v *cmaf.View) { body = MPD(v, variants...) })
 	// The player's refreshes come back to a URL with its session.
 	if i := strings.Index(body, "  <Period"); i >= 0 {
 		body = body[:i] + "  <Location>" + ManifestName + "?" + cmaf.SessionParam + "=" + cmaf.SessionOf(r) + "</Location>\n" + body[i:]
@@ -101,8 +111,13 @@ func duration(d time.Duration) string {
 	return "PT" + strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "S"
 }
 
-// MPD renders the manifest of a view at time now.
-func MPD(v *cmaf.View, now time.Time, variants ...Rendition) string {
+// TimeName is the file that answers the time: the manifests' UTCTiming.
+const TimeName = "time"
+
+// MPD renders the manifest of a view. It is a function of the view alone:
+// every node that mirrors a stream answers the same manifest, and a player
+// sets its clock by the server's through UTCTiming's URL.
+func MPD(v *cmaf.View, variants ...Rendition) string {
 	maxSeg := max(v.MaxSegment, time.Second)
 	var window time.Duration
 	var periods [][]*cmaf.Segment
@@ -122,7 +137,7 @@ func MPD(v *cmaf.View, now time.Time, variants ...Rendition) string {
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
 	fmt.Fprintf(&b, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011,http://dashif.org/guidelines/dash-if-simple" type="%s"`,
 		map[bool]string{false: "dynamic", true: "static"}[v.Ended])
-	fmt.Fprintf(&b, ` availabilityStartTime="%s" publishTime="%s"`, xsTime(v.AvailabilityStart), xsTime(now))
+	fmt.Fprintf(&b, ` availabilityStartTime="%s" publishTime="%s"`, xsTime(v.AvailabilityStart), xsTime(published(v)))
 	if v.Ended {
 		fmt.Fprintf(&b, ` mediaPresentationDuration="%s"`, duration(window))
 	} else {
@@ -166,7 +181,7 @@ func MPD(v *cmaf.View, now time.Time, variants ...Rendition) string {
 		}
 		b.WriteString("  </Period>\n")
 	}
-	fmt.Fprintf(&b, `  <UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" value="%s"/>`+"\n", xsTime(now))
+	fmt.Fprintf(&b, `  <UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-xsdate:2014" value="%s"/>`+"\n", TimeName)
 	b.WriteString("</MPD>\n")
 	return b.String()
 }
@@ -236,6 +251,19 @@ func writeRendition(b *strings.Builder, in *cmaf.Init, rd Rendition) {
 	fmt.Fprintf(b, `        <SegmentTemplate timescale="%d" presentationTimeOffset="%d" initialization="../%s/%s" media="../%s/%s-$Number$.m4s" startNumber="%d">`+"\n",
 		t.Timescale, cmaf.Ticks(in.Start, t.Timescale), rd.Path, cmaf.InitName(t.Name, rd.Version), rd.Path, t.Name, rd.Entries[0].TS.Seq)
 	writeTimeline(b, rd.Entries, 0)
+}
+
+// published is when the view's newest media was made: the manifest's
+// publishTime, which changes with what the manifest lists.
+func published(v *cmaf.View) time.Time {
+	at := v.AvailabilityStart
+	if last := v.Last(); last != nil {
+		at = last.Wall
+		if len(last.Tracks) > 0 && len(last.Init.Tracks) > 0 {
+			at = at.Add(cmaf.Duration(last.Tracks[0].Duration, last.Init.Tracks[0].Timescale))
+		}
+	}
+	return at
 }
 
 func xsTime(t time.Time) string {

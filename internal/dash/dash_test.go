@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/cmaf/cmaftest"
@@ -51,7 +50,7 @@ func TestManifestListsTheView(t *testing.T) {
 		var body string
 		var segs map[string][]cmaf.TrackEntry
 		src.P.View(func(v *cmaf.View) {
-			body = dash.MPD(v, time.Now())
+			body = dash.MPD(v)
 			segs = map[string][]cmaf.TrackEntry{}
 			for _, tr := range v.Init.Tracks {
 				segs[tr.Name] = v.TrackSegments(tr.Name)

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/cluster"
+	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/relay"
 	"github.com/glasscast/glasscast/internal/store"
 )
 
@@ -49,7 +51,93 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 		}
 	}()
 	s.undo.push(func() { cancel(); <-done })
+
+	// The stream directory lists this node's streams; other nodes' play
+	// here through relays, this node's there.
+	dir := c.Streams()
+	s.reg.Subscribe("directory", func(ev live.Event) { s.announce(dir, ev) })
+	rlog := s.log.With("component", "relay")
+	origin, err := relay.ServeOrigin(c.Conn(), c.Node(), s.reg.Packager, rlog)
+	if err != nil {
+		return err
+	}
+	s.origin = origin
+	s.undo.push(origin.Close)
+	s.relays = relay.NewRelays(c.Conn(), func(ctx context.Context, id string) (string, error) {
+		e, err := dir.Find(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		if e.Origin == c.Node() {
+			return "", relay.ErrNotHere // this node's, and over
+		}
+		return e.Origin, nil
+	}, rlog)
+	s.undo.push(s.relays.Close)
 	return nil
+}
+
+// announce keeps this node's streams in the cluster's directory: listed
+// from creation, with their status, until they end.
+func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
+	st := ev.Stream
+	if st.Internal() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	if ev.Kind == live.EventEnded {
+		err = dir.Delete(ctx, st.ID())
+	} else {
+		err = dir.Put(ctx, cluster.StreamEntry{ID: st.ID(), Name: st.Name(), Origin: s.cluster.Node(), Status: st.Status().String(),
+			Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt()})
+	}
+	if err != nil && s.cluster.Ready() {
+		s.log.Warn("cluster: the stream directory not updated", "stream", st.ID(), "event", ev.Kind, "err", err)
+	}
+}
+
+// leaveCluster takes this node out of the cluster: its relays stop, its
+// streams leave the directory, and the others see it go.
+func (s *Server) leaveCluster() {
+	s.relays.Close()
+	s.origin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	dir := s.cluster.Streams()
+	for _, st := range s.reg.List() {
+		if e, ok := dir.Lookup(st.ID()); ok && e.Origin == s.cluster.Node() {
+			dir.Delete(ctx, st.ID())
+		}
+	}
+	s.cluster.Close()
+}
+
+// packager finds a stream's packager: this node's, or a relay of another
+// node's, started on the first request.
+func (s *Server) packager(id string) (*cmaf.Packager, bool) {
+	if p, ok := s.reg.Packager(id); ok || s.relays == nil {
+		return p, ok
+	}
+	if _, err := s.reg.Get(id); err == nil {
+		return nil, false // this node's, and over
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, err := s.relays.Packager(ctx, id)
+	return p, err == nil
+}
+
+// remotePublic says whether another node's stream plays without a token.
+func (s *Server) remotePublic(id string) bool {
+	if s.cluster == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	e, err := s.cluster.Streams().Find(ctx, id)
+	return err == nil && e.Public
 }
 
 // nodeStats is what this node says of itself: its streams, their viewers,

@@ -1,17 +1,24 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/config"
+	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/sdk"
 )
 
@@ -188,4 +195,126 @@ func TestClusterApps(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Fatal("n3 started an app removed on n2")
 	}
+}
+
+// onNode is url with its scheme and host replaced by node's.
+func onNode(node *harness, url string) string {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		panic(err)
+	}
+	return node.base + u.RequestURI()
+}
+
+// TestClusterPlayAnywhere: ffmpeg publishes to n1; n2 and n3, which relay
+// the stream over NATS, play it (ffprobe on LL-HLS and DASH); every part
+// n1's playlist lists answers the same bytes on every node while the
+// stream is live, and once the publisher has gone, every playlist, init
+// segment and part of the stream does.
+func TestClusterPlayAnywhere(t *testing.T) {
+	nodes := startNodes(t, 3, nil)
+	for i, names := range [][]string{{"n1", "n2", "n3"}, {"n2", "n1", "n3"}, {"n3", "n1", "n2"}} {
+		waitCluster(t, nodes[i], names...)
+	}
+	s := nodes[0].create("relayed")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := publishFFmpeg(t, ctx, s.Ingest.RTMPURL)
+	nodes[0].waitPlayable(s.Playback.HLS)
+
+	// n2 and n3 play it.
+	for _, n := range nodes[1:] {
+		var there api.StreamJSON
+		there.Playback.HLS, there.Playback.DASH = onNode(n, s.Playback.HLS), onNode(n, s.Playback.DASH)
+		checkProbe(t, there, 1280, 720, 1)
+	}
+
+	// Live: the parts n1 lists are the same bytes everywhere.
+	base := strings.TrimSuffix(s.Playback.HLS, "index.m3u8")
+	_, playlist := fetch(t, base+"video.m3u8")
+	parts := uris(string(playlist))
+	if len(parts) < 5 {
+		t.Fatalf("n1's playlist lists %d files:\n%s", len(parts), playlist)
+	}
+	for _, p := range parts[len(parts)-5:] {
+		sameEverywhere(t, nodes, base+p, 0)
+	}
+
+	// The publisher gone, nothing changes any more: every file of the
+	// stream is the same on every node.
+	pub.Process.Kill()
+	nodes[0].waitStatus(s.ID, live.StatusReconnecting, 10*time.Second)
+	files := []string{"index.m3u8?" + cmaf.SessionParam + "=the-same-player", "video.m3u8", "audio.m3u8"}
+	_, mv := fetch(t, base+files[0])
+	for _, f := range []string{"video.m3u8", "audio.m3u8"} {
+		if !strings.Contains(string(mv), f) {
+			t.Fatalf("the multivariant playlist does not list %s:\n%s", f, mv)
+		}
+		_, pl := fetch(t, base+f)
+		files = append(files, uris(string(pl))...)
+	}
+	for _, f := range files {
+		sameEverywhere(t, nodes, base+f, 10*time.Second)
+	}
+	// DASH: the manifest, and each track's init segment and segments.
+	dashBase := strings.TrimSuffix(s.Playback.DASH, "manifest.mpd")
+	dashFiles := []string{"manifest.mpd?" + cmaf.SessionParam + "=the-same-player"}
+	_, mpd := fetch(t, dashBase+dashFiles[0])
+	for _, m := range segmentTemplate.FindAllStringSubmatch(string(mpd), -1) {
+		first, _ := strconv.Atoi(m[3])
+		dashFiles = append(dashFiles, m[1], fmt.Sprintf("%s-%d.m4s", m[2], first), fmt.Sprintf("%s-%d.m4s", m[2], first+1))
+	}
+	if len(dashFiles) != 7 {
+		t.Fatalf("the manifest has %d segment templates, want video and audio:\n%s", (len(dashFiles)-1)/3, mpd)
+	}
+	for _, f := range dashFiles {
+		sameEverywhere(t, nodes, dashBase+f, 10*time.Second)
+	}
+	t.Logf("%d files the same on three nodes", len(files)+len(dashFiles))
+}
+
+var segmentTemplate = regexp.MustCompile(`initialization="([^"]+)" media="([^"]+)-\$Number\$\.m4s" startNumber="(\d+)"`)
+
+// uris lists the files a media playlist names: its init segment, segments
+// and parts.
+func uris(playlist string) []string {
+	var out []string
+	for _, line := range strings.Split(playlist, "\n") {
+		if i := strings.Index(line, `URI="`); i >= 0 && (strings.HasPrefix(line, "#EXT-X-MAP") || strings.HasPrefix(line, "#EXT-X-PART:")) {
+			out = append(out, strings.SplitN(line[i+5:], `"`, 2)[0])
+		} else if line != "" && !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// sameEverywhere fetches url from n1, then the same path from the other
+// nodes, until each answers n1's bytes or settle has passed.
+func sameEverywhere(t *testing.T, nodes []*harness, url string, settle time.Duration) {
+	t.Helper()
+	code, want := fetch(t, url)
+	if code != http.StatusOK || len(want) == 0 {
+		t.Fatalf("n1: GET %s: %d", url, code)
+	}
+	for i, n := range nodes[1:] {
+		deadline := time.Now().Add(settle)
+		for {
+			code, got := fetch(t, onNode(n, url))
+			if code == http.StatusOK && bytes.Equal(got, want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("n%d: GET %s: %d, %d bytes unlike n1's %d:\n%s\nn1:\n%s", i+2, url, code, len(got), len(want), clip(got), clip(want))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func clip(b []byte) string {
+	if len(b) > 2000 || !utf8.Valid(b) {
+		return fmt.Sprintf("(%d bytes)", len(b))
+	}
+	return string(b)
 }

@@ -27,8 +27,10 @@ func (s *Server) isPublic(id string) bool {
 		return st.Public()
 	}
 	// A stream gone from memory: its recording remembers.
-	rec, err := s.recs.Get(id)
-	return err == nil && rec.Public()
+	if rec, err := s.recs.Get(id); err == nil {
+		return rec.Public()
+	}
+	return s.remotePublic(id) // another node's
 }
 
 // Grant is the path element of the viewer URLs glasscast hands out for

@@ -35,6 +35,7 @@ import (
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/record"
+	"github.com/glasscast/glasscast/internal/relay"
 	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/store"
@@ -79,6 +80,8 @@ type Server struct {
 	abr        *abr.Manager
 	thumbs     *thumb.Server
 	cluster    *cluster.Cluster // nil for a single node
+	origin     *relay.Origin    // with cluster: this node's streams, for other nodes
+	relays     *relay.Relays    // with cluster: other nodes' streams, played here
 	cpu        cpuMeter
 	// transcoders is the server's budget of ffmpeg encoders.
 	transcoders *helper.Budget
@@ -281,8 +284,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	mux.Handle("GET /api/v1/cluster", apiServer.Admin(http.HandlerFunc(s.clusterStatus)))
 	mux.Handle("GET /metrics", apiServer.Admin(s.metricsHandler()))
 	// Every media route wants a grant for its stream (see guard).
-	mux.Handle("/hls/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("hls", hls.New(s.reg.Packager)))))
-	mux.Handle("/dash/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("dash", dash.New(s.reg.Packager)))))
+	mux.Handle("/hls/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("hls", hls.New(s.packager)))))
+	mux.Handle("/dash/{id}/{file}", s.guardID(access.Live, progress(s.viewers.wrap("dash", dash.New(s.packager)))))
 	media := http.NewServeMux()
 	s.rtc.Register(media)
 	mux.Handle("/whep/{id}", s.guard(access.Live, media))
@@ -576,7 +579,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.ready.Store(false)
 	s.log.Info("shutting down")
 	if s.cluster != nil {
-		s.cluster.Close() // the others see this node leave first
+		s.leaveCluster() // the others see this node leave first
 	}
 	s.plane.Close()   // apps hear the end, glasses are told to stop
 	s.sockets.Close() // and their sockets close

@@ -1,0 +1,120 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// streamsBucket is the directory of the cluster's streams: one entry per
+// stream that is not over, written by the node it is published to (its
+// origin).
+const streamsBucket = "glasscast_streams"
+
+// StreamEntry is a stream as the directory knows it.
+type StreamEntry struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name,omitempty"`
+	Origin    string    `json:"origin"` // the node that holds its media
+	Status    string    `json:"status"`
+	Public    bool      `json:"public,omitempty"`
+	Record    bool      `json:"record,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Streams is the directory of the cluster's streams.
+type Streams struct{ c *Cluster }
+
+// Streams is the cluster's stream directory.
+func (c *Cluster) Streams() *Streams { return &Streams{c} }
+
+// Lookup finds a stream in this node's copy of the directory, which
+// follows the bucket; a stream created a moment ago on another node may
+// not be in it yet (Find asks the bucket then).
+func (s *Streams) Lookup(id string) (StreamEntry, bool) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	e, ok := s.c.streams[id]
+	return e, ok
+}
+
+// Find looks a stream up in this node's copy of the directory, then, if
+// it is not there, in the bucket.
+func (s *Streams) Find(ctx context.Context, id string) (StreamEntry, error) {
+	if e, ok := s.Lookup(id); ok {
+		return e, nil
+	}
+	return s.Get(ctx, id)
+}
+
+// watchStreams keeps this node's copy of the directory.
+func (c *Cluster) watchStreams() {
+	c.follow(c.streamsKV, func(key string, value []byte, deleted bool) {
+		var e StreamEntry
+		switch {
+		case deleted:
+			delete(c.streams, key)
+		case json.Unmarshal(value, &e) == nil && e.ID == key:
+			c.streams[key] = e
+		}
+	})
+}
+
+func (s *Streams) kv(ctx context.Context) (jetstream.KeyValue, error) {
+	if err := s.c.WaitReady(ctx); err != nil {
+		return nil, err
+	}
+	return s.c.streamsKV, nil
+}
+
+// Put writes a stream's entry.
+func (s *Streams) Put(ctx context.Context, e StreamEntry) error {
+	kv, err := s.kv(ctx)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(e)
+	if _, err := kv.Put(ctx, e.ID, b); err != nil {
+		return fmt.Errorf("cluster: stream %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// ErrNoStream is Get's answer for a stream the directory does not list.
+var ErrNoStream = errors.New("cluster: no such stream")
+
+// Get reads a stream's entry.
+func (s *Streams) Get(ctx context.Context, id string) (StreamEntry, error) {
+	var e StreamEntry
+	kv, err := s.kv(ctx)
+	if err != nil {
+		return e, err
+	}
+	got, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return e, ErrNoStream
+	}
+	if err != nil {
+		return e, fmt.Errorf("cluster: stream %s: %w", id, err)
+	}
+	if err := json.Unmarshal(got.Value(), &e); err != nil {
+		return e, fmt.Errorf("cluster: stream %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// Delete removes a stream's entry.
+func (s *Streams) Delete(ctx context.Context, id string) error {
+	kv, err := s.kv(ctx)
+	if err != nil {
+		return err
+	}
+	if err := kv.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("cluster: stream %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,389 @@
+// Package relay plays a stream on a node that is not its origin: the
+// origin's packager is mirrored over NATS, so every node answers a stream's
+// playlists, manifests and parts with the origin's bytes.
+//
+// A relay node asks the origin for a snapshot of the stream's packager
+// (request glasscast.relay.<origin>.<id>, answered in chunks) and follows
+// its changes (subject glasscast.media.<id>), one subscription per stream
+// per node however many viewers it has. It says it still watches every
+// Watch; the origin publishes a stream's changes only while some node
+// watches, and a relay nobody has asked for in Idle lets go.
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+)
+
+// Timings.
+const (
+	// Watch is how often a relay tells the origin it still watches.
+	Watch = 2 * time.Second
+	// Forget is how long an origin publishes a stream's changes after the
+	// last relay said it watches.
+	Forget = 3 * Watch
+	// Idle is how long a relay lives without a request.
+	Idle = 30 * time.Second
+	// snapshotWait bounds the wait for the origin's snapshot.
+	snapshotWait = 5 * time.Second
+)
+
+// Request bodies.
+const (
+	askSnapshot = "snap"
+	askWatch    = "watch"
+)
+
+// Headers of a snapshot's chunks.
+const (
+	hdrChunks = "Glasscast-Chunks"
+	hdrError  = "Glasscast-Error"
+)
+
+func requestSubject(origin, id string) string { return "glasscast.relay." + origin + "." + id }
+func mediaSubject(id string) string           { return "glasscast.media." + id }
+
+// Origin answers the relays of this node's streams.
+type Origin struct {
+	nc     *nats.Conn
+	lookup cmaf.Lookup
+	log    *slog.Logger
+	sub    *nats.Subscription
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	feeds map[string]*feed
+}
+
+// feed publishes one stream's changes while someone watches.
+type feed struct {
+	id      string
+	p       *cmaf.Packager
+	out     chan []byte
+	watched atomic.Int64 // unix nanoseconds of the last watch
+}
+
+// ServeOrigin answers requests for the streams lookup finds, as node.
+func ServeOrigin(nc *nats.Conn, node string, lookup cmaf.Lookup, log *slog.Logger) (*Origin, error) {
+	o := &Origin{nc: nc, lookup: lookup, log: log, feeds: map[string]*feed{}}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	var err error
+	if o.sub, err = nc.Subscribe(requestSubject(node, "*"), o.request); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return o, nil
+}
+
+// Close stops answering and publishing.
+func (o *Origin) Close() {
+	o.sub.Unsubscribe()
+	o.mu.Lock()
+	o.cancel() // no feed starts after this
+	o.mu.Unlock()
+	o.wg.Wait()
+}
+
+func (o *Origin) request(m *nats.Msg) {
+	id := lastToken(m.Subject)
+	p, ok := o.lookup(id)
+	if !ok {
+		if m.Reply != "" {
+			reply := nats.NewMsg(m.Reply)
+			reply.Header.Set(hdrError, "no stream "+id+" here")
+			o.nc.PublishMsg(reply)
+		}
+		return
+	}
+	f := o.watch(id, p)
+	if f == nil || string(m.Data) != askSnapshot || m.Reply == "" {
+		return
+	}
+	// The journal runs from before the snapshot: the relay gets every
+	// change after it.
+	b := cmaf.EncodeSnapshot(p.Snapshot())
+	chunk := int(o.nc.MaxPayload()) - 4096
+	n := (len(b) + chunk - 1) / chunk
+	for i := 0; i < n; i++ {
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set(hdrChunks, strconv.Itoa(n))
+		reply.Data = b[i*chunk : min(len(b), (i+1)*chunk)]
+		if err := o.nc.PublishMsg(reply); err != nil {
+			o.log.Warn("relay: snapshot not sent", "stream", f.id, "err", err)
+			return
+		}
+	}
+}
+
+func lastToken(subject string) string {
+	for i := len(subject) - 1; i >= 0; i-- {
+		if subject[i] == '.' {
+			return subject[i+1:]
+		}
+	}
+	return subject
+}
+
+// watch makes sure the stream's changes are published, for Forget more;
+// nil once the origin is closing.
+func (o *Origin) watch(id string, p *cmaf.Packager) *feed {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ctx.Err() != nil {
+		return nil
+	}
+	f := o.feeds[id]
+	if f != nil && f.p != p {
+		f = nil // an older stream's packager by the same id; its feed is going
+	}
+	if f == nil {
+		f = &feed{id: id, p: p, out: make(chan []byte, 512)}
+		o.feeds[id] = f
+		p.Journal(func(n uint64, op *cmaf.Op) {
+			select {
+			case f.out <- cmaf.EncodeOp(n, op):
+			default: // NATS is not keeping up: the relays find the gap and ask again
+			}
+		})
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			o.publish(f)
+		}()
+	}
+	f.watched.Store(time.Now().UnixNano())
+	return f
+}
+
+// publish sends a stream's changes until nobody has watched for Forget.
+func (o *Origin) publish(f *feed) {
+	tick := time.NewTicker(Watch)
+	defer tick.Stop()
+	subject := mediaSubject(f.id)
+	for {
+		select {
+		case b := <-f.out:
+			if err := o.nc.Publish(subject, b); err != nil && o.ctx.Err() == nil {
+				o.log.Debug("relay: a change not published", "stream", f.id, "err", err)
+			}
+		case <-tick.C:
+			if time.Since(time.Unix(0, f.watched.Load())) < Forget {
+				continue
+			}
+			o.mu.Lock()
+			if o.feeds[f.id] == f {
+				delete(o.feeds, f.id)
+			}
+			f.p.Journal(nil)
+			o.mu.Unlock()
+			return
+		case <-o.ctx.Done():
+			f.p.Journal(nil)
+			return
+		}
+	}
+}
+
+// Locate says which node is a stream's origin.
+type Locate func(ctx context.Context, id string) (origin string, err error)
+
+// ErrNotHere is Packager's answer for a stream no other node has.
+var ErrNotHere = errors.New("relay: no such stream")
+
+// Relays are this node's relays of other nodes' streams.
+type Relays struct {
+	nc     *nats.Conn
+	locate Locate
+	log    *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	relays map[string]*relay
+}
+
+// relay is one stream's mirror on this node.
+type relay struct {
+	id    string
+	ready chan struct{} // closed once p or err is set
+	p     *cmaf.Packager
+	err   error
+	used  atomic.Int64 // unix nanoseconds of the last request
+}
+
+// NewRelays makes the node's relays; locate finds origins.
+func NewRelays(nc *nats.Conn, locate Locate, log *slog.Logger) *Relays {
+	r := &Relays{nc: nc, locate: locate, log: log, relays: map[string]*relay{}}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r
+}
+
+// Close stops every relay.
+func (r *Relays) Close() {
+	r.mu.Lock()
+	r.cancel() // no relay starts after this
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// Packager returns the mirror of another node's stream, starting a relay
+// for it on the first request: that request waits for the origin's
+// snapshot (ctx bounds the wait).
+func (r *Relays) Packager(ctx context.Context, id string) (*cmaf.Packager, error) {
+	r.mu.Lock()
+	rl := r.relays[id]
+	if rl == nil {
+		if r.ctx.Err() != nil {
+			r.mu.Unlock()
+			return nil, ErrNotHere
+		}
+		rl = &relay{id: id, ready: make(chan struct{})}
+		r.relays[id] = rl
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.run(rl)
+		}()
+	}
+	r.mu.Unlock()
+	rl.used.Store(time.Now().UnixNano())
+	select {
+	case <-rl.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if rl.err != nil {
+		return nil, rl.err
+	}
+	return rl.p, nil
+}
+
+// Count is how many streams this node relays.
+func (r *Relays) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.relays)
+}
+
+// run follows one stream until it ends at the origin, nobody asks for it
+// for Idle, or the node shuts down.
+func (r *Relays) run(rl *relay) {
+	defer func() {
+		r.mu.Lock()
+		if r.relays[rl.id] == rl {
+			delete(r.relays, rl.id)
+		}
+		r.mu.Unlock()
+	}()
+	fail := func(err error) {
+		rl.err = err
+		close(rl.ready)
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
+	origin, err := r.locate(ctx, rl.id)
+	cancel()
+	if err != nil {
+		fail(err)
+		return
+	}
+	// Subscribed before the snapshot is asked for: no change falls between.
+	msgs := make(chan *nats.Msg, 1024)
+	sub, err := r.nc.ChanSubscribe(mediaSubject(rl.id), msgs)
+	if err != nil {
+		fail(fmt.Errorf("relay: %w", err))
+		return
+	}
+	defer sub.Unsubscribe()
+	snap, err := r.snapshot(origin, rl.id)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if rl.p, err = cmaf.NewMirror(snap); err != nil {
+		fail(err)
+		return
+	}
+	close(rl.ready)
+	r.log.Debug("relay: following", "stream", rl.id, "origin", origin)
+
+	watch := time.NewTicker(Watch)
+	defer watch.Stop()
+	for {
+		select {
+		case m := <-msgs:
+			n, op, err := cmaf.DecodeOp(m.Data)
+			if err == nil {
+				err = rl.p.Apply(n, op)
+			}
+			if err != nil {
+				// A change went missing: start again from a new snapshot.
+				r.log.Debug("relay: resync", "stream", rl.id, "err", err)
+				snap, err := r.snapshot(origin, rl.id)
+				if err == nil {
+					err = rl.p.Restore(snap)
+				}
+				if err != nil {
+					r.log.Info("relay: lost the origin", "stream", rl.id, "origin", origin, "err", err)
+					rl.p.Close()
+					return
+				}
+				continue
+			}
+			if op.Kind == cmaf.OpRelease {
+				return // over at the origin
+			}
+		case <-watch.C:
+			if time.Since(time.Unix(0, rl.used.Load())) > Idle {
+				return
+			}
+			r.nc.Publish(requestSubject(origin, rl.id), []byte(askWatch))
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// snapshot asks the origin for the stream's packager as it is.
+func (r *Relays) snapshot(origin, id string) (*cmaf.Snapshot, error) {
+	inbox := nats.NewInbox()
+	sub, err := r.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := r.nc.PublishRequest(requestSubject(origin, id), inbox, []byte(askSnapshot)); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
+	defer cancel()
+	var chunks [][]byte
+	for total := -1; total < 0 || len(chunks) < total; {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("relay: stream %s's snapshot from %s: %w", id, origin, err)
+		}
+		if e := m.Header.Get(hdrError); e != "" {
+			return nil, fmt.Errorf("%w: %s", ErrNotHere, e)
+		}
+		if total, err = strconv.Atoi(m.Header.Get(hdrChunks)); err != nil || total < 1 || total > 4096 {
+			return nil, fmt.Errorf("relay: stream %s's snapshot from %s: a bad chunk", id, origin)
+		}
+		chunks = append(chunks, m.Data)
+	}
+	return cmaf.DecodeSnapshot(bytes.Join(chunks, nil))
+}

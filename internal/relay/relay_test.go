@@ -1,0 +1,119 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"reflect"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/cmaf/cmaftest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// natsPair runs a NATS server and connects twice to it: the origin's
+// connection and the relay node's.
+func natsPair(t *testing.T) (*nats.Conn, *nats.Conn) {
+	t.Helper()
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	a, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.Close()
+		b.Close()
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return a, b
+}
+
+// caughtUp waits until the mirror has the source's every part, then
+// checks the two are in the same state.
+func caughtUp(t *testing.T, src, mirror *cmaf.Packager) {
+	t.Helper()
+	want := src.Snapshot()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := mirror.Wait(ctx, func(v *cmaf.View) bool {
+		return reflect.DeepEqual(v.NextPart, want.NextPart) && v.Ended == want.Ended
+	})
+	if err != nil && !errors.Is(err, cmaf.ErrEnded) {
+		t.Fatalf("the mirror did not catch up: %v", err)
+	}
+	if got := mirror.Snapshot(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("the mirror differs: %d changes, the source %d", got.N, want.N)
+	}
+}
+
+// A relay node's first request gets the origin's stream as it is; the
+// mirror follows every change after that, through the end; a stream the
+// origin does not have is refused, and an unknown origin is an error.
+func TestRelay(t *testing.T) {
+	onc, rnc := natsPair(t)
+	src := cmaftest.New(t, cmaf.Config{Window: 4})
+	src.Feed(t, 2)
+	origin, err := ServeOrigin(onc, "n1", func(id string) (*cmaf.Packager, bool) { return src.P, id == "s1" }, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer origin.Close()
+	relays := NewRelays(rnc, func(ctx context.Context, id string) (string, error) {
+		if id == "lost" {
+			return "", errors.New("nobody has it")
+		}
+		return "n1", nil
+	}, quiet)
+	defer relays.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mirror, err := relays.Packager(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caughtUp(t, src.P, mirror)
+	if again, err := relays.Packager(ctx, "s1"); err != nil || again != mirror {
+		t.Fatalf("a second request got %p %v, want the same relay", again, err)
+	}
+	src.Feed(t, 2) // past the snapshot's window
+	caughtUp(t, src.P, mirror)
+	// A change out of order (as after a lost one): the relay starts again
+	// from a new snapshot, in place.
+	if err := onc.Publish(mediaSubject("s1"), cmaf.EncodeOp(1<<40, &cmaf.Op{Kind: cmaf.OpEnded})); err != nil {
+		t.Fatal(err)
+	}
+	src.Feed(t, 1)
+	caughtUp(t, src.P, mirror)
+	src.End(t)
+	caughtUp(t, src.P, mirror)
+
+	if _, err := relays.Packager(ctx, "s2"); !errors.Is(err, ErrNotHere) {
+		t.Fatalf("a stream the origin does not have: %v", err)
+	}
+	if _, err := relays.Packager(ctx, "lost"); err == nil {
+		t.Fatal("a stream without an origin was relayed")
+	}
+}
