@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,8 +66,10 @@ type Origin struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	feeds map[string]*feed
+	mu     sync.Mutex
+	feeds  map[string]*feed
+	frames map[string]*framesFeed
+	hubs   HubLookup
 }
 
 // feed publishes one stream's changes while someone watches.
@@ -77,9 +80,10 @@ type feed struct {
 	watched atomic.Int64 // unix nanoseconds of the last watch
 }
 
-// ServeOrigin answers requests for the streams lookup finds, as node.
-func ServeOrigin(nc *nats.Conn, node string, lookup cmaf.Lookup, log *slog.Logger) (*Origin, error) {
-	o := &Origin{nc: nc, lookup: lookup, log: log, feeds: map[string]*feed{}}
+// ServeOrigin answers requests for the streams lookup and hubs find, as
+// node.
+func ServeOrigin(nc *nats.Conn, node string, lookup cmaf.Lookup, hubs HubLookup, log *slog.Logger) (*Origin, error) {
+	o := &Origin{nc: nc, lookup: lookup, hubs: hubs, log: log, feeds: map[string]*feed{}, frames: map[string]*framesFeed{}}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	var err error
 	if o.sub, err = nc.Subscribe(requestSubject(node, "*"), o.request); err != nil {
@@ -99,6 +103,12 @@ func (o *Origin) Close() {
 
 func (o *Origin) request(m *nats.Msg) {
 	id := lastToken(m.Subject)
+	if node, ok := strings.CutPrefix(string(m.Data), askFrames); ok {
+		if hub, found := o.hubs(id); found && CheckName(node) == nil {
+			o.watchFrames(id, node, hub)
+		}
+		return
+	}
 	p, ok := o.lookup(id)
 	if !ok {
 		if m.Reply != "" {
@@ -126,6 +136,15 @@ func (o *Origin) request(m *nats.Msg) {
 			return
 		}
 	}
+}
+
+// CheckName refuses a node name or stream id that is not one subject
+// token.
+func CheckName(s string) error {
+	if s == "" || strings.ContainsAny(s, ". *>\t\r\n") {
+		return fmt.Errorf("relay: %q is not a subject token", s)
+	}
+	return nil
 }
 
 func lastToken(subject string) string {
@@ -206,6 +225,7 @@ var ErrNotHere = errors.New("relay: no such stream")
 // Relays are this node's relays of other nodes' streams.
 type Relays struct {
 	nc     *nats.Conn
+	node   string
 	locate Locate
 	log    *slog.Logger
 
@@ -215,6 +235,7 @@ type Relays struct {
 
 	mu     sync.Mutex
 	relays map[string]*relay
+	hubs   map[string]*hubRelay
 }
 
 // relay is one stream's mirror on this node.
@@ -226,9 +247,9 @@ type relay struct {
 	used  atomic.Int64 // unix nanoseconds of the last request
 }
 
-// NewRelays makes the node's relays; locate finds origins.
-func NewRelays(nc *nats.Conn, locate Locate, log *slog.Logger) *Relays {
-	r := &Relays{nc: nc, locate: locate, log: log, relays: map[string]*relay{}}
+// NewRelays makes node's relays; locate finds origins.
+func NewRelays(nc *nats.Conn, node string, locate Locate, log *slog.Logger) *Relays {
+	r := &Relays{nc: nc, node: node, locate: locate, log: log, relays: map[string]*relay{}, hubs: map[string]*hubRelay{}}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r
 }
@@ -277,7 +298,13 @@ func (r *Relays) Packager(ctx context.Context, id string) (*cmaf.Packager, error
 func (r *Relays) Count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.relays)
+	n := len(r.relays)
+	for id := range r.hubs {
+		if r.relays[id] == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // run follows one stream until it ends at the origin, nobody asks for it

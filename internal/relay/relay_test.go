@@ -15,6 +15,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/cmaf/cmaftest"
+	"github.com/glasscast/glasscast/internal/stream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -75,12 +76,12 @@ func TestRelay(t *testing.T) {
 	onc, rnc := natsPair(t)
 	src := cmaftest.New(t, cmaf.Config{Window: 4})
 	src.Feed(t, 2)
-	origin, err := ServeOrigin(onc, "n1", func(id string) (*cmaf.Packager, bool) { return src.P, id == "s1" }, quiet)
+	origin, err := ServeOrigin(onc, "n1", func(id string) (*cmaf.Packager, bool) { return src.P, id == "s1" }, func(id string) (*stream.Hub, bool) { return src.Hub, id == "s1" }, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer origin.Close()
-	relays := NewRelays(rnc, func(ctx context.Context, id string) (string, error) {
+	relays := NewRelays(rnc, "n2", func(ctx context.Context, id string) (string, error) {
 		if id == "lost" {
 			return "", errors.New("nobody has it")
 		}
@@ -115,5 +116,61 @@ func TestRelay(t *testing.T) {
 	}
 	if _, err := relays.Packager(ctx, "lost"); err == nil {
 		t.Fatal("a stream without an origin was relayed")
+	}
+}
+
+// Two nodes ask for a stream's units: each gets its own feed, starting at
+// the origin's cached keyframe with the tracks in front, then every unit
+// the origin's hub takes, with its timestamps.
+func TestRelayFrames(t *testing.T) {
+	onc, rnc := natsPair(t)
+	src := cmaftest.New(t, cmaf.Config{})
+	src.Feed(t, 1)
+	origin, err := ServeOrigin(onc, "n1", func(string) (*cmaf.Packager, bool) { return nil, false },
+		func(id string) (*stream.Hub, bool) { return src.Hub, id == "s1" }, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer origin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var readers []*stream.Reader
+	for _, node := range []string{"n2", "n3"} {
+		relays := NewRelays(rnc, node, func(context.Context, string) (string, error) { return "n1", nil }, quiet)
+		defer relays.Close()
+		hub, err := relays.Hub(ctx, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hub.Tracks().SameParams(src.Hub.Tracks()) {
+			t.Fatalf("%s's hub has other tracks", node)
+		}
+		if k := hub.LastKeyframe(); k == nil || !k.Key {
+			t.Fatalf("%s's hub has no keyframe when it is handed out", node)
+		}
+		readers = append(readers, hub.NewReader("test", 4096))
+	}
+	// The origin's next units reach both, as they were.
+	want := src.Hub.NewReader("test", 4096)
+	defer want.Close()
+	src.Feed(t, 1)
+	var last *stream.Unit
+	for want.Len() > 0 {
+		u, _ := want.Read(ctx)
+		if u.Kind == stream.KindVideo {
+			last = u
+		}
+	}
+	for i, r := range readers {
+		for {
+			u, err := r.Read(ctx)
+			if err != nil {
+				t.Fatalf("n%d: the origin's last frame never came: %v", i+2, err)
+			}
+			if u.Kind == stream.KindVideo && u.DTS == last.DTS && u.PTS == last.PTS && len(u.NALUs) == len(last.NALUs) {
+				break
+			}
+		}
+		r.Close()
 	}
 }

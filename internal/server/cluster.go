@@ -14,6 +14,7 @@ import (
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/relay"
 	"github.com/glasscast/glasscast/internal/store"
+	"github.com/glasscast/glasscast/internal/stream"
 )
 
 // joinCluster makes this node part of the cluster its configuration names.
@@ -57,13 +58,13 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 	dir := c.Streams()
 	s.reg.Subscribe("directory", func(ev live.Event) { s.announce(dir, ev) })
 	rlog := s.log.With("component", "relay")
-	origin, err := relay.ServeOrigin(c.Conn(), c.Node(), s.reg.Packager, rlog)
+	origin, err := relay.ServeOrigin(c.Conn(), c.Node(), s.reg.Packager, s.reg.Hub, rlog)
 	if err != nil {
 		return err
 	}
 	s.origin = origin
 	s.undo.push(origin.Close)
-	s.relays = relay.NewRelays(c.Conn(), func(ctx context.Context, id string) (string, error) {
+	s.relays = relay.NewRelays(c.Conn(), c.Node(), func(ctx context.Context, id string) (string, error) {
 		e, err := dir.Find(ctx, id)
 		if err != nil {
 			return "", err
@@ -127,6 +128,21 @@ func (s *Server) packager(id string) (*cmaf.Packager, bool) {
 	defer cancel()
 	p, err := s.relays.Packager(ctx, id)
 	return p, err == nil
+}
+
+// hub finds a stream's hub: this node's, or a relay of another node's
+// units, started on the first request.
+func (s *Server) hub(id string) (*stream.Hub, bool) {
+	if h, ok := s.reg.Hub(id); ok || s.relays == nil {
+		return h, ok
+	}
+	if _, err := s.reg.Get(id); err == nil {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h, err := s.relays.Hub(ctx, id)
+	return h, err == nil
 }
 
 // remotePublic says whether another node's stream plays without a token.

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ import (
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
+	rtc "github.com/glasscast/glasscast/internal/webrtc"
 	"github.com/glasscast/glasscast/sdk"
 )
 
@@ -229,6 +231,11 @@ func TestClusterPlayAnywhere(t *testing.T) {
 		checkProbe(t, there, 1280, 720, 1)
 	}
 
+	// WebRTC on n3 (units relayed as they come, audio as Opus), and a
+	// thumbnail on n2.
+	watchWHEP(t, ctx, onNode(nodes[2], s.Playback.WebRTC))
+	checkThumbnail(t, onNode(nodes[1], s.Playback.Thumbnail), 1280, 720)
+
 	// Live: the parts n1 lists are the same bytes everywhere.
 	base := strings.TrimSuffix(s.Playback.HLS, "index.m3u8")
 	_, playlist := fetch(t, base+"video.m3u8")
@@ -317,4 +324,44 @@ func clip(b []byte) string {
 		return fmt.Sprintf("(%d bytes)", len(b))
 	}
 	return string(b)
+}
+
+// watchWHEP plays a stream over WebRTC until it has 60 video frames, the
+// first a keyframe, and Opus audio beside them.
+func watchWHEP(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	var mu sync.Mutex
+	var frames []rtc.Frame
+	audio := 0
+	enough := make(chan struct{})
+	joined := time.Now()
+	c, err := rtc.Dial(ctx, url, rtc.Options{Frame: func(f rtc.Frame) {
+		mu.Lock()
+		defer mu.Unlock()
+		frames = append(frames, f)
+		if len(frames) == 60 {
+			close(enough)
+		}
+	}, Audio: func(rtc.AudioPacket) {
+		mu.Lock()
+		audio++
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatalf("WHEP %s: %v", url, err)
+	}
+	defer c.Close()
+	select {
+	case <-enough:
+	case <-time.After(20 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%d frames over WebRTC from %s in 20 s", len(frames), url)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !frames[0].Key || audio < 20 {
+		t.Fatalf("WebRTC from %s: first frame a keyframe %v, %d Opus packets", url, frames[0].Key, audio)
+	}
+	t.Logf("WebRTC from %s: first frame %v after joining, %d Opus packets", url, frames[0].Received.Sub(joined), audio)
 }

@@ -236,7 +236,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		publicIPs = []string{cfg.WebRTCPublicIP}
 	}
 	s.rtc, err = rtc.New(rtc.Config{UDP: cfg.WebRTCUDP, TCP: cfg.WebRTCTCP, PublicIPs: publicIPs, STUN: cfg.STUN,
-		FFmpeg: ffmpeg, Loopback: isLoopback(cfg.WebRTCUDP), MaxViewers: cfg.WebRTCMaxViewers}, s.reg.Hub, log.With("component", "webrtc"))
+		FFmpeg: ffmpeg, Loopback: isLoopback(cfg.WebRTCUDP), MaxViewers: cfg.WebRTCMaxViewers}, s.hub, log.With("component", "webrtc"))
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +295,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	mux.Handle("/watch/", s.guard(access.Live, pages))
 	s.recs.Register(media)
 	mux.Handle("/recordings/", s.guard(access.Recording, progress(media)))
-	s.thumbs = thumb.New(ffmpeg, s.reg.Hub, log.With("component", "thumb"))
+	s.thumbs = thumb.New(ffmpeg, s.hub, log.With("component", "thumb"))
 	s.undo.push(s.thumbs.Close)
 	s.reg.Subscribe("thumbnails", func(ev live.Event) {
 		if ev.Kind == live.EventEnded {

@@ -246,6 +246,13 @@ func (h *Hub) NewReader(name string, size int) *Reader {
 	return r
 }
 
+// Readers is how many readers the hub has.
+func (h *Hub) Readers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.readers)
+}
+
 func (h *Hub) removeReader(r *Reader) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
