@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -60,6 +61,10 @@ type Server struct {
 	Counts func() (users, glasses, apps int)
 	// Throttle, when set, slows down guessing of the admin token.
 	Throttle *auth.Throttle
+	// Node, in a cluster, is this node's name: a stream's origin.
+	Node string
+	// Remote, in a cluster, describes a stream another node holds.
+	Remote func(ctx context.Context, id string) (StreamJSON, bool)
 }
 
 // New makes the API over a registry; token is the admin bearer token.
@@ -227,6 +232,12 @@ func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
 func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
 	st, err := s.reg.Get(r.PathValue("id"))
 	if err != nil {
+		if s.Remote != nil && r.Method == http.MethodGet {
+			if out, ok := s.Remote(r.Context(), r.PathValue("id")); ok {
+				writeJSON(w, http.StatusOK, out)
+				return
+			}
+		}
 		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no stream with id "+quote(r.PathValue("id")))
 		return
 	}
@@ -330,7 +341,9 @@ type StreamJSON struct {
 	Outputs   []restream.Info `json:"outputs,omitempty"`
 	CreatedAt time.Time       `json:"createdAt"`
 	LastError string          `json:"lastError,omitempty"`
-	Playable  bool            `json:"playable"`
+	// Node, in a cluster, is the node that holds the stream's media.
+	Node     string `json:"node,omitempty"`
+	Playable bool   `json:"playable"`
 
 	Bitrate         int64   `json:"bitrate"`
 	FPS             float64 `json:"fps"`
@@ -422,6 +435,7 @@ func (s *Server) describe(st *live.Stream) StreamJSON {
 		DroppedFrames:  in.Stats.DroppedFrames,
 		TimestampJumps: in.Stats.TimestampJumps,
 		Readers:        in.Stats.Readers,
+		Node:           s.Node,
 	}
 	if t := in.Stats.Tracks; t != nil {
 		if t.Video != nil {

@@ -434,6 +434,9 @@ func (c *Cluster) Ready() bool {
 // Node is this node's name.
 func (c *Cluster) Node() string { return c.cfg.Node }
 
+// Heartbeat is how often nodes say they are alive.
+func (c *Cluster) Heartbeat() time.Duration { return c.cfg.Heartbeat }
+
 // Conn is the node's connection to NATS, for the subjects nodes talk on.
 func (c *Cluster) Conn() *nats.Conn { return c.nc }
 

@@ -24,6 +24,7 @@ type StreamEntry struct {
 	Public    bool      `json:"public,omitempty"`
 	Record    bool      `json:"record,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
+	Since     time.Time `json:"since"` // when it took its status
 }
 
 // Streams is the directory of the cluster's streams.
@@ -40,6 +41,37 @@ func (s *Streams) Lookup(id string) (StreamEntry, bool) {
 	defer s.c.mu.Unlock()
 	e, ok := s.c.streams[id]
 	return e, ok
+}
+
+// Entries lists this node's copy of the directory.
+func (s *Streams) Entries() []StreamEntry {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	out := make([]StreamEntry, 0, len(s.c.streams))
+	for _, e := range s.c.streams {
+		out = append(out, e)
+	}
+	return out
+}
+
+// List reads every entry of the bucket (this node's copy may not have them
+// all yet, just after it joined).
+func (s *Streams) List(ctx context.Context) ([]StreamEntry, error) {
+	kv, err := s.kv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: streams: %w", err)
+	}
+	var out []StreamEntry
+	for k := range keys.Keys() {
+		if e, err := s.Get(ctx, k); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // Find looks a stream up in this node's copy of the directory, then, if

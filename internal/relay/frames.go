@@ -390,6 +390,9 @@ func (r *Relays) runHub(hr *hubRelay) {
 			if hr.hub.Readers() == 0 && time.Since(time.Unix(0, hr.used.Load())) > Idle {
 				return
 			}
+			if err := r.still(hr.id, origin); err != nil {
+				return // closing the hub ends its viewers
+			}
 			ask()
 		case <-r.ctx.Done():
 			return

@@ -216,7 +216,8 @@ func (o *Origin) publish(f *feed) {
 	}
 }
 
-// Locate says which node is a stream's origin.
+// Locate says which node is a stream's origin; ErrNotHere when the
+// stream is over or unknown (other errors are taken as passing).
 type Locate func(ctx context.Context, id string) (origin string, err error)
 
 // ErrNotHere is Packager's answer for a stream no other node has.
@@ -378,11 +379,33 @@ func (r *Relays) run(rl *relay) {
 			if time.Since(time.Unix(0, rl.used.Load())) > Idle {
 				return
 			}
+			if err := r.still(rl.id, origin); err != nil {
+				r.log.Info("relay: the stream is over", "stream", rl.id, "origin", origin, "why", err)
+				rl.p.Close() // its viewers see the end
+				return
+			}
 			r.nc.Publish(requestSubject(origin, rl.id), []byte(askWatch))
 		case <-r.ctx.Done():
 			return
 		}
 	}
+}
+
+// still says why a relayed stream is over: ended, or held by another node
+// now (the relay starts again there on the next request).
+func (r *Relays) still(id, origin string) error {
+	ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
+	defer cancel()
+	now, err := r.locate(ctx, id)
+	switch {
+	case r.ctx.Err() != nil:
+		return nil // leaving anyway
+	case err != nil && !errors.Is(err, ErrNotHere):
+		return nil // no answer now (the directory electing a leader, say): ask again later
+	case err == nil && now != origin:
+		return fmt.Errorf("relay: stream %s moved from %s to %s", id, origin, now)
+	}
+	return err
 }
 
 // snapshot asks the origin for the stream's packager as it is.

@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/live"
@@ -66,16 +69,101 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 	s.undo.push(origin.Close)
 	s.relays = relay.NewRelays(c.Conn(), c.Node(), func(ctx context.Context, id string) (string, error) {
 		e, err := dir.Find(ctx, id)
+		if errors.Is(err, cluster.ErrNoStream) {
+			return "", relay.ErrNotHere
+		}
 		if err != nil {
 			return "", err
 		}
-		if e.Origin == c.Node() {
-			return "", relay.ErrNotHere // this node's, and over
+		if e.Origin == c.Node() || e.Status == live.StatusEnded.String() {
+			return "", relay.ErrNotHere // over
 		}
 		return e.Origin, nil
 	}, rlog)
 	s.undo.push(s.relays.Close)
+
+	tctx, tcancel := context.WithCancel(context.Background())
+	tdone := make(chan struct{})
+	go func() {
+		defer close(tdone)
+		s.tend(tctx)
+	}()
+	s.stopTend = sync.OnceFunc(func() { tcancel(); <-tdone })
+	s.undo.push(s.stopTend)
 	return nil
+}
+
+// tend keeps the directory true. Once the node has joined, the entries
+// naming it are its streams' (a node back from a crash drops what it no
+// longer has, and lists the durable streams it brought back). Then, every
+// heartbeat, the first live node by name tends the streams of nodes that
+// are gone: reconnecting at once, ended once the reconnect window has
+// passed (the window applies cluster-wide), and gone from the directory
+// once ended streams are no longer listed.
+func (s *Server) tend(ctx context.Context) {
+	c := s.cluster
+	if c.WaitReady(ctx) != nil {
+		return
+	}
+	dir := c.Streams()
+	if all, err := dir.List(ctx); err == nil {
+		for _, e := range all {
+			if st, err := s.reg.Get(e.ID); e.Origin == c.Node() && (err != nil || st.Status() == live.StatusEnded) {
+				dir.Delete(ctx, e.ID)
+			}
+		}
+	}
+	for _, st := range s.reg.List() {
+		if st.Status() != live.StatusEnded {
+			s.announce(dir, live.Event{Kind: live.EventCreated, Stream: st, At: st.CreatedAt()})
+		}
+	}
+	tick := time.NewTicker(c.Heartbeat())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.sweep(ctx, dir)
+		}
+	}
+}
+
+// sweep tends the entries of nodes that are gone, when this node is the
+// first live one by name.
+func (s *Server) sweep(ctx context.Context, dir *cluster.Streams) {
+	alive := map[string]bool{}
+	first := ""
+	for _, n := range s.cluster.Nodes() {
+		if n.Alive {
+			alive[n.Name] = true
+			if first == "" || n.Name < first {
+				first = n.Name
+			}
+		}
+	}
+	if first != s.cluster.Node() {
+		return
+	}
+	now := time.Now().UTC()
+	retention := s.reg.Config().EndedRetention
+	for _, e := range dir.Entries() {
+		ended := e.Status == live.StatusEnded.String()
+		switch {
+		case ended && now.Sub(e.Since) > retention:
+			dir.Delete(ctx, e.ID)
+		case ended || alive[e.Origin]:
+		case e.Status != live.StatusReconnecting.String():
+			e.Status, e.Since = live.StatusReconnecting.String(), now
+			s.log.Info("stream reconnecting: its node is gone", "stream", e.ID, "node", e.Origin, "window", s.cfg.ReconnectWindow)
+			dir.Put(ctx, e)
+		case now.Sub(e.Since) > s.cfg.ReconnectWindow:
+			e.Status, e.Since = live.StatusEnded.String(), now
+			s.log.Info("stream ended: its node did not come back within the reconnect window", "stream", e.ID, "node", e.Origin)
+			dir.Put(ctx, e)
+		}
+	}
 }
 
 // announce keeps this node's streams in the cluster's directory: listed
@@ -87,13 +175,13 @@ func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var err error
-	if ev.Kind == live.EventEnded {
-		err = dir.Delete(ctx, st.ID())
-	} else {
-		err = dir.Put(ctx, cluster.StreamEntry{ID: st.ID(), Name: st.Name(), Origin: s.cluster.Node(), Status: st.Status().String(),
-			Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt()})
+	status := map[live.EventKind]live.Status{live.EventCreated: live.StatusIdle, live.EventLive: live.StatusLive,
+		live.EventReconnecting: live.StatusReconnecting, live.EventEnded: live.StatusEnded}[ev.Kind]
+	if ev.Kind == live.EventCreated {
+		status = st.Status() // a stream brought back by a restart may be waiting for its publisher
 	}
+	err := dir.Put(ctx, cluster.StreamEntry{ID: st.ID(), Name: st.Name(), Origin: s.cluster.Node(), Status: status.String(),
+		Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt(), Since: ev.At.UTC()})
 	if err != nil && s.cluster.Ready() {
 		s.log.Warn("cluster: the stream directory not updated", "stream", st.ID(), "event", ev.Kind, "err", err)
 	}
@@ -102,6 +190,7 @@ func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
 // leaveCluster takes this node out of the cluster: its relays stop, its
 // streams leave the directory, and the others see it go.
 func (s *Server) leaveCluster() {
+	s.stopTend()
 	s.relays.Close()
 	s.origin.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -143,6 +232,21 @@ func (s *Server) hub(id string) (*stream.Hub, bool) {
 	defer cancel()
 	h, err := s.relays.Hub(ctx, id)
 	return h, err == nil
+}
+
+// remoteStream describes another node's stream, as the directory has it.
+func (s *Server) remoteStream(ctx context.Context, id string) (api.StreamJSON, bool) {
+	if s.cluster == nil {
+		return api.StreamJSON{}, false
+	}
+	e, err := s.cluster.Streams().Find(ctx, id)
+	var status live.Status
+	if err != nil || e.Origin == s.cluster.Node() || status.UnmarshalJSON([]byte(strconv.Quote(e.Status))) != nil {
+		return api.StreamJSON{}, false
+	}
+	return api.StreamJSON{ID: e.ID, Name: e.Name, Status: status, Record: e.Record, Public: e.Public,
+		Playback: api.StreamPlayback(s, e.ID, e.Record), CreatedAt: e.CreatedAt, Node: e.Origin,
+		Playable: status == live.StatusLive}, true
 }
 
 // remotePublic says whether another node's stream plays without a token.

@@ -365,3 +365,91 @@ func watchWHEP(t *testing.T, ctx context.Context, url string) {
 	}
 	t.Logf("WebRTC from %s: first frame %v after joining, %d Opus packets", url, frames[0].Received.Sub(joined), audio)
 }
+
+// TestClusterNodeKilled: n3, in a process of its own, holds a live stream
+// that n1 lists and plays; n3 is killed with SIGKILL. n1 says the stream is
+// reconnecting, then, once the reconnect window has passed, ended, and
+// stops playing it; n1's own stream plays on throughout.
+func TestClusterNodeKilled(t *testing.T) {
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	cluster := func(i int) func(c *config.Config) {
+		return func(c *config.Config) {
+			c.Node = fmt.Sprintf("n%d", i+1)
+			c.NATSListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
+			c.NATSRoutes = nil
+			for j, p := range ports {
+				if j != i {
+					c.NATSRoutes = append(c.NATSRoutes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+				}
+			}
+			c.JWTSecret = "the-secret-every-node-shares-0123456789"
+			c.ReconnectWindow = 3 * time.Second
+		}
+	}
+	n1, n2 := start(t, cluster(0)), start(t, cluster(1))
+	n3 := startChild(t, cluster(2))
+	waitCluster(t, n1, "n1", "n2", "n3")
+	waitCluster(t, n2, "n2", "n1", "n3")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mine := n1.create("n1's own")
+	publishSim(ctx, mine.Ingest.RTMPURL, nil)
+	n1.waitPlayable(mine.Playback.HLS)
+	theirs := n3.create("on the node that dies")
+	publishSim(ctx, theirs.Ingest.RTMPURL, nil)
+	n3.waitPlayable(theirs.Playback.HLS)
+
+	st := waitRemote(t, n1, theirs.ID, live.StatusLive, 20*time.Second)
+	if st.Node != "n3" || st.Name != "on the node that dies" {
+		t.Fatalf("n1 describes n3's stream as %+v", st)
+	}
+	relayed := onNode(n1, theirs.Playback.HLS)
+	if code, _ := fetch(t, relayed); code != http.StatusOK {
+		t.Fatalf("n1 does not play n3's stream: %d", code)
+	}
+
+	n3.kill()
+	waitRemote(t, n1, theirs.ID, live.StatusReconnecting, 30*time.Second)
+	waitRemote(t, n2, theirs.ID, live.StatusReconnecting, 10*time.Second)
+	waitRemote(t, n1, theirs.ID, live.StatusEnded, 30*time.Second)
+
+	// n1 no longer plays it; its own stream plays on.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _ := fetch(t, relayed)
+		if code == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 still answers %d for the dead node's stream", code)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	base := strings.TrimSuffix(mine.Playback.HLS, "index.m3u8")
+	_, body := fetch(t, base+"video.m3u8")
+	msn, part := lastPart(t, string(body))
+	if code, _ := fetch(t, base+"video.m3u8?_HLS_msn="+itoa(msn)+"&_HLS_part="+itoa(uint64(part+1))); code != http.StatusOK {
+		t.Fatalf("n1's own stream after n3 died: %d", code)
+	}
+}
+
+// waitRemote waits, on n's changes of the cluster, until n's Streams API
+// gives stream id the status want.
+func waitRemote(t *testing.T, n *harness, id string, want live.Status, within time.Duration) api.StreamJSON {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		ch := n.srv.Cluster().Changed()
+		code, body := n.call("GET", "/api/v1/streams/"+id, nil)
+		var st api.StreamJSON
+		if code == http.StatusOK && json.Unmarshal(body, &st) == nil && st.Status == want {
+			return st
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("%s: stream %s is %d %s, want %s", n.base, id, code, body, want)
+		}
+	}
+}

@@ -8,21 +8,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
-	"github.com/glasscast/glasscast/internal/server"
 )
 
 // probeFormat runs ffprobe on a URL and returns the container's duration in
@@ -291,75 +286,9 @@ func (h *harness) waitSnapshot(within time.Duration, ok func(api.Snapshot) bool)
 	return last
 }
 
-// childData, set in a child test process, makes TestServeChild a server.
-const childData = "GLASSCAST_TEST_CHILD_DATA"
-
-// TestServeChild is a glasscast server when run as a child process by a test
-// that needs to kill one; otherwise it does nothing.
-func TestServeChild(t *testing.T) {
-	dir := os.Getenv(childData)
-	if dir == "" {
-		t.Skip("runs only as another test's child process")
-	}
-	cfg := config.Default()
-	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.WebRTCUDP, cfg.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Data = dir
-	cfg.AdminToken = testToken
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	fmt.Printf("HTTP %s\n", srv.Public())
-	srv.Run(ctx)
-}
-
-// child is a server in another process.
-type child struct {
-	cmd  *exec.Cmd
-	base string
-	harness
-}
-
-func startChild(t *testing.T, data string) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestServeChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), childData+"="+data)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if base, ok := strings.CutPrefix(sc.Text(), "HTTP "); ok {
-				lines <- base
-			}
-		}
-		io.Copy(io.Discard, out)
-	}()
-	select {
-	case base := <-lines:
-		c := &child{cmd: cmd, base: base}
-		c.harness = harness{t: t, base: base}
-		c.harness.waitHealthy()
-		return c
-	case <-time.After(60 * time.Second):
-		t.Fatal("the child server did not start within 60 s")
-	}
-	return nil
-}
-
 func TestRecordingSurvivesKilledServer(t *testing.T) {
 	data := t.TempDir()
-	c := startChild(t, data)
+	c := startChild(t, func(cfg *config.Config) { cfg.Data = data })
 	s := c.createRecorded("until the power goes")
 	pub := publishFFmpeg(t, context.Background(), s.Ingest.RTMPURL)
 
@@ -367,10 +296,7 @@ func TestRecordingSurvivesKilledServer(t *testing.T) {
 	c.waitSnapshot(40*time.Second, func(snap api.Snapshot) bool {
 		return len(snap.Recordings) == 1 && snap.Recordings[0].Segments >= 3
 	})
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	c.cmd.Wait()
+	c.kill()
 	pub.Process.Kill()
 
 	// A new server on the same data brings the stream back, waiting for its

@@ -82,6 +82,7 @@ type Server struct {
 	cluster    *cluster.Cluster // nil for a single node
 	origin     *relay.Origin    // with cluster: this node's streams, for other nodes
 	relays     *relay.Relays    // with cluster: other nodes' streams, played here
+	stopTend   func()           // with cluster: stops tending the stream directory
 	cpu        cpuMeter
 	// transcoders is the server's budget of ffmpeg encoders.
 	transcoders *helper.Budget
@@ -268,6 +269,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	apiServer.Throttle = throttle
 	apiServer.Recordings = s.recs
 	apiServer.Outputs = s.outputs
+	if s.cluster != nil {
+		apiServer.Node, apiServer.Remote = s.cluster.Node(), s.remoteStream
+	}
 	s.outputs.OnChange(s.plane.OutputsChanged)
 	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}).Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
