@@ -231,13 +231,14 @@ func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
 	st, err := s.reg.Get(r.PathValue("id"))
-	if err != nil {
-		if s.Remote != nil && r.Method == http.MethodGet {
-			if out, ok := s.Remote(r.Context(), r.PathValue("id")); ok {
-				writeJSON(w, http.StatusOK, out)
-				return
-			}
+	// Over here, or not here: another node may hold it (a cluster).
+	if (err != nil || st.Status() == live.StatusEnded) && s.Remote != nil && r.Method == http.MethodGet {
+		if out, ok := s.Remote(r.Context(), r.PathValue("id")); ok {
+			writeJSON(w, http.StatusOK, out)
+			return
 		}
+	}
+	if err != nil {
 		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no stream with id "+quote(r.PathValue("id")))
 		return
 	}

@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +28,16 @@ type StreamEntry struct {
 	Record    bool      `json:"record,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	Since     time.Time `json:"since"` // when it took its status
+	// KeyHash is the SHA-256 of its publish key, in hex: a publish on any
+	// node finds the stream by it (the key itself stays on the nodes that
+	// were given it).
+	KeyHash string `json:"keyHash"`
+}
+
+// KeyHash is what the directory keeps of a publish key.
+func KeyHash(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
 }
 
 // Streams is the directory of the cluster's streams.
@@ -41,6 +54,48 @@ func (s *Streams) Lookup(id string) (StreamEntry, bool) {
 	defer s.c.mu.Unlock()
 	e, ok := s.c.streams[id]
 	return e, ok
+}
+
+// ByKey finds the stream a publish key is for, in this node's copy of the
+// directory.
+func (s *Streams) ByKey(key string) (StreamEntry, bool) {
+	h := KeyHash(key)
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	for _, e := range s.c.streams {
+		if subtle.ConstantTimeCompare([]byte(e.KeyHash), []byte(h)) == 1 {
+			return e, true
+		}
+	}
+	return StreamEntry{}, false
+}
+
+// Claim changes a stream's entry with change, unless another node changed
+// it first (change sees the entry as it is in the bucket, and may refuse).
+func (s *Streams) Claim(ctx context.Context, id string, change func(e *StreamEntry) error) error {
+	kv, err := s.kv(ctx)
+	if err != nil {
+		return err
+	}
+	got, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return ErrNoStream
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: stream %s: %w", id, err)
+	}
+	var e StreamEntry
+	if err := json.Unmarshal(got.Value(), &e); err != nil {
+		return fmt.Errorf("cluster: stream %s: %w", id, err)
+	}
+	if err := change(&e); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(e)
+	if _, err := kv.Update(ctx, id, b, got.Revision()); err != nil {
+		return fmt.Errorf("cluster: stream %s changed meanwhile: %w", id, err)
+	}
+	return nil
 }
 
 // Entries lists this node's copy of the directory.

@@ -80,6 +80,11 @@ type Config struct {
 	// registry's "keep" subscription when it first goes live and when it
 	// ends. An error on create fails the create.
 	Keep func(Kept) error
+	// Adopt, when set, is asked about a key no stream here holds (or only
+	// an ended one): another node's stream, which this node takes over as
+	// its origin (a cluster's ingest anywhere). It answers the stream as
+	// kept, or ErrUnknownKey, ErrEnded or why not.
+	Adopt func(key string) (Kept, error)
 }
 
 // Kept is what is kept of a durable stream.
@@ -447,12 +452,38 @@ func (r *Registry) AuthorizePublish(key string) (rtmp.Destination, error) {
 	r.mu.Lock()
 	s, ok := r.byKey[key]
 	r.mu.Unlock()
+	if (!ok || s.Status() == StatusEnded) && r.cfg.Adopt != nil {
+		k, err := r.cfg.Adopt(key)
+		if err == nil {
+			return r.adopt(k)
+		}
+		if !ok {
+			return nil, err
+		}
+	}
 	if !ok {
 		return nil, ErrUnknownKey
 	}
 	if s.Status() == StatusEnded {
 		return nil, ErrEnded
 	}
+	return s, nil
+}
+
+// adopt makes another node's stream this node's: same id, key and URLs.
+func (r *Registry) adopt(k Kept) (*Stream, error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrRegistryDown
+	}
+	s := r.newStream(CreateOptions{Name: k.Name, Record: k.Record, Public: k.Public}, k.ID, k.Key, k.CreatedAt)
+	r.addLocked(s)
+	r.mu.Unlock()
+	s.mu.Lock()
+	s.emitLocked(Event{Kind: EventCreated, At: time.Now()})
+	s.mu.Unlock()
+	r.log.Info("stream taken over from another node", "stream", s.id, "name", s.name)
 	return s, nil
 }
 

@@ -390,8 +390,8 @@ func (r *Relays) runHub(hr *hubRelay) {
 			if hr.hub.Readers() == 0 && time.Since(time.Unix(0, hr.used.Load())) > Idle {
 				return
 			}
-			if err := r.still(hr.id, origin); err != nil {
-				return // closing the hub ends its viewers
+			if now, err := r.still(hr.id, origin); err != nil || now != origin {
+				return // over or moved: closing the hub ends its viewers, who come back
 			}
 			ask()
 		case <-r.ctx.Done():

@@ -50,6 +50,9 @@ const (
 const (
 	hdrChunks = "Glasscast-Chunks"
 	hdrError  = "Glasscast-Error"
+	// hdrOrigin names the node a stream's change comes from: a relay
+	// follows one origin at a time, and a stream that moves has two.
+	hdrOrigin = "Glasscast-Origin"
 )
 
 func requestSubject(origin, id string) string { return "glasscast.relay." + origin + "." + id }
@@ -58,6 +61,7 @@ func mediaSubject(id string) string           { return "glasscast.media." + id }
 // Origin answers the relays of this node's streams.
 type Origin struct {
 	nc     *nats.Conn
+	node   string
 	lookup cmaf.Lookup
 	log    *slog.Logger
 	sub    *nats.Subscription
@@ -83,7 +87,7 @@ type feed struct {
 // ServeOrigin answers requests for the streams lookup and hubs find, as
 // node.
 func ServeOrigin(nc *nats.Conn, node string, lookup cmaf.Lookup, hubs HubLookup, log *slog.Logger) (*Origin, error) {
-	o := &Origin{nc: nc, lookup: lookup, hubs: hubs, log: log, feeds: map[string]*feed{}, frames: map[string]*framesFeed{}}
+	o := &Origin{nc: nc, node: node, lookup: lookup, hubs: hubs, log: log, feeds: map[string]*feed{}, frames: map[string]*framesFeed{}}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	var err error
 	if o.sub, err = nc.Subscribe(requestSubject(node, "*"), o.request); err != nil {
@@ -195,7 +199,10 @@ func (o *Origin) publish(f *feed) {
 	for {
 		select {
 		case b := <-f.out:
-			if err := o.nc.Publish(subject, b); err != nil && o.ctx.Err() == nil {
+			m := nats.NewMsg(subject)
+			m.Header.Set(hdrOrigin, o.node)
+			m.Data = b
+			if err := o.nc.PublishMsg(m); err != nil && o.ctx.Err() == nil {
 				o.log.Debug("relay: a change not published", "stream", f.id, "err", err)
 			}
 		case <-tick.C:
@@ -354,20 +361,27 @@ func (r *Relays) run(rl *relay) {
 	for {
 		select {
 		case m := <-msgs:
+			if m.Header.Get(hdrOrigin) != origin {
+				continue // from the node the stream left
+			}
 			n, op, err := cmaf.DecodeOp(m.Data)
+			if err == nil && (op.Kind == cmaf.OpEnded || op.Kind == cmaf.OpRelease) {
+				// Over at the origin, or gone from it to another node?
+				if now, serr := r.still(rl.id, origin); serr == nil && now != origin {
+					if !r.follow(rl, now) {
+						return
+					}
+					origin = now
+					continue
+				}
+			}
 			if err == nil {
 				err = rl.p.Apply(n, op)
 			}
 			if err != nil {
 				// A change went missing: start again from a new snapshot.
 				r.log.Debug("relay: resync", "stream", rl.id, "err", err)
-				snap, err := r.snapshot(origin, rl.id)
-				if err == nil {
-					err = rl.p.Restore(snap)
-				}
-				if err != nil {
-					r.log.Info("relay: lost the origin", "stream", rl.id, "origin", origin, "err", err)
-					rl.p.Close()
+				if !r.follow(rl, origin) {
 					return
 				}
 				continue
@@ -379,10 +393,20 @@ func (r *Relays) run(rl *relay) {
 			if time.Since(time.Unix(0, rl.used.Load())) > Idle {
 				return
 			}
-			if err := r.still(rl.id, origin); err != nil {
+			now, err := r.still(rl.id, origin)
+			if err != nil {
 				r.log.Info("relay: the stream is over", "stream", rl.id, "origin", origin, "why", err)
 				rl.p.Close() // its viewers see the end
 				return
+			}
+			if now != origin {
+				// Its publisher went to another node: follow it there, in
+				// place, so that viewers waiting here carry on.
+				if !r.follow(rl, now) {
+					return
+				}
+				origin = now
+				continue
 			}
 			r.nc.Publish(requestSubject(origin, rl.id), []byte(askWatch))
 		case <-r.ctx.Done():
@@ -391,21 +415,35 @@ func (r *Relays) run(rl *relay) {
 	}
 }
 
-// still says why a relayed stream is over: ended, or held by another node
-// now (the relay starts again there on the next request).
-func (r *Relays) still(id, origin string) error {
+// follow puts a relay in the state of origin's packager, in place: after a
+// lost change, or when the stream moved to origin. False when origin does
+// not answer: the relay is closed, its viewers see the end.
+func (r *Relays) follow(rl *relay, origin string) bool {
+	snap, err := r.snapshot(origin, rl.id)
+	if err == nil {
+		err = rl.p.Restore(snap)
+	}
+	if err != nil {
+		r.log.Info("relay: lost the origin", "stream", rl.id, "origin", origin, "err", err)
+		rl.p.Close()
+		return false
+	}
+	r.log.Debug("relay: following", "stream", rl.id, "origin", origin, "from change", snap.N)
+	return true
+}
+
+// still says where a relayed stream is now, or why it is over.
+func (r *Relays) still(id, origin string) (string, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
 	defer cancel()
 	now, err := r.locate(ctx, id)
 	switch {
 	case r.ctx.Err() != nil:
-		return nil // leaving anyway
+		return origin, nil // leaving anyway
 	case err != nil && !errors.Is(err, ErrNotHere):
-		return nil // no answer now (the directory electing a leader, say): ask again later
-	case err == nil && now != origin:
-		return fmt.Errorf("relay: stream %s moved from %s to %s", id, origin, now)
+		return origin, nil // no answer now (the directory electing a leader, say): ask again later
 	}
-	return err
+	return now, err
 }
 
 // snapshot asks the origin for the stream's packager as it is.

@@ -103,7 +103,17 @@ func TestRelay(t *testing.T) {
 	caughtUp(t, src.P, mirror)
 	// A change out of order (as after a lost one): the relay starts again
 	// from a new snapshot, in place.
-	if err := onc.Publish(mediaSubject("s1"), cmaf.EncodeOp(1<<40, &cmaf.Op{Kind: cmaf.OpEnded})); err != nil {
+	bogus := nats.NewMsg(mediaSubject("s1"))
+	bogus.Header.Set(hdrOrigin, "n1")
+	bogus.Data = cmaf.EncodeOp(1<<40, &cmaf.Op{Kind: cmaf.OpSkip})
+	if err := onc.PublishMsg(bogus); err != nil {
+		t.Fatal(err)
+	}
+	// A change from a node that is not the stream's origin is not taken.
+	stray := nats.NewMsg(mediaSubject("s1"))
+	stray.Header.Set(hdrOrigin, "n9")
+	stray.Data = cmaf.EncodeOp(mirror.Changes()+1, &cmaf.Op{Kind: cmaf.OpEnded})
+	if err := onc.PublishMsg(stray); err != nil {
 		t.Fatal(err)
 	}
 	src.Feed(t, 1)

@@ -75,10 +75,10 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 		if err != nil {
 			return "", err
 		}
-		if e.Origin == c.Node() || e.Status == live.StatusEnded.String() {
-			return "", relay.ErrNotHere // over
+		if e.Status == live.StatusEnded.String() {
+			return "", relay.ErrNotHere
 		}
-		return e.Origin, nil
+		return e.Origin, nil // this node, for a stream that came here while relayed
 	}, rlog)
 	s.undo.push(s.relays.Close)
 
@@ -130,9 +130,23 @@ func (s *Server) tend(ctx context.Context) {
 	}
 }
 
-// sweep tends the entries of nodes that are gone, when this node is the
-// first live one by name.
+// sweep ends this node's copies of streams another node took over, and
+// tends the entries of nodes that are gone when this node is the first
+// live one by name.
 func (s *Server) sweep(ctx context.Context, dir *cluster.Streams) {
+	for _, st := range s.reg.List() {
+		if st.Status() == live.StatusEnded {
+			continue
+		}
+		if e, ok := dir.Lookup(st.ID()); !ok || e.Origin == s.cluster.Node() {
+			continue
+		}
+		if e, err := dir.Get(ctx, st.ID()); err == nil && e.Origin != s.cluster.Node() {
+			s.log.Info("stream taken over by another node", "stream", st.ID(), "node", e.Origin)
+			s.reg.Delete(st.ID())
+		}
+	}
+
 	alive := map[string]bool{}
 	first := ""
 	for _, n := range s.cluster.Nodes() {
@@ -180,8 +194,11 @@ func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
 	if ev.Kind == live.EventCreated {
 		status = st.Status() // a stream brought back by a restart may be waiting for its publisher
 	}
+	if e, err := dir.Get(ctx, st.ID()); err == nil && e.Origin != s.cluster.Node() {
+		return // another node took it over: its entry is that node's to write
+	}
 	err := dir.Put(ctx, cluster.StreamEntry{ID: st.ID(), Name: st.Name(), Origin: s.cluster.Node(), Status: status.String(),
-		Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt(), Since: ev.At.UTC()})
+		Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt(), Since: ev.At.UTC(), KeyHash: cluster.KeyHash(st.Key())})
 	if err != nil && s.cluster.Ready() {
 		s.log.Warn("cluster: the stream directory not updated", "stream", st.ID(), "event", ev.Kind, "err", err)
 	}
@@ -204,14 +221,45 @@ func (s *Server) leaveCluster() {
 	s.cluster.Close()
 }
 
+// adopt takes over another node's stream whose key a publisher brought
+// here: the directory names this node its origin from now on (the node
+// that had it ends its copy), and the stream keeps its id and URLs.
+func (s *Server) adopt(key string) (live.Kept, error) {
+	if s.cluster == nil {
+		return live.Kept{}, live.ErrUnknownKey
+	}
+	dir := s.cluster.Streams()
+	e, ok := dir.ByKey(key)
+	switch {
+	case !ok:
+		return live.Kept{}, live.ErrUnknownKey
+	case e.Status == live.StatusEnded.String():
+		return live.Kept{}, live.ErrEnded
+	case e.Origin == s.cluster.Node():
+		return live.Kept{}, live.ErrEnded // this node's, and over here
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	me := s.cluster.Node()
+	err := dir.Claim(ctx, e.ID, func(cur *cluster.StreamEntry) error {
+		if cur.KeyHash != e.KeyHash || cur.Status == live.StatusEnded.String() {
+			return live.ErrEnded
+		}
+		cur.Origin, cur.Status, cur.Since = me, live.StatusIdle.String(), time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return live.Kept{}, err
+	}
+	s.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin)
+	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt}, nil
+}
+
 // packager finds a stream's packager: this node's, or a relay of another
 // node's, started on the first request.
 func (s *Server) packager(id string) (*cmaf.Packager, bool) {
 	if p, ok := s.reg.Packager(id); ok || s.relays == nil {
 		return p, ok
-	}
-	if _, err := s.reg.Get(id); err == nil {
-		return nil, false // this node's, and over
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -224,9 +272,6 @@ func (s *Server) packager(id string) (*cmaf.Packager, bool) {
 func (s *Server) hub(id string) (*stream.Hub, bool) {
 	if h, ok := s.reg.Hub(id); ok || s.relays == nil {
 		return h, ok
-	}
-	if _, err := s.reg.Get(id); err == nil {
-		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -20,6 +20,7 @@ import (
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/sim"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
 	"github.com/glasscast/glasscast/sdk"
 )
@@ -450,6 +451,39 @@ func waitRemote(t *testing.T, n *harness, id string, want live.Status, within ti
 		case <-ch:
 		case <-deadline:
 			t.Fatalf("%s: stream %s is %d %s, want %s", n.base, id, code, body, want)
+		}
+	}
+}
+
+// TestClusterIngestAnywhere: a stream made on n1 is published to n2 with
+// its key; n2 becomes its origin, every node's Streams API says so, and n1
+// and n3 play it from n2 at the URLs n1 handed out.
+func TestClusterIngestAnywhere(t *testing.T) {
+	nodes := startNodes(t, 3, nil)
+	for i, names := range [][]string{{"n1", "n2", "n3"}, {"n2", "n1", "n3"}, {"n3", "n1", "n2"}} {
+		waitCluster(t, nodes[i], names...)
+	}
+	s := nodes[0].create("made on n1")
+	waitRemote(t, nodes[1], s.ID, live.StatusIdle, 10*time.Second)
+
+	key := s.Ingest.RTMPURL[strings.LastIndex(s.Ingest.RTMPURL, "/")+1:]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishFFmpeg(t, ctx, nodes[1].srv.RTMPBase()+key)
+	nodes[1].waitPlayable(onNode(nodes[1], s.Playback.HLS))
+	for _, n := range []*harness{nodes[0], nodes[2]} {
+		if st := waitRemote(t, n, s.ID, live.StatusLive, 20*time.Second); st.Node != "n2" {
+			t.Fatalf("%s says the stream is on %q", n.base, st.Node)
+		}
+	}
+	var there api.StreamJSON
+	there.Playback.HLS, there.Playback.DASH = s.Playback.HLS, onNode(nodes[2], s.Playback.DASH)
+	checkProbe(t, there, 1280, 720, 1)
+
+	// A wrong key is refused on every node.
+	for _, n := range nodes {
+		if err := (&sim.Source{}).Publish(ctx, n.srv.RTMPBase()+"not-"+key); err == nil {
+			t.Fatalf("%s took a publish with a wrong key", n.base)
 		}
 	}
 }

@@ -177,6 +177,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s.undo.push(s.outputs.Close)
 	s.reg = live.New(live.Config{
 		Keep:            s.keepStream,
+		Adopt:           s.adopt,
 		Recorder:        s.recs,
 		ReconnectWindow: cfg.ReconnectWindow,
 		MaxStreams:      cfg.MaxStreams,
