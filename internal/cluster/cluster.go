@@ -304,7 +304,7 @@ func (c *Cluster) bucket(ctx context.Context, b bucketSpec) (jetstream.KeyValue,
 	if b.ttl > 0 && b.ttl < dup {
 		dup = b.ttl
 	}
-	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name:              "KV_" + b.name,
 		Subjects:          []string{"$KV." + b.name + ".>"},
 		MaxMsgsPerSubject: 1,
@@ -320,8 +320,30 @@ func (c *Cluster) bucket(ctx context.Context, b bucketSpec) (jetstream.KeyValue,
 		Duplicates:        dup,
 		Discard:           jetstream.DiscardNew,
 		AllowDirect:       !b.consistent,
-	})
-	if err != nil {
+	}
+	// A bucket is created with as many copies as the servers up allow
+	// (three at most), and gains copies when a later node finds more
+	// servers; a node never takes copies away.
+	existing, err := c.js.Stream(ctx, cfg.Name)
+	switch {
+	case err == nil && existing.CachedInfo().Config.Replicas >= cfg.Replicas:
+	case err == nil:
+		if _, err := c.js.UpdateStream(ctx, cfg); err != nil {
+			c.log.Info("cluster: a bucket keeps fewer copies than wanted", "bucket", b.name,
+				"copies", existing.CachedInfo().Config.Replicas, "wanted", cfg.Replicas, "err", err)
+		}
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		for {
+			_, err = c.js.CreateStream(ctx, cfg)
+			if err == nil || cfg.Replicas == 1 || ctx.Err() != nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				break
+			}
+			cfg.Replicas-- // fewer servers up than configured
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil, fmt.Errorf("bucket %s: %w", b.name, err)
+		}
+	default:
 		return nil, fmt.Errorf("bucket %s: %w", b.name, err)
 	}
 	return c.js.KeyValue(ctx, b.name)
@@ -433,6 +455,16 @@ func (c *Cluster) Ready() bool {
 
 // Node is this node's name.
 func (c *Cluster) Node() string { return c.cfg.Node }
+
+// Routes is how many route connections the embedded NATS server has to
+// its peers (several per peer; -1 when the node uses an external NATS
+// cluster).
+func (c *Cluster) Routes() int {
+	if c.ns == nil {
+		return -1
+	}
+	return c.ns.NumRoutes()
+}
 
 // Heartbeat is how often nodes say they are alive.
 func (c *Cluster) Heartbeat() time.Duration { return c.cfg.Heartbeat }

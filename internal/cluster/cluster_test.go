@@ -161,6 +161,50 @@ func checkApps(t *testing.T, nodes []*Cluster) {
 	}
 }
 
+// A node whose secret is not the others' gets no route to them: it stays
+// out of their cluster, and they out of its.
+func TestOtherSecretKeptOut(t *testing.T) {
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	var nodes []*Cluster
+	defer func() {
+		for _, c := range nodes {
+			c.Close()
+		}
+	}()
+	for i, secret := range []string{"shared", "shared", "another"} {
+		var peers []string
+		for j, r := range routes {
+			if j != i {
+				peers = append(peers, r)
+			}
+		}
+		c, err := Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: peers,
+			Dir: t.TempDir(), Secret: []byte(secret), Heartbeat: 200 * time.Millisecond}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, c)
+	}
+	waitNodes(t, nodes[0], "n1", "n2")
+	waitNodes(t, nodes[1], "n2", "n1")
+	// n3 has been trying its routes all along, and n1 and n2 theirs to it.
+	if r := nodes[2].Routes(); r != 0 {
+		t.Fatalf("the node with another secret has %d routes", r)
+	}
+	for _, c := range nodes[:2] {
+		if r := c.Routes(); r < 1 {
+			t.Fatalf("%s has no route to its peer with the same secret", c.Node())
+		}
+	}
+	if n := nodes[2].Nodes(); len(n) != 0 {
+		t.Fatalf("the node with another secret sees %+v", n)
+	}
+}
+
 // natsCluster runs Debian's nats-server three times on loopback as one NATS
 // cluster with JetStream, and returns its client URLs.
 func natsCluster(t *testing.T) []string {
