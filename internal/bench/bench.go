@@ -61,7 +61,7 @@ type options struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("glasscast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,abr,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, abr, managed, sessions")
+	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,abr,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, abr, managed, sessions, cluster")
 	dur := fs.Duration("duration", 20*time.Second, "measuring time of each load point")
 	warm := fs.Duration("warmup", 5*time.Second, "time before measuring, after the streams play")
 	pubs := fs.String("publishers", "1,10,50", "publisher counts of the load scenario")
@@ -149,6 +149,7 @@ type results struct {
 	Restream      []restreamPoint     `json:"restream,omitempty"`
 	ABR           map[string]any      `json:"abr,omitempty"`
 	Sessions      map[string]any      `json:"sessions,omitempty"`
+	Cluster       map[string]any      `json:"cluster,omitempty"`
 }
 
 func run(o options) error {
@@ -183,6 +184,8 @@ func run(o options) error {
 			res.Managed, err = managedStart(o, clip)
 		case "sessions":
 			res.Sessions, err = idleSessions(o, o.sessions)
+		case "cluster":
+			res.Cluster, err = clusterScenario(o, clip)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}

@@ -2,6 +2,7 @@ package cmaf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -173,26 +174,126 @@ func (p *Packager) Changes() uint64 {
 	return p.ops
 }
 
-// opWire is an Op on the wire: the part's bytes are sent as they are.
-type opWire struct {
-	N  uint64
-	Op Op
-}
+// A change on the wire: a fixed header, big-endian, then the part's bytes
+// as they are, then the initialization version (rare) in gob.
+const (
+	opVersion = 1
+	opHeader  = 1 + 1 + 8 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 1
+)
+
+// The header's flags.
+const (
+	opHasPart = 1 << iota
+	opHasInit
+	opHasWall
+	opDiscontinuity
+	opLead
+	opIndependent
+)
 
 // EncodeOp writes change n for the network.
 func EncodeOp(n uint64, op *Op) []byte {
-	var b bytes.Buffer
-	gob.NewEncoder(&b).Encode(opWire{N: n, Op: *op})
-	return b.Bytes()
+	size := opHeader
+	if op.Part != nil {
+		size += 8 + 8 + 4 + len(op.Part.Data)
+	}
+	b := make([]byte, 0, size)
+	var flags byte
+	if op.Part != nil {
+		flags |= opHasPart
+		if op.Part.Independent {
+			flags |= opIndependent
+		}
+	}
+	if op.Init != nil {
+		flags |= opHasInit
+	}
+	if !op.Wall.IsZero() {
+		flags |= opHasWall
+	}
+	if op.Discontinuity {
+		flags |= opDiscontinuity
+	}
+	if op.Lead {
+		flags |= opLead
+	}
+	b = append(b, opVersion, byte(op.Kind))
+	b = binary.BigEndian.AppendUint64(b, n)
+	b = binary.BigEndian.AppendUint64(b, op.Seg)
+	b = binary.BigEndian.AppendUint64(b, uint64(op.Start))
+	b = binary.BigEndian.AppendUint32(b, uint32(op.Track))
+	b = binary.BigEndian.AppendUint64(b, op.TrackSeq)
+	b = binary.BigEndian.AppendUint64(b, op.Ticks)
+	b = binary.BigEndian.AppendUint64(b, uint64(op.PartTarget))
+	b = binary.BigEndian.AppendUint64(b, uint64(op.Wall.UnixNano()))
+	b = append(b, flags)
+	if op.Part != nil {
+		b = binary.BigEndian.AppendUint64(b, op.Part.Start)
+		b = binary.BigEndian.AppendUint64(b, op.Part.Duration)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(op.Part.Data)))
+		b = append(b, op.Part.Data...)
+	}
+	if op.Init != nil {
+		var ib bytes.Buffer
+		gob.NewEncoder(&ib).Encode(op.Init)
+		b = binary.BigEndian.AppendUint32(b, uint32(ib.Len()))
+		b = append(b, ib.Bytes()...)
+	}
+	return b
 }
 
-// DecodeOp reads what EncodeOp wrote.
+var errShortOp = errors.New("cmaf: a short change")
+
+// DecodeOp reads what EncodeOp wrote. The part's bytes stay in b.
 func DecodeOp(b []byte) (uint64, *Op, error) {
-	var w opWire
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&w); err != nil {
-		return 0, nil, fmt.Errorf("cmaf: a change: %w", err)
+	if len(b) < opHeader || b[0] != opVersion {
+		return 0, nil, errShortOp
 	}
-	return w.N, &w.Op, nil
+	op := &Op{Kind: OpKind(b[1])}
+	n := binary.BigEndian.Uint64(b[2:])
+	op.Seg = binary.BigEndian.Uint64(b[10:])
+	op.Start = time.Duration(binary.BigEndian.Uint64(b[18:]))
+	op.Track = int(binary.BigEndian.Uint32(b[26:]))
+	op.TrackSeq = binary.BigEndian.Uint64(b[30:])
+	op.Ticks = binary.BigEndian.Uint64(b[38:])
+	op.PartTarget = time.Duration(binary.BigEndian.Uint64(b[46:]))
+	wall := int64(binary.BigEndian.Uint64(b[54:]))
+	flags := b[62]
+	rest := b[opHeader:]
+	if flags&opHasWall != 0 {
+		op.Wall = time.Unix(0, wall)
+	}
+	op.Discontinuity, op.Lead = flags&opDiscontinuity != 0, flags&opLead != 0
+	if flags&opHasPart != 0 {
+		if len(rest) < 20 {
+			return 0, nil, errShortOp
+		}
+		p := &Part{Start: binary.BigEndian.Uint64(rest), Duration: binary.BigEndian.Uint64(rest[8:]), Independent: flags&opIndependent != 0}
+		size := int(binary.BigEndian.Uint32(rest[16:]))
+		if len(rest)-20 < size {
+			return 0, nil, errShortOp
+		}
+		p.Data, rest = rest[20:20+size:20+size], rest[20+size:]
+		op.Part = p
+	}
+	if flags&opHasInit != 0 {
+		if len(rest) < 4 {
+			return 0, nil, errShortOp
+		}
+		size := int(binary.BigEndian.Uint32(rest))
+		if len(rest)-4 < size {
+			return 0, nil, errShortOp
+		}
+		op.Init = &Init{}
+		if err := gob.NewDecoder(bytes.NewReader(rest[4 : 4+size])).Decode(op.Init); err != nil {
+			return 0, nil, fmt.Errorf("cmaf: a change's init: %w", err)
+		}
+		rest = rest[4+size:]
+	}
+	if len(rest) != 0 {
+		return 0, nil, errShortOp
+	}
+	return n, op, nil
 }
 
 // EncodeSnapshot writes s for the network.

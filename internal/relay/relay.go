@@ -93,6 +93,7 @@ func ServeOrigin(nc *nats.Conn, node string, lookup cmaf.Lookup, hubs HubLookup,
 	if o.sub, err = nc.Subscribe(requestSubject(node, "*"), o.request); err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
+	nc.FlushTimeout(2 * time.Second) // the server knows of the subscription before the first request
 	return o, nil
 }
 
@@ -454,7 +455,8 @@ func (r *Relays) snapshot(origin, id string) (*cmaf.Snapshot, error) {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if err := r.nc.PublishRequest(requestSubject(origin, id), inbox, []byte(askSnapshot)); err != nil {
+	ask := func() error { return r.nc.PublishRequest(requestSubject(origin, id), inbox, []byte(askSnapshot)) }
+	if err := ask(); err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
@@ -462,6 +464,17 @@ func (r *Relays) snapshot(origin, id string) (*cmaf.Snapshot, error) {
 	var chunks [][]byte
 	for total := -1; total < 0 || len(chunks) < total; {
 		m, err := sub.NextMsgWithContext(ctx)
+		if errors.Is(err, nats.ErrNoResponders) && len(chunks) == 0 {
+			// The origin's interest has not reached this node's server
+			// yet (a node that just joined): ask again shortly.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+				if err = ask(); err == nil {
+					continue
+				}
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("relay: stream %s's snapshot from %s: %w", id, origin, err)
 		}

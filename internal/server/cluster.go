@@ -184,8 +184,8 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams) {
 // from creation, with their status, until they end.
 func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
 	st := ev.Stream
-	if st.Internal() {
-		return
+	if st.Internal() || ev.Shutdown {
+		return // a node that leaves takes its entries out itself
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

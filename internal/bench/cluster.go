@@ -1,0 +1,241 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/sim"
+)
+
+// clusterStreams is how many streams the cluster scenario relays.
+const clusterStreams = 20
+
+// clusterScenario measures what playing a stream on a node that is not its
+// origin costs: two nodes with embedded NATS, streams published to the
+// origin, viewers on the relay node. It reports the relay node's CPU and
+// memory per relayed stream with one viewer, the latency a relay adds over
+// the origin's own (LL-HLS and WebRTC, from the clip's SEI stamps), and how
+// long a first viewer waits for a first part on each node.
+func clusterScenario(o options, clip *sim.Clip) (map[string]any, error) {
+	n := clusterStreams
+	fmt.Fprintf(o.out, "\n== cluster: two nodes (embedded NATS), %d streams published to the origin, viewers on the relay node (%v per point)\n", n, o.duration)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	origin, relay, err := startPair(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer origin.stop()
+	defer relay.stop()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	var streams []*streamInfo
+	for i := range n {
+		st, err := origin.createStream(fmt.Sprintf("relayed-%d", i))
+		if err != nil {
+			return nil, err
+		}
+		streams = append(streams, st)
+		publish(ctx, &wg, clip, st.Ingest.RTMPURL, errs)
+	}
+	for _, st := range streams {
+		if _, code, err := get(ctx, st.Playback.HLS); err != nil || code != http.StatusOK {
+			return nil, fmt.Errorf("stream %s did not start: %d %v", st.ID, code, err)
+		}
+		if err := relay.waitStream(ctx, st.ID); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string]any{"streams": n}
+
+	// Both nodes with no viewer: the relay node relays nothing.
+	idleCPU, _, idleRSS, err := relay.cpuWindow(o)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.out, "  relay node, no viewer:            %5.1f %% CPU  %6.1f MB\n", idleCPU, idleRSS)
+	originIdle, _, originIdleRSS, err := origin.cpuWindow(o)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.out, "  origin, no viewer:                %5.1f %% CPU  %6.1f MB\n", originIdle, originIdleRSS)
+
+	// First viewers: on the relay node the first request starts the relay.
+	var firstRelay, firstOrigin []time.Duration
+	for _, st := range streams {
+		d, err := firstPart(ctx, on(relay, st.Playback.HLS))
+		if err != nil {
+			return nil, fmt.Errorf("relay node, first viewer: %w", err)
+		}
+		firstRelay = append(firstRelay, d)
+		if d, err = firstPart(ctx, st.Playback.HLS); err != nil {
+			return nil, fmt.Errorf("origin, a new viewer: %w", err)
+		}
+		firstOrigin = append(firstOrigin, d)
+	}
+	fr, fo := summarize(firstRelay), summarize(firstOrigin)
+	fmt.Fprintf(o.out, "  a new viewer's first part:        origin %s; relay node, first viewer (the relay starts) %s\n", spread(firstOrigin), spread(firstRelay))
+	out["firstPartOriginMs"], out["firstPartRelayMs"] = msf(fo.P50), msf(fr.P50)
+
+	// One LL-HLS viewer per stream on the relay node, then on the origin.
+	measureViewers := func(srv *server) (latencySummary, float64, float64, error) {
+		rec := &recorder{}
+		vctx, vcancel := context.WithCancel(ctx)
+		defer vcancel()
+		var rwg sync.WaitGroup
+		for _, st := range streams {
+			base := strings.TrimSuffix(on(srv, st.Playback.HLS), "index.m3u8")
+			for _, tr := range []string{"video", "audio"} {
+				r := &llhlsReader{base: base, track: tr}
+				if tr == "video" {
+					r.rec = rec
+				}
+				rwg.Add(1)
+				go func() {
+					defer rwg.Done()
+					if err := r.run(vctx); err != nil && vctx.Err() == nil {
+						rec.failed()
+					}
+				}()
+			}
+		}
+		defer rwg.Wait()
+		defer vcancel()
+		go func() {
+			time.Sleep(o.warmup) // settling the load, not synchronising
+			rec.mu.Lock()
+			rec.lat = rec.lat[:0]
+			rec.mu.Unlock()
+		}()
+		cpu, _, rss, err := srv.cpuWindow(o)
+		return rec.summary(), cpu, rss, err
+	}
+	lat, cpu, rss, err := measureViewers(relay)
+	if err != nil {
+		return nil, err
+	}
+	perCPU, perMB := (cpu-idleCPU)/float64(n), (rss-idleRSS)/float64(n)
+	fmt.Fprintf(o.out, "  relay node, 1 viewer per stream:  %5.1f %% CPU  %6.1f MB   per stream: %.3f %% CPU, %.2f MB\n", cpu, rss, perCPU, perMB)
+	originLat, ocpu, orss, err := measureViewers(origin)
+	if err != nil {
+		return nil, err
+	}
+	viewerCPU, viewerMB := (ocpu-originIdle)/float64(n), (orss-originIdleRSS)/float64(n)
+	fmt.Fprintf(o.out, "  origin, 1 viewer per stream:      %5.1f %% CPU  %6.1f MB   per stream: %.3f %% CPU, %.2f MB\n", ocpu, orss, viewerCPU, viewerMB)
+	fmt.Fprintf(o.out, "  the relay itself, per stream (relay node's cost less the viewer's at the origin): %.3f %% CPU, %.2f MB\n",
+		perCPU-viewerCPU, perMB-viewerMB)
+	fmt.Fprintf(o.out, "  LL-HLS latency:                   origin %s, relay node %s   (+%.1f ms p95)\n", originLat, lat, msf(lat.P95-originLat.P95))
+	out["relayNodeCPUPerStream"], out["relayNodeMBPerStream"] = perCPU, perMB
+	out["relayCPUPerStream"], out["relayMBPerStream"] = perCPU-viewerCPU, perMB-viewerMB
+	out["llhlsOriginP95Ms"], out["llhlsRelayP95Ms"] = msf(originLat.P95), msf(lat.P95)
+
+	// WebRTC on one stream, at the origin and through the relay node.
+	var webrtc [2]latencySummary
+	for i, srv := range []*server{origin, relay} {
+		w, err := watch(ctx, on(srv, streams[0].Playback.WebRTC), o.duration)
+		if err != nil {
+			return nil, fmt.Errorf("webrtc: %w", err)
+		}
+		webrtc[i] = summarize(w.latency)
+	}
+	fmt.Fprintf(o.out, "  WebRTC latency:                   origin %s, relay node %s   (+%.1f ms p95)\n", webrtc[0], webrtc[1], msf(webrtc[1].P95-webrtc[0].P95))
+	out["webrtcOriginP95Ms"], out["webrtcRelayP95Ms"] = msf(webrtc[0].P95), msf(webrtc[1].P95)
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	return out, nil
+}
+
+// startPair runs two nodes that form a cluster on embedded NATS.
+func startPair(ctx context.Context) (*server, *server, error) {
+	ports := make([]int, 2)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	var nodes []*server
+	for i, name := range []string{"origin", "relay"} {
+		srv, err := startServer(ctx, "--node", name, "--jwt-secret", "bench-cluster-secret-0123456789-abcdef",
+			"--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--nats-routes", fmt.Sprintf("nats://127.0.0.1:%d", ports[1-i]))
+		if err != nil {
+			for _, s := range nodes {
+				s.stop()
+			}
+			return nil, nil, err
+		}
+		nodes = append(nodes, srv)
+	}
+	return nodes[0], nodes[1], nil
+}
+
+// waitStream waits until the node's Streams API knows a stream (the
+// cluster has formed, and the directory reached it).
+func (s *server) waitStream(ctx context.Context, id string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := s.getStream(id); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s does not know stream %s after 60 s", s.httpURL, id)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond): // polling the API, not synchronising
+		}
+	}
+}
+
+// on is url on node s.
+func on(s *server, raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return s.httpURL + u.RequestURI()
+}
+
+// firstPart is how long a new LL-HLS viewer waits from its first request
+// to the newest part's last byte: the multivariant playlist, the video
+// playlist, the part.
+func firstPart(ctx context.Context, multivariant string) (time.Duration, error) {
+	t0 := time.Now()
+	if _, code, err := get(ctx, multivariant); err != nil || code != http.StatusOK {
+		return 0, fmt.Errorf("%s: %d %v", multivariant, code, err)
+	}
+	base := strings.TrimSuffix(multivariant, "index.m3u8")
+	pl, code, err := get(ctx, base+"video.m3u8")
+	if err != nil || code != http.StatusOK {
+		return 0, fmt.Errorf("video playlist: %d %v", code, err)
+	}
+	parts := partURI.FindAllSubmatch(pl, -1)
+	if len(parts) == 0 {
+		return 0, errors.New("a playlist without parts")
+	}
+	last := parts[len(parts)-1]
+	if _, code, err := get(ctx, fmt.Sprintf("%s%s-p%s.m4s", base, last[1], last[2])); err != nil || code != http.StatusOK {
+		return 0, fmt.Errorf("part: %d %v", code, err)
+	}
+	return time.Since(t0), nil
+}
+
+// spread is durations as p50, p95 and max.
+func spread(d []time.Duration) string {
+	l := summarize(d)
+	return fmt.Sprintf("p50 %s  p95 %s  max %s", ms(l.P50), ms(l.P95), ms(l.Max))
+}
