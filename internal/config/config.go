@@ -31,6 +31,9 @@ type Config struct {
 	Data       string `yaml:"data"`
 	AdminToken string `yaml:"adminToken"`
 	PublicURL  string `yaml:"publicUrl"`
+	// IngestURL, when set, is the base of every RTMP ingest URL handed out
+	// (rtmp[s]://HOST:PORT/live/): a cluster's shared ingest address.
+	IngestURL string `yaml:"ingestUrl"`
 
 	// TLS: certificate files, or certificates from an ACME CA for
 	// ACMEDomains. Either turns HTTPS on (on HTTPS; HTTP then redirects)
@@ -316,6 +319,7 @@ var options = []option{
 	str("acme-ca-root", "PEM file of CA certificates to trust for the ACME directory's own HTTPS (a private or test CA)", func(c *Config) *string { return &c.ACMECARoot }),
 	str("rtmps", "RTMPS ingest listen address (needs TLS); managed streams then hand the glasses rtmps:// URLs", func(c *Config) *string { return &c.RTMPS }),
 	str("public-url", "base of every URL handed out (default: derived from --http)", func(c *Config) *string { return &c.PublicURL }),
+	str("ingest-url", "base of every RTMP ingest URL handed out, rtmp[s]://HOST:PORT/live/ (default: this node's, from --public-url and --rtmp)", func(c *Config) *string { return &c.IngestURL }),
 	dur("reconnect-window", "how long a stream waits for its publisher to come back", func(c *Config) *time.Duration { return &c.ReconnectWindow }),
 	dur("part-target", "LL-HLS part duration", func(c *Config) *time.Duration { return &c.PartTarget }),
 	dur("segment-min", "shortest segment before the next keyframe starts another", func(c *Config) *time.Duration { return &c.SegmentMin }),
@@ -515,6 +519,12 @@ func (c *Config) Validate() []error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("admin-token: use at least 16 characters")
+	}
+	if c.IngestURL != "" {
+		u, err := url.Parse(c.IngestURL)
+		if err != nil || (u.Scheme != "rtmp" && u.Scheme != "rtmps") || u.Host == "" || strings.TrimSuffix(u.Path, "/") != "/live" || u.RawQuery != "" {
+			bad("ingest-url: %q is not rtmp://HOST:PORT/live/ or rtmps://HOST:PORT/live/", c.IngestURL)
+		}
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

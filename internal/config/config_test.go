@@ -54,12 +54,12 @@ func TestUnknownKeyRejected(t *testing.T) {
 }
 
 func TestEveryProblemAtOnce(t *testing.T) {
-	_, err := Load([]string{"--http", "nonsense", "--part-target", "5s", "--log-level", "loud", "--public-url", "ftp://x"},
+	_, err := Load([]string{"--http", "nonsense", "--part-target", "5s", "--log-level", "loud", "--public-url", "ftp://x", "--ingest-url", "http://x/live/"},
 		env(map[string]string{"GLASSCAST_SEGMENT_WINDOW": "many"}), io.Discard)
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"http:", "part-target", "log-level", "public-url", "GLASSCAST_SEGMENT_WINDOW"} {
+	for _, want := range []string{"http:", "part-target", "log-level", "public-url", "ingest-url", "GLASSCAST_SEGMENT_WINDOW"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not mention %s:\n%v", want, err)
 		}

@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -484,6 +487,121 @@ func TestClusterIngestAnywhere(t *testing.T) {
 	for _, n := range nodes {
 		if err := (&sim.Source{}).Publish(ctx, n.srv.RTMPBase()+"not-"+key); err == nil {
 			t.Fatalf("%s took a publish with a wrong key", n.base)
+		}
+	}
+}
+
+// TestIngestURL: with --ingest-url (a cluster's shared ingest address) the
+// streams' RTMP URLs name it, not the node.
+func TestIngestURL(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.IngestURL = "rtmp://ingest.example.com:1935/live" })
+	s := h.create("behind a balancer")
+	if !strings.HasPrefix(s.Ingest.RTMPURL, "rtmp://ingest.example.com:1935/live/") || len(s.Ingest.RTMPURL) < len("rtmp://ingest.example.com:1935/live/")+20 {
+		t.Fatalf("the ingest URL handed out: %s", s.Ingest.RTMPURL)
+	}
+}
+
+// TestClusterBehindBalancer: two nodes behind haproxy, which sends each
+// HTTP request to the next node in turn and each RTMP connection to either:
+// a stream made on n1 and published through the balancer plays through the
+// balancer (ffprobe on LL-HLS and DASH, every request to whichever node)
+// with no stickiness.
+func TestClusterBehindBalancer(t *testing.T) {
+	needTool(t, "haproxy")
+	lbHTTP, lbRTMP := freePort(t), freePort(t)
+	ingest := fmt.Sprintf("rtmp://127.0.0.1:%d/live/", lbRTMP)
+	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.IngestURL = ingest })
+	waitCluster(t, nodes[0], "n1", "n2")
+	waitCluster(t, nodes[1], "n2", "n1")
+
+	var httpServers, rtmpServers strings.Builder
+	for i, n := range nodes {
+		u, _ := neturl.Parse(n.base)
+		fmt.Fprintf(&httpServers, "    server n%d %s\n", i+1, u.Host)
+		rtmpHost := strings.TrimSuffix(strings.TrimPrefix(n.srv.PlainRTMPBase(), "rtmp://"), "/live/")
+		fmt.Fprintf(&rtmpServers, "    server n%d %s\n", i+1, rtmpHost)
+	}
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`global
+    maxconn 512
+defaults
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend http
+    mode http
+    bind 127.0.0.1:%d
+    default_backend nodes
+backend nodes
+    mode http
+    balance roundrobin
+%slisten rtmp
+    mode tcp
+    bind 127.0.0.1:%d
+    balance roundrobin
+%s`, lbHTTP, httpServers.String(), lbRTMP, rtmpServers.String())
+	if err := os.WriteFile(filepath.Join(dir, "haproxy.cfg"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lb := exec.Command("haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
+	var lbLog bytes.Buffer
+	lb.Stdout, lb.Stderr = &lbLog, &lbLog
+	if err := lb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		lb.Process.Kill()
+		lb.Wait()
+		if t.Failed() {
+			t.Logf("haproxy:\n%s", lbLog.String())
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lbHTTP))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("haproxy does not listen: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	balanced := func(url string) string {
+		u, _ := neturl.Parse(url)
+		return fmt.Sprintf("http://127.0.0.1:%d%s", lbHTTP, u.RequestURI())
+	}
+
+	s := nodes[0].create("balanced")
+	if !strings.HasPrefix(s.Ingest.RTMPURL, ingest) {
+		t.Fatalf("the ingest URL %s is not the balancer's", s.Ingest.RTMPURL)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishFFmpeg(t, ctx, s.Ingest.RTMPURL)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, _ := fetch(t, balanced(s.Playback.HLS))
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream does not play through the balancer: %d", code)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var there api.StreamJSON
+	there.Playback.HLS, there.Playback.DASH = balanced(s.Playback.HLS), balanced(s.Playback.DASH)
+	checkProbe(t, there, 1280, 720, 1)
+	// Each request to the next node: every file answers on both.
+	base := strings.TrimSuffix(there.Playback.HLS, "index.m3u8")
+	_, pl := fetch(t, base+"video.m3u8")
+	files := uris(string(pl))
+	for _, f := range files[max(0, len(files)-6):] {
+		for range 2 {
+			if code, body := fetch(t, base+f); code != http.StatusOK || len(body) == 0 {
+				t.Fatalf("GET %s through the balancer: %d", f, code)
+			}
 		}
 	}
 }

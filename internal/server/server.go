@@ -438,6 +438,9 @@ func (s *Server) publicURLs() (string, string) {
 	}
 	_, rport, _ := net.SplitHostPort(s.ingest.Addr().String())
 	s.rtmpPlain = "rtmp://" + net.JoinHostPort(host, rport) + "/" + rtmp.App + "/"
+	if in := s.cfg.IngestURL; in != "" {
+		return public, strings.TrimSuffix(in, "/") + "/" // a shared ingest address in front of the nodes
+	}
 	if s.ingestTLS != nil {
 		_, rport, _ = net.SplitHostPort(s.ingestTLS.Addr().String())
 		return public, "rtmps://" + net.JoinHostPort(host, rport) + "/" + rtmp.App + "/"
