@@ -155,6 +155,12 @@ func WriteError(w http.ResponseWriter, status int, code protocol.ErrorCode, mess
 	writeJSON(w, status, b)
 }
 
+// JSONBody is v as the API writes it.
+func JSONBody(v any) []byte {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return append(b, '\n')
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

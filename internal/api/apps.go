@@ -121,6 +121,10 @@ type Apps struct {
 	Secret []byte
 	// Throttle, when set, slows down guessing of core tokens.
 	Throttle *auth.Throttle
+	// Forward, in a cluster, answers a user's start or stop from the node
+	// that holds the user's session when that is another node (ok false:
+	// this node acts).
+	Forward func(ctx context.Context, user, pkg, action string) (status int, body []byte, ok bool)
 }
 
 // Register adds the routes; admin wraps the admin-only ones.
@@ -220,31 +224,49 @@ func (a *Apps) userAction(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusUnauthorized, protocol.APIUnauthorized, "a valid core token is required (Authorization: Bearer <token>)")
 		return
 	}
-	pkg := r.PathValue("pkg")
-	switch r.PathValue("action") {
+	pkg, action := r.PathValue("pkg"), r.PathValue("action")
+	if a.Forward != nil {
+		if status, body, ok := a.Forward(r.Context(), user, pkg, action); ok {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(status)
+			w.Write(body)
+			return
+		}
+	}
+	status, body := a.Act(r.Context(), user, pkg, action)
+	writeJSON(w, status, body)
+}
+
+// Act starts or stops an app for a user on this node, and says what to
+// answer: an HTTP status and a JSON body.
+func (a *Apps) Act(ctx context.Context, user, pkg, action string) (int, any) {
+	fail := func(status int, code protocol.ErrorCode, message string) (int, any) {
+		var b errorBody
+		b.Error.Code, b.Error.Message = code, message
+		return status, b
+	}
+	switch action {
 	case "start":
-		ctx, cancel := context.WithTimeout(r.Context(), a.Plane.Config().AppInitTimeout+5*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, a.Plane.Config().AppInitTimeout+5*time.Second)
 		defer cancel()
 		err := a.Plane.StartApp(ctx, user, pkg)
 		switch {
 		case errors.Is(err, control.ErrUnknownApp):
-			WriteError(w, http.StatusNotFound, protocol.APINotFound, "no app "+quote(pkg))
+			return fail(http.StatusNotFound, protocol.APINotFound, "no app "+quote(pkg))
 		case errors.Is(err, control.ErrAppBadKey):
-			WriteError(w, http.StatusBadGateway, "app_bad_api_key", "the app server opened its session with an API key glasscast does not accept for "+quote(pkg)+": give it the key `glasscast apps add` printed")
+			return fail(http.StatusBadGateway, "app_bad_api_key", "the app server opened its session with an API key glasscast does not accept for "+quote(pkg)+": give it the key `glasscast apps add` printed")
 		case errors.Is(err, control.ErrAppDidNotConnect), errors.Is(err, context.DeadlineExceeded):
-			WriteError(w, http.StatusGatewayTimeout, "app_timeout", "the app server did not open its session within "+a.Plane.Config().AppInitTimeout.String())
+			return fail(http.StatusGatewayTimeout, "app_timeout", "the app server did not open its session within "+a.Plane.Config().AppInitTimeout.String())
 		case err != nil:
-			WriteError(w, http.StatusBadGateway, "app_unreachable", err.Error())
-		default:
-			writeJSON(w, http.StatusOK, map[string]string{"packageName": pkg, "status": "running"})
+			return fail(http.StatusBadGateway, "app_unreachable", err.Error())
 		}
+		return http.StatusOK, map[string]string{"packageName": pkg, "status": "running"}
 	case "stop":
-		if err := a.Plane.StopApp(r.Context(), user, pkg); err != nil {
-			WriteError(w, http.StatusNotFound, protocol.APINotFound, "app "+quote(pkg)+" is not running")
-			return
+		if err := a.Plane.StopApp(ctx, user, pkg); err != nil {
+			return fail(http.StatusNotFound, protocol.APINotFound, "app "+quote(pkg)+" is not running")
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"packageName": pkg, "status": "stopped"})
-	default:
-		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no such action: use start or stop")
+		return http.StatusOK, map[string]string{"packageName": pkg, "status": "stopped"}
 	}
+	return fail(http.StatusNotFound, protocol.APINotFound, "no such action: use start or stop")
 }

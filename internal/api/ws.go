@@ -139,6 +139,9 @@ type Sockets struct {
 	InitTimeout time.Duration
 	// Throttle, when set, slows down guessing of core tokens and API keys.
 	Throttle *auth.Throttle
+	// GlassesConnected, when set, is told of each phone that connects
+	// (in a cluster: this node becomes the user's home).
+	GlassesConnected func(user string)
 
 	mu     sync.Mutex
 	peers  map[*peer]struct{}
@@ -310,6 +313,9 @@ func (s *Sockets) glasses(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}, func(ctx context.Context, p *peer) {
+		if s.GlassesConnected != nil {
+			s.GlassesConnected(user) // before the phone hears it is connected
+		}
 		sock, err := s.Plane.ConnectGlasses(user, p)
 		if err != nil {
 			p.Close(int(websocket.StatusGoingAway), err.Error())

@@ -123,6 +123,8 @@ type Cluster struct {
 	appsKV  jetstream.KeyValue // the apps; set before up is closed
 	// streamsKV is the stream directory; set before up is closed.
 	streamsKV jetstream.KeyValue
+	// usersKV is the users' home nodes; set before up is closed.
+	usersKV jetstream.KeyValue
 
 	mu      sync.Mutex
 	nodes   map[string]Node
@@ -275,6 +277,11 @@ func (c *Cluster) open() error {
 		return err
 	}
 	c.streamsKV, err = c.bucket(ctx, bucketSpec{name: streamsBucket, memory: true, consistent: true})
+	if err != nil {
+		return err
+	}
+	// A day bounds what users who never come back leave behind.
+	c.usersKV, err = c.bucket(ctx, bucketSpec{name: usersBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
 	return err
 }
 

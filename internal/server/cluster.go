@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/cmaf"
@@ -204,9 +206,93 @@ func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
 	}
 }
 
+// appsRequest is a user's start or stop sent to their home node.
+type appsRequest struct {
+	User   string `json:"user"`
+	Pkg    string `json:"pkg"`
+	Action string `json:"action"`
+}
+
+// appsReply is the home node's answer: what to answer the phone.
+type appsReply struct {
+	Status int             `json:"status"`
+	Body   json.RawMessage `json:"body"`
+}
+
+func appsSubject(node string) string { return "glasscast.node." + node + ".apps" }
+
+// sessionsAnywhere makes a user's session live on one node, the one their
+// phone connected to last (their home, recorded in the cluster), and lets
+// the phone's start and stop of an app land on any node: a node that is
+// not the user's home asks the home over NATS and answers what it says.
+func (s *Server) sessionsAnywhere(apps *api.Apps) error {
+	c := s.cluster
+	users := c.Users()
+	s.sockets.GlassesConnected = func(user string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := users.Claim(ctx, user); err != nil && c.Ready() {
+			s.log.Warn("cluster: this node is not recorded as the user's home", "user", user, "err", err)
+		}
+	}
+	wait := s.plane.Config().AppInitTimeout + 10*time.Second
+	apps.Forward = func(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
+		home, err := users.Home(ctx, user)
+		if err != nil || home == "" || home == c.Node() {
+			return 0, nil, false
+		}
+		req, _ := json.Marshal(appsRequest{User: user, Pkg: pkg, Action: action})
+		ctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		msg, err := c.Conn().RequestWithContext(ctx, appsSubject(home), req)
+		var rep appsReply
+		if err == nil {
+			err = json.Unmarshal(msg.Data, &rep)
+		}
+		if err != nil {
+			var b struct {
+				Error struct {
+					Code    string `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			b.Error.Code, b.Error.Message = "home_unreachable", "the node that holds the user's session ("+home+") did not answer: "+err.Error()
+			return http.StatusBadGateway, api.JSONBody(b), true
+		}
+		return rep.Status, rep.Body, true
+	}
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := c.Conn().Subscribe(appsSubject(c.Node()), func(m *nats.Msg) {
+		var req appsRequest
+		if json.Unmarshal(m.Data, &req) != nil || m.Reply == "" {
+			return
+		}
+		wg.Add(1)
+		go func() { // a start waits for the app server
+			defer wg.Done()
+			status, body := apps.Act(ctx, req.User, req.Pkg, req.Action)
+			b, _ := json.Marshal(appsReply{Status: status, Body: api.JSONBody(body)})
+			m.Respond(b)
+		}()
+	})
+	if err != nil {
+		cancel()
+		return err
+	}
+	s.stopSessions = sync.OnceFunc(func() {
+		sub.Unsubscribe()
+		cancel()
+		wg.Wait()
+	})
+	s.undo.push(s.stopSessions)
+	return nil
+}
+
 // leaveCluster takes this node out of the cluster: its relays stop, its
 // streams leave the directory, and the others see it go.
 func (s *Server) leaveCluster() {
+	s.stopSessions()
 	s.stopTend()
 	s.relays.Close()
 	s.origin.Close()

@@ -605,3 +605,49 @@ backend nodes
 		}
 	}
 }
+
+// TestClusterAppStartAnywhere: a user's phone is on n2, which holds their
+// session; the phone's start and stop of an app sent to n1 reach n2: the
+// app server gets its session from n2 and shows text on the glasses, and
+// the stop through n1 ends it.
+func TestClusterAppStartAnywhere(t *testing.T) {
+	const pkg = "com.example.anywhere"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := config.AppConfig{PackageName: pkg, APIKey: "key-of-the-anywhere-app-0123", PublicURL: "http://" + ln.Addr().String()}
+	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.Apps = []config.AppConfig{app} })
+	waitCluster(t, nodes[0], "n1", "n2")
+	waitCluster(t, nodes[1], "n2", "n1")
+
+	a := &testApp{pkg: pkg, key: app.APIKey, sessions: make(chan *sdk.Session, 8)}
+	a.srv = sdk.NewAppServer(sdk.Config{PackageName: pkg, APIKey: a.key})
+	a.srv.OnSession(func(ctx context.Context, s *sdk.Session) error {
+		a.sessions <- s
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	_, events := (&world{harness: nodes[1]}).glasses("zoe@example.com", nil)
+	viaN1 := &world{harness: nodes[0], apps: map[string]*testApp{pkg: a}}
+	sess := viaN1.startApp("zoe@example.com", pkg)
+	if err := sess.Layouts.ShowTextWall("started through n1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitEvent(t, events, "display", 10*time.Second); !strings.Contains(e.Text, "started through n1") {
+		t.Fatalf("the glasses on n2 showed %q", e.Text)
+	}
+	if _, _, apps := nodes[0].srv.Plane().Counts(); apps != 0 {
+		t.Fatalf("n1 holds %d app sessions: the session should be n2's", apps)
+	}
+	viaN1.stopApp("zoe@example.com", pkg)
+	select {
+	case <-sess.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the app's session did not end after the stop through n1")
+	}
+}

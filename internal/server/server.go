@@ -83,7 +83,10 @@ type Server struct {
 	origin     *relay.Origin    // with cluster: this node's streams, for other nodes
 	relays     *relay.Relays    // with cluster: other nodes' streams, played here
 	stopTend   func()           // with cluster: stops tending the stream directory
-	cpu        cpuMeter
+	// stopSessions, with cluster, stops answering other nodes for this
+	// node's users.
+	stopSessions func()
+	cpu          cpuMeter
 	// transcoders is the server's budget of ffmpeg encoders.
 	transcoders *helper.Budget
 	// undo releases what New made, last made first: on a failure in New,
@@ -283,7 +286,13 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		_, err := s.recs.Get(id)
 		return err == nil
 	}}).Register(mux, apiServer.Admin)
-	(&api.Apps{Store: s.apps, Plane: s.plane, Secret: s.secret, Throttle: throttle}).Register(mux, apiServer.Admin)
+	appsAPI := &api.Apps{Store: s.apps, Plane: s.plane, Secret: s.secret, Throttle: throttle}
+	if s.cluster != nil {
+		if err := s.sessionsAnywhere(appsAPI); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
+	appsAPI.Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
 	mux.Handle("GET /api/v1/cluster", apiServer.Admin(http.HandlerFunc(s.clusterStatus)))

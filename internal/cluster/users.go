@@ -1,0 +1,74 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// usersBucket holds each user's home node: the node their phone's socket
+// last connected to, which holds their session (apps, streams, camera).
+const usersBucket = "glasscast_users"
+
+// userHome is a user's entry.
+type userHome struct {
+	User  string    `json:"user"`
+	Node  string    `json:"node"`
+	Since time.Time `json:"since"`
+}
+
+// userKey is a user's key in the bucket (user ids are e-mail addresses,
+// which keys cannot carry).
+func userKey(user string) string {
+	h := sha256.Sum256([]byte(user))
+	return hex.EncodeToString(h[:16])
+}
+
+// Users are the users' home nodes.
+type Users struct{ c *Cluster }
+
+// Users is the cluster's record of where each user's session is.
+func (c *Cluster) Users() *Users { return &Users{c} }
+
+// Claim makes this node the user's home: their phone connected here.
+func (u *Users) Claim(ctx context.Context, user string) error {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(userHome{User: user, Node: u.c.cfg.Node, Since: time.Now().UTC()})
+	if _, err := u.c.usersKV.Put(ctx, userKey(user), b); err != nil {
+		return fmt.Errorf("cluster: user's home: %w", err)
+	}
+	return nil
+}
+
+// Home is the live node that holds the user's session; "" when none does
+// (never connected, or its node is gone).
+func (u *Users) Home(ctx context.Context, user string) (string, error) {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return "", err
+	}
+	e, err := u.c.usersKV.Get(ctx, userKey(user))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("cluster: user's home: %w", err)
+	}
+	var h userHome
+	if json.Unmarshal(e.Value(), &h) != nil || h.User != user {
+		return "", nil
+	}
+	for _, n := range u.c.Nodes() {
+		if n.Name == h.Node && n.Alive {
+			return h.Node, nil
+		}
+	}
+	return "", nil
+}
