@@ -431,27 +431,12 @@ func measure(o options, clip *sim.Clip, publishers, viewersPerStream int, record
 		}
 	}
 	rec := &recorder{}
-	rctx, rcancel := context.WithCancel(ctx)
-	defer rcancel()
-	var rwg sync.WaitGroup
+	var bases []string
 	for _, st := range streams {
-		base := strings.TrimSuffix(st.Playback.HLS, "index.m3u8")
-		for range viewersPerStream {
-			for _, tr := range []string{"video", "audio"} {
-				r := &llhlsReader{base: base, track: tr}
-				if tr == "video" {
-					r.rec = rec
-				}
-				rwg.Add(1)
-				go func() {
-					defer rwg.Done()
-					if err := r.run(rctx); err != nil && rctx.Err() == nil {
-						rec.failed()
-					}
-				}()
-			}
-		}
+		bases = append(bases, st.Playback.HLS)
 	}
+	stopViewers := watchLLHLS(ctx, bases, viewersPerStream, rec)
+	defer stopViewers()
 	time.Sleep(o.warmup) // settling the load, not synchronising
 	u0, err := procUsage(srv.cmd.Process.Pid)
 	if err != nil {
@@ -486,8 +471,7 @@ func measure(o options, clip *sim.Clip, publishers, viewersPerStream int, record
 			p.RecordMBPerHour = float64(p.RecordedBytes) / (1 << 20) / secs * 3600
 		}
 	}
-	rcancel()
-	rwg.Wait()
+	stopViewers()
 	cancel()
 	wg.Wait()
 	select {
@@ -559,6 +543,36 @@ func viewers(o options, clip *sim.Clip) ([]loadPoint, error) {
 		fmt.Fprintf(o.out, "%s   per viewer: %.3f %% CPU, %.3f MB\n", p.line(), (p.CPUPercent-zero.CPUPercent)/float64(v), (p.RSSMB-zero.RSSMB)/float64(v))
 	}
 	return pts, nil
+}
+
+// watchLLHLS runs n LL-HLS viewers (a video and an audio reader each; rec
+// measures the video) of each stream whose multivariant playlist is given,
+// until the returned stop.
+func watchLLHLS(ctx context.Context, multivariants []string, n int, rec *recorder) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, mv := range multivariants {
+		base := strings.TrimSuffix(mv, "index.m3u8")
+		for range n {
+			for _, tr := range []string{"video", "audio"} {
+				r := &llhlsReader{base: base, track: tr}
+				if tr == "video" {
+					r.rec = rec
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := r.run(ctx); err != nil && ctx.Err() == nil {
+						rec.failed()
+					}
+				}()
+			}
+		}
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 // recordScenario measures what recording costs: the same streams, each with

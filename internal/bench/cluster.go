@@ -88,27 +88,12 @@ func clusterScenario(o options, clip *sim.Clip) (map[string]any, error) {
 	// One LL-HLS viewer per stream on the relay node, then on the origin.
 	measureViewers := func(srv *server) (latencySummary, float64, float64, error) {
 		rec := &recorder{}
-		vctx, vcancel := context.WithCancel(ctx)
-		defer vcancel()
-		var rwg sync.WaitGroup
+		var mvs []string
 		for _, st := range streams {
-			base := strings.TrimSuffix(on(srv, st.Playback.HLS), "index.m3u8")
-			for _, tr := range []string{"video", "audio"} {
-				r := &llhlsReader{base: base, track: tr}
-				if tr == "video" {
-					r.rec = rec
-				}
-				rwg.Add(1)
-				go func() {
-					defer rwg.Done()
-					if err := r.run(vctx); err != nil && vctx.Err() == nil {
-						rec.failed()
-					}
-				}()
-			}
+			mvs = append(mvs, on(srv, st.Playback.HLS))
 		}
-		defer rwg.Wait()
-		defer vcancel()
+		stop := watchLLHLS(ctx, mvs, 1, rec)
+		defer stop()
 		go func() {
 			time.Sleep(o.warmup) // settling the load, not synchronising
 			rec.mu.Lock()

@@ -62,16 +62,7 @@ type childNode struct {
 // and tweak, and waits until it serves.
 func startChild(t *testing.T, tweak func(*config.Config)) *childNode {
 	t.Helper()
-	cfg := config.Default()
-	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.WebRTCUDP, cfg.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Data = t.TempDir()
-	cfg.AdminToken = testToken
-	cfg.ReconnectWindow = 5 * time.Second
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	b, err := json.Marshal(cfg)
+	b, err := json.Marshal(testConfig(t, tweak))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,6 @@ import (
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/sim"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
-	"github.com/glasscast/glasscast/sdk"
 )
 
 type clusterView struct {
@@ -153,16 +152,7 @@ func TestClusterApps(t *testing.T) {
 	}
 
 	// The app's server, holding the key n1 gave, and a user on n3.
-	a := &testApp{pkg: pkg, key: created.APIKey, sessions: make(chan *sdk.Session, 8)}
-	a.srv = sdk.NewAppServer(sdk.Config{PackageName: pkg, APIKey: a.key})
-	a.srv.OnSession(func(ctx context.Context, s *sdk.Session) error {
-		a.sessions <- s
-		return nil
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
+	a := serveApp(t, ln, pkg, created.APIKey)
 	w := &world{harness: nodes[2], apps: map[string]*testApp{pkg: a}}
 	_, events := w.glasses("eve@example.com", nil)
 	sess := w.startApp("eve@example.com", pkg)
@@ -621,17 +611,7 @@ func TestClusterAppStartAnywhere(t *testing.T) {
 	waitCluster(t, nodes[0], "n1", "n2")
 	waitCluster(t, nodes[1], "n2", "n1")
 
-	a := &testApp{pkg: pkg, key: app.APIKey, sessions: make(chan *sdk.Session, 8)}
-	a.srv = sdk.NewAppServer(sdk.Config{PackageName: pkg, APIKey: a.key})
-	a.srv.OnSession(func(ctx context.Context, s *sdk.Session) error {
-		a.sessions <- s
-		return nil
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-
+	a := serveApp(t, ln, pkg, app.APIKey)
 	_, events := (&world{harness: nodes[1]}).glasses("zoe@example.com", nil)
 	viaN1 := &world{harness: nodes[0], apps: map[string]*testApp{pkg: a}}
 	sess := viaN1.startApp("zoe@example.com", pkg)

@@ -60,22 +60,27 @@ func startWorld(t *testing.T, pkgs []string, tweak func(*config.Config)) *world 
 		}
 	})
 	for i, pkg := range pkgs {
-		a := &testApp{pkg: pkg, key: cfgApps[i].APIKey, sessions: make(chan *sdk.Session, 8)}
-		a.srv = sdk.NewAppServer(sdk.Config{PackageName: pkg, APIKey: a.key})
-		a.srv.OnSession(func(ctx context.Context, s *sdk.Session) error {
-			a.sessions <- s
-			return nil
-		})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		ln := lns[i]
-		go func() { done <- a.srv.Serve(ctx, ln) }()
-		var once sync.Once
-		a.stop = func() { once.Do(func() { cancel(); <-done }) }
-		t.Cleanup(a.stop)
-		w.apps[pkg] = a
+		w.apps[pkg] = serveApp(t, lns[i], pkg, cfgApps[i].APIKey)
 	}
 	return w
+}
+
+// serveApp runs a Go SDK app server on ln until the test ends (or its
+// stop); its sessions come out of the app's channel.
+func serveApp(t *testing.T, ln net.Listener, pkg, key string) *testApp {
+	a := &testApp{pkg: pkg, key: key, sessions: make(chan *sdk.Session, 8)}
+	a.srv = sdk.NewAppServer(sdk.Config{PackageName: pkg, APIKey: key})
+	a.srv.OnSession(func(ctx context.Context, s *sdk.Session) error {
+		a.sessions <- s
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.srv.Serve(ctx, ln) }()
+	var once sync.Once
+	a.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(a.stop)
+	return a
 }
 
 func (w *world) token(user string) string {

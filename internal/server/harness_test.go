@@ -53,9 +53,9 @@ func checkLeaks(t testing.TB) {
 
 // start runs a server on 127.0.0.1:0 and stops it (checking for leaked
 // goroutines) when the test ends.
-func start(t testing.TB, tweak func(*config.Config)) *harness {
-	t.Helper()
-	checkLeaks(t)
+// testConfig is a test server's configuration: every listener on a
+// loopback port of its own, a data directory of its own, then tweak.
+func testConfig(t testing.TB, tweak func(*config.Config)) config.Config {
 	cfg := config.Default()
 	cfg.HTTP, cfg.RTMP = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.WebRTCUDP, cfg.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0"
@@ -65,6 +65,13 @@ func start(t testing.TB, tweak func(*config.Config)) *harness {
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	return cfg
+}
+
+func start(t testing.TB, tweak func(*config.Config)) *harness {
+	t.Helper()
+	checkLeaks(t)
+	cfg := testConfig(t, tweak)
 	// Kept, and shown only if the test fails (or as it is written, with
 	// GLASSCAST_TEST_LOG set).
 	tail := &logTail{}
