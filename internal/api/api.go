@@ -65,6 +65,9 @@ type Server struct {
 	Node string
 	// Remote, in a cluster, describes a stream another node holds.
 	Remote func(ctx context.Context, id string) (StreamJSON, bool)
+	// RemoteDelete, in a cluster, ends a stream another node holds and
+	// describes it; false when no other node holds it.
+	RemoteDelete func(ctx context.Context, id string) (StreamJSON, bool)
 }
 
 // New makes the API over a registry; token is the admin bearer token.
@@ -238,10 +241,16 @@ func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
 func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
 	st, err := s.reg.Get(r.PathValue("id"))
 	// Over here, or not here: another node may hold it (a cluster).
-	if (err != nil || st.Status() == live.StatusEnded) && s.Remote != nil && r.Method == http.MethodGet {
-		if out, ok := s.Remote(r.Context(), r.PathValue("id")); ok {
-			writeJSON(w, http.StatusOK, out)
-			return
+	if (err != nil || st.Status() == live.StatusEnded) && s.Remote != nil {
+		remote := s.Remote
+		if r.Method == http.MethodDelete {
+			remote = s.RemoteDelete
+		}
+		if remote != nil {
+			if out, ok := remote(r.Context(), r.PathValue("id")); ok {
+				writeJSON(w, http.StatusOK, out)
+				return
+			}
 		}
 	}
 	if err != nil {

@@ -92,7 +92,7 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 	}()
 	s.stopTend = sync.OnceFunc(func() { tcancel(); <-tdone })
 	s.undo.push(s.stopTend)
-	return nil
+	return s.serveDeletes()
 }
 
 // tend keeps the directory true. Once the node has joined, the entries
@@ -378,6 +378,38 @@ func (s *Server) remoteStream(ctx context.Context, id string) (api.StreamJSON, b
 	return api.StreamJSON{ID: e.ID, Name: e.Name, Status: status, Record: e.Record, Public: e.Public,
 		Playback: api.StreamPlayback(s, e.ID, e.Record), CreatedAt: e.CreatedAt, Node: e.Origin,
 		Playable: status == live.StatusLive}, true
+}
+
+func deleteSubject(node string) string { return "glasscast.node." + node + ".delete" }
+
+// remoteDelete ends another node's stream: its origin is asked to.
+func (s *Server) remoteDelete(ctx context.Context, id string) (api.StreamJSON, bool) {
+	out, ok := s.remoteStream(ctx, id)
+	if !ok {
+		return out, false
+	}
+	msg, err := s.cluster.Conn().RequestWithContext(ctx, deleteSubject(out.Node), []byte(id))
+	if err != nil || string(msg.Data) != "ended" {
+		return out, false
+	}
+	out.Status, out.Playable = live.StatusEnded, false
+	return out, true
+}
+
+// serveDeletes ends this node's streams other nodes' Streams API delete.
+func (s *Server) serveDeletes() error {
+	sub, err := s.cluster.Conn().Subscribe(deleteSubject(s.cluster.Node()), func(m *nats.Msg) {
+		answer := "ended"
+		if s.reg.Delete(string(m.Data)) != nil {
+			answer = "no such stream"
+		}
+		m.Respond([]byte(answer))
+	})
+	if err != nil {
+		return err
+	}
+	s.undo.push(func() { sub.Unsubscribe() })
+	return nil
 }
 
 // remotePublic says whether another node's stream plays without a token.

@@ -479,6 +479,15 @@ func TestClusterIngestAnywhere(t *testing.T) {
 			t.Fatalf("%s took a publish with a wrong key", n.base)
 		}
 	}
+
+	// Deleted through n1's Streams API: n2, which holds it, ends it.
+	code, body := nodes[0].call("DELETE", "/api/v1/streams/"+s.ID, nil)
+	var gone api.StreamJSON
+	if code != http.StatusOK || json.Unmarshal(body, &gone) != nil || gone.Status != live.StatusEnded || gone.Node != "n2" {
+		t.Fatalf("DELETE on n1: %d %s", code, body)
+	}
+	nodes[1].waitStatus(s.ID, live.StatusEnded, 10*time.Second)
+	waitRemote(t, nodes[2], s.ID, live.StatusEnded, 10*time.Second)
 }
 
 // TestIngestURL: with --ingest-url (a cluster's shared ingest address) the

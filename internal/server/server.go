@@ -274,7 +274,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	apiServer.Recordings = s.recs
 	apiServer.Outputs = s.outputs
 	if s.cluster != nil {
-		apiServer.Node, apiServer.Remote = s.cluster.Node(), s.remoteStream
+		apiServer.Node, apiServer.Remote, apiServer.RemoteDelete = s.cluster.Node(), s.remoteStream, s.remoteDelete
 	}
 	s.outputs.OnChange(s.plane.OutputsChanged)
 	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}).Register(mux, apiServer.Admin)
