@@ -142,6 +142,10 @@ type Sockets struct {
 	// GlassesConnected, when set, is told of each phone that connects
 	// (in a cluster: this node becomes the user's home).
 	GlassesConnected func(user string)
+	// Bridge, in a cluster, carries an app's socket to the node that holds
+	// its user's session when that is another node (nil: this node serves
+	// it). peer is the app's socket.
+	Bridge func(init *protocol.AppConnectionInit, peer control.Peer) AppBridge
 
 	mu     sync.Mutex
 	peers  map[*peer]struct{}
@@ -236,9 +240,10 @@ func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
 	s.serve(w, r, "app "+r.RemoteAddr, func(ctx context.Context, p *peer) {
 		p.pingLoop(ctx, orDefault(s.AppPing, 10*time.Second))
 	}, func(ctx context.Context, p *peer) {
-		sock := s.Plane.ConnectApp(p)
-		defer sock.Gone()
-		sock.OnBadKey = func() { s.Throttle.Failed(addr) }
+		// The first message, tpa_connection_init, says whose session the app
+		// joins: another node may hold it (a cluster).
+		var local *control.AppSocket
+		var bridge AppBridge
 		for first := true; ; first = false {
 			rctx, rcancel := ctx, context.CancelFunc(func() {})
 			if first {
@@ -257,9 +262,32 @@ func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
 				s.Log.Debug("bad app message", "err", err)
 				continue
 			}
-			sock.Receive(msg) // a refused socket is closed by the plane; the read then ends
+			if local == nil && bridge == nil {
+				if init, ok := msg.(*protocol.AppConnectionInit); ok && s.Bridge != nil {
+					if bridge = s.Bridge(init, p); bridge != nil {
+						defer bridge.Gone()
+					}
+				}
+				if bridge == nil {
+					local = s.Plane.ConnectApp(p)
+					defer local.Gone()
+					local.OnBadKey = func() { s.Throttle.Failed(addr) }
+				}
+			}
+			if bridge != nil {
+				bridge.Receive(data) // as it came
+				continue
+			}
+			local.Receive(msg) // a refused socket is closed by the plane; the read then ends
 		}
 	})
+}
+
+// AppBridge carries an app's socket to the node that holds its user's
+// session.
+type AppBridge interface {
+	Receive(raw []byte) // a message from the app, as it came
+	Gone()              // the app's socket closed
 }
 
 // tokenFrom takes the core token from the Authorization header or the token

@@ -442,6 +442,14 @@ func (c *Cluster) Nodes() []Node {
 	return out
 }
 
+// Alive says whether a node is a member that has said so lately.
+func (c *Cluster) Alive(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[name]
+	return ok && time.Since(n.Heartbeat) < 3*c.cfg.Heartbeat
+}
+
 // Changed is closed at the next change of the nodes or the stream
 // directory seen.
 func (c *Cluster) Changed() <-chan struct{} {

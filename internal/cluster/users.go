@@ -65,10 +65,8 @@ func (u *Users) Home(ctx context.Context, user string) (string, error) {
 	if json.Unmarshal(e.Value(), &h) != nil || h.User != user {
 		return "", nil
 	}
-	for _, n := range u.c.Nodes() {
-		if n.Name == h.Node && n.Alive {
-			return h.Node, nil
-		}
+	if !u.c.Alive(h.Node) {
+		return "", nil
 	}
-	return "", nil
+	return h.Node, nil
 }

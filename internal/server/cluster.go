@@ -228,6 +228,7 @@ func appsSubject(node string) string { return "glasscast.node." + node + ".apps"
 func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 	c := s.cluster
 	users := c.Users()
+	s.sockets.Bridge = s.bridgeApp
 	s.sockets.GlassesConnected = func(user string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -286,7 +287,7 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 		wg.Wait()
 	})
 	s.undo.push(s.stopSessions)
-	return nil
+	return s.serveBridges()
 }
 
 // leaveCluster takes this node out of the cluster: its relays stop, its

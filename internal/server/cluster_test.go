@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	neturl "net/url"
@@ -25,6 +27,7 @@ import (
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/sim"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
+	"github.com/glasscast/glasscast/sdk"
 )
 
 type clusterView struct {
@@ -639,4 +642,167 @@ func TestClusterAppStartAnywhere(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the app's session did not end after the stop through n1")
 	}
+}
+
+// TestClusterAppsAnywhere: a user's phone is on n2; app A's socket reaches
+// n2, app B's reaches n1 (its webhook is rewritten, as a load balancer
+// would send it anywhere) and is bridged to n2. B's display reaches the
+// glasses, and the two race for the camera 50 times: one wins each time,
+// the other hears the camera is busy.
+func TestClusterAppsAnywhere(t *testing.T) {
+	const appA, appB = "com.example.direct", "com.example.bridged"
+	lnA, lnB, lnP := reserve(t), reserve(t), reserve(t)
+	apps := []config.AppConfig{
+		{PackageName: appA, APIKey: "key-of-the-direct-app-0123", PublicURL: "http://" + lnA.Addr().String()},
+		{PackageName: appB, APIKey: "key-of-the-bridged-app-0123", PublicURL: "http://" + lnP.Addr().String()},
+	}
+	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.Apps = apps })
+	// B's webhooks pass a proxy that sends its socket to n1.
+	sendSocketsTo(t, lnP, nodes[1], nodes[0], lnB.Addr().String())
+	waitCluster(t, nodes[0], "n1", "n2")
+	waitCluster(t, nodes[1], "n2", "n1")
+
+	w := &world{harness: nodes[1], apps: map[string]*testApp{
+		appA: serveApp(t, lnA, appA, apps[0].APIKey),
+		appB: serveApp(t, lnB, appB, apps[1].APIKey),
+	}}
+	_, events := w.glasses("uma@example.com", nil)
+	a := w.startApp("uma@example.com", appA)
+	b := w.startApp("uma@example.com", appB)
+	if _, _, n := nodes[1].srv.Plane().Counts(); n != 2 {
+		t.Fatalf("n2 holds %d app sessions, want both", n)
+	}
+	if _, _, n := nodes[0].srv.Plane().Counts(); n != 0 {
+		t.Fatalf("n1 holds %d app sessions: B's socket should be bridged to n2", n)
+	}
+	if err := b.Layouts.ShowTextWall("from the bridged app", 0); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitEvent(t, events, "display", 10*time.Second); !strings.Contains(e.Text, "from the bridged app") {
+		t.Fatalf("the glasses showed %q", e.Text)
+	}
+
+	target := nodes[1].create("the apps' server")
+	ctx := context.Background()
+	wins := map[string]int{}
+	for i := range 50 {
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for j, s := range []*sdk.Session{a, b} {
+			wg.Go(func() { errs[j] = s.Camera.StartStream(ctx, sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL}) })
+		}
+		wg.Wait()
+		var winner *sdk.Session
+		for j, err := range errs {
+			switch {
+			case err == nil && winner == nil:
+				winner = []*sdk.Session{a, b}[j]
+				wins[[]string{"A (n2)", "B (bridged from n1)"}[j]]++
+			case err == nil:
+				t.Fatalf("race %d: both apps got the camera", i)
+			case !errors.Is(err, sdk.ErrCameraBusy):
+				t.Fatalf("race %d: %v, want camera busy", i, err)
+			}
+		}
+		if winner == nil {
+			t.Fatalf("race %d: nobody got the camera: %v", i, errs)
+		}
+		if err := winner.Camera.StopStream(ctx); err != nil {
+			t.Fatalf("race %d: stop: %v", i, err)
+		}
+	}
+	t.Logf("50 races, one winner each: %v", wins)
+}
+
+// reserve is a loopback listener for a server the test starts later.
+func reserve(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// sendSocketsTo serves on ln an app server's webhook that passes every
+// webhook to the app server at target with from's /app-ws URL turned into
+// to's: the app's socket goes to another node than the one that holds the
+// session, as it may behind a load balancer.
+func sendSocketsTo(t *testing.T, ln net.Listener, from, to *harness, target string) {
+	fromWS, toWS := strings.Replace(from.base, "http://", "ws://", 1), strings.Replace(to.base, "http://", "ws://", 1)
+	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		body = bytes.ReplaceAll(body, []byte(fromWS), []byte(toWS))
+		resp, err := http.Post("http://"+target+r.URL.Path, r.Header.Get("Content-Type"), bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})}
+	go proxy.Serve(ln)
+	t.Cleanup(func() { proxy.Close() })
+}
+
+// TestMentraSDKAcrossNodes: the unmodified TypeScript SDK's apps with their
+// sockets on n2 (bridged) and the glasses on n3, which holds the session:
+// a managed stream starts, plays from n2, and stops by voice; the
+// exclusivity of the camera holds both ways; an unmanaged stream is pushed
+// to its app's server.
+func TestMentraSDKAcrossNodes(t *testing.T) {
+	const managed, unmanaged = "com.example.managedstreaming", "com.example.unmanagedstreaming"
+	ports := map[string]int{managed: freePort(t), unmanaged: freePort(t)}
+	hooks := map[string]net.Listener{managed: reserve(t), unmanaged: reserve(t)}
+	var apps []config.AppConfig
+	for pkg := range ports {
+		apps = append(apps, config.AppConfig{PackageName: pkg, APIKey: "compat-key-" + pkg, PublicURL: "http://" + hooks[pkg].Addr().String()})
+	}
+	nodes := startNodes(t, 3, func(_ int, c *config.Config) {
+		c.Apps = apps
+		c.AppGrace = 2 * time.Second // past the 2.1.29 SDK's first reconnect
+	})
+	for pkg, ln := range hooks {
+		sendSocketsTo(t, ln, nodes[2], nodes[1], "127.0.0.1:"+strconv.Itoa(ports[pkg]))
+	}
+	waitCluster(t, nodes[1], "n2", "n1", "n3")
+	waitCluster(t, nodes[2], "n3", "n1", "n2")
+	n3 := nodes[2]
+	target := n3.create("the unmanaged app's server")
+	mapp := runNodeApp(t, "managed.mjs", managed, "compat-key-"+managed, ports[managed])
+	uapp := runNodeApp(t, "unmanaged.mjs", unmanaged, "compat-key-"+unmanaged, ports[unmanaged], "RTMP_URL="+target.Ingest.RTMPURL)
+	g, events := connectGlasses(t, n3, "ada@example.com")
+
+	// Managed: active, playing on n2, stopped by voice.
+	startFor(t, n3, "ada@example.com", managed)
+	mapp.expect(`^Stream status: active`, 20*time.Second)
+	hlsURL := mapp.expect(`^HLS URL: (\S+)`, 5*time.Second)[1]
+	dashURL := mapp.expect(`^DASH URL: (\S+)`, 5*time.Second)[1]
+	var there api.StreamJSON
+	there.Playback.HLS, there.Playback.DASH = onNode(nodes[1], hlsURL), onNode(nodes[1], dashURL)
+	checkProbe(t, there, 1280, 720, 1)
+	if _, _, n := nodes[1].srv.Plane().Counts(); n != 0 {
+		t.Fatalf("n2 holds %d app sessions: its sockets should be bridged to n3", n)
+	}
+
+	// Managed first: the unmanaged start is refused.
+	startFor(t, n3, "ada@example.com", unmanaged)
+	uapp.expect(`^RTMP stream request sent`, 10*time.Second)
+	uapp.expect(`^Stream error: .*managed stream active`, 10*time.Second)
+	g.SendTranscription("stop stream", true)
+	mapp.expect(`^Stream status: stopped`, 10*time.Second)
+	waitEvent(t, events, "stopped", 10*time.Second)
+	stopFor(t, n3, "ada@example.com", managed)
+	stopFor(t, n3, "ada@example.com", unmanaged)
+
+	// Unmanaged first: pushed to its server; the managed start is refused.
+	startFor(t, n3, "ada@example.com", unmanaged)
+	uapp.expect(`^Stream status: active`, 20*time.Second)
+	n3.waitPlayable(target.Playback.HLS)
+	startFor(t, n3, "ada@example.com", managed)
+	mapp.expect(`^Failed to start stream: .*Already streaming`, 10*time.Second)
+	g.SendTranscription("stop stream", true)
+	uapp.expect(`^Stream status: stopped`, 10*time.Second)
+	waitEvent(t, events, "stopped", 10*time.Second)
 }

@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/control"
+	"github.com/glasscast/glasscast/protocol"
+)
+
+// An app whose socket reaches a node that does not hold its user's session
+// (a load balancer sent it there) is bridged to the node that does, the
+// user's home: the app's messages go to the home as they came
+// (glasscast.node.<home>.appsock, one subject per node), the home's to the
+// app's node (glasscast.appsock.<node>.<conn>). The home serves the socket
+// as one of its own, through a peer that publishes; either node that goes
+// away closes the bridge.
+
+// Headers of a bridged socket's messages.
+const (
+	hdrConn   = "Glasscast-Conn"   // the bridge's id
+	hdrFrom   = "Glasscast-From"   // the app's node
+	hdrOpen   = "Glasscast-Open"   // the first message
+	hdrGone   = "Glasscast-Gone"   // the app's socket closed
+	hdrClose  = "Glasscast-Close"  // close the app's socket with this code…
+	hdrReason = "Glasscast-Reason" // …and reason
+)
+
+func appsockHome(node string) string      { return "glasscast.node." + node + ".appsock" }
+func appsockApp(node, conn string) string { return "glasscast.appsock." + node + "." + conn }
+
+// appBridge is the app's side of a bridge.
+type appBridge struct {
+	nc       *nats.Conn
+	me, home string
+	id       string
+	sub      *nats.Subscription
+	opened   bool
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// bridgeApp bridges an app's socket to its user's home node when that is
+// another live node; nil: this node serves it.
+func (s *Server) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) api.AppBridge {
+	user, ok := strings.CutSuffix(init.SessionID, "-"+init.PackageName)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c := s.cluster
+	home, err := c.Users().Home(ctx, user)
+	if err != nil || home == "" || home == c.Node() {
+		return nil
+	}
+	id := make([]byte, 12)
+	rand.Read(id)
+	b := &appBridge{nc: c.Conn(), me: c.Node(), home: home, id: hex.EncodeToString(id), stop: make(chan struct{}), done: make(chan struct{})}
+	b.sub, err = b.nc.Subscribe(appsockApp(b.me, b.id), func(m *nats.Msg) {
+		if code := m.Header.Get(hdrClose); code != "" {
+			n, _ := strconv.Atoi(code)
+			peer.Close(n, m.Header.Get(hdrReason))
+			return
+		}
+		peer.Send(json.RawMessage(m.Data))
+	})
+	if err != nil {
+		return nil
+	}
+	b.nc.FlushTimeout(2 * time.Second) // subscribed before the home answers
+	go func() {                        // the home that goes away closes the app's socket
+		defer close(b.done)
+		tick := time.NewTicker(c.Heartbeat())
+		defer tick.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+				if !c.Alive(home) {
+					peer.Close(1012, "the node that held the session is gone: connect again")
+					return
+				}
+			}
+		}
+	}()
+	s.log.Info("app bridged to the node that holds its session", "app", init.PackageName, "user", user, "node", home)
+	return b
+}
+
+// Receive sends a message from the app to the home.
+func (b *appBridge) Receive(raw []byte) {
+	m := nats.NewMsg(appsockHome(b.home))
+	m.Header.Set(hdrConn, b.id)
+	m.Header.Set(hdrFrom, b.me)
+	if !b.opened {
+		m.Header.Set(hdrOpen, "1")
+		b.opened = true
+	}
+	m.Data = raw
+	b.nc.PublishMsg(m)
+}
+
+// Gone tells the home the app's socket closed.
+func (b *appBridge) Gone() {
+	b.stopOnce.Do(func() {
+		m := nats.NewMsg(appsockHome(b.home))
+		m.Header.Set(hdrConn, b.id)
+		m.Header.Set(hdrFrom, b.me)
+		m.Header.Set(hdrGone, "1")
+		b.nc.PublishMsg(m)
+		b.sub.Unsubscribe()
+		close(b.stop)
+		<-b.done
+	})
+}
+
+// remotePeer is, on the home node, an app socket on another node.
+type remotePeer struct {
+	nc      *nats.Conn
+	subject string
+}
+
+func (p remotePeer) Send(msg any) {
+	b, err := json.Marshal(msg)
+	if err == nil {
+		p.nc.Publish(p.subject, b)
+	}
+}
+
+func (p remotePeer) Close(code int, reason string) {
+	m := nats.NewMsg(p.subject)
+	m.Header.Set(hdrClose, strconv.Itoa(code))
+	m.Header.Set(hdrReason, reason)
+	p.nc.PublishMsg(m)
+}
+
+// bridged is, on the home node, a socket bridged from another node.
+type bridged struct {
+	sock *control.AppSocket
+	from string
+}
+
+// serveBridges serves, as this node's own, the app sockets other nodes
+// bridge here; a socket whose node is gone is gone.
+func (s *Server) serveBridges() error {
+	c := s.cluster
+	var mu sync.Mutex
+	conns := map[string]*bridged{}
+	sub, err := c.Conn().Subscribe(appsockHome(c.Node()), func(m *nats.Msg) {
+		from, id := m.Header.Get(hdrFrom), m.Header.Get(hdrConn)
+		if from == "" || id == "" || strings.ContainsAny(from+id, ". *>") {
+			return
+		}
+		key := from + "/" + id
+		mu.Lock()
+		b := conns[key]
+		switch {
+		case m.Header.Get(hdrGone) != "":
+			delete(conns, key)
+		case b == nil && m.Header.Get(hdrOpen) != "":
+			b = &bridged{sock: s.plane.ConnectApp(remotePeer{nc: c.Conn(), subject: appsockApp(from, id)}), from: from}
+			conns[key] = b
+		}
+		mu.Unlock()
+		if b == nil {
+			return
+		}
+		if m.Header.Get(hdrGone) != "" {
+			b.sock.Gone()
+			return
+		}
+		msg, err := protocol.DecodeFromApp(m.Data)
+		if err != nil {
+			return
+		}
+		b.sock.Receive(msg)
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(c.Heartbeat())
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			var gone []*bridged
+			mu.Lock()
+			for key, b := range conns {
+				if !c.Alive(b.from) {
+					gone = append(gone, b)
+					delete(conns, key)
+				}
+			}
+			mu.Unlock()
+			for _, b := range gone {
+				b.sock.Gone()
+			}
+		}
+	}()
+	stop := sync.OnceFunc(func() {
+		sub.Unsubscribe()
+		cancel()
+		<-done
+	})
+	prev := s.stopSessions
+	s.stopSessions = func() { stop(); prev() }
+	s.undo.push(stop)
+	return nil
+}
