@@ -59,14 +59,28 @@ type Outputs struct {
 	Apps  store.Apps   // whose API keys the app routes check
 	// Throttle, when set, slows down guessing of API keys.
 	Throttle *auth.Throttle
+	// Forward, in a cluster, answers an app's request about a managed
+	// stream another node holds from that node (false: this node answers).
+	Forward func(w http.ResponseWriter, r *http.Request, streamID string) bool
+}
+
+// forwarded answers from the node that holds the stream, when that is
+// another node.
+func (o *Outputs) forwarded(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if o.Forward != nil && o.Forward(w, r, r.PathValue("streamId")) {
+			return
+		}
+		next(w, r)
+	}
 }
 
 // Register adds the routes; admin wraps the admin ones.
 func (o *Outputs) Register(mux *http.ServeMux, admin func(http.Handler) http.Handler) {
 	mux.Handle("/api/v1/streams/{id}/outputs", admin(http.HandlerFunc(o.adminList)))
 	mux.Handle("/api/v1/streams/{id}/outputs/{oid}", admin(http.HandlerFunc(o.adminOne)))
-	mux.HandleFunc("/api/streams/{streamId}/outputs", o.appList)
-	mux.HandleFunc("/api/streams/{streamId}/outputs/{outputId}", o.appOne)
+	mux.HandleFunc("/api/streams/{streamId}/outputs", o.forwarded(o.appList))
+	mux.HandleFunc("/api/streams/{streamId}/outputs/{outputId}", o.forwarded(o.appOne))
 }
 
 func (o *Outputs) liveStream(w http.ResponseWriter, id string) (*live.Stream, bool) {

@@ -123,8 +123,9 @@ type Cluster struct {
 	appsKV  jetstream.KeyValue // the apps; set before up is closed
 	// streamsKV is the stream directory; set before up is closed.
 	streamsKV jetstream.KeyValue
-	// usersKV is the users' home nodes; set before up is closed.
-	usersKV jetstream.KeyValue
+	// usersKV is the users' home nodes, managedKV the managed streams'
+	// users; set before up is closed.
+	usersKV, managedKV jetstream.KeyValue
 
 	mu      sync.Mutex
 	nodes   map[string]Node
@@ -282,6 +283,10 @@ func (c *Cluster) open() error {
 	}
 	// A day bounds what users who never come back leave behind.
 	c.usersKV, err = c.bucket(ctx, bucketSpec{name: usersBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	c.managedKV, err = c.bucket(ctx, bucketSpec{name: managedBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
 	return err
 }
 

@@ -70,3 +70,44 @@ func (u *Users) Home(ctx context.Context, user string) (string, error) {
 	}
 	return h.Node, nil
 }
+
+// managedBucket maps managed streams' ids to their users, so that a node
+// finds the home of a managed stream an app names.
+const managedBucket = "glasscast_managed"
+
+// ManagedUser is the user of a managed stream any node started; "" when
+// none did.
+func (u *Users) ManagedUser(ctx context.Context, streamID string) (string, error) {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return "", err
+	}
+	e, err := u.c.managedKV.Get(ctx, streamID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("cluster: managed stream %s: %w", streamID, err)
+	}
+	return string(e.Value()), nil
+}
+
+// PutManaged records a managed stream's user.
+func (u *Users) PutManaged(ctx context.Context, streamID, user string) error {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return err
+	}
+	_, err := u.c.managedKV.Put(ctx, streamID, []byte(user))
+	return err
+}
+
+// DeleteManaged forgets a managed stream.
+func (u *Users) DeleteManaged(ctx context.Context, streamID string) error {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return err
+	}
+	err := u.c.managedKV.Delete(ctx, streamID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}

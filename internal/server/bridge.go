@@ -14,6 +14,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/control"
+	"github.com/glasscast/glasscast/internal/event"
 	"github.com/glasscast/glasscast/protocol"
 )
 
@@ -225,4 +226,52 @@ func (s *Server) serveBridges() error {
 	s.stopSessions = func() { stop(); prev() }
 	s.undo.push(stop)
 	return nil
+}
+
+// managedDirectory is the control plane's directory of managed streams in a
+// cluster: this node's in memory, as on a single node, and every node's in
+// the cluster (written in order on a queue of its own: the plane never
+// waits for NATS), so that an app's outputs call about a managed stream
+// finds the node that holds it.
+type managedDirectory struct {
+	*control.LocalDirectory
+	q *event.Queue[managedChange]
+}
+
+// managedChange is a managed stream's user, or its end (user "").
+type managedChange struct{ id, user string }
+
+func (s *Server) newManagedDirectory() *managedDirectory {
+	users := s.cluster.Users()
+	d := &managedDirectory{LocalDirectory: control.NewLocalDirectory()}
+	d.q = event.NewQueue("managed-directory", nil, func(ch managedChange) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		if ch.user == "" {
+			err = users.DeleteManaged(ctx, ch.id)
+		} else {
+			err = users.PutManaged(ctx, ch.id, ch.user)
+		}
+		if err != nil && s.cluster.Ready() {
+			s.log.Warn("cluster: the managed stream directory not updated", "stream", ch.id, "err", err)
+		}
+	})
+	return d
+}
+
+func (d *managedDirectory) Put(streamID, user string) {
+	d.LocalDirectory.Put(streamID, user)
+	d.q.Push(managedChange{streamID, user})
+}
+
+func (d *managedDirectory) Delete(streamID string) {
+	d.LocalDirectory.Delete(streamID)
+	d.q.Push(managedChange{id: streamID})
+}
+
+// close writes out what is queued and stops.
+func (d *managedDirectory) close() {
+	d.q.Close()
+	<-d.q.Done()
 }

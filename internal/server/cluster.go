@@ -294,6 +294,7 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 // streams leave the directory, and the others see it go.
 func (s *Server) leaveCluster() {
 	s.stopSessions()
+	s.managed.close()
 	s.stopTend()
 	s.relays.Close()
 	s.origin.Close()

@@ -656,7 +656,10 @@ func TestClusterAppsAnywhere(t *testing.T) {
 		{PackageName: appA, APIKey: "key-of-the-direct-app-0123", PublicURL: "http://" + lnA.Addr().String()},
 		{PackageName: appB, APIKey: "key-of-the-bridged-app-0123", PublicURL: "http://" + lnP.Addr().String()},
 	}
-	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.Apps = apps })
+	nodes := startNodes(t, 2, func(_ int, c *config.Config) {
+		c.Apps = apps
+		allowLoopback(c) // B's output below
+	})
 	// B's webhooks pass a proxy that sends its socket to n1.
 	sendSocketsTo(t, lnP, nodes[1], nodes[0], lnB.Addr().String())
 	waitCluster(t, nodes[0], "n1", "n2")
@@ -712,6 +715,29 @@ func TestClusterAppsAnywhere(t *testing.T) {
 		}
 	}
 	t.Logf("50 races, one winner each: %v", wins)
+
+	// B's managed stream is n2's; its outputs calls, made to n1 (where its
+	// socket is), are answered by n2.
+	res, err := b.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, err := b.Camera.Outputs(ctx, res.StreamID); err != nil || len(list) != 0 {
+		t.Fatalf("outputs through n1: %v %v", list, err)
+	}
+	oid, err := b.Camera.AddOutput(ctx, res.StreamID, sdk.RestreamDestination{URL: target.Ingest.RTMPURL, Name: "mirror"})
+	if err != nil {
+		t.Fatalf("add an output through n1: %v", err)
+	}
+	if list, err := b.Camera.Outputs(ctx, res.StreamID); err != nil || len(list) != 1 || list[0].Name != "mirror" {
+		t.Fatalf("outputs through n1 after adding one: %+v %v", list, err)
+	}
+	if err := b.Camera.RemoveOutput(ctx, res.StreamID, oid); err != nil {
+		t.Fatalf("remove the output through n1: %v", err)
+	}
+	if _, err := b.Camera.Outputs(ctx, "no-such-stream"); err == nil {
+		t.Fatal("outputs of a stream that does not exist")
+	}
 }
 
 // reserve is a loopback listener for a server the test starts later.

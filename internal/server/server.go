@@ -79,10 +79,11 @@ type Server struct {
 	outputs    *restream.Manager
 	abr        *abr.Manager
 	thumbs     *thumb.Server
-	cluster    *cluster.Cluster // nil for a single node
-	origin     *relay.Origin    // with cluster: this node's streams, for other nodes
-	relays     *relay.Relays    // with cluster: other nodes' streams, played here
-	stopTend   func()           // with cluster: stops tending the stream directory
+	cluster    *cluster.Cluster  // nil for a single node
+	origin     *relay.Origin     // with cluster: this node's streams, for other nodes
+	relays     *relay.Relays     // with cluster: other nodes' streams, played here
+	stopTend   func()            // with cluster: stops tending the stream directory
+	managed    *managedDirectory // with cluster: the managed streams' users
 	// stopSessions, with cluster, stops answering other nodes for this
 	// node's users.
 	stopSessions func()
@@ -247,7 +248,14 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	s.undo.push(s.rtc.Close)
 
+	var directory control.Directory
+	if s.cluster != nil {
+		s.managed = s.newManagedDirectory()
+		s.undo.push(s.managed.close)
+		directory = s.managed
+	}
 	s.plane = control.New(control.Config{
+		Directory:           directory,
 		KeepAliveInterval:   cfg.KeepAliveInterval,
 		AckTimeout:          cfg.AckTimeout,
 		MaxMissedAcks:       cfg.MaxMissedAcks,
@@ -277,7 +285,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		apiServer.Node, apiServer.Remote, apiServer.RemoteDelete = s.cluster.Node(), s.remoteStream, s.remoteDelete
 	}
 	s.outputs.OnChange(s.plane.OutputsChanged)
-	(&api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}).Register(mux, apiServer.Admin)
+	outputsAPI := &api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}
+	if s.cluster != nil {
+		outputsAPI.Forward = s.outputsElsewhere
+	}
+	outputsAPI.Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
 	(&api.Tokens{Signer: s.access, URLs: s, Revoked: s.rtc.CloseStream, Known: func(id string) bool {
 		if _, err := s.reg.Get(id); err == nil {
@@ -326,6 +338,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		mux.Handle("/debug/pprof/trace", apiServer.Admin(http.HandlerFunc(pprof.Trace)))
 	}
 	mux.HandleFunc("GET /{$}", web.Dashboard(s.DemoGrant))
+	if s.cluster != nil {
+		if err := s.serveForwarded(mux); err != nil { // every route is in
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
 	var handler http.Handler = deadlines(mux)
 	if s.tls != nil {
 		handler = hsts(handler)

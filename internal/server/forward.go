@@ -1,0 +1,160 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/glasscast/glasscast/internal/api"
+)
+
+// An API request about a stream another node holds is answered by that
+// node: the request goes over NATS (glasscast.node.<node>.http) as it came
+// — method, path, query, the headers that matter, body, client address —
+// and the answer comes back the same way.
+
+// forwardedHeaders are what a forwarded request keeps of its headers.
+var forwardedHeaders = []string{"Authorization", "Content-Type", "X-Api-Key", "User-Agent"}
+
+// httpRequest is a request on its way to the node that answers it.
+type httpRequest struct {
+	Method     string              `json:"method"`
+	URI        string              `json:"uri"`
+	Header     map[string][]string `json:"header"`
+	Body       []byte              `json:"body,omitempty"`
+	RemoteAddr string              `json:"remoteAddr"`
+}
+
+// httpResponse is its answer.
+type httpResponse struct {
+	Status int                 `json:"status"`
+	Header map[string][]string `json:"header"`
+	Body   []byte              `json:"body,omitempty"`
+}
+
+func httpSubject(node string) string { return "glasscast.node." + node + ".http" }
+
+// forwardTo answers r from node.
+func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, node string) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+	if err != nil {
+		http.Error(w, "the body is too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	req := httpRequest{Method: r.Method, URI: r.URL.RequestURI(), Header: map[string][]string{}, Body: body, RemoteAddr: r.RemoteAddr}
+	for _, h := range forwardedHeaders {
+		if v := r.Header.Values(h); len(v) > 0 {
+			req.Header[h] = v
+		}
+	}
+	b, _ := json.Marshal(req)
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	msg, err := s.cluster.Conn().RequestWithContext(ctx, httpSubject(node), b)
+	var resp httpResponse
+	if err == nil {
+		err = json.Unmarshal(msg.Data, &resp)
+	}
+	if err != nil {
+		http.Error(w, "the node that holds the stream ("+node+") did not answer", http.StatusBadGateway)
+		return
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+}
+
+// recorder keeps a handler's answer.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (rec *recorder) Header() http.Header { return rec.header }
+func (rec *recorder) Write(b []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	return rec.body.Write(b)
+}
+func (rec *recorder) WriteHeader(status int) {
+	if rec.status == 0 {
+		rec.status = status
+	}
+}
+
+// serveForwarded answers, with handler, the requests other nodes forward
+// here.
+func (s *Server) serveForwarded(handler http.Handler) error {
+	c := s.cluster
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	sub, err := c.Conn().Subscribe(httpSubject(c.Node()), func(m *nats.Msg) {
+		var req httpRequest
+		if json.Unmarshal(m.Data, &req) != nil || m.Reply == "" || len(req.Body) > api.MaxBodyBytes {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := http.NewRequestWithContext(ctx, req.Method, req.URI, bytes.NewReader(req.Body))
+			if err != nil {
+				return
+			}
+			for _, h := range forwardedHeaders {
+				if v := req.Header[h]; len(v) > 0 {
+					r.Header[h] = v
+				}
+			}
+			r.RemoteAddr = req.RemoteAddr
+			rec := &recorder{header: http.Header{}}
+			handler.ServeHTTP(rec, r)
+			if rec.status == 0 {
+				rec.status = http.StatusOK
+			}
+			b, _ := json.Marshal(httpResponse{Status: rec.status, Header: rec.header, Body: rec.body.Bytes()})
+			m.Respond(b)
+		}()
+	})
+	if err != nil {
+		cancel()
+		return err
+	}
+	stop := sync.OnceFunc(func() {
+		sub.Unsubscribe()
+		cancel()
+		wg.Wait()
+	})
+	prev := s.stopSessions
+	s.stopSessions = func() { stop(); prev() }
+	s.undo.push(stop)
+	return nil
+}
+
+// outputsElsewhere forwards an app's outputs request about a managed stream
+// this node does not hold to the node that does.
+func (s *Server) outputsElsewhere(w http.ResponseWriter, r *http.Request, streamID string) bool {
+	if _, err := s.plane.ManagedMedia(streamID); err == nil {
+		return false
+	}
+	users := s.cluster.Users()
+	user, err := users.ManagedUser(r.Context(), streamID)
+	if err != nil || user == "" {
+		return false
+	}
+	home, err := users.Home(r.Context(), user)
+	if err != nil || home == "" || home == s.cluster.Node() {
+		return false
+	}
+	s.forwardTo(w, r, home)
+	return true
+}
