@@ -812,23 +812,5 @@ func TestMentraSDKAcrossNodes(t *testing.T) {
 		t.Fatalf("n2 holds %d app sessions: its sockets should be bridged to n3", n)
 	}
 
-	// Managed first: the unmanaged start is refused.
-	startFor(t, n3, "ada@example.com", unmanaged)
-	uapp.expect(`^RTMP stream request sent`, 10*time.Second)
-	uapp.expect(`^Stream error: .*managed stream active`, 10*time.Second)
-	g.SendTranscription("stop stream", true)
-	mapp.expect(`^Stream status: stopped`, 10*time.Second)
-	waitEvent(t, events, "stopped", 10*time.Second)
-	stopFor(t, n3, "ada@example.com", managed)
-	stopFor(t, n3, "ada@example.com", unmanaged)
-
-	// Unmanaged first: pushed to its server; the managed start is refused.
-	startFor(t, n3, "ada@example.com", unmanaged)
-	uapp.expect(`^Stream status: active`, 20*time.Second)
-	n3.waitPlayable(target.Playback.HLS)
-	startFor(t, n3, "ada@example.com", managed)
-	mapp.expect(`^Failed to start stream: .*Already streaming`, 10*time.Second)
-	g.SendTranscription("stop stream", true)
-	uapp.expect(`^Stream status: stopped`, 10*time.Second)
-	waitEvent(t, events, "stopped", 10*time.Second)
+	exclusiveBothWays(t, n3, "ada@example.com", mapp, uapp, g, events, target)
 }

@@ -240,23 +240,32 @@ func TestMentraSDKExclusivity(t *testing.T) {
 	uapp := runNodeApp(t, "unmanaged.mjs", unmanaged, "compat-key-"+unmanaged, uport, "RTMP_URL="+target.Ingest.RTMPURL)
 	g, events := connectGlasses(t, h, "ola@example.com")
 
-	// Managed first: the unmanaged start is refused with the guide's phrase.
 	startFor(t, h, "ola@example.com", managed)
 	mapp.expect(`^Stream status: active`, 20*time.Second)
-	startFor(t, h, "ola@example.com", unmanaged)
+	exclusiveBothWays(t, h, "ola@example.com", mapp, uapp, g, events, target)
+}
+
+// exclusiveBothWays: with the managed app's stream active, the unmanaged
+// app's start is refused with the guide's phrase; with the unmanaged
+// app's stream active (pushed to target), the managed start's promise
+// rejects. Voice commands stop each. h holds the user's session.
+func exclusiveBothWays(t *testing.T, h *harness, user string, mapp, uapp *nodeApp, g *sim.Glasses, events chan sim.Event, target api.StreamJSON) {
+	t.Helper()
+	const managed, unmanaged = "com.example.managedstreaming", "com.example.unmanagedstreaming"
+	startFor(t, h, user, unmanaged)
 	uapp.expect(`^RTMP stream request sent`, 10*time.Second)
 	uapp.expect(`^Stream error: .*managed stream active`, 10*time.Second)
 	g.SendTranscription("stop stream", true) // both apps hear it; the managed one stops
 	mapp.expect(`^Stream status: stopped`, 10*time.Second)
 	waitEvent(t, events, "stopped", 10*time.Second)
-	stopFor(t, h, "ola@example.com", managed)
-	stopFor(t, h, "ola@example.com", unmanaged)
+	stopFor(t, h, user, managed)
+	stopFor(t, h, user, unmanaged)
 
 	// Unmanaged first: the managed start's promise rejects.
-	startFor(t, h, "ola@example.com", unmanaged)
+	startFor(t, h, user, unmanaged)
 	uapp.expect(`^Stream status: active`, 20*time.Second)
 	h.waitPlayable(target.Playback.HLS)
-	startFor(t, h, "ola@example.com", managed)
+	startFor(t, h, user, managed)
 	mapp.expect(`^Failed to start stream: .*Already streaming`, 10*time.Second)
 	uapp.expect(`^Drop rate: \d`, 10*time.Second) // the guide's health check has the stats it needs
 	g.SendTranscription("stop stream", true)
