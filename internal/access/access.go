@@ -256,6 +256,31 @@ func (s *Signer) Revoke(ctx context.Context, id string) (uint32, error) {
 	return gen, nil
 }
 
+// Generation is a stream's generation: tokens minted at an older one are
+// revoked.
+func (s *Signer) Generation(id string) uint32 { return s.generation(id) }
+
+// Apply takes a stream's generation from elsewhere (another node revoked
+// its tokens): tokens older than gen stop working here too, and gen is
+// kept. It reports whether gen was newer than this signer's.
+func (s *Signer) Apply(ctx context.Context, id string, gen uint32) bool {
+	s.mu.Lock()
+	newer := gen > s.gens[id]
+	if newer {
+		s.gens[id] = gen
+		for k := range s.cache {
+			if k.id == id {
+				delete(s.cache, k)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if newer && s.store != nil {
+		s.store.SetGeneration(ctx, id, gen)
+	}
+	return newer
+}
+
 // GrantValue is the request path value under which the guard of the media
 // routes leaves the path element a request was made with (a token, or a
 // public stream's id): the URLs a page or a playlist builds from it must

@@ -113,3 +113,33 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// A generation from elsewhere (another node revoked the stream's tokens)
+// revokes here too, and is kept; an older one changes nothing.
+func TestApply(t *testing.T) {
+	store := memGens{}
+	s, _ := newSigner(t, store)
+	tok, _ := s.Token("abc", Live)
+	if _, err := s.Verify(tok, Live); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Apply(context.Background(), "abc", 1) {
+		t.Fatal("a newer generation was not taken")
+	}
+	if _, err := s.Verify(tok, Live); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a token of the old generation: %v", err)
+	}
+	if store["abc"] != 1 || s.Generation("abc") != 1 {
+		t.Fatalf("the generation kept: %d, in use: %d", store["abc"], s.Generation("abc"))
+	}
+	if s.Apply(context.Background(), "abc", 1) || s.Apply(context.Background(), "abc", 0) {
+		t.Fatal("a generation not newer was taken")
+	}
+	fresh, _ := s.Token("abc", Live)
+	if fresh == tok {
+		t.Fatal("the cached token of the old generation was handed out again")
+	}
+	if _, err := s.Verify(fresh, Live); err != nil {
+		t.Fatalf("a token of the new generation: %v", err)
+	}
+}

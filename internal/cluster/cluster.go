@@ -62,6 +62,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Stats, when set, is what the node says of itself in each heartbeat.
 	Stats func() Stats
+	// Generation, when set, is told of every stream's playback-token
+	// generation recorded in the cluster (PutGeneration), from any node.
+	// It runs on the watcher's goroutine and must not block for long.
+	Generation func(streamID string, gen uint32)
 }
 
 // Stats are a node's figures in its heartbeat.
@@ -126,6 +130,8 @@ type Cluster struct {
 	// usersKV is the users' home nodes, managedKV the managed streams'
 	// users; set before up is closed.
 	usersKV, managedKV jetstream.KeyValue
+	// generationsKV is the playback tokens' generations; set before up.
+	generationsKV jetstream.KeyValue
 
 	mu      sync.Mutex
 	nodes   map[string]Node
@@ -243,7 +249,7 @@ func (c *Cluster) run() {
 		}
 	}
 	close(c.up)
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() {
 		defer c.wg.Done()
 		c.watch()
@@ -251,6 +257,10 @@ func (c *Cluster) run() {
 	go func() {
 		defer c.wg.Done()
 		c.watchStreams()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.watchGenerations()
 	}()
 	tick := time.NewTicker(c.cfg.Heartbeat)
 	defer tick.Stop()
@@ -287,6 +297,10 @@ func (c *Cluster) open() error {
 		return err
 	}
 	c.managedKV, err = c.bucket(ctx, bucketSpec{name: managedBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	c.generationsKV, err = c.bucket(ctx, bucketSpec{name: generationsBucket, consistent: true})
 	return err
 }
 

@@ -30,6 +30,7 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 	c, err := cluster.Start(cluster.Config{
 		Node: s.cfg.NodeName(), Listen: s.cfg.NATSListen, Routes: s.cfg.NATSRoutes, URLs: s.cfg.NATS,
 		Dir: s.cfg.Data, Secret: s.secret, Public: s.public, Version: Version(), Stats: s.nodeStats,
+		Generation: s.revokedElsewhere,
 	}, s.log.With("component", "cluster"))
 	if err != nil {
 		return err
@@ -412,6 +413,31 @@ func (s *Server) serveDeletes() error {
 	}
 	s.undo.push(func() { sub.Unsubscribe() })
 	return nil
+}
+
+// revoked ends the WebRTC sessions of a stream whose playback tokens were
+// just revoked here, and in a cluster records the new generation so that
+// every node refuses the old tokens too.
+func (s *Server) revoked(id string) int {
+	cut := s.rtc.CloseStream(id)
+	if s.cluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.cluster.PutGeneration(ctx, id, s.access.Generation(id)); err != nil {
+			s.log.Error("cluster: a revocation did not reach the other nodes", "stream", id, "err", err)
+		}
+	}
+	return cut
+}
+
+// revokedElsewhere applies a playback-token generation recorded in the
+// cluster: the old tokens stop working here, and their WebRTC sessions end.
+func (s *Server) revokedElsewhere(id string, gen uint32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s.access.Apply(ctx, id, gen) && s.ready.Load() {
+		s.rtc.CloseStream(id)
+	}
 }
 
 // remotePublic says whether another node's stream plays without a token.

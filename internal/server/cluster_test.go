@@ -275,6 +275,33 @@ func TestClusterPlayAnywhere(t *testing.T) {
 		sameEverywhere(t, nodes, dashBase+f, 10*time.Second)
 	}
 	t.Logf("%d files the same on three nodes", len(files)+len(dashFiles))
+
+	// Tokens revoked on n1 stop working on every node; one minted on n2
+	// works on n1.
+	if code, body := nodes[0].call("DELETE", "/api/v1/streams/"+s.ID+"/tokens", nil); code != http.StatusOK {
+		t.Fatalf("revoke on n1: %d %s", code, body)
+	}
+	for _, n := range nodes {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, _ := fetch(t, onNode(n, s.Playback.HLS))
+			if code == http.StatusForbidden {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still answers %d to a revoked token", n.base, code)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	code, body := nodes[1].call("POST", "/api/v1/streams/"+s.ID+"/tokens", map[string]any{"ttl": "1h", "rights": []string{"live"}})
+	var minted api.TokenJSON
+	if code != http.StatusCreated || json.Unmarshal(body, &minted) != nil || minted.Playback == nil {
+		t.Fatalf("a token minted on n2: %d %s", code, body)
+	}
+	if code, _ := fetch(t, onNode(nodes[0], minted.Playback.HLS)); code != http.StatusOK {
+		t.Fatalf("n1 refuses a token minted on n2: %d", code)
+	}
 }
 
 var segmentTemplate = regexp.MustCompile(`initialization="([^"]+)" media="([^"]+)-\$Number\$\.m4s" startNumber="(\d+)"`)

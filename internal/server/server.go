@@ -291,12 +291,15 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	outputsAPI.Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
-	(&api.Tokens{Signer: s.access, URLs: s, Revoked: s.rtc.CloseStream, Known: func(id string) bool {
+	(&api.Tokens{Signer: s.access, URLs: s, Revoked: s.revoked, Known: func(id string) bool {
 		if _, err := s.reg.Get(id); err == nil {
 			return true
 		}
-		_, err := s.recs.Get(id)
-		return err == nil
+		if _, err := s.recs.Get(id); err == nil {
+			return true
+		}
+		_, remote := s.remoteStream(context.Background(), id)
+		return remote
 	}}).Register(mux, apiServer.Admin)
 	appsAPI := &api.Apps{Store: s.apps, Plane: s.plane, Secret: s.secret, Throttle: throttle}
 	if s.cluster != nil {
