@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
+	"github.com/glasscast/glasscast/internal/stream"
 )
 
 // Timings.
@@ -301,6 +302,28 @@ func (r *Relays) Packager(ctx context.Context, id string) (*cmaf.Packager, error
 		return nil, rl.err
 	}
 	return rl.p, nil
+}
+
+// Has says whether this node relays a stream (its media or its frames).
+func (r *Relays) Has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.relays[id] != nil || r.hubs[id] != nil
+}
+
+// Streams lists the streams this node relays, with the hub of those whose
+// frames it relays (nil for the others).
+func (r *Relays) Streams() map[string]*stream.Hub {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]*stream.Hub{}
+	for id := range r.relays {
+		out[id] = nil
+	}
+	for id, hr := range r.hubs {
+		out[id] = hr.hub
+	}
+	return out
 }
 
 // Count is how many streams this node relays.

@@ -466,6 +466,14 @@ func (s *Server) nodeStats() cluster.Stats {
 		v := s.countViewers(ls)
 		st.Viewers += v.WebRTC + v.LLHLS + v.DASH
 	}
+	// Viewers here of streams other nodes hold.
+	for id, hub := range s.relays.Streams() {
+		hls, dash := s.viewers.count(id)
+		st.Viewers += hls + dash
+		if hub != nil {
+			st.Viewers += s.rtc.Viewers(hub)
+		}
+	}
 	st.Sessions, _, _ = s.plane.Counts()
 	st.CPU = s.cpu.percent()
 	return st

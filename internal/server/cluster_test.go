@@ -38,6 +38,7 @@ type clusterView struct {
 		Public  string `json:"publicUrl"`
 		Alive   bool   `json:"alive"`
 		Streams int    `json:"streams"`
+		Viewers int    `json:"viewers"`
 	} `json:"nodes"`
 }
 
@@ -275,6 +276,8 @@ func TestClusterPlayAnywhere(t *testing.T) {
 		sameEverywhere(t, nodes, dashBase+f, 10*time.Second)
 	}
 	t.Logf("%d files the same on three nodes", len(files)+len(dashFiles))
+	// The relay nodes count their viewers of n1's stream.
+	waitClusterWith(t, nodes[0], func(v clusterView) bool { return v.Nodes[1].Viewers > 0 && v.Nodes[2].Viewers > 0 }, "n1", "n2", "n3")
 
 	// Tokens revoked on n1 stop working on every node; one minted on n2
 	// works on n1.

@@ -275,7 +275,10 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 
 	mux := http.NewServeMux()
 	apiServer := api.New(s.reg, s, s.adminToken, log.With("component", "api"))
-	s.viewers = newHTTPViewers(func(id string) bool { _, err := s.reg.Get(id); return err == nil })
+	s.viewers = newHTTPViewers(func(id string) bool {
+		_, err := s.reg.Get(id)
+		return err == nil || s.relays != nil && s.relays.Has(id)
+	})
 	apiServer.Viewers = s.countViewers
 	apiServer.Counts = s.plane.Counts
 	apiServer.Throttle = throttle
