@@ -467,7 +467,11 @@ func (s *Server) nodeStats() cluster.Stats {
 		st.Viewers += v.WebRTC + v.LLHLS + v.DASH
 	}
 	// Viewers here of streams other nodes hold.
-	for id, hub := range s.relays.Streams() {
+	var relayed map[string]*stream.Hub
+	if s.relays != nil {
+		relayed = s.relays.Streams()
+	}
+	for id, hub := range relayed {
 		hls, dash := s.viewers.count(id)
 		st.Viewers += hls + dash
 		if hub != nil {
