@@ -158,7 +158,8 @@ func WriteError(w http.ResponseWriter, status int, code protocol.ErrorCode, mess
 	writeJSON(w, status, b)
 }
 
-// JSONBody is v as the API writes it.
+// JSONBody is v as the API writes it (and as a node answering for another
+// writes it: the same bytes).
 func JSONBody(v any) []byte {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return append(b, '\n')
@@ -168,9 +169,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	w.Write(JSONBody(v))
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {

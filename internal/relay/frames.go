@@ -159,7 +159,7 @@ func decodeUnit(b []byte) (unitMsg, error) {
 		if len(b) < 24 {
 			return m, errShortFrame
 		}
-		key := b[1] == 1
+		// b[1] says keyframe: the relay's publisher finds keyframes itself.
 		m.epoch = binary.BigEndian.Uint32(b[2:])
 		m.dts = time.Duration(binary.BigEndian.Uint64(b[6:]))
 		m.pts = time.Duration(binary.BigEndian.Uint64(b[14:]))
@@ -179,7 +179,6 @@ func decodeUnit(b []byte) (unitMsg, error) {
 		if len(rest) != 0 || len(m.nalus) == 0 {
 			return m, errShortFrame
 		}
-		_ = key // the relay's publisher finds keyframes itself
 	default:
 		return m, fmt.Errorf("relay: a frame message of kind %q", m.kind)
 	}
