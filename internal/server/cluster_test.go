@@ -752,8 +752,17 @@ func TestClusterAppsAnywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if list, err := b.Camera.Outputs(ctx, res.StreamID); err != nil || len(list) != 0 {
-		t.Fatalf("outputs through n1: %v %v", list, err)
+	// The managed stream's user reaches the cluster's directory on a queue
+	// of its own: a call right after the start may find it not there yet.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		list, err := b.Camera.Outputs(ctx, res.StreamID)
+		if err == nil && len(list) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outputs through n1: %v %v", list, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	oid, err := b.Camera.AddOutput(ctx, res.StreamID, sdk.RestreamDestination{URL: target.Ingest.RTMPURL, Name: "mirror"})
 	if err != nil {
