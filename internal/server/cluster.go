@@ -288,6 +288,9 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 		wg.Wait()
 	})
 	s.undo.push(s.stopSessions)
+	if err := s.serveManagedWho(); err != nil {
+		return err
+	}
 	return s.serveBridges()
 }
 

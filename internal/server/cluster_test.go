@@ -747,22 +747,35 @@ func TestClusterAppsAnywhere(t *testing.T) {
 	t.Logf("50 races, one winner each: %v", wins)
 
 	// B's managed stream is n2's; its outputs calls, made to n1 (where its
-	// socket is), are answered by n2.
-	res, err := b.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{})
-	if err != nil {
-		t.Fatal(err)
+	// socket is), are answered by n2 — the first at the moment the app first
+	// hears the stream's id, before the glasses push.
+	first := make(chan string, 1)
+	unsubscribe := b.Camera.OnManagedStreamStatus(func(st sdk.ManagedStreamStatus) {
+		if st.StreamID != "" {
+			select {
+			case first <- st.StreamID:
+			default:
+			}
+		}
+	})
+	started := make(chan error, 1)
+	var res sdk.ManagedStreamResult
+	go func() {
+		var err error
+		res, err = b.Camera.StartManagedStream(ctx, sdk.ManagedStreamOptions{})
+		started <- err
+	}()
+	select {
+	case id := <-first:
+		if list, err := b.Camera.Outputs(ctx, id); err != nil || len(list) != 0 {
+			t.Fatalf("outputs through n1 as soon as the app knows the stream: %v %v", list, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no managed status with the stream's id")
 	}
-	// The managed stream's user reaches the cluster's directory on a queue
-	// of its own: a call right after the start may find it not there yet.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		list, err := b.Camera.Outputs(ctx, res.StreamID)
-		if err == nil && len(list) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outputs through n1: %v %v", list, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	unsubscribe()
+	if err := <-started; err != nil {
+		t.Fatal(err)
 	}
 	oid, err := b.Camera.AddOutput(ctx, res.StreamID, sdk.RestreamDestination{URL: target.Ingest.RTMPURL, Name: "mirror"})
 	if err != nil {

@@ -146,15 +146,80 @@ func (s *Server) outputsElsewhere(w http.ResponseWriter, r *http.Request, stream
 	if _, err := s.plane.ManagedMedia(streamID); err == nil {
 		return false
 	}
-	users := s.cluster.Users()
-	user, err := users.ManagedUser(r.Context(), streamID)
-	if err != nil || user == "" {
-		return false
-	}
-	home, err := users.Home(r.Context(), user)
-	if err != nil || home == "" || home == s.cluster.Node() {
+	home := s.managedHome(r.Context(), streamID)
+	if home == "" || home == s.cluster.Node() {
 		return false
 	}
 	s.forwardTo(w, r, home)
 	return true
+}
+
+// managedHome is the node that holds a managed stream: the home of its user
+// in the cluster's directory or, when the directory has not heard of the
+// stream yet (it is written on a queue, and an app may call the moment it
+// learns the id), the node among the live ones that answers that it holds it.
+func (s *Server) managedHome(ctx context.Context, streamID string) string {
+	users := s.cluster.Users()
+	if user, err := users.ManagedUser(ctx, streamID); err == nil && user != "" {
+		if home, err := users.Home(ctx, user); err == nil && home != "" {
+			return home
+		}
+	}
+	// Every live node answers, this one too (with nothing: the caller has
+	// looked here already).
+	alive := 0
+	for _, n := range s.cluster.Nodes() {
+		if n.Alive {
+			alive++
+		}
+	}
+	if alive < 2 {
+		return ""
+	}
+	nc := s.cluster.Conn()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return ""
+	}
+	defer sub.Unsubscribe()
+	if nc.PublishRequest(managedWhoSubject, inbox, []byte(streamID)) != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for ; alive > 0; alive-- {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return ""
+		}
+		if len(m.Data) > 0 {
+			return string(m.Data)
+		}
+	}
+	return ""
+}
+
+// managedWhoSubject asks every node whether it holds a managed stream; the
+// one that does answers with its name, the others with nothing.
+const managedWhoSubject = "glasscast.managed.who"
+
+// serveManagedWho answers the question for this node's managed streams.
+func (s *Server) serveManagedWho() error {
+	node := []byte(s.cluster.Node())
+	sub, err := s.cluster.Conn().Subscribe(managedWhoSubject, func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		var answer []byte
+		if _, ok := s.managed.Lookup(string(m.Data)); ok {
+			answer = node
+		}
+		m.Respond(answer)
+	})
+	if err != nil {
+		return err
+	}
+	s.undo.push(func() { sub.Unsubscribe() })
+	return nil
 }
