@@ -11,6 +11,7 @@ package cmaf
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -161,6 +162,9 @@ type View struct {
 	// AvailabilityStart is the wall-clock time of stream time zero.
 	AvailabilityStart time.Time
 	Ended             bool
+	// Variants are the ids of the stream's other renditions (an ABR
+	// ladder's rungs), as SetVariants last named them.
+	Variants []string
 }
 
 // Playable reports whether a player can start: every track has a complete
@@ -267,21 +271,45 @@ type Variant struct {
 	P  *Packager
 }
 
-// SetVariants sets the stream's other renditions (nil for none).
+// SetVariants sets the stream's other renditions (nil for none); their
+// ids are a change of the view (a mirror learns them).
 func (p *Packager) SetVariants(v []Variant) {
+	v = v[:min(len(v), MaxVariants)]
+	p.vmu.Lock()
+	p.variants = v
+	p.vmu.Unlock()
+	var ids []string
+	for _, vr := range v {
+		ids = append(ids, vr.ID)
+	}
+	p.apply(&Op{Kind: OpVariants, IDs: ids}) // and wakes playlist requests
+}
+
+// LinkVariants gives a mirror the packagers of the renditions its view
+// names (mirrors of them in turn); SetVariants is the origin's.
+func (p *Packager) LinkVariants(v []Variant) {
 	p.vmu.Lock()
 	p.variants = v
 	p.vmu.Unlock()
 	p.update(func(*View) {}) // wake playlist requests
 }
 
-// Variants returns the other renditions that can be played now.
+// Variants returns the other renditions that can be played now: those the
+// view names (on a mirror, the origin's) that have media and have not ended.
 func (p *Packager) Variants() []Variant {
 	p.vmu.Lock()
 	all := p.variants
 	p.vmu.Unlock()
+	if len(all) == 0 {
+		return nil
+	}
+	var named []string
+	p.View(func(v *View) { named = v.Variants })
 	var out []Variant
 	for _, v := range all {
+		if !slices.Contains(named, v.ID) {
+			continue
+		}
 		ok := false
 		v.P.View(func(vw *View) { ok = vw.Playable() && !vw.Ended })
 		if ok {

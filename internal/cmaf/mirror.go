@@ -46,6 +46,7 @@ type Snapshot struct {
 	AvailabilityStart      time.Time
 	Ended                  bool
 	Current                int // the current Init's version (0: none)
+	Variants               []string
 }
 
 type snapSegment struct {
@@ -64,7 +65,7 @@ func (p *Packager) Snapshot() *Snapshot {
 	defer p.mu.RUnlock()
 	v := &p.view
 	s := &Snapshot{N: p.ops, Config: p.cfg, MaxSegment: v.MaxSegment, DroppedDiscontinuities: v.DroppedDiscontinuities,
-		AvailabilityStart: v.AvailabilityStart, Ended: v.Ended,
+		AvailabilityStart: v.AvailabilityStart, Ended: v.Ended, Variants: append([]string(nil), v.Variants...),
 		PartTarget: copyMap(v.PartTarget), NextPart: copyMap(v.NextPart), Bandwidth: copyMap(v.Bandwidth)}
 	seen := map[*Init]bool{}
 	addInit := func(in *Init) {
@@ -118,7 +119,7 @@ func (p *Packager) Restore(s *Snapshot) error {
 	}
 	v := View{PartTarget: copyMap(s.PartTarget), NextPart: copyMap(s.NextPart), Bandwidth: copyMap(s.Bandwidth),
 		MaxSegment: s.MaxSegment, DroppedDiscontinuities: s.DroppedDiscontinuities,
-		AvailabilityStart: s.AvailabilityStart, Ended: s.Ended}
+		AvailabilityStart: s.AvailabilityStart, Ended: s.Ended, Variants: s.Variants}
 	for _, ss := range s.Segments {
 		in := inits[ss.Init]
 		if in == nil {
@@ -189,6 +190,7 @@ const (
 	opDiscontinuity
 	opLead
 	opIndependent
+	opHasIDs
 )
 
 // EncodeOp writes change n for the network.
@@ -217,6 +219,9 @@ func EncodeOp(n uint64, op *Op) []byte {
 	if op.Lead {
 		flags |= opLead
 	}
+	if len(op.IDs) > 0 {
+		flags |= opHasIDs
+	}
 	b = append(b, opVersion, byte(op.Kind))
 	b = binary.BigEndian.AppendUint64(b, n)
 	b = binary.BigEndian.AppendUint64(b, op.Seg)
@@ -238,6 +243,13 @@ func EncodeOp(n uint64, op *Op) []byte {
 		gob.NewEncoder(&ib).Encode(op.Init)
 		b = binary.BigEndian.AppendUint32(b, uint32(ib.Len()))
 		b = append(b, ib.Bytes()...)
+	}
+	if len(op.IDs) > 0 {
+		b = append(b, byte(len(op.IDs)))
+		for _, id := range op.IDs {
+			b = append(b, byte(len(id)))
+			b = append(b, id...)
+		}
 	}
 	return b
 }
@@ -289,6 +301,20 @@ func DecodeOp(b []byte) (uint64, *Op, error) {
 			return 0, nil, fmt.Errorf("cmaf: a change's init: %w", err)
 		}
 		rest = rest[4+size:]
+	}
+	if flags&opHasIDs != 0 {
+		if len(rest) < 1 || int(rest[0]) > MaxVariants {
+			return 0, nil, errShortOp
+		}
+		n := int(rest[0])
+		rest = rest[1:]
+		for range n {
+			if len(rest) < 1 || len(rest)-1 < int(rest[0]) {
+				return 0, nil, errShortOp
+			}
+			op.IDs = append(op.IDs, string(rest[1:1+int(rest[0])]))
+			rest = rest[1+int(rest[0]):]
+		}
 	}
 	if len(rest) != 0 {
 		return 0, nil, errShortOp

@@ -55,6 +55,24 @@ func TestMirror(t *testing.T) {
 	apply()
 	same(t, "after two more loops", src.P, mirror)
 
+	// A ladder starts: the mirror learns its rungs' ids, and lists a rung
+	// once it is given the rung's packager (a mirror of it, on a relay).
+	rung := cmaftest.New(t, cmaf.Config{Window: 4})
+	rung.Feed(t, 1)
+	src.P.SetVariants([]cmaf.Variant{{ID: "rung-480", P: rung.P}})
+	apply()
+	same(t, "with a ladder", src.P, mirror)
+	var ids []string
+	mirror.View(func(v *cmaf.View) { ids = v.Variants })
+	if !reflect.DeepEqual(ids, []string{"rung-480"}) || len(mirror.Variants()) != 0 {
+		t.Fatalf("the mirror names rungs %v and lists %d before they are linked", ids, len(mirror.Variants()))
+	}
+	mirror.LinkVariants([]cmaf.Variant{{ID: "rung-480", P: rung.P}})
+	if vs := mirror.Variants(); len(vs) != 1 || vs[0].ID != "rung-480" {
+		t.Fatalf("the mirror lists %+v", vs)
+	}
+	rung.End(t)
+
 	// The publisher reconnects: a discontinuity.
 	tracks, err := src.Clip.Tracks()
 	if err != nil {
@@ -132,6 +150,7 @@ func FuzzDecodeOp(f *testing.F) {
 		}
 	})
 	src.Feed(f, 1)
+	seeds = append(seeds, cmaf.EncodeOp(1, &cmaf.Op{Kind: cmaf.OpVariants, IDs: []string{"a", "rung-480"}}))
 	for _, b := range seeds {
 		f.Add(b)
 	}

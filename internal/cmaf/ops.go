@@ -33,7 +33,13 @@ const (
 	OpEnded
 	// OpRelease drops the segments of an ended stream.
 	OpRelease
+	// OpVariants names the stream's other renditions (Op.IDs: an ABR
+	// ladder's rungs, each a stream of its own; none when it stops).
+	OpVariants
 )
+
+// MaxVariants bounds the renditions a change names.
+const MaxVariants = 16
 
 // Op is one change of a packager's view.
 type Op struct {
@@ -49,6 +55,7 @@ type Op struct {
 	Part          *Part
 	PartTarget    time.Duration
 	Lead          bool
+	IDs           []string
 }
 
 // apply makes op's change to the view; window is how many complete
@@ -130,6 +137,11 @@ func (v *View) apply(op *Op, window int) bool {
 	case OpRelease:
 		v.Segments = nil
 		v.Ended = true
+	case OpVariants:
+		if len(op.IDs) > MaxVariants {
+			return false
+		}
+		v.Variants = append([]string(nil), op.IDs...)
 	default:
 		return false
 	}

@@ -250,11 +250,23 @@ type Relays struct {
 
 // relay is one stream's mirror on this node.
 type relay struct {
-	id    string
-	ready chan struct{} // closed once p or err is set
-	p     *cmaf.Packager
-	err   error
-	used  atomic.Int64 // unix nanoseconds of the last request
+	id string
+	// parent is the stream a rendition (an ABR rung) belongs to: a rung is
+	// not in the directory, it is where its stream is.
+	parent string
+	ready  chan struct{} // closed once p or err is set
+	p      *cmaf.Packager
+	err    error
+	used   atomic.Int64 // unix nanoseconds of the last request
+	rungs  []*relay     // the relays of the renditions p's view names
+}
+
+// located is the stream whose origin is the relay's.
+func (rl *relay) located() string {
+	if rl.parent != "" {
+		return rl.parent
+	}
+	return rl.id
 }
 
 // NewRelays makes node's relays; locate finds origins.
@@ -276,14 +288,24 @@ func (r *Relays) Close() {
 // for it on the first request: that request waits for the origin's
 // snapshot (ctx bounds the wait).
 func (r *Relays) Packager(ctx context.Context, id string) (*cmaf.Packager, error) {
+	rl := r.start(id, "")
+	if rl == nil {
+		return nil, ErrNotHere
+	}
+	return rl.wait(ctx)
+}
+
+// start finds id's relay, or starts one (parent: the stream a rendition
+// belongs to); nil once the node is leaving.
+func (r *Relays) start(id, parent string) *relay {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	rl := r.relays[id]
 	if rl == nil {
 		if r.ctx.Err() != nil {
-			r.mu.Unlock()
-			return nil, ErrNotHere
+			return nil
 		}
-		rl = &relay{id: id, ready: make(chan struct{})}
+		rl = &relay{id: id, parent: parent, ready: make(chan struct{})}
 		r.relays[id] = rl
 		r.wg.Add(1)
 		go func() {
@@ -291,8 +313,12 @@ func (r *Relays) Packager(ctx context.Context, id string) (*cmaf.Packager, error
 			r.run(rl)
 		}()
 	}
-	r.mu.Unlock()
 	rl.used.Store(time.Now().UnixNano())
+	return rl
+}
+
+// wait returns the relay's mirror once it has the origin's snapshot.
+func (rl *relay) wait(ctx context.Context) (*cmaf.Packager, error) {
 	select {
 	case <-rl.ready:
 	case <-ctx.Done():
@@ -302,6 +328,45 @@ func (r *Relays) Packager(ctx context.Context, id string) (*cmaf.Packager, error
 		return nil, rl.err
 	}
 	return rl.p, nil
+}
+
+// link gives the mirror the renditions its view names (an ABR ladder's
+// rungs, each relayed in turn from the same origin), before it answers
+// anyone: its multivariant playlist and manifest list what the origin's do.
+func (r *Relays) link(rl *relay) {
+	var ids []string
+	rl.p.View(func(v *cmaf.View) { ids = v.Variants })
+	if len(ids) == len(rl.rungs) {
+		same := true
+		for i, id := range ids {
+			same = same && rl.rungs[i].id == id
+		}
+		if same {
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
+	defer cancel()
+	var rungs []*relay
+	var vs []cmaf.Variant
+	for _, id := range ids {
+		if CheckName(id) != nil {
+			continue
+		}
+		rung := r.start(id, rl.id)
+		if rung == nil {
+			return // leaving
+		}
+		p, err := rung.wait(ctx)
+		if err != nil {
+			r.log.Info("relay: a rendition not relayed", "stream", rl.id, "rendition", id, "err", err)
+			continue
+		}
+		rungs = append(rungs, rung)
+		vs = append(vs, cmaf.Variant{ID: id, P: p})
+	}
+	rl.rungs = rungs
+	rl.p.LinkVariants(vs)
 }
 
 // Has says whether this node relays a stream (its media or its frames).
@@ -326,11 +391,17 @@ func (r *Relays) Streams() map[string]*stream.Hub {
 	return out
 }
 
-// Count is how many streams this node relays.
+// Count is how many streams this node relays (a stream's renditions are
+// the stream's).
 func (r *Relays) Count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := len(r.relays)
+	n := 0
+	for _, rl := range r.relays {
+		if rl.parent == "" {
+			n++
+		}
+	}
 	for id := range r.hubs {
 		if r.relays[id] == nil {
 			n++
@@ -354,7 +425,7 @@ func (r *Relays) run(rl *relay) {
 		close(rl.ready)
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
-	origin, err := r.locate(ctx, rl.id)
+	origin, err := r.locate(ctx, rl.located())
 	cancel()
 	if err != nil {
 		fail(err)
@@ -377,6 +448,7 @@ func (r *Relays) run(rl *relay) {
 		fail(err)
 		return
 	}
+	r.link(rl)
 	close(rl.ready)
 	r.log.Debug("relay: following", "stream", rl.id, "origin", origin)
 
@@ -391,7 +463,7 @@ func (r *Relays) run(rl *relay) {
 			n, op, err := cmaf.DecodeOp(m.Data)
 			if err == nil && (op.Kind == cmaf.OpEnded || op.Kind == cmaf.OpRelease) {
 				// Over at the origin, or gone from it to another node?
-				if now, serr := r.still(rl.id, origin); serr == nil && now != origin {
+				if now, serr := r.still(rl.located(), origin); serr == nil && now != origin {
 					if !r.follow(rl, now) {
 						return
 					}
@@ -413,11 +485,17 @@ func (r *Relays) run(rl *relay) {
 			if op.Kind == cmaf.OpRelease {
 				return // over at the origin
 			}
+			if op.Kind == cmaf.OpVariants {
+				r.link(rl)
+			}
 		case <-watch.C:
 			if time.Since(time.Unix(0, rl.used.Load())) > Idle {
 				return
 			}
-			now, err := r.still(rl.id, origin)
+			for _, rung := range rl.rungs {
+				rung.used.Store(time.Now().UnixNano()) // listed: kept while the stream is
+			}
+			now, err := r.still(rl.located(), origin)
 			if err != nil {
 				r.log.Info("relay: the stream is over", "stream", rl.id, "origin", origin, "why", err)
 				rl.p.Close() // its viewers see the end
@@ -452,6 +530,7 @@ func (r *Relays) follow(rl *relay, origin string) bool {
 		rl.p.Close()
 		return false
 	}
+	r.link(rl)
 	r.log.Debug("relay: following", "stream", rl.id, "origin", origin, "from change", snap.N)
 	return true
 }

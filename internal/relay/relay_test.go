@@ -129,6 +129,59 @@ func TestRelay(t *testing.T) {
 	}
 }
 
+// A stream with an ABR ladder: the relay node's mirror lists the rungs the
+// origin's does, each a mirror of the rung (found where its stream is: a
+// rung is not in the directory), and none once the ladder stops.
+func TestRelayLadder(t *testing.T) {
+	onc, rnc := natsPair(t)
+	src := cmaftest.New(t, cmaf.Config{Window: 4})
+	src.Feed(t, 1)
+	rung := cmaftest.New(t, cmaf.Config{Window: 4})
+	rung.Feed(t, 1)
+	src.P.SetVariants([]cmaf.Variant{{ID: "s1-480", P: rung.P}})
+	lookup := map[string]*cmaf.Packager{"s1": src.P, "s1-480": rung.P}
+	origin, err := ServeOrigin(onc, "n1", func(id string) (*cmaf.Packager, bool) { p, ok := lookup[id]; return p, ok },
+		func(string) (*stream.Hub, bool) { return nil, false }, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer origin.Close()
+	relays := NewRelays(rnc, "n2", func(ctx context.Context, id string) (string, error) {
+		if id != "s1" {
+			return "", ErrNotHere
+		}
+		return "n1", nil
+	}, quiet)
+	defer relays.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mirror, err := relays.Packager(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := mirror.Variants()
+	if len(vs) != 1 || vs[0].ID != "s1-480" {
+		t.Fatalf("the relay lists %+v, want the rung", vs)
+	}
+	rung.Feed(t, 1)
+	caughtUp(t, rung.P, vs[0].P)
+	if n := relays.Count(); n != 1 {
+		t.Fatalf("the relay node counts %d streams, want 1 (a rung is its stream's)", n)
+	}
+
+	src.P.SetVariants(nil)
+	if err := mirror.Wait(ctx, func(v *cmaf.View) bool { return len(v.Variants) == 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if vs := mirror.Variants(); len(vs) != 0 {
+		t.Fatalf("the ladder stopped, the relay still lists %+v", vs)
+	}
+	rung.End(t)
+	src.End(t)
+	caughtUp(t, src.P, mirror)
+}
+
 // Two nodes ask for a stream's units: each gets its own feed, starting at
 // the origin's cached keyframe with the tracks in front, then every unit
 // the origin's hub takes, with its timestamps.

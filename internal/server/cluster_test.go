@@ -307,6 +307,97 @@ func TestClusterPlayAnywhere(t *testing.T) {
 	}
 }
 
+// TestClusterLadder: a stream with an ABR ladder (480p and 360p rungs
+// encoded on its origin, n1) plays on n2 with the same ladder: the
+// multivariant playlist and the DASH manifest are n1's bytes, a rung plays
+// through n2, and the rung's parts are the same bytes on both nodes.
+func TestClusterLadder(t *testing.T) {
+	needTool(t, "ffmpeg")
+	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.ABR = true })
+	waitCluster(t, nodes[0], "n1", "n2")
+	waitCluster(t, nodes[1], "n2", "n1")
+	s := nodes[0].create("ladder")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	nodes[0].waitPlayable(s.Playback.HLS)
+
+	// The rungs come once their encoder has a segment.
+	base := strings.TrimSuffix(s.Playback.HLS, "index.m3u8")
+	index := base + "index.m3u8?" + cmaf.SessionParam + "=the-same-player"
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		_, b := fetch(t, index)
+		if strings.Count(string(b), "#EXT-X-STREAM-INF") == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ladder on n1 after 40 s:\n%s", b)
+		}
+		_, body := fetch(t, base+"video.m3u8")
+		msn, part := lastPart(t, string(body))
+		fetch(t, base+"video.m3u8?_HLS_msn="+itoa(msn)+"&_HLS_part="+itoa(uint64(part+1)))
+	}
+	mv := sameNow(t, nodes, index)
+	dashBase := strings.TrimSuffix(s.Playback.DASH, "manifest.mpd")
+	mpd := sameNow(t, nodes, dashBase+"manifest.mpd?"+cmaf.SessionParam+"=the-same-player")
+	if n := strings.Count(mpd, `<Representation id="video`); n != 3 {
+		t.Fatalf("the manifest has %d video representations:\n%s", n, mpd)
+	}
+	var rung string
+	for _, line := range strings.Split(mv, "\n") {
+		if strings.HasPrefix(line, "../") {
+			rung = line
+		}
+	}
+	if rung == "" {
+		t.Fatalf("no rung in\n%s", mv)
+	}
+	rungURL := base + rung // "../<grant>~<rung>/video.m3u8?..." resolves from base
+	if u, err := neturl.Parse(base); err == nil {
+		rungURL = u.ResolveReference(&neturl.URL{Path: strings.SplitN(rung, "?", 2)[0]}).String()
+	}
+	streams := probe(t, onNode(nodes[1], rungURL))
+	if v := findStream(streams, "video"); v == nil || v.Height != 360 {
+		t.Fatalf("the 360p rung through n2: %s", describe(streams))
+	}
+	rungBase := strings.TrimSuffix(rungURL, "video.m3u8")
+	_, playlist := fetch(t, rungURL)
+	parts := uris(string(playlist))
+	if len(parts) < 3 {
+		t.Fatalf("the rung's playlist on n1 lists %d files:\n%s", len(parts), playlist)
+	}
+	for _, p := range append(parts[:1], parts[len(parts)-3:]...) {
+		sameEverywhere(t, nodes, rungBase+p, 5*time.Second)
+	}
+}
+
+// sameNow fetches a live URL that changes now and then (a multivariant
+// playlist's peak bandwidths, a manifest's window) from n1, the other
+// nodes, and n1 again, until the other nodes answered what n1 did both
+// times; it returns that.
+func sameNow(t *testing.T, nodes []*harness, url string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, before := fetch(t, url)
+		same := true
+		var got []byte
+		for _, n := range nodes[1:] {
+			_, got = fetch(t, onNode(n, url))
+			same = same && bytes.Equal(got, before)
+		}
+		_, after := fetch(t, url)
+		if same && bytes.Equal(before, after) {
+			return string(before)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: another node answers\n%s\nn1:\n%s", url, clip(got), clip(after))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 var segmentTemplate = regexp.MustCompile(`initialization="([^"]+)" media="([^"]+)-\$Number\$\.m4s" startNumber="(\d+)"`)
 
 // uris lists the files a media playlist names: its init segment, segments

@@ -69,8 +69,8 @@ func (s *Server) resolve(elem string, need access.Right) (string, error) {
 	if !isVariant {
 		return id, nil
 	}
-	if st, err := s.reg.Get(id); err == nil {
-		for _, v := range st.Packager().Variants() {
+	if p, ok := s.packager(id); ok { // this node's stream, or a relay of another's
+		for _, v := range p.Variants() {
 			if v.ID == variant {
 				return variant, nil
 			}
