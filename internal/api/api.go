@@ -68,6 +68,12 @@ type Server struct {
 	// RemoteDelete, in a cluster, ends a stream another node holds and
 	// describes it; false when no other node holds it.
 	RemoteDelete func(ctx context.Context, id string) (StreamJSON, bool)
+	// RemoteRecordings, in a cluster, lists the recordings on the disks of
+	// the other live nodes.
+	RemoteRecordings func() []RecordingJSON
+	// RecordingElsewhere, in a cluster, answers a request about a
+	// recording another node holds (from that node); false when none does.
+	RecordingElsewhere func(w http.ResponseWriter, r *http.Request, id string) bool
 }
 
 // New makes the API over a registry; token is the admin bearer token.

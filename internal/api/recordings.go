@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/access"
@@ -23,6 +24,7 @@ type RecordingJSON struct {
 	Gaps      int        `json:"gaps"`                // publisher reconnects (or skipped stretches) inside it
 	Truncated bool       `json:"truncated,omitempty"` // stopped at --record-max-bytes while the stream went on, or its end could not be written
 	Error     string     `json:"error,omitempty"`     // the last failure to write it (a full disk)
+	Node      string     `json:"node,omitempty"`      // in a cluster: the node whose disk holds it
 	HLS       string     `json:"hls"`
 	MP4       string     `json:"mp4"`
 }
@@ -42,7 +44,15 @@ func (s *Server) recordingJSON(in record.Info) RecordingJSON {
 		out.EndedAt = &e
 	}
 	out.HLS, out.MP4 = RecordingURLs(s.urls.Public(), s.urls.Grant(in.ID, access.Recording))
+	out.Node = s.Node
 	return out
+}
+
+// RemoteRecordingJSON is another node's recording, as the cluster's index
+// has it, with URLs on this node (which sends their requests on).
+func (s *Server) RemoteRecordingJSON(in RecordingJSON) RecordingJSON {
+	in.HLS, in.MP4 = RecordingURLs(s.urls.Public(), s.urls.Grant(in.ID, access.Recording))
+	return in
 }
 
 func (s *Server) recordings(w http.ResponseWriter, r *http.Request) {
@@ -56,6 +66,10 @@ func (s *Server) recordings(w http.ResponseWriter, r *http.Request) {
 			out = append(out, s.recordingJSON(in))
 		}
 	}
+	if s.RemoteRecordings != nil {
+		out = append(out, s.RemoteRecordings()...)
+		sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) })
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"recordings": out})
 }
 
@@ -64,6 +78,9 @@ func (s *Server) oneRecording(w http.ResponseWriter, r *http.Request) {
 	err := record.ErrNotFound
 	if s.Recordings != nil {
 		rec, err = s.Recordings.Get(r.PathValue("id"))
+	}
+	if err != nil && s.RecordingElsewhere != nil && s.RecordingElsewhere(w, r, r.PathValue("id")) {
+		return
 	}
 	if err != nil {
 		WriteError(w, http.StatusNotFound, protocol.APINotFound, "no recording "+quote(r.PathValue("id")))

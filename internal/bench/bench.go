@@ -61,7 +61,7 @@ type options struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("glasscast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,abr,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, abr, managed, sessions, cluster")
+	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,abr,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, abr, managed, sessions, cluster, cluster-spread")
 	dur := fs.Duration("duration", 20*time.Second, "measuring time of each load point")
 	warm := fs.Duration("warmup", 5*time.Second, "time before measuring, after the streams play")
 	pubs := fs.String("publishers", "1,10,50", "publisher counts of the load scenario")
@@ -150,6 +150,7 @@ type results struct {
 	ABR           map[string]any      `json:"abr,omitempty"`
 	Sessions      map[string]any      `json:"sessions,omitempty"`
 	Cluster       map[string]any      `json:"cluster,omitempty"`
+	Spread        map[string]any      `json:"clusterSpread,omitempty"`
 }
 
 func run(o options) error {
@@ -186,6 +187,8 @@ func run(o options) error {
 			res.Sessions, err = idleSessions(o, o.sessions)
 		case "cluster":
 			res.Cluster, err = clusterScenario(o, clip)
+		case "cluster-spread":
+			res.Spread, err = spreadScenario(o, clip)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}

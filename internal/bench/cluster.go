@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,28 +146,170 @@ func clusterScenario(o options, clip *sim.Clip) (map[string]any, error) {
 
 // startPair runs two nodes that form a cluster on embedded NATS.
 func startPair(ctx context.Context) (*server, *server, error) {
-	ports := make([]int, 2)
+	nodes, err := startCluster(ctx, "origin", "relay")
+	if err != nil {
+		return nil, nil, err
+	}
+	return nodes[0], nodes[1], nil
+}
+
+// startCluster runs nodes, by name, that form a cluster on embedded NATS.
+func startCluster(ctx context.Context, names ...string) ([]*server, error) {
+	ports := make([]int, len(names))
 	for i := range ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		ports[i] = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 	}
 	var nodes []*server
-	for i, name := range []string{"origin", "relay"} {
-		srv, err := startServer(ctx, "--node", name, "--jwt-secret", "bench-cluster-secret-0123456789-abcdef",
-			"--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--nats-routes", fmt.Sprintf("nats://127.0.0.1:%d", ports[1-i]))
+	for i, name := range names {
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+			}
+		}
+		srv, err := startServer(ctx, "--node", name, "--jwt-secret", "bench-cluster-secret-0123456789-abcdef", "--max-rtmp-conns", "4096",
+			"--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--nats-routes", strings.Join(routes, ","))
 		if err != nil {
 			for _, s := range nodes {
 				s.stop()
 			}
-			return nil, nil, err
+			return nil, err
 		}
 		nodes = append(nodes, srv)
 	}
-	return nodes[0], nodes[1], nil
+	return nodes, nil
+}
+
+// Spread: how the load of many streams and viewers divides over three nodes.
+const (
+	spreadNodes   = 3
+	spreadStreams = 60
+	spreadViewers = 5 // per stream: 300 in all
+)
+
+// spreadScenario measures three nodes doing what one node does: 60 streams,
+// a third published to each node, and 300 LL-HLS viewers, each stream's
+// spread round-robin over the nodes (as a load balancer without
+// stickiness would), so every node also relays the streams of the other
+// two. It reports each node's CPU and memory, their sum, and one node
+// doing the same work alone.
+func spreadScenario(o options, clip *sim.Clip) (map[string]any, error) {
+	fmt.Fprintf(o.out, "\n== cluster-spread: %d streams and %d LL-HLS viewers, on one node, then on %d nodes (streams published a third to each, viewers round-robin) (%v per point)\n",
+		spreadStreams, spreadStreams*spreadViewers, spreadNodes, o.duration)
+	one, err := measure(o, clip, spreadStreams, spreadViewers)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(o.out, "  one node:"+one.line()[1:])
+	out := map[string]any{"streams": spreadStreams, "viewers": spreadStreams * spreadViewers,
+		"oneNodeCPU": one.CPUPercent, "oneNodeMB": one.RSSMB, "oneNodeLLHLSP95Ms": one.HLSP95Ms}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	names := make([]string, spreadNodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d", i+1)
+	}
+	nodes, err := startCluster(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	var streams []*streamInfo
+	for i := range spreadStreams {
+		st, err := nodes[i%spreadNodes].createStream(fmt.Sprintf("spread-%d", i))
+		if err != nil {
+			return nil, err
+		}
+		streams = append(streams, st)
+		publish(ctx, &wg, clip, st.Ingest.RTMPURL, errs)
+	}
+	var atOrigin, relayed []string
+	for i, st := range streams {
+		if _, code, err := get(ctx, st.Playback.HLS); err != nil || code != http.StatusOK {
+			return nil, fmt.Errorf("stream %s did not start: %d %v", st.ID, code, err)
+		}
+		for _, n := range nodes {
+			if err := n.waitStream(ctx, st.ID); err != nil {
+				return nil, err
+			}
+		}
+		for v := range spreadViewers {
+			if n := (i + v) % spreadNodes; n == i%spreadNodes {
+				atOrigin = append(atOrigin, on(nodes[n], st.Playback.HLS))
+			} else {
+				relayed = append(relayed, on(nodes[n], st.Playback.HLS))
+			}
+		}
+	}
+	recOrigin, recRelayed := &recorder{}, &recorder{}
+	stopOrigin := watchLLHLS(ctx, atOrigin, 1, recOrigin)
+	defer stopOrigin()
+	stopRelayed := watchLLHLS(ctx, relayed, 1, recRelayed)
+	defer stopRelayed()
+	time.Sleep(o.warmup) // settling the load, not synchronising
+	for _, rec := range []*recorder{recOrigin, recRelayed} {
+		rec.mu.Lock()
+		rec.lat = rec.lat[:0]
+		rec.mu.Unlock()
+	}
+	busy0, total0 := machineCPU()
+	u0 := make([]usage, len(nodes))
+	for i, n := range nodes {
+		if u0[i], err = procUsage(n.cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+	}
+	t0 := time.Now()
+	time.Sleep(o.duration) // the measuring window
+	el := float64(time.Since(t0))
+	busy1, total1 := machineCPU()
+	var sumCPU, sumMB float64
+	var perNode []map[string]any
+	for i, n := range nodes {
+		u1, err := procUsage(n.cmd.Process.Pid)
+		if err != nil {
+			return nil, err
+		}
+		cpu, mb := 100*float64(u1.cpu-u0[i].cpu)/el, float64(u1.rss)/(1<<20)
+		sumCPU, sumMB = sumCPU+cpu, sumMB+mb
+		fmt.Fprintf(o.out, "  %s: %d streams published, %d relayed, %d viewers: CPU %5.1f %% of a core   RSS %6.1f MB\n",
+			names[i], spreadStreams/spreadNodes, spreadStreams-spreadStreams/spreadNodes, spreadStreams*spreadViewers/spreadNodes, cpu, mb)
+		perNode = append(perNode, map[string]any{"node": names[i], "cpu": cpu, "mb": mb})
+	}
+	lo, lr := recOrigin.summary(), recRelayed.summary()
+	fmt.Fprintf(o.out, "  three nodes together: CPU %5.1f %% (one node alone %.1f %%: %+.0f %%)   RSS %6.1f MB (alone %.1f MB)\n",
+		sumCPU, one.CPUPercent, 100*(sumCPU/one.CPUPercent-1), sumMB, one.RSSMB)
+	fmt.Fprintf(o.out, "  LL-HLS: viewers at the origin %s, on relay nodes %s (one node alone p95 %d ms), %d errors\n",
+		lo, lr, one.HLSP95Ms, recOrigin.errs+recRelayed.errs)
+	if total1 > total0 {
+		fmt.Fprintf(o.out, "  the machine (%d cores, with the load tool) was busy %.0f %% of the time\n", runtime.NumCPU(), 100*float64(busy1-busy0)/float64(total1-total0))
+	}
+	out["nodes"], out["sumCPU"], out["sumMB"] = perNode, sumCPU, sumMB
+	out["llhlsOriginP95Ms"], out["llhlsRelayedP95Ms"] = msf(lo.P95), msf(lr.P95)
+	stopOrigin()
+	stopRelayed()
+	cancel()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, context.Canceled) {
+			return nil, fmt.Errorf("a publisher failed: %w", err)
+		}
+	default:
+	}
+	return out, nil
 }
 
 // waitStream waits until the node's Streams API knows a stream (the
@@ -223,4 +368,26 @@ func firstPart(ctx context.Context, multivariant string) (time.Duration, error) 
 func spread(d []time.Duration) string {
 	l := summarize(d)
 	return fmt.Sprintf("p50 %s  p95 %s  max %s", ms(l.P50), ms(l.P95), ms(l.Max))
+}
+
+// machineCPU reads the machine's busy and total CPU time, in clock ticks
+// summed over its cores (/proc/stat).
+func machineCPU() (busy, total uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			continue
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
 }

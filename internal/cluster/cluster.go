@@ -132,10 +132,14 @@ type Cluster struct {
 	usersKV, managedKV jetstream.KeyValue
 	// generationsKV is the playback tokens' generations; set before up.
 	generationsKV jetstream.KeyValue
+	// recordingsKV is the recordings' index; set before up.
+	recordingsKV jetstream.KeyValue
 
 	mu      sync.Mutex
 	nodes   map[string]Node
 	streams map[string]StreamEntry // this node's copy of the directory
+	// recordings is this node's copy of the recordings' index.
+	recordings map[string]RecordingEntry
 	changed chan struct{}          // closed and replaced at every change
 }
 
@@ -148,7 +152,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, streams: map[string]StreamEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, streams: map[string]StreamEntry{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	var err error
 	if cfg.Listen != "" {
 		token := randomToken()
@@ -249,7 +253,7 @@ func (c *Cluster) run() {
 		}
 	}
 	close(c.up)
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
 		c.watch()
@@ -261,6 +265,10 @@ func (c *Cluster) run() {
 	go func() {
 		defer c.wg.Done()
 		c.watchGenerations()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.watchRecordings()
 	}()
 	tick := time.NewTicker(c.cfg.Heartbeat)
 	defer tick.Stop()
@@ -301,6 +309,10 @@ func (c *Cluster) open() error {
 		return err
 	}
 	c.generationsKV, err = c.bucket(ctx, bucketSpec{name: generationsBucket, consistent: true})
+	if err != nil {
+		return err
+	}
+	c.recordingsKV, err = c.bucket(ctx, bucketSpec{name: recordingsBucket})
 	return err
 }
 

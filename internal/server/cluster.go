@@ -121,6 +121,7 @@ func (s *Server) tend(ctx context.Context) {
 			s.announce(dir, live.Event{Kind: live.EventCreated, Stream: st, At: st.CreatedAt()})
 		}
 	}
+	recs := s.indexRecordings(ctx, nil)
 	tick := time.NewTicker(c.Heartbeat())
 	defer tick.Stop()
 	for {
@@ -129,6 +130,7 @@ func (s *Server) tend(ctx context.Context) {
 			return
 		case <-tick.C:
 			s.sweep(ctx, dir)
+			recs = s.indexRecordings(ctx, recs)
 		}
 	}
 }

@@ -372,6 +372,73 @@ func TestClusterLadder(t *testing.T) {
 	}
 }
 
+// TestClusterRecordings: a recording written on n1's disk is listed by n2
+// (naming n1), described by n2 as n1 describes it, plays through n2's URLs
+// (n2 sends the player to n1: the same MP4 bytes), and a DELETE on n2
+// removes it from n1 and from every list.
+func TestClusterRecordings(t *testing.T) {
+	nodes := startNodes(t, 2, nil)
+	waitCluster(t, nodes[0], "n1", "n2")
+	waitCluster(t, nodes[1], "n2", "n1")
+	s := nodes[0].createRecorded("kept on n1")
+	nodes[0].publishFor(s, 3)
+	nodes[0].call("DELETE", "/api/v1/streams/"+s.ID, nil)
+	want := nodes[0].waitRecorded(s.ID)
+	if want.Node != "n1" || want.Status != "complete" {
+		t.Fatalf("n1's recording: %+v", want)
+	}
+
+	var listed api.RecordingJSON
+	deadline := time.Now().Add(20 * time.Second)
+	for listed.Status != want.Status {
+		var list struct{ Recordings []api.RecordingJSON }
+		nodes[1].getJSON("/api/v1/recordings", &list)
+		for _, r := range list.Recordings {
+			if r.ID == s.ID {
+				listed = r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 lists %+v, want n1's recording %s %s", list.Recordings, s.ID, want.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if listed.Node != "n1" || listed.Bytes != want.Bytes || listed.Duration != want.Duration || !strings.HasPrefix(listed.HLS, nodes[1].base) {
+		t.Fatalf("n2 lists %+v; n1 says %+v", listed, want)
+	}
+	var described api.RecordingJSON
+	nodes[1].getJSON("/api/v1/recordings/"+s.ID, &described)
+	if described.Bytes != want.Bytes || described.Node != "n1" || described.HLS != want.HLS {
+		t.Fatalf("n2 describes %+v; n1 %+v", described, want)
+	}
+	// Through n2: ffprobe plays the HLS recording, the MP4 is n1's.
+	d, streams := probeFormat(t, listed.HLS)
+	if findStream(streams, "video") == nil || d < 2 {
+		t.Fatalf("the recording through n2: %.1f s, %s", d, describe(streams))
+	}
+	code, viaN2 := fetch(t, listed.MP4)
+	_, fromN1 := fetch(t, want.MP4)
+	if code != http.StatusOK || len(fromN1) == 0 || !bytes.Equal(viaN2, fromN1) {
+		t.Fatalf("the MP4 through n2: %d, %d bytes; n1's %d", code, len(viaN2), len(fromN1))
+	}
+	if code, body := nodes[1].call("DELETE", "/api/v1/recordings/"+s.ID, nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE on n2: %d %s", code, body)
+	}
+	if code, _ := nodes[0].call("GET", "/api/v1/recordings/"+s.ID, nil); code != http.StatusNotFound {
+		t.Fatalf("n1 still has the recording deleted on n2: %d", code)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		code, _ := nodes[1].call("GET", "/api/v1/recordings/"+s.ID, nil)
+		if code == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 still describes the deleted recording: %d", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // sameNow fetches a live URL that changes now and then (a multivariant
 // playlist's peak bandwidths, a manifest's window) from n1, the other
 // nodes, and n1 again, until the other nodes answered what n1 did both

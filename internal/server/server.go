@@ -286,6 +286,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	apiServer.Outputs = s.outputs
 	if s.cluster != nil {
 		apiServer.Node, apiServer.Remote, apiServer.RemoteDelete = s.cluster.Node(), s.remoteStream, s.remoteDelete
+		apiServer.RemoteRecordings, apiServer.RecordingElsewhere = s.remoteRecordings(apiServer), s.recordingElsewhere
 	}
 	s.outputs.OnChange(s.plane.OutputsChanged)
 	outputsAPI := &api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}
@@ -299,6 +300,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			return true
 		}
 		if _, err := s.recs.Get(id); err == nil {
+			return true
+		}
+		if s.cluster != nil && s.recordingHolder(id) != "" {
 			return true
 		}
 		_, remote := s.remoteStream(context.Background(), id)
@@ -326,7 +330,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	mux.Handle("/assets/", pages)
 	mux.Handle("/watch/", s.guard(access.Live, pages))
 	s.recs.Register(media)
-	mux.Handle("/recordings/", s.guard(access.Recording, progress(media)))
+	var recordings http.Handler = media
+	if s.cluster != nil {
+		recordings = s.recordingsAnywhere(media)
+	}
+	mux.Handle("/recordings/", s.guard(access.Recording, progress(recordings)))
 	s.thumbs = thumb.New(ffmpeg, s.hub, log.With("component", "thumb"))
 	s.undo.push(s.thumbs.Close)
 	s.reg.Subscribe("thumbnails", func(ev live.Event) {
