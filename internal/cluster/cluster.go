@@ -140,7 +140,7 @@ type Cluster struct {
 	streams map[string]StreamEntry // this node's copy of the directory
 	// recordings is this node's copy of the recordings' index.
 	recordings map[string]RecordingEntry
-	changed chan struct{}          // closed and replaced at every change
+	changed    chan struct{} // closed and replaced at every change
 }
 
 // Start joins the cluster: it starts the embedded server (or connects to

@@ -159,4 +159,3 @@ func (s *Server) recordingsAnywhere(next http.Handler) http.Handler {
 		http.Redirect(w, r, target, http.StatusTemporaryRedirect)
 	})
 }
-
