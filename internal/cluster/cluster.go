@@ -130,6 +130,8 @@ type Cluster struct {
 	// usersKV is the users' home nodes, managedKV the managed streams'
 	// users; set before up is closed.
 	usersKV, managedKV jetstream.KeyValue
+	// cameraKV is the users' camera leases; set before up.
+	cameraKV jetstream.KeyValue
 	// generationsKV is the playback tokens' generations; set before up.
 	generationsKV jetstream.KeyValue
 	// recordingsKV is the recordings' index; set before up.
@@ -305,6 +307,10 @@ func (c *Cluster) open() error {
 		return err
 	}
 	c.managedKV, err = c.bucket(ctx, bucketSpec{name: managedBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	c.cameraKV, err = c.bucket(ctx, bucketSpec{name: cameraBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
 	if err != nil {
 		return err
 	}

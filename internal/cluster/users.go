@@ -111,3 +111,81 @@ func (u *Users) DeleteManaged(ctx context.Context, streamID string) error {
 	}
 	return err
 }
+
+// cameraBucket records each user's camera lease: which stream holds it,
+// for which app, on which node. The user's home node arbitrates the camera
+// (its per-user lock); the record lets every node see who holds it.
+const cameraBucket = "glasscast_camera"
+
+// CameraLease is a user's camera lease as the cluster records it.
+type CameraLease struct {
+	User string `json:"user"`
+	Node string `json:"node"` // the user's home, which gave it out
+	// Exclusive: an unmanaged stream of Holder; otherwise the managed
+	// stream every app shares.
+	Exclusive bool      `json:"exclusive,omitempty"`
+	Holder    string    `json:"holder,omitempty"`
+	StreamID  string    `json:"streamId"`
+	Since     time.Time `json:"since"`
+}
+
+// PutLease records the user's camera lease, given out by this node.
+func (u *Users) PutLease(ctx context.Context, l CameraLease) error {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return err
+	}
+	l.Node = u.c.cfg.Node
+	b, _ := json.Marshal(l)
+	if _, err := u.c.cameraKV.Put(ctx, userKey(l.User), b); err != nil {
+		return fmt.Errorf("cluster: camera lease: %w", err)
+	}
+	return nil
+}
+
+// DeleteLease forgets the user's camera lease for streamID, if it is still
+// the one recorded.
+func (u *Users) DeleteLease(ctx context.Context, user, streamID string) error {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return err
+	}
+	e, err := u.c.cameraKV.Get(ctx, userKey(user))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: camera lease: %w", err)
+	}
+	var l CameraLease
+	if json.Unmarshal(e.Value(), &l) == nil && l.StreamID != streamID {
+		return nil // a newer lease
+	}
+	err = u.c.cameraKV.Delete(ctx, userKey(user), jetstream.LastRevision(e.Revision()))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return nil // replaced meanwhile
+		}
+		return fmt.Errorf("cluster: camera lease: %w", err)
+	}
+	return nil
+}
+
+// Lease is the user's camera lease as recorded; false when none is, or
+// the node that gave it out is gone.
+func (u *Users) Lease(ctx context.Context, user string) (CameraLease, bool, error) {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return CameraLease{}, false, err
+	}
+	e, err := u.c.cameraKV.Get(ctx, userKey(user))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return CameraLease{}, false, nil
+	}
+	if err != nil {
+		return CameraLease{}, false, fmt.Errorf("cluster: camera lease: %w", err)
+	}
+	var l CameraLease
+	if json.Unmarshal(e.Value(), &l) != nil || l.User != user || !u.c.Alive(l.Node) {
+		return CameraLease{}, false, nil
+	}
+	return l, true, nil
+}

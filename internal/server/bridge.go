@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/control"
 	"github.com/glasscast/glasscast/internal/event"
 	"github.com/glasscast/glasscast/protocol"
@@ -274,4 +275,67 @@ func (d *managedDirectory) Delete(streamID string) {
 func (d *managedDirectory) close() {
 	d.q.Close()
 	<-d.q.Done()
+}
+
+// clusterCamera gives out users' camera leases as on a single node (this
+// node is their home: its per-user lock arbitrates) and records them in the
+// cluster, in order on a queue of its own (a lease is given under the
+// user's lock, which never waits for NATS), so that every node sees who
+// holds each user's camera.
+type clusterCamera struct {
+	*control.LocalCamera
+	q *event.Queue[cameraChange]
+}
+
+// cameraChange is a lease given (held) or given back.
+type cameraChange struct {
+	user  string
+	lease control.Lease
+	held  bool
+	at    time.Time
+}
+
+func (s *Server) newClusterCamera() *clusterCamera {
+	users := s.cluster.Users()
+	c := &clusterCamera{LocalCamera: control.NewLocalCamera()}
+	c.q = event.NewQueue("camera-leases", nil, func(ch cameraChange) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		if ch.held {
+			err = users.PutLease(ctx, cluster.CameraLease{User: ch.user, Exclusive: ch.lease.Exclusive, Holder: ch.lease.Holder,
+				StreamID: ch.lease.StreamID, Since: ch.at})
+		} else {
+			err = users.DeleteLease(ctx, ch.user, ch.lease.StreamID)
+		}
+		if err != nil && s.cluster.Ready() {
+			s.log.Warn("cluster: a camera lease not recorded", "user", ch.user, "err", err)
+		}
+	})
+	return c
+}
+
+func (c *clusterCamera) Acquire(user string, l control.Lease) error {
+	if held, ok := c.LocalCamera.Held(user); ok && held == l {
+		return nil
+	}
+	if err := c.LocalCamera.Acquire(user, l); err != nil {
+		return err
+	}
+	c.q.Push(cameraChange{user: user, lease: l, held: true, at: time.Now().UTC()})
+	return nil
+}
+
+func (c *clusterCamera) Release(user string, l control.Lease) {
+	if held, ok := c.LocalCamera.Held(user); !ok || held != l {
+		return
+	}
+	c.LocalCamera.Release(user, l)
+	c.q.Push(cameraChange{user: user, lease: l})
+}
+
+// close writes out what is queued and stops.
+func (c *clusterCamera) close() {
+	c.q.Close()
+	<-c.q.Done()
 }

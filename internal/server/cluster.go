@@ -301,6 +301,7 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 func (s *Server) leaveCluster() {
 	s.stopSessions()
 	s.managed.close()
+	s.leases.close()
 	s.stopTend()
 	s.relays.Close()
 	s.origin.Close()

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
@@ -904,6 +905,19 @@ func TestClusterAppsAnywhere(t *testing.T) {
 	}
 	t.Logf("50 races, one winner each: %v", wins)
 
+	// The camera's lease, given out by the user's home (n2), is known to
+	// every node: n1 sees B's unmanaged stream hold it, then nothing.
+	if err := b.Camera.StartStream(ctx, sdk.RTMPStreamOptions{RTMPURL: target.Ingest.RTMPURL}); err != nil {
+		t.Fatal(err)
+	}
+	waitLease(t, nodes[0], "uma@example.com", func(l cluster.CameraLease, ok bool) bool {
+		return ok && l.Exclusive && l.Holder == appB && l.Node == "n2"
+	})
+	if err := b.Camera.StopStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitLease(t, nodes[0], "uma@example.com", func(_ cluster.CameraLease, ok bool) bool { return !ok })
+
 	// B's managed stream is n2's; its outputs calls, made to n1 (where its
 	// socket is), are answered by n2 — the first at the moment the app first
 	// hears the stream's id, before the glasses push.
@@ -935,6 +949,9 @@ func TestClusterAppsAnywhere(t *testing.T) {
 	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
+	waitLease(t, nodes[0], "uma@example.com", func(l cluster.CameraLease, ok bool) bool {
+		return ok && !l.Exclusive && l.StreamID == res.StreamID && l.Node == "n2"
+	})
 	oid, err := b.Camera.AddOutput(ctx, res.StreamID, sdk.RestreamDestination{URL: target.Ingest.RTMPURL, Name: "mirror"})
 	if err != nil {
 		t.Fatalf("add an output through n1: %v", err)
@@ -947,6 +964,25 @@ func TestClusterAppsAnywhere(t *testing.T) {
 	}
 	if _, err := b.Camera.Outputs(ctx, "no-such-stream"); err == nil {
 		t.Fatal("outputs of a stream that does not exist")
+	}
+}
+
+// waitLease waits until node's view of the user's camera lease satisfies
+// ok.
+func waitLease(t *testing.T, node *harness, user string, ok func(cluster.CameraLease, bool) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		l, held, err := node.srv.Cluster().Users().Lease(ctx, user)
+		if err == nil && ok(l, held) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: the camera lease of %s is %+v (held %v, %v)", node.base, user, l, held, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

@@ -84,6 +84,7 @@ type Server struct {
 	relays     *relay.Relays     // with cluster: other nodes' streams, played here
 	stopTend   func()            // with cluster: stops tending the stream directory
 	managed    *managedDirectory // with cluster: the managed streams' users
+	leases     *clusterCamera    // with cluster: the camera leases, recorded
 	// stopSessions, with cluster, stops answering other nodes for this
 	// node's users.
 	stopSessions func()
@@ -249,13 +250,18 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s.undo.push(s.rtc.Close)
 
 	var directory control.Directory
+	var camera control.Camera
 	if s.cluster != nil {
 		s.managed = s.newManagedDirectory()
 		s.undo.push(s.managed.close)
 		directory = s.managed
+		s.leases = s.newClusterCamera()
+		s.undo.push(s.leases.close)
+		camera = s.leases
 	}
 	s.plane = control.New(control.Config{
 		Directory:           directory,
+		Camera:              camera,
 		KeepAliveInterval:   cfg.KeepAliveInterval,
 		AckTimeout:          cfg.AckTimeout,
 		MaxMissedAcks:       cfg.MaxMissedAcks,
