@@ -224,6 +224,19 @@ func (p *Plane) Counts() (users, phones, apps int) {
 	return
 }
 
+// Phones lists the users whose phone is connected here.
+func (p *Plane) Phones() []string {
+	var out []string
+	for _, u := range p.allUsers() {
+		u.mu.Lock()
+		if u.glasses != nil {
+			out = append(out, u.id)
+		}
+		u.mu.Unlock()
+	}
+	return out
+}
+
 // WebhookFailures counts the webhooks app servers did not take, so far.
 func (p *Plane) WebhookFailures() uint64 { return p.webhookFailures.Load() }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -522,5 +523,22 @@ func TestRefusals(t *testing.T) {
 	sa2.Receive(unmanaged("a"))
 	if got := answer(t, pa2, false); got != "GLASSES_NOT_CONNECTED" {
 		t.Fatal(got)
+	}
+}
+
+// Phones lists the users whose phone is connected, and not one whose phone
+// has gone.
+func TestPhones(t *testing.T) {
+	w := newWorld(t)
+	w.phone("ann@example.com")
+	_, bob := w.phone("bob@example.com")
+	got := w.p.Phones()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"ann@example.com", "bob@example.com"}) {
+		t.Fatalf("phones %v", got)
+	}
+	bob.Gone()
+	if got := w.p.Phones(); !slices.Equal(got, []string{"ann@example.com"}) {
+		t.Fatalf("phones after bob's went: %v", got)
 	}
 }

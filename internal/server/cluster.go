@@ -122,6 +122,7 @@ func (s *Server) tend(ctx context.Context) {
 		}
 	}
 	recs := s.indexRecordings(ctx, nil)
+	renewed := time.Now()
 	tick := time.NewTicker(c.Heartbeat())
 	defer tick.Stop()
 	for {
@@ -131,9 +132,23 @@ func (s *Server) tend(ctx context.Context) {
 		case <-tick.C:
 			s.sweep(ctx, dir)
 			recs = s.indexRecordings(ctx, recs)
+			if time.Since(renewed) > homeRenewal {
+				// A user's home is recorded for a day: those whose phone
+				// stays connected here are recorded again.
+				for _, user := range s.plane.Phones() {
+					if err := c.Users().Claim(ctx, user); err != nil && c.Ready() {
+						s.log.Warn("cluster: the user's home not renewed", "user", user, "err", err)
+					}
+				}
+				renewed = time.Now()
+			}
 		}
 	}
 }
+
+// homeRenewal is how often a node records again the home of the users whose
+// phone is connected to it (the record lasts a day).
+const homeRenewal = time.Hour
 
 // sweep ends this node's copies of streams another node took over, and
 // tends the entries of nodes that are gone when this node is the first
