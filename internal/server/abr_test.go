@@ -37,24 +37,8 @@ func TestABRLadder(t *testing.T) {
 	publishSim(ctx, s.Ingest.RTMPURL, nil)
 	h.waitPlayable(s.Playback.HLS)
 
-	// The rungs come once their encoder has a segment: each blocking
-	// reload of the source's playlist is a chance to look again.
 	base := strings.TrimSuffix(s.Playback.HLS, "index.m3u8")
-	deadline := time.Now().Add(40 * time.Second)
-	var mv string
-	for {
-		_, b := fetch(t, s.Playback.HLS)
-		mv = string(b)
-		if strings.Count(mv, "#EXT-X-STREAM-INF") == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ladder in the multivariant playlist after 40 s:\n%s", mv)
-		}
-		_, body := fetch(t, base+"video.m3u8")
-		msn, part := lastPart(t, string(body))
-		fetch(t, base+"video.m3u8?_HLS_msn="+itoa(msn)+"&_HLS_part="+itoa(uint64(part+1)))
-	}
+	mv := waitLadder(t, s.Playback.HLS)
 	for _, want := range []string{"RESOLUTION=1280x720", "RESOLUTION=854x480", "RESOLUTION=640x360"} {
 		if !strings.Contains(mv, want) {
 			t.Fatalf("multivariant playlist without %s:\n%s", want, mv)
@@ -99,5 +83,27 @@ func TestABRLadder(t *testing.T) {
 	t.Logf("dash.js: representations %v, played at %v", dj.Levels, dj.Played)
 	if len(dj.Levels) != 3 || !slices.Equal(dj.Played, []int{360}) || len(dj.PageErrors) > 0 {
 		t.Fatalf("dash.js: %+v", dj)
+	}
+}
+
+// waitLadder waits until the multivariant playlist at url lists the source
+// and its two rungs, and returns it. The rungs come once their encoder has
+// a segment: each blocking reload of the source's playlist is a chance to
+// look again.
+func waitLadder(t *testing.T, url string) string {
+	t.Helper()
+	base := url[:strings.LastIndex(url, "/")+1]
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		_, b := fetch(t, url)
+		if strings.Count(string(b), "#EXT-X-STREAM-INF") == 3 {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ladder in the multivariant playlist after 40 s:\n%s", b)
+		}
+		_, body := fetch(t, base+"video.m3u8")
+		msn, part := lastPart(t, string(body))
+		fetch(t, base+"video.m3u8?_HLS_msn="+itoa(msn)+"&_HLS_part="+itoa(uint64(part+1)))
 	}
 }

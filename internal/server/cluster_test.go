@@ -208,7 +208,8 @@ func onNode(node *harness, url string) string {
 }
 
 // TestClusterPlayAnywhere: ffmpeg publishes to n1; n2 and n3, which relay
-// the stream over NATS, play it (ffprobe on LL-HLS and DASH); every part
+// the stream over NATS, play it (ffprobe on LL-HLS and DASH, gohlslib's
+// client on n3); every part
 // n1's playlist lists answers the same bytes on every node while the
 // stream is live, and once the publisher has gone, every playlist, init
 // segment and part of the stream does.
@@ -229,6 +230,8 @@ func TestClusterPlayAnywhere(t *testing.T) {
 		there.Playback.HLS, there.Playback.DASH = onNode(n, s.Playback.HLS), onNode(n, s.Playback.DASH)
 		checkProbe(t, there, 1280, 720, 1)
 	}
+	// gohlslib's client reads 60 frames through n3, timestamps rising.
+	readHLS(t, onNode(nodes[2], s.Playback.HLS), 60, 30*time.Second)
 
 	// WebRTC on n3 (units relayed as they come, audio as Opus), and a
 	// thumbnail on n2.
@@ -323,22 +326,9 @@ func TestClusterLadder(t *testing.T) {
 	publishSim(ctx, s.Ingest.RTMPURL, nil)
 	nodes[0].waitPlayable(s.Playback.HLS)
 
-	// The rungs come once their encoder has a segment.
 	base := strings.TrimSuffix(s.Playback.HLS, "index.m3u8")
 	index := base + "index.m3u8?" + cmaf.SessionParam + "=the-same-player"
-	deadline := time.Now().Add(40 * time.Second)
-	for {
-		_, b := fetch(t, index)
-		if strings.Count(string(b), "#EXT-X-STREAM-INF") == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ladder on n1 after 40 s:\n%s", b)
-		}
-		_, body := fetch(t, base+"video.m3u8")
-		msn, part := lastPart(t, string(body))
-		fetch(t, base+"video.m3u8?_HLS_msn="+itoa(msn)+"&_HLS_part="+itoa(uint64(part+1)))
-	}
+	waitLadder(t, index)
 	mv := sameNow(t, nodes, index)
 	dashBase := strings.TrimSuffix(s.Playback.DASH, "manifest.mpd")
 	mpd := sameNow(t, nodes, dashBase+"manifest.mpd?"+cmaf.SessionParam+"=the-same-player")
