@@ -141,7 +141,9 @@ func (s *Server) recordingsAnywhere(next http.Handler) http.Handler {
 				public = n.Public
 			}
 		}
-		if node == "" || public == "" {
+		if node == "" || public == "" || public == s.public {
+			// Nowhere else to send it (nodes that share a public URL, a
+			// balancer's, would send the player round in circles).
 			next.ServeHTTP(w, r)
 			return
 		}
