@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -334,23 +335,20 @@ func (rl *relay) wait(ctx context.Context) (*cmaf.Packager, error) {
 // rungs, each relayed in turn from the same origin), before it answers
 // anyone: its multivariant playlist and manifest list what the origin's do.
 func (r *Relays) link(rl *relay) {
-	var ids []string
+	var ids, linked []string
 	rl.p.View(func(v *cmaf.View) { ids = v.Variants })
-	if len(ids) == len(rl.rungs) {
-		same := true
-		for i, id := range ids {
-			same = same && rl.rungs[i].id == id
-		}
-		if same {
-			return
-		}
+	for _, rung := range rl.rungs {
+		linked = append(linked, rung.id)
+	}
+	if slices.Equal(ids, linked) {
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
 	defer cancel()
 	var rungs []*relay
 	var vs []cmaf.Variant
 	for _, id := range ids {
-		if CheckName(id) != nil {
+		if CheckName(id) != nil || id == rl.id {
 			continue
 		}
 		rung := r.start(id, rl.id)
