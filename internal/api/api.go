@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,8 @@ type Server struct {
 	// RemoteDelete, in a cluster, ends a stream another node holds and
 	// describes it; false when no other node holds it.
 	RemoteDelete func(ctx context.Context, id string) (StreamJSON, bool)
+	// RemoteList, in a cluster, describes the streams other nodes hold.
+	RemoteList func() []StreamJSON
 	// RemoteRecordings, in a cluster, lists the recordings on the disks of
 	// the other live nodes.
 	RemoteRecordings func() []RecordingJSON
@@ -235,12 +238,41 @@ func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
 		for _, st := range list {
 			out = append(out, s.describe(st))
 		}
+		if s.RemoteList != nil {
+			out = s.withRemote(out)
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"streams": out})
 	case http.MethodPost:
 		s.create(w, r)
 	default:
 		methodNotAllowed(w, "GET, POST")
 	}
+}
+
+// withRemote adds the streams other nodes hold to this node's, newest
+// first as they are: every node lists the same streams. A stream that
+// moved to another node is listed as that node has it.
+func (s *Server) withRemote(out []StreamJSON) []StreamJSON {
+	at := map[string]int{}
+	for i, st := range out {
+		at[st.ID] = i
+	}
+	for _, rs := range s.RemoteList() {
+		if i, ok := at[rs.ID]; ok {
+			if out[i].Status == live.StatusEnded {
+				out[i] = rs
+			}
+			continue
+		}
+		out = append(out, rs)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.After(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
 }
 
 func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {

@@ -395,13 +395,33 @@ func (s *Server) remoteStream(ctx context.Context, id string) (api.StreamJSON, b
 		return api.StreamJSON{}, false
 	}
 	e, err := s.cluster.Streams().Find(ctx, id)
+	if err != nil {
+		return api.StreamJSON{}, false
+	}
+	return s.entryJSON(e)
+}
+
+// entryJSON describes a directory entry of another node's stream.
+func (s *Server) entryJSON(e cluster.StreamEntry) (api.StreamJSON, bool) {
 	var status live.Status
-	if err != nil || e.Origin == s.cluster.Node() || status.UnmarshalJSON([]byte(strconv.Quote(e.Status))) != nil {
+	if e.Origin == s.cluster.Node() || status.UnmarshalJSON([]byte(strconv.Quote(e.Status))) != nil {
 		return api.StreamJSON{}, false
 	}
 	return api.StreamJSON{ID: e.ID, Name: e.Name, Status: status, Record: e.Record, Public: e.Public,
 		Playback: api.StreamPlayback(s, e.ID, e.Record), CreatedAt: e.CreatedAt, Node: e.Origin,
 		Playable: status == live.StatusLive}, true
+}
+
+// remoteList describes the streams of the other nodes, as this node's copy
+// of the directory has them.
+func (s *Server) remoteList() []api.StreamJSON {
+	var out []api.StreamJSON
+	for _, e := range s.cluster.Streams().Entries() {
+		if st, ok := s.entryJSON(e); ok {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 func deleteSubject(node string) string { return "glasscast.node." + node + ".delete" }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,6 +233,31 @@ func TestClusterPlayAnywhere(t *testing.T) {
 	}
 	// gohlslib's client reads 60 frames through n3, timestamps rising.
 	readHLS(t, onNode(nodes[2], s.Playback.HLS), 60, 30*time.Second)
+
+	// Every node's Streams API lists the same streams, newest first, once
+	// the directory has reached it.
+	other := nodes[1].create("made on n2")
+	want := []string{other.ID + " n2 idle", s.ID + " n1 live"}
+	for _, n := range nodes {
+		deadline := time.After(10 * time.Second)
+		for {
+			ch := n.srv.Cluster().Changed()
+			var list struct{ Streams []api.StreamJSON }
+			n.getJSON("/api/v1/streams", &list)
+			var got []string
+			for _, st := range list.Streams {
+				got = append(got, st.ID+" "+st.Node+" "+st.Status.String())
+			}
+			if slices.Equal(got, want) {
+				break
+			}
+			select {
+			case <-ch:
+			case <-deadline:
+				t.Fatalf("%s lists %v, want %v", n.base, got, want)
+			}
+		}
+	}
 
 	// WebRTC on n3 (units relayed as they come, audio as Opus), and a
 	// thumbnail on n2.

@@ -293,6 +293,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if s.cluster != nil {
 		apiServer.Node, apiServer.Remote, apiServer.RemoteDelete = s.cluster.Node(), s.remoteStream, s.remoteDelete
 		apiServer.RemoteRecordings, apiServer.RecordingElsewhere = s.remoteRecordings(apiServer), s.recordingElsewhere
+		apiServer.RemoteList = s.remoteList
 	}
 	s.outputs.OnChange(s.plane.OutputsChanged)
 	outputsAPI := &api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}
