@@ -110,15 +110,13 @@ func (s *Server) snapshot() Snapshot {
 	for _, st := range s.reg.List() {
 		snap.Streams = append(snap.Streams, s.describe(st))
 	}
+	if s.RemoteList != nil {
+		snap.Streams = s.withRemote(snap.Streams)
+	}
 	if snap.Streams == nil {
 		snap.Streams = []StreamJSON{}
 	}
-	snap.Recordings = []RecordingJSON{}
-	if s.Recordings != nil {
-		for _, in := range s.Recordings.List() {
-			snap.Recordings = append(snap.Recordings, s.recordingJSON(in))
-		}
-	}
+	snap.Recordings = s.recordingList()
 	if s.Counts != nil {
 		snap.Users, snap.Glasses, snap.Apps = s.Counts()
 	}

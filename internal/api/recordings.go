@@ -60,6 +60,12 @@ func (s *Server) recordings(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, "GET")
 		return
 	}
+	writeJSON(w, http.StatusOK, map[string]any{"recordings": s.recordingList()})
+}
+
+// recordingList lists the recordings, newest first: this node's and, in a
+// cluster, the other live nodes'.
+func (s *Server) recordingList() []RecordingJSON {
 	out := []RecordingJSON{}
 	if s.Recordings != nil {
 		for _, in := range s.Recordings.List() {
@@ -70,7 +76,7 @@ func (s *Server) recordings(w http.ResponseWriter, r *http.Request) {
 		out = append(out, s.RemoteRecordings()...)
 		sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) })
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"recordings": out})
+	return out
 }
 
 func (s *Server) oneRecording(w http.ResponseWriter, r *http.Request) {

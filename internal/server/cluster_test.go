@@ -423,6 +423,10 @@ func TestClusterRecordings(t *testing.T) {
 	if listed.Node != "n1" || listed.Bytes != want.Bytes || listed.Duration != want.Duration || !strings.HasPrefix(listed.HLS, nodes[1].base) {
 		t.Fatalf("n2 lists %+v; n1 says %+v", listed, want)
 	}
+	// n2's dashboard shows it too.
+	nodes[1].waitSnapshot(10*time.Second, func(snap api.Snapshot) bool {
+		return len(snap.Recordings) == 1 && snap.Recordings[0].ID == s.ID && snap.Recordings[0].Node == "n1"
+	})
 	var described api.RecordingJSON
 	nodes[1].getJSON("/api/v1/recordings/"+s.ID, &described)
 	if described.Bytes != want.Bytes || described.Node != "n1" || described.HLS != want.HLS {
