@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/cmaf"
@@ -20,6 +21,7 @@ import (
 	"github.com/glasscast/glasscast/internal/relay"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/stream"
+	"github.com/glasscast/glasscast/internal/web"
 )
 
 // joinCluster makes this node part of the cluster its configuration names.
@@ -93,6 +95,9 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 	}()
 	s.stopTend = sync.OnceFunc(func() { tcancel(); <-tdone })
 	s.undo.push(s.stopTend)
+	if err := s.serveStatus(); err != nil {
+		return err
+	}
 	return s.serveDeletes()
 }
 
@@ -438,6 +443,62 @@ func (s *Server) remoteDelete(ctx context.Context, id string) (api.StreamJSON, b
 	}
 	out.Status, out.Playable = live.StatusEnded, false
 	return out, true
+}
+
+func statusSubject(node string) string { return "glasscast.node." + node + ".status" }
+
+// statusRequest asks a stream's origin for its public status.
+type statusRequest struct {
+	ID    string `json:"id"`
+	Grant string `json:"grant"`
+}
+
+// remoteStatus is the public status of another node's stream (its watch
+// page here plays it through this node): as its origin tells it, or as the
+// directory has it when the origin does not answer.
+func (s *Server) remoteStatus(id, grant string) (web.Status, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	e, err := s.cluster.Streams().Find(ctx, id)
+	if err != nil || e.Origin == s.cluster.Node() {
+		return web.Status{}, false
+	}
+	out := web.Status{ID: e.ID, Name: e.Name, Status: e.Status}
+	req, _ := json.Marshal(statusRequest{ID: id, Grant: grant})
+	if msg, err := s.cluster.Conn().RequestWithContext(ctx, statusSubject(e.Origin), req); err == nil {
+		var st web.Status
+		if json.Unmarshal(msg.Data, &st) == nil && st.ID == id {
+			out = st
+		}
+	}
+	out.Recording = ""
+	if e.Record && s.grants(grant, access.Recording) {
+		out.Recording, _ = api.RecordingURLs(s.public, grant)
+	}
+	return out, true
+}
+
+// serveStatus answers other nodes' questions about the public status of
+// this node's streams.
+func (s *Server) serveStatus() error {
+	sub, err := s.cluster.Conn().Subscribe(statusSubject(s.cluster.Node()), func(m *nats.Msg) {
+		var req statusRequest
+		if json.Unmarshal(m.Data, &req) != nil || m.Reply == "" {
+			return
+		}
+		if _, err := s.reg.Get(req.ID); err != nil {
+			m.Respond([]byte("{}"))
+			return
+		}
+		st, _ := s.publicStatus(req.ID, req.Grant)
+		b, _ := json.Marshal(st)
+		m.Respond(b)
+	})
+	if err != nil {
+		return err
+	}
+	s.undo.push(func() { sub.Unsubscribe() })
+	return nil
 }
 
 // serveDeletes ends this node's streams other nodes' Streams API delete.

@@ -233,6 +233,19 @@ func TestClusterPlayAnywhere(t *testing.T) {
 	}
 	// gohlslib's client reads 60 frames through n3, timestamps rising.
 	readHLS(t, onNode(nodes[2], s.Playback.HLS), 60, 30*time.Second)
+	// n2's watch page, and its status as n1 tells it.
+	if code, page := fetch(t, onNode(nodes[1], s.Playback.Watch)); code != http.StatusOK || !strings.Contains(string(page), "relayed") {
+		t.Fatalf("the watch page on n2: %d %s", code, clip(page))
+	}
+	var ws struct {
+		Status        string
+		Width, Height int
+		FPS           float64
+	}
+	if code, body := fetch(t, onNode(nodes[1], s.Playback.Watch)+"/status"); code != http.StatusOK || json.Unmarshal(body, &ws) != nil ||
+		ws.Status != "live" || ws.Width != 1280 || ws.Height != 720 || ws.FPS == 0 {
+		t.Fatalf("the watch page's status on n2: %d %s", code, body)
+	}
 
 	// Every node's Streams API lists the same streams, newest first, once
 	// the directory has reached it.

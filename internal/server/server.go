@@ -701,6 +701,9 @@ func (s *Server) countViewers(st *live.Stream) api.Viewers {
 
 func (s *Server) publicStatus(id, grant string) (web.Status, bool) {
 	st, err := s.reg.Get(id)
+	if err != nil && s.cluster != nil {
+		return s.remoteStatus(id, grant)
+	}
 	if err != nil {
 		return web.Status{}, false
 	}
