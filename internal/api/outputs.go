@@ -62,6 +62,10 @@ type Outputs struct {
 	// Forward, in a cluster, answers an app's request about a managed
 	// stream another node holds from that node (false: this node answers).
 	Forward func(w http.ResponseWriter, r *http.Request, streamID string) bool
+	// ForwardAdmin, in a cluster, answers an admin's request about the
+	// outputs of a stream another node holds from that node (false: this
+	// node answers).
+	ForwardAdmin func(w http.ResponseWriter, r *http.Request, streamID string) bool
 }
 
 // forwarded answers from the node that holds the stream, when that is
@@ -75,10 +79,23 @@ func (o *Outputs) forwarded(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// adminForwarded answers from the node that holds the stream, when this
+// node has no live stream by that id and another node does.
+func (o *Outputs) adminForwarded(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if o.ForwardAdmin != nil {
+			if st, err := o.Reg.Get(r.PathValue("id")); (err != nil || st.Status() == live.StatusEnded) && o.ForwardAdmin(w, r, r.PathValue("id")) {
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
 // Register adds the routes; admin wraps the admin ones.
 func (o *Outputs) Register(mux *http.ServeMux, admin func(http.Handler) http.Handler) {
-	mux.Handle("/api/v1/streams/{id}/outputs", admin(http.HandlerFunc(o.adminList)))
-	mux.Handle("/api/v1/streams/{id}/outputs/{oid}", admin(http.HandlerFunc(o.adminOne)))
+	mux.Handle("/api/v1/streams/{id}/outputs", admin(o.adminForwarded(o.adminList)))
+	mux.Handle("/api/v1/streams/{id}/outputs/{oid}", admin(o.adminForwarded(o.adminOne)))
 	mux.HandleFunc("/api/streams/{streamId}/outputs", o.forwarded(o.appList))
 	mux.HandleFunc("/api/streams/{streamId}/outputs/{outputId}", o.forwarded(o.appOne))
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/sim"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
 	"github.com/glasscast/glasscast/sdk"
@@ -271,6 +272,19 @@ func TestClusterPlayAnywhere(t *testing.T) {
 			}
 		}
 	}
+	// An output of n1's stream added through n2 runs on n1 (it restreams
+	// into n2's stream, which goes live), and n3 lists and removes it.
+	out := nodes[1].addOutput(s.ID, map[string]any{"url": other.Ingest.RTMPURL, "name": "to n2"})
+	nodes[1].waitStatus(other.ID, live.StatusLive, 20*time.Second)
+	var outs struct{ Outputs []restream.Info }
+	nodes[2].getJSON("/api/v1/streams/"+s.ID+"/outputs", &outs)
+	if len(outs.Outputs) != 1 || outs.Outputs[0].ID != out.ID || outs.Outputs[0].Name != "to n2" {
+		t.Fatalf("n3 lists n1's outputs %+v", outs.Outputs)
+	}
+	if code, body := nodes[2].call("DELETE", "/api/v1/streams/"+s.ID+"/outputs/"+out.ID, nil); code != http.StatusNoContent && code != http.StatusOK {
+		t.Fatalf("remove n1's output through n3: %d %s", code, body)
+	}
+	nodes[1].waitStatus(other.ID, live.StatusReconnecting, 20*time.Second)
 
 	// WebRTC on n3 (units relayed as they come, audio as Opus), and a
 	// thumbnail on n2.

@@ -140,6 +140,17 @@ func (s *Server) serveForwarded(handler http.Handler) error {
 	return nil
 }
 
+// streamElsewhere forwards a request about a stream another live node holds
+// to that node.
+func (s *Server) streamElsewhere(w http.ResponseWriter, r *http.Request, streamID string) bool {
+	e, err := s.cluster.Streams().Find(r.Context(), streamID)
+	if err != nil || e.Origin == s.cluster.Node() || !s.cluster.Alive(e.Origin) {
+		return false
+	}
+	s.forwardTo(w, r, e.Origin)
+	return true
+}
+
 // outputsElsewhere forwards an app's outputs request about a managed stream
 // this node does not hold to the node that does.
 func (s *Server) outputsElsewhere(w http.ResponseWriter, r *http.Request, streamID string) bool {

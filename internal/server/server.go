@@ -298,7 +298,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s.outputs.OnChange(s.plane.OutputsChanged)
 	outputsAPI := &api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}
 	if s.cluster != nil {
-		outputsAPI.Forward = s.outputsElsewhere
+		outputsAPI.Forward, outputsAPI.ForwardAdmin = s.outputsElsewhere, s.streamElsewhere
 	}
 	outputsAPI.Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
