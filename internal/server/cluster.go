@@ -313,6 +313,9 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 	if err := s.serveManagedWho(); err != nil {
 		return err
 	}
+	if err := s.serveWHEPEnd(); err != nil {
+		return err
+	}
 	return s.serveBridges()
 }
 

@@ -288,7 +288,32 @@ func TestClusterPlayAnywhere(t *testing.T) {
 
 	// WebRTC on n3 (units relayed as they come, audio as Opus), and a
 	// thumbnail on n2.
-	watchWHEP(t, ctx, onNode(nodes[2], s.Playback.WebRTC))
+	viewer := watchWHEP(t, ctx, onNode(nodes[2], s.Playback.WebRTC))
+	// Its session ended through n1 (a balancer may send the player's
+	// DELETE to any node): n3's session is gone.
+	session, err := neturl.Parse(viewer.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := func(n *harness, path string) int {
+		req, _ := http.NewRequest("DELETE", n.base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := del(nodes[0], session.Path+"x"); code != http.StatusNotFound {
+		t.Fatalf("DELETE of no such session through n1: %d", code)
+	}
+	if code := del(nodes[0], session.Path); code != http.StatusOK {
+		t.Fatalf("DELETE of n3's WebRTC session through n1: %d", code)
+	}
+	if code := del(nodes[2], session.Path); code != http.StatusNotFound {
+		t.Fatalf("n3 still has the session ended through n1: %d", code)
+	}
+	viewer.Close()
 	checkThumbnail(t, onNode(nodes[1], s.Playback.Thumbnail), 1280, 720)
 
 	// Live: the parts n1 lists are the same bytes everywhere.
@@ -561,7 +586,7 @@ func clip(b []byte) string {
 
 // watchWHEP plays a stream over WebRTC until it has 60 video frames, the
 // first a keyframe, and Opus audio beside them.
-func watchWHEP(t *testing.T, ctx context.Context, url string) {
+func watchWHEP(t *testing.T, ctx context.Context, url string) *rtc.Client {
 	t.Helper()
 	var mu sync.Mutex
 	var frames []rtc.Frame
@@ -583,7 +608,7 @@ func watchWHEP(t *testing.T, ctx context.Context, url string) {
 	if err != nil {
 		t.Fatalf("WHEP %s: %v", url, err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	select {
 	case <-enough:
 	case <-time.After(20 * time.Second):
@@ -597,6 +622,7 @@ func watchWHEP(t *testing.T, ctx context.Context, url string) {
 		t.Fatalf("WebRTC from %s: first frame a keyframe %v, %d Opus packets", url, frames[0].Key, audio)
 	}
 	t.Logf("WebRTC from %s: first frame %v after joining, %d Opus packets", url, frames[0].Received.Sub(joined), audio)
+	return c
 }
 
 // TestClusterNodeKilled: n3, in a process of its own, holds a live stream

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -176,39 +177,64 @@ func (s *Server) managedHome(ctx context.Context, streamID string) string {
 			return home
 		}
 	}
-	// Every live node answers, this one too (with nothing: the caller has
-	// looked here already).
+	return string(s.askAll(ctx, managedWhoSubject, []byte(streamID)))
+}
+
+// askAll asks every live node a question on subject and returns the first
+// answer that is not empty; nil once every node (this one too) answered
+// with nothing, or after a second.
+func (s *Server) askAll(ctx context.Context, subject string, question []byte) []byte {
 	alive := 0
 	for _, n := range s.cluster.Nodes() {
 		if n.Alive {
 			alive++
 		}
 	}
-	if alive < 2 {
-		return ""
-	}
 	nc := s.cluster.Conn()
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer sub.Unsubscribe()
-	if nc.PublishRequest(managedWhoSubject, inbox, []byte(streamID)) != nil {
-		return ""
+	if nc.PublishRequest(subject, inbox, question) != nil {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	for ; alive > 0; alive-- {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return ""
+			return nil
 		}
 		if len(m.Data) > 0 {
-			return string(m.Data)
+			return m.Data
 		}
 	}
-	return ""
+	return nil
+}
+
+// whepEndSubject asks every node to end a WebRTC session ("stream/session"):
+// behind a load balancer, a player's DELETE of its session's URL may reach
+// another node than the one that holds the session.
+const whepEndSubject = "glasscast.whep.end"
+
+// whepAnywhere passes a DELETE of a WebRTC session this node does not hold
+// to the node that does.
+func (s *Server) whepAnywhere(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, session := r.PathValue("id"), r.PathValue("session")
+		if r.Method != http.MethodDelete || s.rtc.HasSession(id, session) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if s.askAll(r.Context(), whepEndSubject, []byte(id+"/"+session)) == nil {
+			next.ServeHTTP(w, r) // nobody has it: not found
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.WriteHeader(http.StatusOK)
+	})
 }
 
 // managedWhoSubject asks every node whether it holds a managed stream; the
@@ -217,13 +243,30 @@ const managedWhoSubject = "glasscast.managed.who"
 
 // serveManagedWho answers the question for this node's managed streams.
 func (s *Server) serveManagedWho() error {
+	return s.answerAll(managedWhoSubject, func(id string) bool {
+		_, ok := s.managed.Lookup(id)
+		return ok
+	})
+}
+
+// serveWHEPEnd ends this node's WebRTC sessions other nodes were asked to.
+func (s *Server) serveWHEPEnd() error {
+	return s.answerAll(whepEndSubject, func(q string) bool {
+		id, session, ok := strings.Cut(q, "/")
+		return ok && s.rtc.EndSession(id, session)
+	})
+}
+
+// answerAll answers askAll's questions on subject: this node's name when
+// yes says so, nothing otherwise.
+func (s *Server) answerAll(subject string, yes func(question string) bool) error {
 	node := []byte(s.cluster.Node())
-	sub, err := s.cluster.Conn().Subscribe(managedWhoSubject, func(m *nats.Msg) {
+	sub, err := s.cluster.Conn().Subscribe(subject, func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
 		}
 		var answer []byte
-		if _, ok := s.managed.Lookup(string(m.Data)); ok {
+		if yes(string(m.Data)) {
 			answer = node
 		}
 		m.Respond(answer)

@@ -332,7 +332,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	media := http.NewServeMux()
 	s.rtc.Register(media)
 	mux.Handle("/whep/{id}", s.guard(access.Live, media))
-	mux.Handle("/whep/{id}/{session}", media) // the session's id is its capability
+	if s.cluster != nil {
+		mux.Handle("/whep/{id}/{session}", s.whepAnywhere(media)) // the session's id is its capability
+	} else {
+		mux.Handle("/whep/{id}/{session}", media)
+	}
 	pages := web.New(s.publicStatus)
 	mux.Handle("/assets/", pages)
 	mux.Handle("/watch/", s.guard(access.Live, pages))

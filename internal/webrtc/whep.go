@@ -343,12 +343,35 @@ func (s *Server) offer(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, answer)
 }
 
+// session is the stream's session by its id; nil when there is no such
+// session here.
+func (s *Server) session(streamID, id string) *session {
+	s.mu.Lock()
+	ss := s.sessions[id]
+	s.mu.Unlock()
+	if ss == nil || ss.streamID != streamID {
+		return nil
+	}
+	return ss
+}
+
+// HasSession says whether the stream's session by that id is here.
+func (s *Server) HasSession(streamID, id string) bool { return s.session(streamID, id) != nil }
+
+// EndSession ends the stream's session by its id, as a DELETE of its URL
+// does; false when there is no such session here.
+func (s *Server) EndSession(streamID, id string) bool {
+	ss := s.session(streamID, id)
+	if ss != nil {
+		ss.close()
+	}
+	return ss != nil
+}
+
 func (s *Server) sessionHandler(w http.ResponseWriter, r *http.Request) {
 	cors(w)
-	s.mu.Lock()
-	ss := s.sessions[r.PathValue("session")]
-	s.mu.Unlock()
-	if ss == nil || ss.streamID != r.PathValue("id") {
+	ss := s.session(r.PathValue("id"), r.PathValue("session"))
+	if ss == nil {
 		http.Error(w, "no such session", http.StatusNotFound)
 		return
 	}
