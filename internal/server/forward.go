@@ -228,6 +228,10 @@ func (s *Server) whepAnywhere(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if _, known := s.cluster.Streams().Lookup(id); !known {
+			next.ServeHTTP(w, r) // no such stream anywhere: nothing to ask the others
+			return
+		}
 		if s.askAll(r.Context(), whepEndSubject, []byte(id+"/"+session)) == nil {
 			next.ServeHTTP(w, r) // nobody has it: not found
 			return
