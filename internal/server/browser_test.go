@@ -64,7 +64,7 @@ func browserDir(t testing.TB) string {
 // the stream, the screenshots' directory and the path element of the
 // stream's watch page (its token), and returns its output (a JSON line per
 // result) and its log.
-func runBrowserScript(t testing.TB, ctx context.Context, script, base string, s api.StreamJSON) ([]byte, string) {
+func runBrowserScript(t testing.TB, ctx context.Context, script, base string, s api.StreamJSON, extra ...string) ([]byte, string) {
 	t.Helper()
 	artifacts, err := filepath.Abs("../../test-artifacts/browser")
 	if err != nil {
@@ -73,8 +73,8 @@ func runBrowserScript(t testing.TB, ctx context.Context, script, base string, s 
 	os.MkdirAll(artifacts, 0o755)
 	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	watch := strings.TrimPrefix(s.Playback.Watch, base+"/watch/")
-	cmd := exec.CommandContext(runCtx, "node", filepath.Join(browserDir(t), script), base, s.ID, artifacts, watch)
+	_, watch, _ := strings.Cut(s.Playback.Watch, "/watch/") // the stream's page on base (any node's URL works)
+	cmd := exec.CommandContext(runCtx, "node", append([]string{filepath.Join(browserDir(t), script), base, s.ID, artifacts, watch}, extra...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(), "GLASSCAST_TOKEN="+testToken)
@@ -85,21 +85,11 @@ func runBrowserScript(t testing.TB, ctx context.Context, script, base string, s 
 	return out, stderr.String()
 }
 
-// TestBrowserPlays plays a stream from the Go test source on the watch page
-// in headless Chromium: over WebRTC (its first choice), hls.js and dash.js;
-// then the dashboard shows it live with its WebRTC viewer.
-func TestBrowserPlays(t *testing.T) {
-	needBrowser(t)
-	h := start(t, nil)
-	s := h.createRecorded("browser")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	publishSim(ctx, s.Ingest.RTMPURL, nil)
-	h.waitPlayable(s.Playback.HLS)
-
-	// An output to a destination that is down shows on the dashboard.
-	h.addOutput(s.ID, map[string]any{"url": "rtmp://127.0.0.1:1/live/key", "name": "down"})
-	out, stderr := runBrowserScript(t, ctx, "play.mjs", h.base, s)
+// checkPlayers reads play.mjs's results and checks that each player (the
+// watch page over WebRTC, hls.js and dash.js) played the 1280x720 stream
+// for 3 s, over its own protocol, with audio, a latency and "live" shown.
+func checkPlayers(t *testing.T, out []byte, stderr string) map[string]playResult {
+	t.Helper()
 	got := map[string]playResult{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -135,6 +125,28 @@ func TestBrowserPlays(t *testing.T) {
 		if r.Status != "live" {
 			t.Errorf("%s shows status %q", player, r.Status)
 		}
+	}
+	return got
+}
+
+// TestBrowserPlays plays a stream from the Go test source on the watch page
+// in headless Chromium: over WebRTC (its first choice), hls.js and dash.js;
+// then the dashboard shows it live with its WebRTC viewer.
+func TestBrowserPlays(t *testing.T) {
+	needBrowser(t)
+	h := start(t, nil)
+	s := h.createRecorded("browser")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+
+	// An output to a destination that is down shows on the dashboard.
+	h.addOutput(s.ID, map[string]any{"url": "rtmp://127.0.0.1:1/live/key", "name": "down"})
+	out, stderr := runBrowserScript(t, ctx, "play.mjs", h.base, s)
+	got := checkPlayers(t, out, stderr)
+	for _, player := range []string{"webrtc", "hlsjs", "dashjs"} {
+		r := got[player]
 		// The page links the recording with its own token, which opens it.
 		if !strings.HasPrefix(r.Recording, h.base+"/recordings/"+s.ID+".") {
 			t.Errorf("%s's page links the recording at %q", player, r.Recording)

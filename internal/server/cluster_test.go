@@ -772,6 +772,7 @@ func TestIngestURL(t *testing.T) {
 // with no stickiness.
 func TestClusterBehindBalancer(t *testing.T) {
 	needTool(t, "haproxy")
+	needBrowser(t)
 	lbHTTP, lbRTMP := freePort(t), freePort(t)
 	ingest := fmt.Sprintf("rtmp://127.0.0.1:%d/live/", lbRTMP)
 	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.IngestURL = ingest })
@@ -842,7 +843,7 @@ backend nodes
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	publishFFmpeg(t, ctx, s.Ingest.RTMPURL)
+	publishSim(ctx, s.Ingest.RTMPURL, nil) // the Go test source: its SEI stamps give the page its WebRTC latency
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, _ := fetch(t, balanced(s.Playback.HLS))
@@ -868,6 +869,10 @@ backend nodes
 			}
 		}
 	}
+	// The watch page through the balancer, in Chromium: WebRTC, hls.js and
+	// dash.js play, each request of theirs going to the next node.
+	out, stderr := runBrowserScript(t, ctx, "play.mjs", fmt.Sprintf("http://127.0.0.1:%d", lbHTTP), s, "players")
+	checkPlayers(t, out, stderr)
 }
 
 // TestClusterAppStartAnywhere: a user's phone is on n2, which holds their

@@ -7,12 +7,14 @@
 // first) and prints what the stream's row shows while a WebRTC viewer watches
 // (its thumbnail loaded at the source's width included).
 //
-//   GLASSCAST_TOKEN=admin-token node play.mjs BASE_URL STREAM_ID ARTIFACT_DIR
+//   GLASSCAST_TOKEN=admin-token node play.mjs BASE_URL STREAM_ID ARTIFACT_DIR WATCH_PATH [players]
+//
+// With "players" last, only the players run (no dashboard).
 import { chromium } from 'playwright-core';
 import path from 'node:path';
 
 // watchPath is the watch page's path element: the stream's playback token.
-const [base, id, artifacts, watchPath] = process.argv.slice(2);
+const [base, id, artifacts, watchPath, only] = process.argv.slice(2);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -62,7 +64,7 @@ try {
     await watch(name, page);
     await page.close();
   }
-  await dashboard();
+  if (only !== 'players') await dashboard();
 } finally {
   await browser.close();
 }
