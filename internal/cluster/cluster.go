@@ -74,6 +74,16 @@ type Stats struct {
 	Viewers  int     `json:"viewers"`
 	Sessions int     `json:"sessions"`
 	CPU      float64 `json:"cpu"` // percent of a core
+	// Relayed are this node's viewers of other nodes' streams (and their
+	// renditions), by stream: the origin adds them to the stream's count.
+	Relayed map[string]Viewers `json:"relayed,omitempty"`
+}
+
+// Viewers are a stream's viewers on one node, by protocol.
+type Viewers struct {
+	WebRTC int `json:"webrtc,omitempty"`
+	LLHLS  int `json:"llhls,omitempty"`
+	DASH   int `json:"dash,omitempty"`
 }
 
 // Node is one member as its last heartbeat described it.

@@ -577,10 +577,17 @@ func (s *Server) nodeStats() cluster.Stats {
 		relayed = s.relays.Streams()
 	}
 	for id, hub := range relayed {
-		hls, dash := s.viewers.count(id)
-		st.Viewers += hls + dash
+		var v cluster.Viewers
+		v.LLHLS, v.DASH = s.viewers.count(id)
 		if hub != nil {
-			st.Viewers += s.rtc.Viewers(hub)
+			v.WebRTC = s.rtc.Viewers(hub)
+		}
+		if n := v.WebRTC + v.LLHLS + v.DASH; n > 0 {
+			st.Viewers += n
+			if st.Relayed == nil {
+				st.Relayed = map[string]cluster.Viewers{}
+			}
+			st.Relayed[id] = v
 		}
 	}
 	st.Sessions, _, _ = s.plane.Counts()

@@ -512,6 +512,47 @@ func TestClusterRecordings(t *testing.T) {
 	}
 }
 
+// TestClusterViewersCounted: a stream on n1 watched only through n2 (one
+// LL-HLS player, gohlslib's client) has one viewer in n1's Streams API and
+// on its watch page: n2 tells of its relayed viewers in its heartbeats.
+func TestClusterViewersCounted(t *testing.T) {
+	nodes := startNodes(t, 2, nil)
+	waitCluster(t, nodes[0], "n1", "n2")
+	waitCluster(t, nodes[1], "n2", "n1")
+	s := nodes[0].create("watched elsewhere")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	for deadline := time.Now().Add(30 * time.Second); !nodes[0].get(s.ID).Playable; {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream did not become playable")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c := quietClient(t, onNode(nodes[1], s.Playback.HLS))
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- c.Wait2() }()
+	defer func() { c.Close(); <-ended }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := nodes[0].get(s.ID)
+		var status struct{ Viewers int }
+		_, body := fetch(t, s.Playback.Watch+"/status")
+		json.Unmarshal(body, &status)
+		if st.Viewers.LLHLS == 1 && st.Viewers.WebRTC+st.Viewers.DASH == 0 && status.Viewers == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 counts %+v viewers (watch page %d), want the one LL-HLS player on n2", st.Viewers, status.Viewers)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // sameNow fetches a live URL that changes now and then (a multivariant
 // playlist's peak bandwidths, a manifest's window) from n1, the other
 // nodes, and n1 again, until the other nodes answered what n1 did both

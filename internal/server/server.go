@@ -285,7 +285,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		_, err := s.reg.Get(id)
 		return err == nil || s.relays != nil && s.relays.Has(id)
 	})
-	apiServer.Viewers = s.countViewers
+	apiServer.Viewers = s.allViewers
 	apiServer.Counts = s.plane.Counts
 	apiServer.Throttle = throttle
 	apiServer.Recordings = s.recs
@@ -690,7 +690,31 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-// countViewers counts a stream's viewers by protocol.
+// allViewers counts a stream's viewers by protocol: this node's and, in a
+// cluster, those the other nodes said (at their last heartbeat) they have
+// of it through their relays.
+func (s *Server) allViewers(st *live.Stream) api.Viewers {
+	v := s.countViewers(st)
+	if s.cluster == nil {
+		return v
+	}
+	ids := []string{st.ID()}
+	for _, r := range st.Packager().Variants() {
+		ids = append(ids, r.ID)
+	}
+	for _, n := range s.cluster.Nodes() {
+		if !n.Alive || n.Name == s.cluster.Node() {
+			continue
+		}
+		for _, id := range ids {
+			r := n.Relayed[id]
+			v.WebRTC, v.LLHLS, v.DASH = v.WebRTC+r.WebRTC, v.LLHLS+r.LLHLS, v.DASH+r.DASH
+		}
+	}
+	return v
+}
+
+// countViewers counts a stream's viewers here, by protocol.
 func (s *Server) countViewers(st *live.Stream) api.Viewers {
 	hls, dash := s.viewers.count(st.ID())
 	v := api.Viewers{WebRTC: s.rtc.Viewers(st.Hub()), LLHLS: hls, DASH: dash}
@@ -712,7 +736,7 @@ func (s *Server) publicStatus(id, grant string) (web.Status, bool) {
 		return web.Status{}, false
 	}
 	in := st.Info()
-	v := s.countViewers(st)
+	v := s.allViewers(st)
 	out := web.Status{ID: in.ID, Name: in.Name, Status: in.Status.String(), Viewers: v.WebRTC + v.LLHLS + v.DASH}
 	if in.Record && s.grants(grant, access.Recording) {
 		out.Recording, _ = api.RecordingURLs(s.public, grant)
