@@ -74,9 +74,10 @@ type Stats struct {
 	Viewers  int     `json:"viewers"`
 	Sessions int     `json:"sessions"`
 	CPU      float64 `json:"cpu"` // percent of a core
-	// Relayed are this node's viewers of other nodes' streams (and their
-	// renditions), by stream: the origin adds them to the stream's count.
-	Relayed map[string]Viewers `json:"relayed,omitempty"`
+	// Watched are this node's viewers by stream (a stream's renditions
+	// counted with it), its own streams' and those it relays: every node
+	// adds them up for a stream's count.
+	Watched map[string]Viewers `json:"watched,omitempty"`
 }
 
 // Viewers are a stream's viewers on one node, by protocol.

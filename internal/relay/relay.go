@@ -389,6 +389,16 @@ func (r *Relays) Streams() map[string]*stream.Hub {
 	return out
 }
 
+// Parent is the stream a relayed rendition belongs to; "" for a stream.
+func (r *Relays) Parent(id string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rl := r.relays[id]; rl != nil {
+		return rl.parent
+	}
+	return ""
+}
+
 // Count is how many streams this node relays (a stream's renditions are
 // the stream's).
 func (r *Relays) Count() int {

@@ -417,7 +417,7 @@ func (s *Server) entryJSON(e cluster.StreamEntry) (api.StreamJSON, bool) {
 	}
 	return api.StreamJSON{ID: e.ID, Name: e.Name, Status: status, Record: e.Record, Public: e.Public,
 		Playback: api.StreamPlayback(s, e.ID, e.Record), CreatedAt: e.CreatedAt, Node: e.Origin,
-		Playable: status == live.StatusLive}, true
+		Playable: status == live.StatusLive, Viewers: s.watched(e.ID, api.Viewers{}, true)}, true
 }
 
 // remoteList describes the streams of the other nodes, as this node's copy
@@ -563,13 +563,23 @@ func (s *Server) nodeStats() cluster.Stats {
 	if !s.ready.Load() {
 		return st // not built yet, or shutting down
 	}
+	watched := func(id string, v cluster.Viewers) {
+		if n := v.WebRTC + v.LLHLS + v.DASH; n > 0 {
+			st.Viewers += n
+			if st.Watched == nil {
+				st.Watched = map[string]cluster.Viewers{}
+			}
+			w := st.Watched[id]
+			st.Watched[id] = cluster.Viewers{WebRTC: w.WebRTC + v.WebRTC, LLHLS: w.LLHLS + v.LLHLS, DASH: w.DASH + v.DASH}
+		}
+	}
 	for _, ls := range s.reg.List() {
 		if ls.Status() == live.StatusEnded {
 			continue
 		}
 		st.Streams++
 		v := s.countViewers(ls)
-		st.Viewers += v.WebRTC + v.LLHLS + v.DASH
+		watched(ls.ID(), cluster.Viewers{WebRTC: v.WebRTC, LLHLS: v.LLHLS, DASH: v.DASH})
 	}
 	// Viewers here of streams other nodes hold.
 	var relayed map[string]*stream.Hub
@@ -582,13 +592,10 @@ func (s *Server) nodeStats() cluster.Stats {
 		if hub != nil {
 			v.WebRTC = s.rtc.Viewers(hub)
 		}
-		if n := v.WebRTC + v.LLHLS + v.DASH; n > 0 {
-			st.Viewers += n
-			if st.Relayed == nil {
-				st.Relayed = map[string]cluster.Viewers{}
-			}
-			st.Relayed[id] = v
+		if parent := s.relays.Parent(id); parent != "" {
+			id = parent // a rung's viewers are its stream's
 		}
+		watched(id, v)
 	}
 	st.Sessions, _, _ = s.plane.Counts()
 	st.CPU = s.cpu.percent()

@@ -513,8 +513,9 @@ func TestClusterRecordings(t *testing.T) {
 }
 
 // TestClusterViewersCounted: a stream on n1 watched only through n2 (one
-// LL-HLS player, gohlslib's client) has one viewer in n1's Streams API and
-// on its watch page: n2 tells of its relayed viewers in its heartbeats.
+// LL-HLS player, gohlslib's client) has one viewer in n1's and n2's
+// Streams API and on its watch page: the nodes tell of their viewers by
+// stream in their heartbeats.
 func TestClusterViewersCounted(t *testing.T) {
 	nodes := startNodes(t, 2, nil)
 	waitCluster(t, nodes[0], "n1", "n2")
@@ -539,15 +540,15 @@ func TestClusterViewersCounted(t *testing.T) {
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		st := nodes[0].get(s.ID)
+		st, there := nodes[0].get(s.ID), nodes[1].get(s.ID)
 		var status struct{ Viewers int }
 		_, body := fetch(t, s.Playback.Watch+"/status")
 		json.Unmarshal(body, &status)
-		if st.Viewers.LLHLS == 1 && st.Viewers.WebRTC+st.Viewers.DASH == 0 && status.Viewers == 1 {
+		if st.Viewers == (api.Viewers{LLHLS: 1}) && there.Viewers == st.Viewers && status.Viewers == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("n1 counts %+v viewers (watch page %d), want the one LL-HLS player on n2", st.Viewers, status.Viewers)
+			t.Fatalf("n1 counts %+v viewers, n2 %+v, the watch page %d; want the one LL-HLS player on n2", st.Viewers, there.Viewers, status.Viewers)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

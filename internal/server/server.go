@@ -698,18 +698,18 @@ func (s *Server) allViewers(st *live.Stream) api.Viewers {
 	if s.cluster == nil {
 		return v
 	}
-	ids := []string{st.ID()}
-	for _, r := range st.Packager().Variants() {
-		ids = append(ids, r.ID)
-	}
+	return s.watched(st.ID(), v, false)
+}
+
+// watched adds to v the viewers of a stream the nodes said they have at
+// their last heartbeat: the other nodes', and this one's too with self.
+func (s *Server) watched(id string, v api.Viewers, self bool) api.Viewers {
 	for _, n := range s.cluster.Nodes() {
-		if !n.Alive || n.Name == s.cluster.Node() {
+		if !n.Alive || n.Name == s.cluster.Node() && !self {
 			continue
 		}
-		for _, id := range ids {
-			r := n.Relayed[id]
-			v.WebRTC, v.LLHLS, v.DASH = v.WebRTC+r.WebRTC, v.LLHLS+r.LLHLS, v.DASH+r.DASH
-		}
+		w := n.Watched[id]
+		v.WebRTC, v.LLHLS, v.DASH = v.WebRTC+w.WebRTC, v.LLHLS+w.LLHLS, v.DASH+w.DASH
 	}
 	return v
 }
