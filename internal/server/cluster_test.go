@@ -87,7 +87,7 @@ func TestClusterForms(t *testing.T) {
 		t.Fatalf("a single node: %+v", v)
 	}
 
-	nodes := startNodes(t, 3, nil)
+	nodes := startFormed(t, 3, nil)
 	nodes[1].create("on n2")
 	waitCluster(t, nodes[0], "n1", "n2", "n3")
 	waitCluster(t, nodes[2], "n3", "n1", "n2")
@@ -125,6 +125,22 @@ func startNodes(t *testing.T, n int, tweak func(i int, c *config.Config)) []*har
 				tweak(i, c)
 			}
 		})
+	}
+	return nodes
+}
+
+// startFormed starts n nodes and waits until each lists all of them.
+func startFormed(t *testing.T, n int, tweak func(i int, c *config.Config)) []*harness {
+	t.Helper()
+	nodes := startNodes(t, n, tweak)
+	for i := range nodes {
+		names := []string{fmt.Sprintf("n%d", i+1)}
+		for j := range nodes {
+			if j != i {
+				names = append(names, fmt.Sprintf("n%d", j+1))
+			}
+		}
+		waitCluster(t, nodes[i], names...)
 	}
 	return nodes
 }
@@ -217,9 +233,6 @@ func onNode(node *harness, url string) string {
 // segment and part of the stream does.
 func TestClusterPlayAnywhere(t *testing.T) {
 	nodes := startNodes(t, 3, nil)
-	for i, names := range [][]string{{"n1", "n2", "n3"}, {"n2", "n1", "n3"}, {"n3", "n1", "n2"}} {
-		waitCluster(t, nodes[i], names...)
-	}
 	s := nodes[0].create("relayed")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -395,9 +408,7 @@ func TestClusterPlayAnywhere(t *testing.T) {
 // through n2, and the rung's parts are the same bytes on both nodes.
 func TestClusterLadder(t *testing.T) {
 	needTool(t, "ffmpeg")
-	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.ABR = true })
-	waitCluster(t, nodes[0], "n1", "n2")
-	waitCluster(t, nodes[1], "n2", "n1")
+	nodes := startFormed(t, 2, func(_ int, c *config.Config) { c.ABR = true })
 	s := nodes[0].create("ladder")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -446,9 +457,7 @@ func TestClusterLadder(t *testing.T) {
 // (n2 sends the player to n1: the same MP4 bytes), and a DELETE on n2
 // removes it from n1 and from every list.
 func TestClusterRecordings(t *testing.T) {
-	nodes := startNodes(t, 2, nil)
-	waitCluster(t, nodes[0], "n1", "n2")
-	waitCluster(t, nodes[1], "n2", "n1")
+	nodes := startFormed(t, 2, nil)
 	s := nodes[0].createRecorded("kept on n1")
 	nodes[0].publishFor(s, 3)
 	nodes[0].call("DELETE", "/api/v1/streams/"+s.ID, nil)
@@ -517,9 +526,7 @@ func TestClusterRecordings(t *testing.T) {
 // Streams API and on its watch page: the nodes tell of their viewers by
 // stream in their heartbeats.
 func TestClusterViewersCounted(t *testing.T) {
-	nodes := startNodes(t, 2, nil)
-	waitCluster(t, nodes[0], "n1", "n2")
-	waitCluster(t, nodes[1], "n2", "n1")
+	nodes := startFormed(t, 2, nil)
 	s := nodes[0].create("watched elsewhere")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -759,10 +766,7 @@ func waitRemote(t *testing.T, n *harness, id string, want live.Status, within ti
 // its key; n2 becomes its origin, every node's Streams API says so, and n1
 // and n3 play it from n2 at the URLs n1 handed out.
 func TestClusterIngestAnywhere(t *testing.T) {
-	nodes := startNodes(t, 3, nil)
-	for i, names := range [][]string{{"n1", "n2", "n3"}, {"n2", "n1", "n3"}, {"n3", "n1", "n2"}} {
-		waitCluster(t, nodes[i], names...)
-	}
+	nodes := startFormed(t, 3, nil)
 	s := nodes[0].create("made on n1")
 	waitRemote(t, nodes[1], s.ID, live.StatusIdle, 10*time.Second)
 
@@ -817,9 +821,7 @@ func TestClusterBehindBalancer(t *testing.T) {
 	needBrowser(t)
 	lbHTTP, lbRTMP := freePort(t), freePort(t)
 	ingest := fmt.Sprintf("rtmp://127.0.0.1:%d/live/", lbRTMP)
-	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.IngestURL = ingest })
-	waitCluster(t, nodes[0], "n1", "n2")
-	waitCluster(t, nodes[1], "n2", "n1")
+	nodes := startFormed(t, 2, func(_ int, c *config.Config) { c.IngestURL = ingest })
 
 	var httpServers, rtmpServers strings.Builder
 	for i, n := range nodes {
@@ -928,9 +930,7 @@ func TestClusterAppStartAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := config.AppConfig{PackageName: pkg, APIKey: "key-of-the-anywhere-app-0123", PublicURL: "http://" + ln.Addr().String()}
-	nodes := startNodes(t, 2, func(_ int, c *config.Config) { c.Apps = []config.AppConfig{app} })
-	waitCluster(t, nodes[0], "n1", "n2")
-	waitCluster(t, nodes[1], "n2", "n1")
+	nodes := startFormed(t, 2, func(_ int, c *config.Config) { c.Apps = []config.AppConfig{app} })
 
 	a := serveApp(t, ln, pkg, app.APIKey)
 	_, events := (&world{harness: nodes[1]}).glasses("zoe@example.com", nil)
@@ -965,14 +965,12 @@ func TestClusterAppsAnywhere(t *testing.T) {
 		{PackageName: appA, APIKey: "key-of-the-direct-app-0123", PublicURL: "http://" + lnA.Addr().String()},
 		{PackageName: appB, APIKey: "key-of-the-bridged-app-0123", PublicURL: "http://" + lnP.Addr().String()},
 	}
-	nodes := startNodes(t, 2, func(_ int, c *config.Config) {
+	nodes := startFormed(t, 2, func(_ int, c *config.Config) {
 		c.Apps = apps
 		allowLoopback(c) // B's output below
 	})
 	// B's webhooks pass a proxy that sends its socket to n1.
 	sendSocketsTo(t, lnP, nodes[1], nodes[0], lnB.Addr().String())
-	waitCluster(t, nodes[0], "n1", "n2")
-	waitCluster(t, nodes[1], "n2", "n1")
 
 	w := &world{harness: nodes[1], apps: map[string]*testApp{
 		appA: serveApp(t, lnA, appA, apps[0].APIKey),
