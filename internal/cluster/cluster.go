@@ -423,12 +423,42 @@ func (c *Cluster) beat() {
 	if c.cfg.Stats != nil {
 		n.Stats = c.cfg.Stats()
 	}
-	b, _ := json.Marshal(n)
+	b := heartbeat(n)
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Heartbeat)
 	defer cancel()
 	if _, err := c.nodesKV.Put(ctx, c.cfg.Node, b); err != nil && c.ctx.Err() == nil {
 		c.log.Warn("cluster: heartbeat not written", "err", err)
 	}
+}
+
+// maxHeartbeat bounds a heartbeat: half what an entry may hold.
+const maxHeartbeat = maxEntry / 2
+
+// heartbeat encodes a node's heartbeat within maxHeartbeat: a node
+// watched on more streams than fit tells of its most watched ones only (a
+// heartbeat too big to be written would make the node look dead).
+func heartbeat(n Node) []byte {
+	b, _ := json.Marshal(n)
+	for len(b) > maxHeartbeat && len(n.Watched) > 0 {
+		ids := make([]string, 0, len(n.Watched))
+		for id := range n.Watched {
+			ids = append(ids, id)
+		}
+		total := func(id string) int { v := n.Watched[id]; return v.WebRTC + v.LLHLS + v.DASH }
+		sort.Slice(ids, func(i, j int) bool {
+			if ti, tj := total(ids[i]), total(ids[j]); ti != tj {
+				return ti > tj
+			}
+			return ids[i] < ids[j]
+		})
+		keep := map[string]Viewers{}
+		for _, id := range ids[:len(ids)*maxHeartbeat/len(b)*9/10] {
+			keep[id] = n.Watched[id]
+		}
+		n.Watched = keep
+		b, _ = json.Marshal(n)
+	}
+	return b
 }
 
 // watch keeps the local view of the nodes.

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -259,5 +261,35 @@ func TestExternalNATS(t *testing.T) {
 	defer cancel()
 	if a, err := nodes[0].Apps().App(ctx, "com.example.a"); err != nil || a.PublicURL != "http://127.0.0.1:3000" {
 		t.Fatalf("x1 does not know the app added on x2: %+v %v", a, err)
+	}
+}
+
+// A node watched on more streams than a heartbeat holds tells of its most
+// watched ones, within the bound: its heartbeat is still written.
+func TestHeartbeatFits(t *testing.T) {
+	n := Node{Name: "n1", Stats: Stats{Watched: map[string]Viewers{}}}
+	for i := range 5000 {
+		n.Watched[fmt.Sprintf("%016x", i)] = Viewers{LLHLS: i % 97}
+	}
+	var got Node
+	b := heartbeat(n)
+	if len(b) > maxHeartbeat || json.Unmarshal(b, &got) != nil {
+		t.Fatalf("a heartbeat of %d bytes (bound %d)", len(b), maxHeartbeat)
+	}
+	if len(got.Watched) < 100 {
+		t.Fatalf("the heartbeat tells of %d streams", len(got.Watched))
+	}
+	least := 96
+	for _, v := range got.Watched {
+		least = min(least, v.LLHLS)
+	}
+	for id, v := range n.Watched {
+		if _, kept := got.Watched[id]; !kept && v.LLHLS > least {
+			t.Fatalf("stream %s (%d viewers) left out, one with %d kept", id, v.LLHLS, least)
+		}
+	}
+	small := Node{Name: "n1", Stats: Stats{Watched: map[string]Viewers{"a": {DASH: 1}}}}
+	if b := heartbeat(small); !bytes.Contains(b, []byte(`"a"`)) {
+		t.Fatalf("a small heartbeat lost its stream: %s", b)
 	}
 }
