@@ -771,24 +771,30 @@ func waitRemote(t *testing.T, n *harness, id string, want live.Status, within ti
 }
 
 // statusesOf records the statuses node n's Streams API gives a stream as
-// they change, until the returned func, which lists them.
+// they change, until the returned func, which looks once more (the caller
+// may have seen the last change before the recorder did) and lists them.
 func statusesOf(n *harness, id string) func() []live.Status {
 	var got []live.Status
+	look := func(ctx context.Context) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", n.base+"/api/v1/streams/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		var st api.StreamJSON
+		if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil && (len(got) == 0 || got[len(got)-1] != st.Status) {
+			got = append(got, st.Status)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
 			ch := n.srv.Cluster().Changed()
-			req, _ := http.NewRequestWithContext(ctx, "GET", n.base+"/api/v1/streams/"+id, nil)
-			req.Header.Set("Authorization", "Bearer "+testToken)
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				var st api.StreamJSON
-				if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil && (len(got) == 0 || got[len(got)-1] != st.Status) {
-					got = append(got, st.Status)
-				}
-				resp.Body.Close()
-			}
+			look(ctx)
 			select {
 			case <-ch:
 			case <-time.After(100 * time.Millisecond):
@@ -800,6 +806,7 @@ func statusesOf(n *harness, id string) func() []live.Status {
 	return func() []live.Status {
 		cancel()
 		<-done
+		look(context.Background())
 		return got
 	}
 }
