@@ -521,6 +521,97 @@ func TestClusterRecordings(t *testing.T) {
 	}
 }
 
+// TestClusterRecordingsOneURL: nodes that share one public URL (a
+// balancer's; here n1's own address) cannot send a player to the holder's
+// URL: n2 passes on n1's recording, fetched over NATS a range at a time.
+// Through n2 ffprobe plays the HLS recording, and the MP4 (whole, in
+// ranges across the pieces it came in, its last bytes, its length for a
+// HEAD) is n1's bytes.
+func TestClusterRecordingsOneURL(t *testing.T) {
+	port := freePort(t)
+	shared := fmt.Sprintf("http://127.0.0.1:%d", port)
+	nodes := startNodes(t, 2, func(i int, c *config.Config) {
+		c.PublicURL = shared
+		if i == 0 {
+			c.HTTP = fmt.Sprintf("127.0.0.1:%d", port)
+		}
+	})
+	n2 := "http://" + nodes[1].srv.HTTPAddr().String()
+	nodes[1].base = n2 // the test's own calls to n2 go to n2
+	waitCluster(t, nodes[0], "n1", "n2")
+	waitCluster(t, nodes[1], "n2", "n1")
+	viaN2 := func(url string) string { return n2 + strings.TrimPrefix(url, shared) }
+
+	s := nodes[0].createRecorded("kept on n1, one URL")
+	nodes[0].publishFor(s, 4)
+	nodes[0].call("DELETE", "/api/v1/streams/"+s.ID, nil)
+	want := nodes[0].waitRecorded(s.ID)
+	if !strings.HasPrefix(want.MP4, shared) {
+		t.Fatalf("the recording's URL %s is not on the shared public URL %s", want.MP4, shared)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if e, ok := nodes[1].srv.Cluster().Recordings().Lookup(s.ID); ok && e.Node == "n1" && e.Status == want.Status {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2's index does not have n1's recording %s as %s", s.ID, want.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	d, streams := probeFormat(t, viaN2(want.HLS))
+	if findStream(streams, "video") == nil || findStream(streams, "audio") == nil || d < 3 {
+		t.Fatalf("the recording through n2: %.1f s, %s", d, describe(streams))
+	}
+	_, fromN1 := fetch(t, want.MP4)
+	code, whole := fetch(t, viaN2(want.MP4))
+	if code != http.StatusOK || !bytes.Equal(whole, fromN1) {
+		t.Fatalf("the MP4 through n2: %d, %d bytes; n1's %d", code, len(whole), len(fromN1))
+	}
+	const piece = 512 << 10 // what one answer over NATS carries
+	if len(fromN1) < 2*piece {
+		t.Fatalf("the MP4 is %d bytes: too short to come in several pieces", len(fromN1))
+	}
+	size := len(fromN1)
+	for _, c := range []struct {
+		rng        string
+		start, end int // the bytes wanted, end included
+	}{
+		{"bytes=0-99", 0, 99},
+		{fmt.Sprintf("bytes=%d-%d", piece-10, piece+10), piece - 10, piece + 10},
+		{fmt.Sprintf("bytes=%d-", piece/2), piece / 2, size - 1},
+		{"bytes=-3000", size - 3000, size - 1},
+		{fmt.Sprintf("bytes=%d-%d", size-10, size+1000), size - 10, size - 1},
+	} {
+		req, _ := http.NewRequest("GET", viaN2(want.MP4), nil)
+		req.Header.Set("Range", c.rng)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantRange := fmt.Sprintf("bytes %d-%d/%d", c.start, c.end, size)
+		if err != nil || resp.StatusCode != http.StatusPartialContent || resp.Header.Get("Content-Range") != wantRange ||
+			!bytes.Equal(body, fromN1[c.start:c.end+1]) {
+			t.Fatalf("Range %s through n2: %d %q, %d bytes (%v); want %s, n1's bytes", c.rng, resp.StatusCode,
+				resp.Header.Get("Content-Range"), len(body), err, wantRange)
+		}
+	}
+	req, _ := http.NewRequest("GET", viaN2(want.MP4), nil)
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", size+10))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Fatalf("a range past the end through n2: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	resp, err := http.Head(viaN2(want.MP4))
+	if err != nil || resp.StatusCode != http.StatusOK || resp.ContentLength != int64(size) {
+		t.Fatalf("HEAD through n2: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
 // TestClusterViewersCounted: a stream on n1 watched only through n2 (one
 // LL-HLS player, gohlslib's client) has one viewer in n1's and n2's
 // Streams API and on its watch page: the nodes tell of their viewers by

@@ -21,7 +21,7 @@ import (
 // and the answer comes back the same way.
 
 // forwardedHeaders are what a forwarded request keeps of its headers.
-var forwardedHeaders = []string{"Authorization", "Content-Type", "X-Api-Key", "User-Agent"}
+var forwardedHeaders = []string{"Authorization", "Content-Type", "X-Api-Key", "User-Agent", "Range"}
 
 // httpRequest is a request on its way to the node that answers it.
 type httpRequest struct {
@@ -54,18 +54,29 @@ func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, node string) 
 			req.Header[h] = v
 		}
 	}
-	b, _ := json.Marshal(req)
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	msg, err := s.cluster.Conn().RequestWithContext(ctx, httpSubject(node), b)
-	var resp httpResponse
-	if err == nil {
-		err = json.Unmarshal(msg.Data, &resp)
-	}
+	resp, err := s.ask(r.Context(), node, req)
 	if err != nil {
 		http.Error(w, "the node that holds the stream ("+node+") did not answer", http.StatusBadGateway)
 		return
 	}
+	resp.write(w)
+}
+
+// ask has node answer req.
+func (s *Server) ask(ctx context.Context, node string, req httpRequest) (httpResponse, error) {
+	b, _ := json.Marshal(req)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var resp httpResponse
+	msg, err := s.cluster.Conn().RequestWithContext(ctx, httpSubject(node), b)
+	if err == nil {
+		err = json.Unmarshal(msg.Data, &resp)
+	}
+	return resp, err
+}
+
+// write passes the answer on as it came.
+func (resp httpResponse) write(w http.ResponseWriter) {
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}

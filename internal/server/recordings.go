@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,10 +123,13 @@ func (s *Server) recordingElsewhere(w http.ResponseWriter, r *http.Request, id s
 	return true
 }
 
-// recordingsAnywhere sends a player asking this node for another node's
-// recording to that node (the files are on its disk; a recording's MP4 is
-// too big to pass through): a temporary redirect to the same path, grant
-// and all, on the node's public URL.
+// recordingsAnywhere answers a player asking this node for another node's
+// recording (the files are on its disk). When the holder has a public URL
+// of its own, it is sent there: a temporary redirect to the same path,
+// grant and all (a recording's MP4 is big; the holder serves it best).
+// Nodes that share one public URL (a balancer's) would send the player
+// round in circles: this node passes the holder's answer on instead,
+// fetched over NATS a range at a time (see relayRecording).
 func (s *Server) recordingsAnywhere(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest := strings.TrimPrefix(r.URL.Path, "/recordings/")
@@ -135,29 +140,167 @@ func (s *Server) recordingsAnywhere(next http.Handler) http.Handler {
 			return
 		}
 		node := s.recordingHolder(id)
+		if node == "" {
+			next.ServeHTTP(w, r) // nobody has it: the usual "no such recording"
+			return
+		}
+		uri := "/recordings/" + r.PathValue(access.GrantValue)
+		if file != "" {
+			uri += "/" + file
+		} else {
+			uri += ".mp4"
+		}
+		if r.URL.RawQuery != "" {
+			uri += "?" + r.URL.RawQuery
+		}
 		public := ""
 		for _, n := range s.cluster.Nodes() {
 			if n.Name == node {
 				public = n.Public
 			}
 		}
-		if node == "" || public == "" || public == s.public {
-			// Nowhere else to send it (nodes that share a public URL, a
-			// balancer's, would send the player round in circles).
-			next.ServeHTTP(w, r)
+		if public == "" || public == s.public {
+			s.relayRecording(w, r, node, uri)
 			return
-		}
-		target := public + "/recordings/" + r.PathValue(access.GrantValue)
-		if file != "" {
-			target += "/" + file
-		} else {
-			target += ".mp4"
-		}
-		if r.URL.RawQuery != "" {
-			target += "?" + r.URL.RawQuery
 		}
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, target, http.StatusTemporaryRedirect)
+		http.Redirect(w, r, public+uri, http.StatusTemporaryRedirect)
 	})
+}
+
+// recordingChunk is the most of a recording's file one answer over NATS
+// carries (an answer is JSON: base64 makes it a third bigger).
+const recordingChunk = 512 << 10
+
+// relayRecording answers r with what node answers for uri (one of its
+// recording's files), asking for it a range at a time and writing each as
+// it comes: the client's own range (one range; others are answered with
+// the whole file, as a server may) or the whole file. Answers that are not
+// a range of a file (a playlist, an error) are passed on as they came.
+func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, uri string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	chunk := int64(recordingChunk)
+	if mp := s.cluster.Conn().MaxPayload(); mp > 0 && mp/2 < chunk {
+		chunk = mp / 2
+	}
+	ask := func(rng string) (httpResponse, bool) {
+		req := httpRequest{Method: r.Method, URI: uri, Header: map[string][]string{"Range": {rng}}, RemoteAddr: r.RemoteAddr}
+		if ua := r.Header.Values("User-Agent"); len(ua) > 0 {
+			req.Header["User-Agent"] = ua
+		}
+		resp, err := s.ask(r.Context(), node, req)
+		return resp, err == nil
+	}
+	failed := func() {
+		http.Error(w, "the node that holds the recording ("+node+") did not answer", http.StatusBadGateway)
+	}
+	start, end, ranged := byteRange(r.Header.Get("Range"))
+	if start < 0 { // the last -start bytes: how many are there?
+		resp, ok := ask("bytes=0-0")
+		if !ok {
+			failed()
+			return
+		}
+		total, ok := rangeTotal(resp)
+		if !ok {
+			resp.write(w)
+			return
+		}
+		start = max(0, total+start)
+	}
+	for off, first := start, true; ; first = false {
+		last := off + chunk - 1
+		if end >= 0 && end < last {
+			last = end
+		}
+		resp, ok := ask(fmt.Sprintf("bytes=%d-%d", off, last))
+		if first {
+			if !ok {
+				failed()
+				return
+			}
+			total, ok := rangeTotal(resp)
+			if !ok {
+				resp.write(w)
+				return
+			}
+			if end < 0 || end >= total {
+				end = total - 1
+			}
+			h := w.Header()
+			for k, v := range resp.Header {
+				if k != "Content-Range" && k != "Content-Length" {
+					h[k] = v
+				}
+			}
+			h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
+			if ranged {
+				h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, total))
+				w.WriteHeader(http.StatusPartialContent)
+			} else {
+				w.WriteHeader(http.StatusOK)
+			}
+			if r.Method == http.MethodHead {
+				return
+			}
+		} else if !ok || resp.Status != http.StatusPartialContent || len(resp.Body) == 0 {
+			return // cut short: the client sees fewer bytes than it was told
+		}
+		body := resp.Body[:min(int64(len(resp.Body)), end-off+1)]
+		if _, err := w.Write(body); err != nil {
+			return
+		}
+		if off += int64(len(body)); off > end {
+			return
+		}
+	}
+}
+
+// byteRange reads a request's Range header: one range of bytes, from
+// start to end (-1: to the end of the file), or the last -start bytes when
+// start is negative. A request with no range, several, or one that does
+// not parse asks for the whole file (ranged is false).
+func byteRange(h string) (start, end int64, ranged bool) {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, -1, false
+	}
+	from, to, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0, -1, false
+	}
+	if from == "" {
+		n, err := strconv.ParseInt(to, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, -1, false
+		}
+		return -n, -1, true
+	}
+	a, err := strconv.ParseInt(from, 10, 64)
+	if err != nil || a < 0 {
+		return 0, -1, false
+	}
+	if to == "" {
+		return a, -1, true
+	}
+	b, err := strconv.ParseInt(to, 10, 64)
+	if err != nil || b < a {
+		return 0, -1, false
+	}
+	return a, b, true
+}
+
+// rangeTotal is the size of the whole file a 206 answer gives a range of.
+func rangeTotal(resp httpResponse) (int64, bool) {
+	if resp.Status != http.StatusPartialContent || len(resp.Header["Content-Range"]) != 1 {
+		return 0, false
+	}
+	_, total, ok := strings.Cut(resp.Header["Content-Range"][0], "/")
+	n, err := strconv.ParseInt(total, 10, 64)
+	return n, ok && err == nil && n > 0
 }
