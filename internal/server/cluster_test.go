@@ -47,12 +47,12 @@ type clusterView struct {
 
 // waitCluster waits until a node's cluster status lists exactly names,
 // all alive, itself first.
-func waitCluster(t *testing.T, h *harness, names ...string) clusterView {
+func waitCluster(t testing.TB, h *harness, names ...string) clusterView {
 	return waitClusterWith(t, h, func(clusterView) bool { return true }, names...)
 }
 
 // waitClusterWith waits as waitCluster does, and until also says yes.
-func waitClusterWith(t *testing.T, h *harness, also func(clusterView) bool, names ...string) clusterView {
+func waitClusterWith(t testing.TB, h *harness, also func(clusterView) bool, names ...string) clusterView {
 	t.Helper()
 	c := h.srv.Cluster()
 	deadline := time.After(60 * time.Second)
@@ -102,7 +102,7 @@ func TestClusterForms(t *testing.T) {
 
 // startNodes runs n glasscast nodes, n1…, each with an embedded NATS server
 // routed to the others'; tweak (when set) adjusts node i's configuration.
-func startNodes(t *testing.T, n int, tweak func(i int, c *config.Config)) []*harness {
+func startNodes(t testing.TB, n int, tweak func(i int, c *config.Config)) []*harness {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
@@ -521,13 +521,10 @@ func TestClusterRecordings(t *testing.T) {
 	}
 }
 
-// TestClusterRecordingsOneURL: nodes that share one public URL (a
-// balancer's; here n1's own address) cannot send a player to the holder's
-// URL: n2 passes on n1's recording, fetched over NATS a range at a time.
-// Through n2 ffprobe plays the HLS recording, and the MP4 (whole, in
-// ranges across the pieces it came in, its last bytes, its length for a
-// HEAD) is n1's bytes.
-func TestClusterRecordingsOneURL(t *testing.T) {
+// recordedOnOneURL starts two nodes that share one public URL (n1's
+// address), records 4 s on n1 and waits until n2's index has the finished
+// recording; viaN2 turns one of its URLs into the same on n2.
+func recordedOnOneURL(t testing.TB) (want api.RecordingJSON, viaN2 func(string) string) {
 	port := freePort(t)
 	shared := fmt.Sprintf("http://127.0.0.1:%d", port)
 	nodes := startNodes(t, 2, func(i int, c *config.Config) {
@@ -540,12 +537,11 @@ func TestClusterRecordingsOneURL(t *testing.T) {
 	nodes[1].base = n2 // the test's own calls to n2 go to n2
 	waitCluster(t, nodes[0], "n1", "n2")
 	waitCluster(t, nodes[1], "n2", "n1")
-	viaN2 := func(url string) string { return n2 + strings.TrimPrefix(url, shared) }
 
 	s := nodes[0].createRecorded("kept on n1, one URL")
 	nodes[0].publishFor(s, 4)
 	nodes[0].call("DELETE", "/api/v1/streams/"+s.ID, nil)
-	want := nodes[0].waitRecorded(s.ID)
+	want = nodes[0].waitRecorded(s.ID)
 	if !strings.HasPrefix(want.MP4, shared) {
 		t.Fatalf("the recording's URL %s is not on the shared public URL %s", want.MP4, shared)
 	}
@@ -558,7 +554,40 @@ func TestClusterRecordingsOneURL(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return want, func(url string) string { return n2 + strings.TrimPrefix(url, shared) }
+}
 
+// BenchmarkRecordingRelay: a recording's MP4 fetched whole from the node
+// that holds it and through a node that shares its public URL (over NATS,
+// a range at a time).
+func BenchmarkRecordingRelay(b *testing.B) {
+	want, viaN2 := recordedOnOneURL(b)
+	for _, c := range []struct{ name, url string }{{"holder", want.MP4}, {"relayed", viaN2(want.MP4)}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				resp, err := http.Get(c.url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					b.Fatalf("%d %v", resp.StatusCode, err)
+				}
+				b.SetBytes(n)
+			}
+		})
+	}
+}
+
+// TestClusterRecordingsOneURL: nodes that share one public URL (a
+// balancer's; here n1's own address) cannot send a player to the holder's
+// URL: n2 passes on n1's recording, fetched over NATS a range at a time.
+// Through n2 ffprobe plays the HLS recording, and the MP4 (whole, in
+// ranges across the pieces it came in, its last bytes, its length for a
+// HEAD) is n1's bytes.
+func TestClusterRecordingsOneURL(t *testing.T) {
+	want, viaN2 := recordedOnOneURL(t)
 	d, streams := probeFormat(t, viaN2(want.HLS))
 	if findStream(streams, "video") == nil || findStream(streams, "audio") == nil || d < 3 {
 		t.Fatalf("the recording through n2: %.1f s, %s", d, describe(streams))

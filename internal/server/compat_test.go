@@ -46,7 +46,7 @@ func compatDir(t *testing.T) string {
 	return dir
 }
 
-func freePort(t *testing.T) int { return testport.Free(t) }
+func freePort(t testing.TB) int { return testport.Free(t) }
 
 // runNodeApp starts one of the compat apps and waits until it answers.
 func runNodeApp(t *testing.T, script, pkg, key string, port int, env ...string) *nodeApp {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,8 +19,10 @@ import (
 
 // An API request about a stream another node holds is answered by that
 // node: the request goes over NATS (glasscast.node.<node>.http) as it came
-// — method, path, query, the headers that matter, body, client address —
-// and the answer comes back the same way.
+// — method, path, query, the headers that matter, body, client address, in
+// JSON — and the answer comes back as a NATS message whose headers are the
+// answer's (and its status, in Glasscast-Status) and whose data is its
+// body, as it is (a piece of a recording is half a megabyte).
 
 // forwardedHeaders are what a forwarded request keeps of its headers.
 var forwardedHeaders = []string{"Authorization", "Content-Type", "X-Api-Key", "User-Agent", "Range"}
@@ -34,10 +38,13 @@ type httpRequest struct {
 
 // httpResponse is its answer.
 type httpResponse struct {
-	Status int                 `json:"status"`
-	Header map[string][]string `json:"header"`
-	Body   []byte              `json:"body,omitempty"`
+	Status int
+	Header map[string][]string
+	Body   []byte
 }
+
+// statusHeader carries an answer's status among its headers.
+const statusHeader = "Glasscast-Status"
 
 func httpSubject(node string) string { return "glasscast.node." + node + ".http" }
 
@@ -67,12 +74,21 @@ func (s *Server) ask(ctx context.Context, node string, req httpRequest) (httpRes
 	b, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var resp httpResponse
 	msg, err := s.cluster.Conn().RequestWithContext(ctx, httpSubject(node), b)
-	if err == nil {
-		err = json.Unmarshal(msg.Data, &resp)
+	if err != nil {
+		return httpResponse{}, err
 	}
-	return resp, err
+	status, err := strconv.Atoi(msg.Header.Get(statusHeader))
+	if err != nil || status < 100 || status > 999 {
+		return httpResponse{}, fmt.Errorf("node %s answered with no status", node)
+	}
+	resp := httpResponse{Status: status, Header: map[string][]string{}, Body: msg.Data}
+	for k, v := range msg.Header {
+		if k != statusHeader {
+			resp.Header[k] = v
+		}
+	}
+	return resp, nil
 }
 
 // write passes the answer on as it came.
@@ -133,8 +149,13 @@ func (s *Server) serveForwarded(handler http.Handler) error {
 			if rec.status == 0 {
 				rec.status = http.StatusOK
 			}
-			b, _ := json.Marshal(httpResponse{Status: rec.status, Header: rec.header, Body: rec.body.Bytes()})
-			m.Respond(b)
+			out := nats.NewMsg(m.Reply)
+			for k, v := range rec.header {
+				out.Header[k] = v
+			}
+			out.Header.Set(statusHeader, strconv.Itoa(rec.status))
+			out.Data = rec.body.Bytes()
+			m.RespondMsg(out)
 		}()
 	})
 	if err != nil {
