@@ -196,19 +196,24 @@ func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, ur
 		resp, err := s.ask(r.Context(), node, req)
 		return resp, err == nil
 	}
-	failed := func() {
-		http.Error(w, "the node that holds the recording ("+node+") did not answer", http.StatusBadGateway)
-	}
-	start, end, ranged := byteRange(r.Header.Get("Range"))
-	if start < 0 { // the last -start bytes: how many are there?
-		resp, ok := ask("bytes=0-0")
+	// sized asks for rng and learns the file's size from the answer; one
+	// that is not a range of a file is passed on as it came.
+	sized := func(rng string) (httpResponse, int64, bool) {
+		resp, ok := ask(rng)
 		if !ok {
-			failed()
-			return
+			http.Error(w, "the node that holds the recording ("+node+") did not answer", http.StatusBadGateway)
+			return resp, 0, false
 		}
 		total, ok := rangeTotal(resp)
 		if !ok {
 			resp.write(w)
+		}
+		return resp, total, ok
+	}
+	start, end, ranged := byteRange(r.Header.Get("Range"))
+	if start < 0 { // the last -start bytes: how many are there?
+		_, total, ok := sized("bytes=0-0")
+		if !ok {
 			return
 		}
 		start = max(0, total+start)
@@ -220,14 +225,8 @@ func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, ur
 		}
 		return fmt.Sprintf("bytes=%d-%d", off, last)
 	}
-	resp, ok := ask(rangeFrom(start))
+	resp, total, ok := sized(rangeFrom(start))
 	if !ok {
-		failed()
-		return
-	}
-	total, ok := rangeTotal(resp)
-	if !ok {
-		resp.write(w)
 		return
 	}
 	if end < 0 || end >= total {
