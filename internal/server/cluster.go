@@ -411,13 +411,30 @@ func (s *Server) remoteStream(ctx context.Context, id string) (api.StreamJSON, b
 
 // entryJSON describes a directory entry of another node's stream.
 func (s *Server) entryJSON(e cluster.StreamEntry) (api.StreamJSON, bool) {
-	var status live.Status
-	if e.Origin == s.cluster.Node() || status.UnmarshalJSON([]byte(strconv.Quote(e.Status))) != nil {
+	status, ok := s.entryStatus(e)
+	if e.Origin == s.cluster.Node() || !ok {
 		return api.StreamJSON{}, false
 	}
 	return api.StreamJSON{ID: e.ID, Name: e.Name, Status: status, Record: e.Record, Public: e.Public,
 		Playback: api.StreamPlayback(s, e.ID, e.Record), CreatedAt: e.CreatedAt, Node: e.Origin,
 		Playable: status == live.StatusLive, Viewers: s.watched(e.ID, api.Viewers{}, true)}, true
+}
+
+// entryStatus is the status of another node's stream as this node sees
+// it: its entry's, except that a stream whose node is gone is reconnecting
+// (as the first live node will soon write) until the entry says it ended.
+// A node's copy of the directory may skip a change when the cluster is
+// shaken (a watch resumed gives the last value of each entry): what it
+// says of a stream whose node died does not hang on the others' writes.
+func (s *Server) entryStatus(e cluster.StreamEntry) (live.Status, bool) {
+	var status live.Status
+	if status.UnmarshalJSON([]byte(strconv.Quote(e.Status))) != nil {
+		return status, false
+	}
+	if (status == live.StatusLive || status == live.StatusIdle) && !s.cluster.Alive(e.Origin) {
+		status = live.StatusReconnecting
+	}
+	return status, true
 }
 
 // remoteList describes the streams of the other nodes, as this node's copy
@@ -467,6 +484,9 @@ func (s *Server) remoteStatus(id, grant string) (web.Status, bool) {
 		return web.Status{}, false
 	}
 	out := web.Status{ID: e.ID, Name: e.Name, Status: e.Status}
+	if st, ok := s.entryStatus(e); ok {
+		out.Status = st.String()
+	}
 	req, _ := json.Marshal(statusRequest{ID: id, Grant: grant})
 	if msg, err := s.cluster.Conn().RequestWithContext(ctx, statusSubject(e.Origin), req); err == nil {
 		var st web.Status
