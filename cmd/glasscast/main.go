@@ -122,6 +122,11 @@ func signalContext(stderr io.Writer) (context.Context, func()) {
 const gcPercent = 50
 
 func serve(args []string, stdout, stderr io.Writer) int {
+	return serveUntil(signalContext, args, stdout, stderr)
+}
+
+// serveUntil runs the server until the context made by until ends.
+func serveUntil(until func(io.Writer) (context.Context, func()), args []string, stdout, stderr io.Writer) int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
@@ -143,7 +148,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "glasscast: %v\n", err)
 		return 1
 	}
-	ctx, stop := signalContext(stderr)
+	ctx, stop := until(stderr)
 	defer stop()
 
 	fmt.Fprintf(stdout, "glasscast %s\n", version())
@@ -202,10 +207,13 @@ func announceDemo(ctx context.Context, srv *server.Server, stdout io.Writer) {
 		if err != nil || !st.Info().Playable {
 			continue
 		}
+		play := srv.DemoPlayback()
+		if play.Watch == "" {
+			continue
+		}
 		fmt.Fprintf(stdout, "\n  Demo: the app dev.glasscast.demo asked simulated Mentra Live glasses for a managed stream,\n")
-		g := srv.DemoGrant()
-		fmt.Fprintf(stdout, "  and it is live. Watch it: %s/watch/%s\n", srv.Public(), g)
-		fmt.Fprintf(stdout, "  LL-HLS: %s/hls/%s/index.m3u8   DASH: %s/dash/%s/manifest.mpd\n\n", srv.Public(), g, srv.Public(), g)
+		fmt.Fprintf(stdout, "  and it is live. Watch it: %s\n", play.Watch)
+		fmt.Fprintf(stdout, "  LL-HLS: %s   DASH: %s\n\n", play.HLS, play.DASH)
 		return
 	}
 }

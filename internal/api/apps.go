@@ -248,7 +248,7 @@ func (a *Apps) Act(ctx context.Context, user, pkg, action string) (int, any) {
 	}
 	switch action {
 	case "start":
-		ctx, cancel := context.WithTimeout(ctx, a.Plane.Config().AppInitTimeout+5*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, a.Plane.StartTimeout()+5*time.Second)
 		defer cancel()
 		err := a.Plane.StartApp(ctx, user, pkg)
 		switch {

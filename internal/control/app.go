@@ -33,6 +33,20 @@ type appSession struct {
 	timer     Timer         // init timeout, then grace
 	ready     chan struct{} // closed once the app's socket is initialised or the start failed
 	startErr  error
+	// graceOver is closed when a grace ends: the socket came back, or the
+	// app was brought back in a new session or stopped. Set by Gone.
+	graceOver chan struct{}
+	// released: the app handed its session over (ownership_release) before
+	// its socket closed; it is not brought back when the grace ends.
+	released bool
+}
+
+// endGraceLocked tells the starts waiting on a grace that it is over.
+func (a *appSession) endGraceLocked() {
+	if a.graceOver != nil {
+		close(a.graceOver)
+		a.graceOver = nil
+	}
 }
 
 // failStartLocked ends a start that failed with err.
@@ -52,6 +66,7 @@ func (a *appSession) endLocked() {
 	if a.timer != nil {
 		a.timer.Stop()
 	}
+	a.endGraceLocked()
 	select {
 	case <-a.ready:
 	default:
@@ -70,7 +85,10 @@ var (
 
 // StartApp starts an app for a user, as the phone does: the app server gets
 // a session_request webhook and must open its socket within the init
-// timeout. StartApp returns once it has (or has not).
+// timeout. StartApp returns once it has (or has not). An app whose socket
+// dropped is in its grace: StartApp waits for the grace's end, when the
+// socket is back or the app is brought back in a new session, and answers
+// for that session: it never says an app runs that has no live session.
 func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
 	app, err := p.apps.App(ctx, pkg)
 	if errors.Is(err, store.ErrNotFound) {
@@ -83,34 +101,95 @@ func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
 	if u == nil {
 		return ErrShuttingDown
 	}
-	u.mu.Lock()
-	if u.disposed {
-		u.mu.Unlock()
-		return ErrShuttingDown
-	}
-	a := u.apps[pkg]
-	if a != nil && a.state != appEnded {
+	for {
+		u.mu.Lock()
+		if u.disposed {
+			u.mu.Unlock()
+			return ErrShuttingDown
+		}
+		a := u.apps[pkg]
+		if a != nil && a.state == appGrace && a.graceOver != nil {
+			over := a.graceOver
+			u.mu.Unlock()
+			select {
+			case <-over:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if a != nil && a.state != appEnded {
+			ready := a.ready
+			u.mu.Unlock()
+			return waitReady(ctx, ready, a)
+		}
+		a = u.beginAppLocked(app, nil)
 		ready := a.ready
 		u.mu.Unlock()
-		return waitReady(ctx, ready, a)
+		if err := waitReady(ctx, ready, a); err != nil {
+			return err
+		}
+		u.saveRunning(pkg)
+		return nil
 	}
-	a = &appSession{u: u, pkg: pkg, app: app, sessionID: userID + "-" + pkg, state: appStarting,
+}
+
+// stopWebhookTimeout bounds the stop_request sent before an app is brought
+// back in a new session.
+const stopWebhookTimeout = 5 * time.Second
+
+// StartTimeout is the longest StartApp takes to answer: an app in its grace
+// is waited for, then brought back (a stop webhook, then a session request
+// and its socket's init).
+func (p *Plane) StartTimeout() time.Duration {
+	return p.cfg.AppGrace + stopWebhookTimeout + p.cfg.AppInitTimeout
+}
+
+// beginAppLocked makes a new session of an app for the user and sends its
+// session_request webhook; stop, when set, is a stop_request sent (and
+// answered) first, for an app brought back in a new session. The session
+// is ready once the app's socket is initialised.
+func (u *User) beginAppLocked(app store.App, stop *protocol.StopRequest) *appSession {
+	p, userID, pkg := u.p, u.id, app.PackageName
+	a := &appSession{u: u, pkg: pkg, app: app, sessionID: userID + "-" + pkg, state: appStarting,
 		subs: map[string]bool{}, ready: make(chan struct{})}
 	u.apps[pkg] = a
-	a.timer = u.after(p.cfg.AppInitTimeout, func() {
-		if a.state == appStarting {
-			p.log.Warn("app did not connect in time", "user", userID, "app", pkg, "timeout", p.cfg.AppInitTimeout)
-			a.failStartLocked(ErrAppDidNotConnect)
-		}
-	})
-	ready := a.ready
-	u.mu.Unlock()
-
+	armInit := func() {
+		a.timer = u.after(p.cfg.AppInitTimeout, func() {
+			if a.state == appStarting {
+				p.log.Warn("app did not connect in time", "user", userID, "app", pkg, "timeout", p.cfg.AppInitTimeout)
+				a.failStartLocked(ErrAppDidNotConnect)
+			}
+		})
+	}
+	if stop == nil {
+		armInit()
+	}
 	body := protocol.SessionRequest{
 		Type: protocol.WebhookSessionRequest, SessionID: a.sessionID, UserID: userID, Timestamp: protocol.Now(),
 		AugmentOSWebsocketURL: p.cfg.AppWebSocketURL, MentraOSWebsocketURL: p.cfg.AppWebSocketURL,
 	}
 	p.goTracked(func() {
+		if stop != nil {
+			// The SDKs take a session_request for a session they still
+			// hold as a replacement, and a stop_request after it would end
+			// the new one: the stop is answered first.
+			ctx, cancel := context.WithTimeout(p.ctx, stopWebhookTimeout)
+			if err := p.webhooks.Post(ctx, app.PublicURL, *stop); err != nil {
+				p.webhookFailures.Add(1)
+				p.log.Debug("stop webhook failed", "app", pkg, "err", err)
+			}
+			cancel()
+			u.mu.Lock()
+			started := a.state == appStarting
+			if started && a.timer == nil {
+				armInit()
+			}
+			u.mu.Unlock()
+			if !started {
+				return
+			}
+		}
 		// The 2.1.29 SDK answers only after onSession returns, which may wait
 		// for a stream: the socket's init, not this reply, says the app runs.
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.WebhookTimeout)
@@ -126,11 +205,7 @@ func (p *Plane) StartApp(ctx context.Context, userID, pkg string) error {
 		}
 	})
 	p.log.Info("app starting", "user", userID, "app", pkg)
-	if err := waitReady(ctx, ready, a); err != nil {
-		return err
-	}
-	u.saveRunning(pkg)
-	return nil
+	return a
 }
 
 // saveRunning remembers whether an app runs for the user as it does now;
@@ -218,20 +293,11 @@ func (p *Plane) StopApp(ctx context.Context, userID, pkg string) error {
 	return nil
 }
 
-// stopAppLocked ends an app session for good.
+// stopAppLocked ends an app session for good; its server gets a
+// stop_request webhook.
 func (u *User) stopAppLocked(a *appSession, reason string) {
 	p := u.p
-	u.leaveStreamsLocked(a, "The app stopped")
-	a.endLocked()
-	if u.apps[a.pkg] == a {
-		delete(u.apps, a.pkg)
-	}
-	if a.sock != nil {
-		a.sock.peer.Send(protocol.AppStopped{Type: protocol.TypeAppStopped, Reason: reason, Timestamp: protocol.Now()})
-		a.sock.peer.Close(1000, "App stopped")
-		a.sock = nil
-	}
-	body := protocol.StopRequest{Type: protocol.WebhookStopRequest, SessionID: a.sessionID, UserID: u.id, Reason: reason, Timestamp: protocol.Now()}
+	body := u.endAppLocked(a, reason)
 	publicURL := a.app.PublicURL
 	p.goTracked(func() {
 		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
@@ -242,6 +308,22 @@ func (u *User) stopAppLocked(a *appSession, reason string) {
 		}
 	})
 	p.log.Info("app stopped", "user", u.id, "app", a.pkg, "reason", reason)
+}
+
+// endAppLocked ends an app session: it leaves its streams, its socket (if
+// any) is told and closed. It returns the stop_request its server is owed.
+func (u *User) endAppLocked(a *appSession, reason string) protocol.StopRequest {
+	u.leaveStreamsLocked(a, "The app stopped")
+	a.endLocked()
+	if u.apps[a.pkg] == a {
+		delete(u.apps, a.pkg)
+	}
+	if a.sock != nil {
+		a.sock.peer.Send(protocol.AppStopped{Type: protocol.TypeAppStopped, Reason: reason, Timestamp: protocol.Now()})
+		a.sock.peer.Close(1000, "App stopped")
+		a.sock = nil
+	}
+	return protocol.StopRequest{Type: protocol.WebhookStopRequest, SessionID: a.sessionID, UserID: u.id, Reason: reason, Timestamp: protocol.Now()}
 }
 
 // leaveStreamsLocked takes an app out of every stream: it stops viewing the
@@ -327,6 +409,8 @@ func (s *AppSocket) Receive(msg any) {
 		u.unmanagedStopLocked(a, m.StreamID)
 	case *protocol.StreamStatusCheck:
 		s.peer.Send(u.statusCheckLocked())
+	case *protocol.OwnershipRelease:
+		a.released = true
 	case *protocol.DisplayEvent:
 		m.PackageName = a.pkg
 		if m.Timestamp == "" {
@@ -384,6 +468,8 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 		a.timer = nil
 	}
 	a.sock, a.state = s, appRunning
+	a.released = false
+	a.endGraceLocked()
 	s.sess = a
 	select {
 	case <-a.ready:
@@ -399,7 +485,11 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 }
 
 // Gone is called when the app's socket closes. The SDK reconnects within a
-// few seconds; an app that does not is gone for good and leaves its streams.
+// few seconds. An app that does not is brought back as the MentraOS cloud
+// does, while the user's phone is connected: its server gets a stop_request
+// then a new session_request (a restarted app server has lost its
+// sessions). Without the phone, or after the app handed its session over,
+// it is stopped; it starts again when the phone comes back.
 func (s *AppSocket) Gone() {
 	a := s.sess
 	if a == nil {
@@ -412,11 +502,19 @@ func (s *AppSocket) Gone() {
 		return
 	}
 	a.sock, a.state = nil, appGrace
+	a.graceOver = make(chan struct{})
 	grace := u.p.cfg.AppGrace
 	a.timer = u.after(grace, func() {
-		if a.state == appGrace && u.apps[a.pkg] == a {
+		if a.state != appGrace || u.apps[a.pkg] != a {
+			return
+		}
+		if u.glasses == nil || u.disposed || a.released {
 			u.p.log.Info("app gone for good", "user", u.id, "app", a.pkg, "grace", grace)
 			u.stopAppLocked(a, "error")
+			return
 		}
+		u.p.log.Info("app did not come back: starting it in a new session", "user", u.id, "app", a.pkg, "grace", grace)
+		stop := u.endAppLocked(a, "error")
+		u.beginAppLocked(a.app, &stop)
 	})
 }

@@ -165,17 +165,40 @@ func (a apps) App(_ context.Context, pkg string) (store.App, error) {
 const apiKey = "the-key-of-every-test-app"
 
 // webhooks connects the app's socket when glasscast posts a session
-// request, as an app server would (unless silent).
+// request, as an app server would (unless silent), and keeps a log of what
+// was posted.
 type webhooks struct {
 	w      *world
 	silent bool
+
+	mu     sync.Mutex
+	posted []string      // "stop <session> <reason>" or "session <session>"
+	gate   chan struct{} // when set, a session request waits for it to close
+	seen   chan string   // what was posted, as it is
 }
 
 func (h *webhooks) Post(_ context.Context, url string, body any) error {
-	if h.silent {
+	h.mu.Lock()
+	var line string
+	switch b := body.(type) {
+	case protocol.StopRequest:
+		line = "stop " + b.SessionID + " " + b.Reason
+	case protocol.SessionRequest:
+		line = "session " + b.SessionID
+	}
+	h.posted = append(h.posted, line)
+	gate, seen := h.gate, h.seen
+	h.mu.Unlock()
+	if seen != nil {
+		seen <- line
+	}
+	req, ok := body.(protocol.SessionRequest)
+	if h.silent || !ok {
 		return nil
 	}
-	req := body.(protocol.SessionRequest)
+	if gate != nil {
+		<-gate
+	}
 	pkg := strings.TrimPrefix(url, "http://")
 	p := newPeer()
 	sock := h.w.p.ConnectApp(p)
@@ -185,6 +208,12 @@ func (h *webhooks) Post(_ context.Context, url string, body any) error {
 	h.w.mu.Unlock()
 	sock.Receive(&protocol.AppConnectionInit{Type: protocol.TypeAppConnectionInit, SessionID: req.SessionID, PackageName: pkg, APIKey: apiKey})
 	return nil
+}
+
+func (h *webhooks) log() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.posted)
 }
 
 type world struct {
@@ -540,5 +569,144 @@ func TestPhones(t *testing.T) {
 	bob.Gone()
 	if got := w.p.Phones(); !slices.Equal(got, []string{"ann@example.com"}) {
 		t.Fatalf("phones after bob's went: %v", got)
+	}
+}
+
+// drainTimers forgets the timers set so far.
+func (w *world) drainTimers() {
+	for len(w.clock.set) > 0 {
+		<-w.clock.set
+	}
+}
+
+// waitTimer waits for the next timer to be set.
+func (w *world) waitTimer() {
+	w.t.Helper()
+	select {
+	case <-w.clock.set:
+	case <-time.After(10 * time.Second):
+		w.t.Fatal("no timer was set")
+	}
+}
+
+// An app server that restarted (its socket gone and not back within the
+// grace, the phone connected) is brought back as the MentraOS cloud does:
+// a stop webhook, then a new session request. A start from the phone
+// during the grace answers for the new session, once it is open, never
+// before.
+func TestAppBroughtBack(t *testing.T) {
+	w := newWorld(t, "a")
+	w.phone("u")
+	oldPeer, sa := w.app("u", "a")
+	sa.Receive(managed("a"))
+	if got := answer(t, oldPeer, true); got != "initializing" {
+		t.Fatal(got)
+	}
+	gate := make(chan struct{})
+	seen := make(chan string, 16)
+	w.hooks.mu.Lock()
+	w.hooks.gate, w.hooks.seen, w.hooks.posted = gate, seen, nil
+	w.hooks.mu.Unlock()
+
+	w.drainTimers()
+	sa.Gone()
+	w.waitTimer() // the grace
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- w.p.StartApp(ctx, "u", "a")
+	}()
+	w.clock.Advance(5 * time.Second)
+	for _, want := range []string{"stop u-a error", "session u-a"} {
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("posted %q, want %q (all: %v)", got, want, w.hooks.log())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %q posted; posted %v", want, w.hooks.log())
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the start answered (%v) before the new session opened", err)
+	default:
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	w.mu.Lock()
+	newPeer, sock := w.sockets["u-a"], w.appSocks["u-a"]
+	w.mu.Unlock()
+	if newPeer == oldPeer {
+		t.Fatal("no new socket was opened")
+	}
+	// The new session can start the managed stream again.
+	sock.Receive(managed("a"))
+	if got := answer(t, newPeer, true); got != "initializing" {
+		t.Fatalf("managed start in the new session: %s", got)
+	}
+}
+
+// An app whose socket comes back within the grace keeps its session: no
+// webhook, and a start during the grace answers once it is back.
+func TestAppBackWithinGrace(t *testing.T) {
+	w := newWorld(t, "a")
+	w.phone("u")
+	_, sa := w.app("u", "a")
+	w.hooks.mu.Lock()
+	w.hooks.posted = nil
+	w.hooks.mu.Unlock()
+	w.drainTimers()
+	sa.Gone()
+	w.waitTimer()
+	done := make(chan error, 1)
+	go func() { done <- w.p.StartApp(context.Background(), "u", "a") }()
+	p := newPeer()
+	back := w.p.ConnectApp(p)
+	back.Receive(&protocol.AppConnectionInit{Type: protocol.TypeAppConnectionInit, SessionID: "u-a", PackageName: "a", APIKey: apiKey})
+	next[protocol.AppConnectionAck](t, p, nil)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the start did not answer once the socket was back")
+	}
+	w.clock.Advance(5 * time.Second)
+	if got := w.hooks.log(); len(got) != 0 {
+		t.Fatalf("posted %v to an app that came back", got)
+	}
+}
+
+// Without the phone, an app that does not come back is stopped, not
+// brought back; it starts again when the phone returns.
+func TestAppGoneWithoutPhone(t *testing.T) {
+	w := newWorld(t, "a")
+	_, g := w.phone("u")
+	_, sa := w.app("u", "a")
+	seen := make(chan string, 16)
+	w.hooks.mu.Lock()
+	w.hooks.posted, w.hooks.seen = nil, seen
+	w.hooks.mu.Unlock()
+	g.Gone()
+	w.drainTimers()
+	sa.Gone()
+	w.waitTimer()
+	w.clock.Advance(5 * time.Second)
+	select {
+	case got := <-seen:
+		if got != "stop u-a error" {
+			t.Fatalf("posted %q, want the stop", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no stop webhook")
+	}
+	w.p.Close() // waits for every webhook it sent
+	if got := w.hooks.log(); !slices.Equal(got, []string{"stop u-a error"}) {
+		t.Fatalf("posted %v, want one stop", got)
 	}
 }

@@ -667,7 +667,12 @@ func (s *Stream) finish() {
 		s.subs = nil
 	}
 	s.mu.Unlock()
-	if reason != "" {
+	switch {
+	case reason == "":
+	case s.shutdown && s.durable:
+		// Not saved as ended (keepEvent): it comes back after the restart.
+		s.reg.log.Info("stream kept; resumes after restart", "stream", s.id)
+	default:
 		s.reg.log.Info("stream ended", "stream", s.id, "reason", reason)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,10 +186,11 @@ func TestReconnectWindow(t *testing.T) {
 // the server.
 func TestKeptOnItsChanges(t *testing.T) {
 	kept := make(chan Kept, 16)
+	var logged safeBuffer
 	r := New(Config{ReconnectWindow: time.Hour, Keep: func(k Kept) error {
 		kept <- k
 		return nil
-	}}, quiet)
+	}}, slog.New(slog.NewTextHandler(&logged, nil)))
 	a, err := r.Create(CreateOptions{Durable: true})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +199,8 @@ func TestKeptOnItsChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Create(CreateOptions{}); err != nil { // not durable
+	c, err := r.Create(CreateOptions{}) // not durable
+	if err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -213,6 +216,14 @@ func TestKeptOnItsChanges(t *testing.T) {
 	var got []string
 	for k := range kept {
 		got = append(got, k.ID+" "+k.Status.String())
+	}
+	// The shutdown's log says what happens to each: the durable stream
+	// comes back, the other ends.
+	log := logged.String()
+	if !strings.Contains(log, `msg="stream kept; resumes after restart" stream=`+b.ID()) ||
+		strings.Contains(log, "stream="+b.ID()+" reason") ||
+		!strings.Contains(log, `msg="stream ended" stream=`+c.ID()+` reason="server shutting down"`) {
+		t.Fatalf("the shutdown logged:\n%s", log)
 	}
 	want := []string{a.ID() + " idle", b.ID() + " idle", a.ID() + " live", a.ID() + " ended"}
 	if len(got) != len(want) {
@@ -252,4 +263,22 @@ func TestStatusJSON(t *testing.T) {
 	if err := k.UnmarshalJSON([]byte(`"exploded"`)); err == nil {
 		t.Fatal("an unknown event kind decoded")
 	}
+}
+
+// safeBuffer is a log written by several goroutines.
+type safeBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *safeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv(childEnv); cfg != "" {
 		os.Exit(runChild(cfg))
 	}
+	if cfg := os.Getenv(childAppEnv); cfg != "" {
+		os.Exit(runChildApp(cfg))
+	}
 	os.Exit(m.Run())
 }
 

@@ -259,7 +259,7 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 			s.log.Warn("cluster: this node is not recorded as the user's home", "user", user, "err", err)
 		}
 	}
-	wait := s.plane.Config().AppInitTimeout + 10*time.Second
+	wait := s.plane.StartTimeout() + 10*time.Second
 	apps.Forward = func(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
 		home, err := users.Home(ctx, user)
 		if err != nil || home == "" || home == c.Node() {

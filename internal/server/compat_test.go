@@ -53,11 +53,19 @@ func runNodeApp(t *testing.T, script, pkg, key string, port int, env ...string) 
 	t.Helper()
 	needTool(t, "node")
 	dir := compatDir(t)
-	a := &nodeApp{t: t, pkg: pkg, port: port, more: make(chan struct{}, 1), done: make(chan struct{})}
-	a.cmd = exec.Command("node", filepath.Join(dir, "apps", script))
-	a.cmd.Dir = dir
-	a.cmd.Env = append(os.Environ(), "NODE_ENV=production", "PACKAGE_NAME="+pkg, "MENTRAOS_API_KEY="+key, "PORT="+strconv.Itoa(port))
-	a.cmd.Env = append(a.cmd.Env, env...)
+	cmd := exec.Command("node", filepath.Join(dir, "apps", script))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_ENV=production", "PACKAGE_NAME="+pkg, "MENTRAOS_API_KEY="+key, "PORT="+strconv.Itoa(port))
+	cmd.Env = append(cmd.Env, env...)
+	return runAppProcess(t, cmd, script, pkg, port)
+}
+
+// runAppProcess starts an app server's process and waits until its health
+// check answers on port.
+func runAppProcess(t *testing.T, cmd *exec.Cmd, name, pkg string, port int) *nodeApp {
+	t.Helper()
+	script := name
+	a := &nodeApp{t: t, pkg: pkg, port: port, more: make(chan struct{}, 1), done: make(chan struct{}), cmd: cmd}
 	out, err := a.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/access"
+	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/store"
 )
@@ -49,8 +50,13 @@ func (s *Server) ShowDemo(hlsURL string) error {
 	if err != nil {
 		return err
 	}
+	st, err := s.Registry().Get(id)
+	if err != nil {
+		return err
+	}
+	play := api.StreamPlayback(s, id, st.Record())
 	s.demoMu.Lock()
-	s.demoID, s.demoGrant = id, grant
+	s.demoID, s.demoPlay = id, play
 	s.demoMu.Unlock()
 	return nil
 }

@@ -65,7 +65,7 @@ type Server struct {
 	generated  bool
 	ready      atomic.Bool
 	demoID     string
-	demoGrant  string
+	demoPlay   api.Playback
 	demoMu     sync.Mutex
 	store      *store.Store
 	apps       store.Apps // the store, or the cluster's apps
@@ -362,7 +362,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		mux.Handle("/debug/pprof/profile", apiServer.Admin(http.HandlerFunc(pprof.Profile)))
 		mux.Handle("/debug/pprof/trace", apiServer.Admin(http.HandlerFunc(pprof.Trace)))
 	}
-	mux.HandleFunc("GET /{$}", web.Dashboard(s.DemoGrant))
+	mux.HandleFunc("GET /{$}", web.Dashboard(s.demoWatchPath))
 	if s.cluster != nil {
 		if err := s.serveForwarded(mux); err != nil { // every route is in
 			return nil, fmt.Errorf("cluster: %w", err)
@@ -591,12 +591,18 @@ func (s *Server) DemoID() string {
 	return s.demoID
 }
 
-// DemoGrant is the path element of the demo stream's viewer URLs (its
-// watch page is /watch/{grant}), once it exists.
-func (s *Server) DemoGrant() string {
+// DemoPlayback is the demo stream's viewer URLs, as the Streams API hands
+// them out (zero until it plays).
+func (s *Server) DemoPlayback() api.Playback {
 	s.demoMu.Lock()
 	defer s.demoMu.Unlock()
-	return s.demoGrant
+	return s.demoPlay
+}
+
+// demoWatchPath is the path of the demo's watch page, for the dashboard's
+// link ("" until it plays).
+func (s *Server) demoWatchPath() string {
+	return strings.TrimPrefix(s.DemoPlayback().Watch, s.public)
 }
 
 // Run serves until ctx ends, then shuts down in order: the ingest stops and

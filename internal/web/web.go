@@ -22,14 +22,13 @@ var dashboardPage = template.Must(template.ParseFS(assets, "assets/dashboard.htm
 
 // Dashboard serves the dashboard page at /. The page holds no stream data:
 // it asks for the admin token and reads the admin API's event stream. Only
-// the demo stream is linked for anyone: demoID returns the path element of
-// its watch page (a token, or its id when it is public), "" when there is
-// none.
-func Dashboard(demoID func() string) http.HandlerFunc {
+// the demo stream is linked for anyone: demoWatch returns the path of its
+// watch page (the one the Streams API hands out), "" when there is none.
+func Dashboard(demoWatch func() string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
-		dashboardPage.Execute(w, struct{ DemoID string }{demoID()})
+		dashboardPage.Execute(w, struct{ DemoWatch string }{demoWatch()})
 	}
 }
 

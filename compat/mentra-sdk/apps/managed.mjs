@@ -48,6 +48,13 @@ class ManagedStreamingApp extends AppServer {
     this.addCleanupHandler(transcriptionUnsubscribe);
   }
 
+  // When each session request arrives, before the SDK opens its socket
+  // (for the tests; the SDK's own handling is unchanged).
+  async handleSessionRequest(request, res) {
+    console.log('Session request at', Date.now(), request.sessionId);
+    return super.handleSessionRequest(request, res);
+  }
+
   async onStop(sessionId, userId, reason) {
     console.log('Session stopped:', reason);
     await super.onStop(sessionId, userId, reason);
