@@ -142,4 +142,3 @@ func TestAppServerRestarts(t *testing.T) {
 		})
 	}
 }
-
