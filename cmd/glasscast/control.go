@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -389,9 +392,16 @@ func adminCall(ctx context.Context, method, u, token string, in, out any) (int, 
 // server belongs to, as GET /api/v1/cluster lists them.
 func clusterCmd(args []string, stdout, stderr io.Writer) int {
 	const usage = `Usage: glasscast cluster status --server URL --admin-token T
+       glasscast cluster secrets --out FILE
 
-  status  every node of the cluster: name, public URL, version, streams, viewers,
-          sessions, CPU and last heartbeat`
+  status   every node of the cluster: name, public URL, version, streams, viewers,
+           sessions, CPU and last heartbeat
+  secrets  makes the secrets every node shares (GLASSCAST_ADMIN_TOKEN and
+           GLASSCAST_JWT_SECRET) in a new file only its owner can read, to load
+           into each node's environment: set -a; . ./FILE; set +a`
+	if len(args) > 0 && args[0] == "secrets" {
+		return clusterSecrets(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "status" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			fmt.Fprintln(stdout, usage)
@@ -444,5 +454,49 @@ func clusterCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%.1f %%\t%s\t\n", n.Name, n.Public, n.Version, n.Streams, n.Viewers, n.Sessions, n.CPU, state)
 	}
 	tw.Flush()
+	return 0
+}
+
+// clusterSecrets writes a new environment file with the admin token and
+// JWT secret every node of a cluster shares; it prints no secret.
+func clusterSecrets(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("glasscast cluster secrets", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "the file to create (mode 0600; an existing file is not overwritten)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *out == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "Usage: glasscast cluster secrets --out FILE")
+		return 2
+	}
+	secret := func() string {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	}
+	body := "# The secrets every glasscast node of one cluster shares. Keep this file private;\n" +
+		"# load it into a node's environment with: set -a; . ./" + filepath.Base(*out) + "; set +a\n" +
+		"GLASSCAST_ADMIN_TOKEN=" + secret() + "\n" +
+		"GLASSCAST_JWT_SECRET=" + secret() + "\n"
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast cluster secrets: %v\n", err)
+		return 1
+	}
+	if _, err := f.WriteString(body); err != nil {
+		f.Close()
+		os.Remove(*out)
+		fmt.Fprintf(stderr, "glasscast cluster secrets: %v\n", err)
+		return 1
+	}
+	if err := f.Close(); err != nil {
+		fmt.Fprintf(stderr, "glasscast cluster secrets: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote %s (GLASSCAST_ADMIN_TOKEN, GLASSCAST_JWT_SECRET; mode 0600)\n", *out)
 	return 0
 }

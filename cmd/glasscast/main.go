@@ -78,7 +78,7 @@ Commands:
   glasses   simulate a phone with camera glasses (--server URL --token T)
   token     print a core token for a user (--user EMAIL)
   apps      add, list or remove apps (add --package P --public-url URL)
-  cluster   status of the cluster a node belongs to (--server URL --admin-token T)
+  cluster   status of the cluster a node belongs to; secrets the nodes share
   publish   push the built-in test stream to an RTMP URL
   bench     measure latency, CPU and memory (see glasscast bench -h)
   version   print the version
