@@ -298,3 +298,55 @@ func postJSON(url, body string, out any) int {
 	json.NewDecoder(resp.Body).Decode(out)
 	return resp.StatusCode
 }
+
+// The README's go.mod for an app of one's own builds the first app against
+// this clone of the SDK.
+func TestReadmeGoModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go mod tidy and go build")
+	}
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	from := strings.Index(text, "\n    module ")
+	if from < 0 {
+		t.Fatal("the README shows no go.mod")
+	}
+	var mod []string
+	for _, line := range strings.Split(text[from+1:], "\n") {
+		if line != "" && !strings.HasPrefix(line, "    ") {
+			break
+		}
+		mod = append(mod, strings.TrimPrefix(line, "    "))
+	}
+	goMod := strings.Join(mod, "\n")
+	if !strings.Contains(goMod, "require github.com/glasscast/glasscast") || !strings.Contains(goMod, "replace github.com/glasscast/glasscast => ") {
+		t.Fatalf("the README's go.mod has no require and replace:\n%s", goMod)
+	}
+	clone, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goMod = regexp.MustCompile(`(replace github.com/glasscast/glasscast => )\S+`).ReplaceAllString(goMod, "${1}"+clone)
+	dir := t.TempDir()
+	app, err := os.ReadFile("../../examples/first/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(goMod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), app, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"mod", "tidy"}, {"build", "-o", filepath.Join(dir, "first"), "."}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s with the README's go.mod:\n%s\n%s", strings.Join(args, " "), goMod, out)
+		}
+	}
+}
