@@ -208,7 +208,7 @@ func TestReadmeCluster(t *testing.T) {
 			Cluster bool
 			Nodes   []struct{ Alive bool }
 		}
-		if code := getJSON(balancer+"/api/v1/cluster", &st); code == http.StatusOK {
+		if code := adminJSON("GET", balancer+"/api/v1/cluster", "", &st); code == http.StatusOK {
 			alive := 0
 			for _, n := range st.Nodes {
 				if n.Alive {
@@ -238,7 +238,7 @@ func TestReadmeCluster(t *testing.T) {
 			Playback map[string]string
 		}
 		body := fmt.Sprintf(`{"name":"lobby %d"}`, i)
-		if code := postJSON(balancer+"/api/v1/streams", body, &s); code != http.StatusCreated {
+		if code := adminJSON("POST", balancer+"/api/v1/streams", body, &s); code != http.StatusCreated {
 			t.Fatalf("create through the balancer: %d", code)
 		}
 		if !strings.HasPrefix(s.Ingest.RTMPURL, ingest) {
@@ -275,20 +275,10 @@ func TestReadmeCluster(t *testing.T) {
 	}
 }
 
-func getJSON(url string, out any) int {
-	req, _ := http.NewRequest("GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+os.Getenv("GLASSCAST_ADMIN_TOKEN"))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	json.NewDecoder(resp.Body).Decode(out)
-	return resp.StatusCode
-}
-
-func postJSON(url, body string, out any) int {
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+// adminJSON calls the admin API with the token from the environment and
+// decodes its answer into out; it returns the status (0: no answer).
+func adminJSON(method, url, body string, out any) int {
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+os.Getenv("GLASSCAST_ADMIN_TOKEN"))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
