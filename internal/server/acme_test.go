@@ -28,16 +28,22 @@ import (
 // chains to, and the root its issued certificates chain to.
 func startPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) (dir, apiCA string, roots *x509.CertPool) {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
-	if err != nil {
-		t.Fatalf("the pebble module (a tool of go.mod): %v", err)
-	}
-	src := strings.TrimSpace(string(out))
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "pebble")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput(); err != nil {
 		t.Fatalf("building pebble: %v %s", err, out)
 	}
+	// Its test certificates, from the module the build just downloaded
+	// (on a fresh machine, asked before that, the module has no directory).
+	out, err := exec.Command("go", "mod", "download", "-json", "github.com/letsencrypt/pebble/v2").Output()
+	if err != nil {
+		t.Fatalf("the pebble module (a tool of go.mod): %v", err)
+	}
+	var mod struct{ Dir string }
+	if json.Unmarshal(out, &mod) != nil || mod.Dir == "" {
+		t.Fatalf("the pebble module has no directory: %s", out)
+	}
+	src := mod.Dir
 	listen, mgmt := fmt.Sprint("127.0.0.1:", freePort(t)), fmt.Sprint("127.0.0.1:", freePort(t))
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress": listen, "managementListenAddress": mgmt,
