@@ -20,8 +20,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/auth"
+	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/sim"
 	"github.com/glasscast/glasscast/internal/store"
 )
@@ -393,14 +396,29 @@ func adminCall(ctx context.Context, method, u, token string, in, out any) (int, 
 func clusterCmd(args []string, stdout, stderr io.Writer) int {
 	const usage = `Usage: glasscast cluster status --server URL --admin-token T
        glasscast cluster secrets --out FILE
+       glasscast cluster certs --dir DIR --nodes n1,n2,n3 [--hosts H1,H2]
+       glasscast cluster nkey --out FILE
 
   status   every node of the cluster: name, public URL, version, streams, viewers,
            sessions, CPU and last heartbeat
   secrets  makes the secrets every node shares (GLASSCAST_ADMIN_TOKEN and
            GLASSCAST_JWT_SECRET) in a new file only its owner can read, to load
-           into each node's environment: set -a; . ./FILE; set +a`
+           into each node's environment: set -a; . ./FILE; set +a
+  certs    makes the cluster's CA (or uses the one in DIR) and a certificate and
+           key for each node, files 0600: a node is a member because it holds
+           one (--nats-tls-cert DIR/n1.crt --nats-tls-key DIR/n1.key
+           --nats-tls-ca DIR/ca.crt); --hosts adds the names or addresses the
+           routes dial besides localhost
+  nkey     makes a NATS user nkey: its seed into a new 0600 FILE (for --nats-nkey)
+           and its public key printed, for an existing NATS cluster's account`
 	if len(args) > 0 && args[0] == "secrets" {
 		return clusterSecrets(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "certs" {
+		return clusterCerts(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "nkey" {
+		return clusterNkey(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "status" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
@@ -482,21 +500,95 @@ func clusterSecrets(args []string, stdout, stderr io.Writer) int {
 		"# load it into a node's environment with: set -a; . ./" + filepath.Base(*out) + "; set +a\n" +
 		"GLASSCAST_ADMIN_TOKEN=" + secret() + "\n" +
 		"GLASSCAST_JWT_SECRET=" + secret() + "\n"
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		fmt.Fprintf(stderr, "glasscast cluster secrets: %v\n", err)
-		return 1
-	}
-	if _, err := f.WriteString(body); err != nil {
-		f.Close()
-		os.Remove(*out)
-		fmt.Fprintf(stderr, "glasscast cluster secrets: %v\n", err)
-		return 1
-	}
-	if err := f.Close(); err != nil {
+	if err := writeNew(*out, []byte(body)); err != nil {
 		fmt.Fprintf(stderr, "glasscast cluster secrets: %v\n", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "wrote %s (GLASSCAST_ADMIN_TOKEN, GLASSCAST_JWT_SECRET; mode 0600)\n", *out)
 	return 0
+}
+
+// clusterCerts makes the cluster's CA and its nodes' certificates.
+func clusterCerts(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("glasscast cluster certs", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "the directory to write into (made 0700; a CA already there is used)")
+	nodes := fs.String("nodes", "", "the nodes' names, comma-separated (as each node's --node)")
+	hosts := fs.String("hosts", "", "names or addresses the routes dial, comma-separated, put in every node's certificate (localhost, 127.0.0.1 and ::1 always are)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	split := func(v string) []string {
+		var out []string
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	if *dir == "" || *nodes == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "Usage: glasscast cluster certs --dir DIR --nodes n1,n2,n3 [--hosts H1,H2]")
+		return 2
+	}
+	names := split(*nodes)
+	if err := cluster.MakeCerts(*dir, names, split(*hosts)); err != nil {
+		fmt.Fprintf(stderr, "glasscast cluster certs: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote the cluster CA %s and, mode 0600:\n", filepath.Join(*dir, cluster.CACertFile))
+	for _, n := range names {
+		cert, key := cluster.NodeCertFiles(*dir, n)
+		fmt.Fprintf(stdout, "  %s: --nats-tls-cert %s --nats-tls-key %s --nats-tls-ca %s\n", n, cert, key, filepath.Join(*dir, cluster.CACertFile))
+	}
+	fmt.Fprintf(stdout, "Copy each node's two files and ca.crt to it; keep ca.key to add nodes later.\n")
+	return 0
+}
+
+// clusterNkey makes a NATS user nkey for --nats-nkey: the seed into a new
+// file, the public key (which the NATS servers' account lists) printed.
+func clusterNkey(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("glasscast cluster nkey", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "the seed file to create (mode 0600; an existing file is not overwritten)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *out == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "Usage: glasscast cluster nkey --out FILE")
+		return 2
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		fmt.Fprintf(stderr, "glasscast cluster nkey: %v\n", err)
+		return 1
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	if err := writeNew(*out, append(seed, '\n')); err != nil {
+		fmt.Fprintf(stderr, "glasscast cluster nkey: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, pub)
+	return 0
+}
+
+// writeNew creates path (0600) with body; an existing file is an error.
+func writeNew(path string, body []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(body); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	return f.Close()
 }

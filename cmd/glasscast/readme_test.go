@@ -22,6 +22,7 @@ import (
 
 // readmeCluster is what the README's cluster section says to run.
 type readmeCluster struct {
+	certs   []string   // the certs command's arguments
 	secrets string     // the secrets command's arguments
 	nodes   [][]string // each node's serve arguments
 	haproxy string     // the balancer's configuration
@@ -70,11 +71,13 @@ func readReadmeCluster(t *testing.T) readmeCluster {
 				rc.nodes = append(rc.nodes, fields[2:])
 			case len(fields) > 2 && fields[0] == "glasscast" && fields[1] == "cluster" && fields[2] == "secrets":
 				rc.secrets = strings.Join(fields[3:], " ")
+			case len(fields) > 2 && fields[0] == "glasscast" && fields[1] == "cluster" && fields[2] == "certs":
+				rc.certs = fields[1:]
 			}
 		}
 	}
-	if rc.secrets == "" || len(rc.nodes) != 3 || rc.haproxy == "" {
-		t.Fatalf("the README's cluster section has secrets %q, %d nodes, haproxy %q", rc.secrets, len(rc.nodes), rc.haproxy)
+	if rc.secrets == "" || rc.certs == nil || len(rc.nodes) != 3 || rc.haproxy == "" {
+		t.Fatalf("the README's cluster section has certs %q, secrets %q, %d nodes, haproxy %q", rc.certs, rc.secrets, len(rc.nodes), rc.haproxy)
 	}
 	return rc
 }
@@ -124,9 +127,28 @@ func TestReadmeCluster(t *testing.T) {
 		})
 	}
 
+	// Files the section names are made in (and read from) the test's
+	// directory: it is the reader's working directory.
+	inDir := func(args []string) []string {
+		for i := range args {
+			switch args[i] {
+			case "--data", "--dir", "--nats-tls-cert", "--nats-tls-key", "--nats-tls-ca":
+				if i+1 < len(args) && !filepath.IsAbs(args[i+1]) {
+					args[i+1] = filepath.Join(dir, args[i+1])
+				}
+			}
+		}
+		return args
+	}
+	// The cluster's certificates.
+	var out, errOut bytes.Buffer
+	if code := run(inDir(rc.certs), &out, &errOut); code != 0 {
+		t.Fatalf("%v: %d %s", rc.certs, code, errOut.String())
+	}
+
 	// The secrets, made by the command and read into the environment.
 	envFile := filepath.Join(dir, filepath.Base(strings.TrimPrefix(rc.secrets, "--out ")))
-	var out, errOut bytes.Buffer
+	out.Reset()
 	if code := run([]string{"cluster", "secrets", "--out", envFile}, &out, &errOut); code != 0 {
 		t.Fatalf("cluster secrets: %d %s", code, errOut.String())
 	}
@@ -164,12 +186,7 @@ func TestReadmeCluster(t *testing.T) {
 		}
 	}()
 	for _, args := range rc.nodes {
-		args = strings.Fields(movePorts(strings.Join(args, " ")))
-		for i := range args {
-			if args[i] == "--data" && i+1 < len(args) {
-				args[i+1] = filepath.Join(dir, args[i+1])
-			}
-		}
+		args = inDir(strings.Fields(movePorts(strings.Join(args, " "))))
 		log := newWatchedBuffer()
 		done := make(chan int, 1)
 		logs, dones = append(logs, log), append(dones, done)

@@ -55,6 +55,8 @@ type options struct {
 	joins      int
 	jsonOut    string
 	out        io.Writer
+	// clusterPlain runs the cluster scenarios' routes without TLS.
+	clusterPlain bool
 }
 
 // Main runs the bench command.
@@ -74,13 +76,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	joins := fs.Int("joins", 20, "new WebRTC viewers per GOP in the webrtc scenario")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
 	useHTTPS := fs.Bool("tls", false, "serve viewers over HTTPS (a TLS connection per viewer) with a certificate made for the run")
+	plainRoutes := fs.Bool("cluster-insecure", false, "run the cluster scenarios' NATS routes without TLS (they are mutual TLS otherwise, as glasscast cluster certs sets them up)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	o := options{duration: *dur, warmup: *warm, trials: *trials, sessions: *sessions, clipFile: *clip, gop: *gop, joins: *joins, jsonOut: *jsonOut, out: stdout}
+	o := options{duration: *dur, warmup: *warm, trials: *trials, sessions: *sessions, clipFile: *clip, gop: *gop, joins: *joins, jsonOut: *jsonOut, out: stdout, clusterPlain: *plainRoutes}
 	for _, f := range strings.Split(*gops, ",") {
 		g, err := time.ParseDuration(strings.TrimSpace(f))
 		if err != nil || g < 100*time.Millisecond {

@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/sim"
 )
 
@@ -28,10 +30,10 @@ const clusterStreams = 20
 // long a first viewer waits for a first part on each node.
 func clusterScenario(o options, clip *sim.Clip) (map[string]any, error) {
 	n := clusterStreams
-	fmt.Fprintf(o.out, "\n== cluster: two nodes (embedded NATS), %d streams published to the origin, viewers on the relay node (%v per point)\n", n, o.duration)
+	fmt.Fprintf(o.out, "\n== cluster: two nodes (embedded NATS, %s), %d streams published to the origin, viewers on the relay node (%v per point)\n", routesKind(o), n, o.duration)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	origin, relay, err := startPair(ctx)
+	origin, relay, err := startPair(ctx, o.clusterPlain)
 	if err != nil {
 		return nil, err
 	}
@@ -144,17 +146,26 @@ func clusterScenario(o options, clip *sim.Clip) (map[string]any, error) {
 	return out, nil
 }
 
+// routesKind says how the cluster scenarios' routes run.
+func routesKind(o options) string {
+	if o.clusterPlain {
+		return "plain routes"
+	}
+	return "mutual TLS routes"
+}
+
 // startPair runs two nodes that form a cluster on embedded NATS.
-func startPair(ctx context.Context) (*server, *server, error) {
-	nodes, err := startCluster(ctx, "origin", "relay")
+func startPair(ctx context.Context, plain bool) (*server, *server, error) {
+	nodes, err := startCluster(ctx, plain, "origin", "relay")
 	if err != nil {
 		return nil, nil, err
 	}
 	return nodes[0], nodes[1], nil
 }
 
-// startCluster runs nodes, by name, that form a cluster on embedded NATS.
-func startCluster(ctx context.Context, names ...string) ([]*server, error) {
+// startCluster runs nodes, by name, that form a cluster on embedded NATS:
+// its routes mutual TLS with certificates made for the run, or plain.
+func startCluster(ctx context.Context, plain bool, names ...string) ([]*server, error) {
 	ports := make([]int, len(names))
 	for i := range ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -164,6 +175,14 @@ func startCluster(ctx context.Context, names ...string) ([]*server, error) {
 		ports[i] = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 	}
+	certs, err := os.MkdirTemp("", "glasscast-bench-certs-")
+	if err != nil {
+		return nil, err
+	}
+	context.AfterFunc(ctx, func() { os.RemoveAll(certs) })
+	if err := cluster.MakeCerts(certs, names, nil); err != nil {
+		return nil, err
+	}
 	var nodes []*server
 	for i, name := range names {
 		var routes []string
@@ -172,8 +191,15 @@ func startCluster(ctx context.Context, names ...string) ([]*server, error) {
 				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 			}
 		}
-		srv, err := startServer(ctx, "--node", name, "--jwt-secret", "bench-cluster-secret-0123456789-abcdef", "--max-rtmp-conns", "4096",
-			"--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--nats-routes", strings.Join(routes, ","))
+		args := []string{"--node", name, "--jwt-secret", "bench-cluster-secret-0123456789-abcdef", "--max-rtmp-conns", "4096",
+			"--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--nats-routes", strings.Join(routes, ",")}
+		if plain {
+			args = append(args, "--nats-insecure")
+		} else {
+			cert, key := cluster.NodeCertFiles(certs, name)
+			args = append(args, "--nats-tls-cert", cert, "--nats-tls-key", key, "--nats-tls-ca", filepath.Join(certs, cluster.CACertFile))
+		}
+		srv, err := startServer(ctx, args...)
 		if err != nil {
 			for _, s := range nodes {
 				s.stop()
@@ -215,7 +241,7 @@ func spreadScenario(o options, clip *sim.Clip) (map[string]any, error) {
 	for i := range names {
 		names[i] = fmt.Sprintf("n%d", i+1)
 	}
-	nodes, err := startCluster(ctx, names...)
+	nodes, err := startCluster(ctx, o.clusterPlain, names...)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -51,9 +53,20 @@ type Config struct {
 	URLs []string
 	// Dir is where the embedded server keeps JetStream's store.
 	Dir string
-	// Secret, shared by every node, authenticates the embedded servers'
-	// routes to each other (a password derived from it); without it the
-	// routes take anyone.
+	// TLS is this node's certificate and the cluster CA: the embedded
+	// server's routes are mutual TLS against the CA (only nodes holding a
+	// certificate from it are members); with URLs, the client connection
+	// uses them.
+	TLS TLSFiles
+	// Creds (a NATS user credentials file) or Nkey (a file holding an nkey
+	// seed) authenticate the node to an existing NATS cluster (URLs).
+	Creds, Nkey string
+	// Insecure lets the routes (or the connection to URLs) run without
+	// TLS; each one not on loopback is warned of.
+	Insecure bool
+	// Secret, shared by every node, authenticates insecure routes to each
+	// other (a password derived from it, sent in clear text); without it
+	// such routes take anyone.
 	Secret []byte
 	// Public is this node's public URL; Version its version.
 	Public, Version string
@@ -166,6 +179,13 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 		cfg.Heartbeat = 2 * time.Second
 	}
 	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, streams: map[string]StreamEntry{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	if !cfg.TLS.On() && cfg.Insecure {
+		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
+			if !onLoopback(u) {
+				log.Warn("cluster: no TLS to this NATS peer: anyone on the path reads the cluster's traffic and can join it", "peer", u)
+			}
+		}
+	}
 	var err error
 	if cfg.Listen != "" {
 		token := randomToken()
@@ -175,8 +195,13 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 		c.nc, err = nats.Connect("", nats.InProcessServer(c.ns), nats.Token(token), nats.Name(cfg.Node), nats.MaxReconnects(-1))
 	} else {
 		// The NATS servers may start after the node: it keeps trying.
-		c.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), nats.Name(cfg.Node), nats.MaxReconnects(-1),
-			nats.ReconnectWait(500*time.Millisecond), nats.RetryOnFailedConnect(true))
+		opts := []nats.Option{nats.Name(cfg.Node), nats.MaxReconnects(-1),
+			nats.ReconnectWait(500 * time.Millisecond), nats.RetryOnFailedConnect(true)}
+		more, oerr := clientOptions(cfg)
+		if oerr != nil {
+			return nil, oerr
+		}
+		c.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), append(opts, more...)...)
 	}
 	if err != nil {
 		c.shutdown()
@@ -220,7 +245,15 @@ func embed(cfg Config, token string) (*natsserver.Server, error) {
 		NoSigs:        true,
 		NoLog:         true,
 	}
-	if len(cfg.Secret) > 0 {
+	if cfg.TLS.On() {
+		// Mutual TLS: a peer is a member because it holds a certificate
+		// from the cluster CA; it proves that before it can send a thing.
+		tc, err := cfg.TLS.routeTLS()
+		if err != nil {
+			return nil, err
+		}
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = tc, 2
+	} else if len(cfg.Secret) > 0 {
 		pass := routePassword(cfg.Secret)
 		opts.Cluster.Username, opts.Cluster.Password = "glasscast", pass
 		for _, r := range opts.Routes {
@@ -238,6 +271,55 @@ func embed(cfg Config, token string) (*natsserver.Server, error) {
 		return nil, errors.New("nats-server: not ready within 10 s (is the route port taken?)")
 	}
 	return ns, nil
+}
+
+// clientOptions are the connection's TLS and credentials for an existing
+// NATS cluster.
+func clientOptions(cfg Config) ([]nats.Option, error) {
+	var opts []nats.Option
+	if cfg.TLS.CA != "" {
+		if _, err := loadPool(cfg.TLS.CA); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.RootCAs(cfg.TLS.CA))
+	}
+	if cfg.TLS.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return nil, fmt.Errorf("nats-tls-cert/key: %w", err)
+		}
+		opts = append(opts, nats.ClientCert(cfg.TLS.Cert, cfg.TLS.Key))
+	}
+	if cfg.TLS.On() {
+		opts = append(opts, nats.Secure())
+	}
+	switch {
+	case cfg.Creds != "":
+		if _, err := os.Stat(cfg.Creds); err != nil {
+			return nil, fmt.Errorf("nats-creds: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
+	case cfg.Nkey != "":
+		o, err := nats.NkeyOptionFromSeed(cfg.Nkey)
+		if err != nil {
+			return nil, fmt.Errorf("nats-nkey: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	return opts, nil
+}
+
+// onLoopback says a NATS URL names a loopback address.
+func onLoopback(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // replicas is how many copies the shared buckets keep: three once the

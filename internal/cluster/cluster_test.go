@@ -8,11 +8,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/store/storetest"
@@ -57,6 +62,7 @@ func TestThreeNodes(t *testing.T) {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	nodes := make([]*Cluster, 3)
+	certs := makeCerts(t, "n1", "n2", "n3")
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i := range nodes {
@@ -70,7 +76,7 @@ func TestThreeNodes(t *testing.T) {
 				}
 			}
 			nodes[i], errs[i] = Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: peers,
-				Dir: t.TempDir(), Secret: []byte("shared"), Public: fmt.Sprintf("http://n%d.test", i+1), Version: "test", Heartbeat: 200 * time.Millisecond,
+				Dir: t.TempDir(), TLS: certs(fmt.Sprintf("n%d", i+1)), Public: fmt.Sprintf("http://n%d.test", i+1), Version: "test", Heartbeat: 200 * time.Millisecond,
 				Stats: func() Stats { return Stats{Streams: i, Sessions: 10 * i} }}, quiet)
 		}()
 	}
@@ -163,8 +169,23 @@ func checkApps(t *testing.T, nodes []*Cluster) {
 	}
 }
 
-// A node whose secret is not the others' gets no route to them: it stays
-// out of their cluster, and they out of its.
+// makeCerts makes a cluster CA and certificates for nodes, as glasscast
+// cluster certs does, and gives a node's TLS files by its name.
+func makeCerts(t *testing.T, nodes ...string) func(node string) TLSFiles {
+	t.Helper()
+	dir := t.TempDir()
+	if err := MakeCerts(dir, nodes, nil); err != nil {
+		t.Fatal(err)
+	}
+	return func(node string) TLSFiles {
+		cert, key := NodeCertFiles(dir, node)
+		return TLSFiles{Cert: cert, Key: key, CA: filepath.Join(dir, CACertFile)}
+	}
+}
+
+// Insecure routes (--nats-insecure): a node whose secret is not the
+// others' gets no route to them: it stays out of their cluster, and they
+// out of its.
 func TestOtherSecretKeptOut(t *testing.T) {
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	var routes []string
@@ -207,45 +228,139 @@ func TestOtherSecretKeptOut(t *testing.T) {
 	}
 }
 
-// natsCluster runs Debian's nats-server three times on loopback as one NATS
-// cluster with JetStream, and returns its client URLs.
-func natsCluster(t *testing.T) []string {
+// extNATS is Debian's nats-server run three times on loopback as one NATS
+// cluster with JetStream, as an operator would secure it: TLS on the client
+// port (client certificates from its CA required) and on the routes, and
+// operator JWTs with an account of glasscast's own, its users'
+// credentials files given out.
+type extNATS struct {
+	urls  []string // tls://127.0.0.1:PORT
+	ca    string   // the CA of the servers and of the client certificates
+	certs func(node string) TLSFiles
+	creds func(t *testing.T) string // a new user of glasscast's account
+}
+
+func natsCluster(t *testing.T) extNATS {
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		t.Fatal("nats-server is required: run scripts/test, which installs it")
 	}
+	dir := t.TempDir()
+	certs := makeCerts(t, "ext1", "ext2", "ext3", "x1", "x2")
+
+	// An operator, its system account and glasscast's account, with
+	// JetStream.
+	op, _ := nkeys.CreateOperator()
+	opPub, _ := op.PublicKey()
+	sys, _ := nkeys.CreateAccount()
+	sysPub, _ := sys.PublicKey()
+	acc, _ := nkeys.CreateAccount()
+	accPub, _ := acc.PublicKey()
+	sc := jwt.NewAccountClaims(sysPub)
+	sc.Name = "SYS"
+	sysJWT, err := sc.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := jwt.NewAccountClaims(accPub)
+	ac.Name = "glasscast"
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1,
+		MaxAckPending: -1, MemoryMaxStreamBytes: -1, DiskMaxStreamBytes: -1}
+	accJWT, err := ac.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.Name = "ext"
+	oc.SystemAccount = sysPub
+	opJWT, err := oc.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opFile := filepath.Join(dir, "op.jwt")
+	if err := os.WriteFile(opFile, []byte(opJWT), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	client := []int{freePort(t), freePort(t), freePort(t)}
 	routes := []int{freePort(t), freePort(t), freePort(t)}
 	var urls []string
 	for i := range client {
+		name := fmt.Sprintf("ext%d", i+1)
 		var peers []string
 		for j, p := range routes {
 			if j != i {
 				peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", p))
 			}
 		}
-		cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(client[i]), "-sd", t.TempDir(),
-			"-n", fmt.Sprintf("ext%d", i+1), "--cluster_name", "ext", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", routes[i]),
-			"--routes", strings.Join(peers, ","))
+		tf := certs(name)
+		tlsBlock := fmt.Sprintf("{ cert_file: %q, key_file: %q, ca_file: %q, verify: true, timeout: 3 }", tf.Cert, tf.Key, tf.CA)
+		conf := fmt.Sprintf(`server_name: %s
+listen: "127.0.0.1:%d"
+jetstream { store_dir: %q }
+tls %s
+cluster {
+  name: ext
+  listen: "127.0.0.1:%d"
+  routes: [%s]
+  tls %s
+}
+operator: %q
+system_account: %s
+resolver: MEMORY
+resolver_preload: {
+  %s: %q
+  %s: %q
+}
+`, name, client[i], filepath.Join(dir, name), tlsBlock, routes[i], strings.Join(peers, ", "), tlsBlock,
+			opFile, sysPub, sysPub, sysJWT, accPub, accJWT)
+		confFile := filepath.Join(dir, name+".conf")
+		if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-c", confFile)
+		var log bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &log, &log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
 			cmd.Process.Kill()
 			cmd.Wait()
+			if t.Failed() {
+				t.Logf("%s:\n%s", name, log.String())
+			}
 		})
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+		urls = append(urls, fmt.Sprintf("tls://127.0.0.1:%d", client[i]))
 	}
-	return urls
+	return extNATS{urls: urls, ca: certs("x1").CA, certs: certs, creds: func(t *testing.T) string {
+		user, _ := nkeys.CreateUser()
+		userPub, _ := user.PublicKey()
+		uJWT, err := jwt.NewUserClaims(userPub).Encode(acc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := user.Seed()
+		creds, err := jwt.FormatUserConfig(uJWT, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(t.TempDir(), "node.creds")
+		if err := os.WriteFile(f, creds, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}}
 }
 
-// Two nodes that join an existing NATS cluster (nothing embedded) see each
-// other.
+// Two nodes that join an existing NATS cluster (nothing embedded) over TLS,
+// with credentials for an account of their own, see each other.
 func TestExternalNATS(t *testing.T) {
-	urls := natsCluster(t)
+	ext := natsCluster(t)
 	var nodes []*Cluster
 	for i := range 2 {
-		c, err := Start(Config{Node: fmt.Sprintf("x%d", i+1), URLs: urls, Public: "http://x.test", Version: "test",
+		name := fmt.Sprintf("x%d", i+1)
+		c, err := Start(Config{Node: name, URLs: ext.urls, TLS: ext.certs(name), Creds: ext.creds(t), Public: "http://x.test", Version: "test",
 			Heartbeat: 200 * time.Millisecond}, quiet)
 		if err != nil {
 			t.Fatal(err)

@@ -101,6 +101,19 @@ type Config struct {
 	NATSRoutes []string `yaml:"natsRoutes"`
 	NATS       []string `yaml:"nats"`
 	Node       string   `yaml:"node"`
+	// NATSTLSCert, NATSTLSKey and NATSTLSCA are this node's certificate
+	// and key and the cluster's CA (glasscast cluster certs makes them):
+	// the embedded server's routes are mutual TLS against the CA; with
+	// NATS, the client connection uses them.
+	NATSTLSCert string `yaml:"natsTlsCert"`
+	NATSTLSKey  string `yaml:"natsTlsKey"`
+	NATSTLSCA   string `yaml:"natsTlsCa"`
+	// NATSCreds (a NATS user credentials file) or NATSNkey (a file holding
+	// an nkey seed) authenticate this node to an existing NATS cluster.
+	NATSCreds string `yaml:"natsCreds"`
+	NATSNkey  string `yaml:"natsNkey"`
+	// NATSInsecure lets a cluster run without TLS between its nodes.
+	NATSInsecure bool `yaml:"natsInsecure"`
 
 	Demo      bool   `yaml:"demo"`
 	Pprof     bool   `yaml:"pprof"`
@@ -351,7 +364,13 @@ var options = []option{
 	dur("user-grace", "how long the phone may be away before the user session ends", func(c *Config) *time.Duration { return &c.UserGrace }),
 	str("nats-listen", "join a cluster: run an embedded NATS server whose cluster routes listen here (HOST:PORT)", func(c *Config) *string { return &c.NATSListen }),
 	list("nats-routes", "the other nodes' NATS route URLs, comma-separated nats://HOST:PORT (with --nats-listen)", func(c *Config) *[]string { return &c.NATSRoutes }),
-	list("nats", "join a cluster through an existing NATS cluster, comma-separated nats://HOST:PORT (nothing embedded)", func(c *Config) *[]string { return &c.NATS }),
+	list("nats", "join a cluster through an existing NATS cluster, comma-separated nats://HOST:PORT or tls://HOST:PORT (nothing embedded)", func(c *Config) *[]string { return &c.NATS }),
+	str("nats-tls-cert", "this node's cluster certificate (PEM; glasscast cluster certs makes it): the routes' mutual TLS, or the client certificate with --nats", func(c *Config) *string { return &c.NATSTLSCert }),
+	str("nats-tls-key", "the key of --nats-tls-cert (PEM)", func(c *Config) *string { return &c.NATSTLSKey }),
+	str("nats-tls-ca", "the cluster CA (PEM): only nodes with a certificate from it are members; with --nats, the CA of the NATS servers", func(c *Config) *string { return &c.NATSTLSCA }),
+	str("nats-creds", "with --nats: a NATS user credentials file (JWT and nkey seed), as NATS's own tools take it", func(c *Config) *string { return &c.NATSCreds }),
+	str("nats-nkey", "with --nats: a file holding a NATS user's nkey seed", func(c *Config) *string { return &c.NATSNkey }),
+	boolean("nats-insecure", "run a cluster without TLS between its nodes (anyone who reaches a route port can join); warns of every route not on loopback", func(c *Config) *bool { return &c.NATSInsecure }),
 	str("node", "this node's name in the cluster, unique (default: host name and HTTP port)", func(c *Config) *string { return &c.Node }),
 	boolean("demo", "create a demo stream fed by the built-in test source", func(c *Config) *bool { return &c.Demo }),
 	boolean("pprof", "serve Go profiles at /debug/pprof/ (admin token)", func(c *Config) *bool { return &c.Pprof }),
@@ -483,10 +502,37 @@ func (c *Config) Validate() []error {
 			bad("nats-listen: %q is not an address like 127.0.0.1:7422", c.NATSListen)
 		}
 	}
-	for _, u := range append(append([]string{}, c.NATSRoutes...), c.NATS...) {
-		if !strings.HasPrefix(u, "nats://") {
-			bad("%q: NATS URLs are nats://HOST:PORT", u)
+	for _, u := range c.NATSRoutes {
+		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			bad("%q: NATS route URLs are nats://HOST:PORT", u)
 		}
+	}
+	tlsURL := false
+	for _, u := range c.NATS {
+		switch {
+		case strings.HasPrefix(u, "tls://"):
+			tlsURL = true
+		case !strings.HasPrefix(u, "nats://"):
+			bad("%q: NATS URLs are nats://HOST:PORT or tls://HOST:PORT", u)
+		}
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		bad("nats-tls-cert and nats-tls-key: give both or neither")
+	}
+	tlsOn := c.NATSTLSCert != "" || c.NATSTLSCA != ""
+	switch {
+	case !c.ClusterOn():
+		if tlsOn || c.NATSCreds != "" || c.NATSNkey != "" {
+			bad("nats-tls-*, nats-creds and nats-nkey: need nats-listen or nats")
+		}
+	case c.NATSListen != "" && tlsOn && (c.NATSTLSCert == "" || c.NATSTLSCA == ""):
+		bad("nats-listen with TLS: the routes are mutual TLS, give nats-tls-cert, nats-tls-key and nats-tls-ca (glasscast cluster certs makes them)")
+	case c.NATSListen != "" && (c.NATSCreds != "" || c.NATSNkey != ""):
+		bad("nats-creds and nats-nkey: for an existing NATS cluster (nats), not nats-listen")
+	case c.NATSCreds != "" && c.NATSNkey != "":
+		bad("nats-creds and nats-nkey: give one")
+	case !tlsOn && !tlsURL && !c.NATSInsecure:
+		bad("the cluster would run without TLS between its nodes, so anyone who reaches a route port could join it: give nats-tls-cert, nats-tls-key and nats-tls-ca (glasscast cluster certs --dir DIR --nodes n1,n2,n3 makes them), or nats-insecure to accept that")
 	}
 	if c.Node != "" && !nodeName.MatchString(c.Node) {
 		bad("node: %q: use 1 to 64 letters, digits, - and _", c.Node)

@@ -114,3 +114,34 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+// A cluster runs with TLS between its nodes, or says it runs without.
+func TestClusterNeedsTLS(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string // "" for accepted
+	}{
+		{[]string{"--nats-listen", "127.0.0.1:7422"}, "without TLS"},
+		{[]string{"--nats", "nats://10.0.0.1:4222"}, "without TLS"},
+		{[]string{"--nats-listen", "127.0.0.1:7422", "--nats-insecure"}, ""},
+		{[]string{"--nats-listen", "127.0.0.1:7422", "--nats-tls-cert", "n1.crt", "--nats-tls-key", "n1.key", "--nats-tls-ca", "ca.crt"}, ""},
+		{[]string{"--nats-listen", "127.0.0.1:7422", "--nats-tls-ca", "ca.crt"}, "mutual TLS"},
+		{[]string{"--nats-listen", "127.0.0.1:7422", "--nats-tls-cert", "n1.crt"}, "nats-tls-key"},
+		{[]string{"--nats", "tls://10.0.0.1:4222"}, ""},
+		{[]string{"--nats", "nats://10.0.0.1:4222", "--nats-tls-ca", "ca.crt", "--nats-creds", "n.creds"}, ""},
+		{[]string{"--nats", "tls://10.0.0.1:4222", "--nats-creds", "n.creds", "--nats-nkey", "n.nk"}, "give one"},
+		{[]string{"--nats-listen", "127.0.0.1:7422", "--nats-insecure", "--nats-creds", "n.creds"}, "not nats-listen"},
+		{[]string{"--nats-tls-ca", "ca.crt"}, "need nats-listen or nats"},
+		{[]string{"--nats", "http://10.0.0.1:4222"}, "nats://HOST:PORT or tls://"},
+		{nil, ""}, // a single node needs none of it
+	}
+	for _, c := range cases {
+		_, err := Load(c.args, env(nil), io.Discard)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v: %v", c.args, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v: %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+}

@@ -31,6 +31,8 @@ import (
 func (s *Server) joinCluster(cfgApps []store.App) error {
 	c, err := cluster.Start(cluster.Config{
 		Node: s.cfg.NodeName(), Listen: s.cfg.NATSListen, Routes: s.cfg.NATSRoutes, URLs: s.cfg.NATS,
+		TLS:   cluster.TLSFiles{Cert: s.cfg.NATSTLSCert, Key: s.cfg.NATSTLSKey, CA: s.cfg.NATSTLSCA},
+		Creds: s.cfg.NATSCreds, Nkey: s.cfg.NATSNkey, Insecure: s.cfg.NATSInsecure,
 		Dir: s.cfg.Data, Secret: s.secret, Public: s.public, Version: Version(), Stats: s.nodeStats,
 		Generation: s.revokedElsewhere,
 	}, s.log.With("component", "cluster"))

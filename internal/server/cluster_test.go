@@ -109,6 +109,7 @@ func startNodes(t testing.TB, n int, tweak func(i int, c *config.Config)) []*har
 		ports[i] = freePort(t)
 	}
 	nodes := make([]*harness, n)
+	certs := clusterCerts(t, n)
 	for i := range nodes {
 		var routes []string
 		for j, p := range ports {
@@ -120,6 +121,7 @@ func startNodes(t testing.TB, n int, tweak func(i int, c *config.Config)) []*har
 			c.Node = fmt.Sprintf("n%d", i+1)
 			c.NATSListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
 			c.NATSRoutes = routes
+			certs(c)
 			c.JWTSecret = "the-secret-every-node-shares-0123456789"
 			if tweak != nil {
 				tweak(i, c)
@@ -127,6 +129,25 @@ func startNodes(t testing.TB, n int, tweak func(i int, c *config.Config)) []*har
 		})
 	}
 	return nodes
+}
+
+// clusterCerts makes a cluster CA and certificates for nodes n1…nN, as
+// glasscast cluster certs does; the func it returns gives a node (by its
+// name) its TLS files.
+func clusterCerts(t testing.TB, n int) func(c *config.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	var names []string
+	for i := range n {
+		names = append(names, fmt.Sprintf("n%d", i+1))
+	}
+	if err := cluster.MakeCerts(dir, names, nil); err != nil {
+		t.Fatal(err)
+	}
+	return func(c *config.Config) {
+		c.NATSTLSCert, c.NATSTLSKey = cluster.NodeCertFiles(dir, c.Node)
+		c.NATSTLSCA = filepath.Join(dir, cluster.CACertFile)
+	}
 }
 
 // startFormed starts n nodes and waits until each lists all of them.
@@ -800,9 +821,11 @@ func watchWHEP(t *testing.T, ctx context.Context, url string) *rtc.Client {
 // stops playing it; n1's own stream plays on throughout.
 func TestClusterNodeKilled(t *testing.T) {
 	ports := []int{freePort(t), freePort(t), freePort(t)}
-	cluster := func(i int) func(c *config.Config) {
+	certs := clusterCerts(t, 3)
+	node := func(i int) func(c *config.Config) {
 		return func(c *config.Config) {
 			c.Node = fmt.Sprintf("n%d", i+1)
+			certs(c)
 			c.NATSListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
 			c.NATSRoutes = nil
 			for j, p := range ports {
@@ -814,8 +837,8 @@ func TestClusterNodeKilled(t *testing.T) {
 			c.ReconnectWindow = 3 * time.Second
 		}
 	}
-	n1, n2 := start(t, cluster(0)), start(t, cluster(1))
-	n3 := startChild(t, cluster(2))
+	n1, n2 := start(t, node(0)), start(t, node(1))
+	n3 := startChild(t, node(2))
 	waitCluster(t, n1, "n1", "n2", "n3")
 	waitCluster(t, n2, "n2", "n1", "n3")
 

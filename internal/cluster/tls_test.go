@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A node with TLS routes that dials a route address where something else
+// waits (a peer that is down and a listener in its place) sends it only a
+// TLS ClientHello, nothing it could reuse: no CONNECT, no password.
+func TestRouteDialSendsNoSecret(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		// What a NATS server says first, with no TLS asked for.
+		fmt.Fprintf(c, "INFO {\"server_id\":\"FAKE\",\"server_name\":\"fake\",\"version\":\"2.10.0\",\"proto\":1,\"host\":\"127.0.0.1\",\"port\":%d,\"tls_required\":false,\"max_payload\":1048576,\"cluster\":\"%s\"}\r\n",
+			ln.Addr().(*net.TCPAddr).Port, Name)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 4096)
+		n, _ := io.ReadAtLeast(c, b, 5)
+		got <- b[:n]
+	}()
+	certs := makeCerts(t, "n1")
+	c, err := Start(Config{Node: "n1", Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Routes: []string{"nats://" + ln.Addr().String()},
+		Dir: t.TempDir(), TLS: certs("n1"), Secret: []byte("the-shared-secret"), Heartbeat: 200 * time.Millisecond}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var b []byte
+	select {
+	case b = <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the node never dialled its route")
+	}
+	if len(b) < 5 || b[0] != 0x16 || b[1] != 0x03 { // a TLS handshake record
+		t.Fatalf("the node sent %q, not a TLS ClientHello", b)
+	}
+	if bytes.Contains(b, []byte("CONNECT")) || bytes.Contains(b, []byte(routePassword([]byte("the-shared-secret")))) {
+		t.Fatalf("the node sent %q", b)
+	}
+}
+
+// A route to a TLS node is refused to a peer without a certificate from
+// the cluster CA: one speaking plain NATS with the old route password, and
+// one with a certificate from another CA. Neither gets to see a subject.
+func TestRouteRefusesNonMembers(t *testing.T) {
+	port := freePort(t)
+	certs := makeCerts(t, "n1")
+	c, err := Start(Config{Node: "n1", Listen: fmt.Sprintf("127.0.0.1:%d", port), Dir: t.TempDir(), TLS: certs("n1"),
+		Secret: []byte("the-shared-secret"), Heartbeat: 200 * time.Millisecond}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	// Plain, with the password the routes once took: the node says
+	// nothing (not even its INFO: the routes' TLS handshake comes first)
+	// and closes the connection.
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "CONNECT {\"user\":\"glasscast\",\"pass\":\"%s\",\"tls_required\":false,\"name\":\"intruder\"}\r\nPING\r\nSUB > 1\r\n", routePassword([]byte("the-shared-secret")))
+	rest, err := io.ReadAll(conn) // until the node closes the connection
+	conn.Close()
+	if err != nil {
+		t.Fatalf("the node kept a plain peer's connection open: %v", err)
+	}
+	if bytes.Contains(rest, []byte("INFO")) || bytes.Contains(rest, []byte("PONG")) || bytes.Contains(rest, []byte("MSG")) {
+		t.Fatalf("a plain peer with the old password was answered: %q", rest)
+	}
+
+	// TLS with a certificate from another CA.
+	other := makeCerts(t, "n9")("n9")
+	pair, err := tls.LoadX509KeyPair(other.Cert, other.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := os.ReadFile(certs("n1").CA)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	tc := tls.Client(conn, &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: "127.0.0.1"})
+	err = tc.Handshake()
+	if err == nil {
+		// TLS 1.3 reports the server's refusal of our certificate at the
+		// first read.
+		fmt.Fprintf(tc, "CONNECT {\"name\":\"intruder\"}\r\nPING\r\n")
+		b := make([]byte, 512)
+		var n int
+		n, err = tc.Read(b)
+		if err == nil {
+			t.Fatalf("a peer with another CA's certificate was answered: %q", b[:n])
+		}
+	}
+	if !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("refused with %v, want a certificate error", err)
+	}
+}
