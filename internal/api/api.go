@@ -181,6 +181,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if PrincipalOf(r.Context()) == PrincipalAdmin { // verified by the node it reached
+			next.ServeHTTP(w, r)
+			return
+		}
 		h := r.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || tok == "" {
@@ -200,7 +204,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			WriteError(w, http.StatusUnauthorized, protocol.APIUnauthorized, "the bearer token is not valid")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), PrincipalAdmin)))
 	})
 }
 

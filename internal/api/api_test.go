@@ -1,8 +1,15 @@
 package api
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/access"
 )
 
 func TestDecodeCreate(t *testing.T) {
@@ -54,4 +61,43 @@ func FuzzDecodeOutput(f *testing.F) {
 			t.Fatalf("accepted a name of %d or a URL of %d bytes", len(req.Name), len(req.URL))
 		}
 	})
+}
+
+// A revocation the cluster could not record revokes nothing: 503, and the
+// old token still plays; once recorded, it takes effect.
+func TestRevocationAllOrNothing(t *testing.T) {
+	signer, err := access.New([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := signer.Token("s1", access.Live)
+	var shared []uint32
+	fail := true
+	tokens := &Tokens{Signer: signer, Known: func(string) bool { return true }, Share: func(_ context.Context, id string, gen uint32) error {
+		if fail {
+			return errors.New("no JetStream leader")
+		}
+		shared = append(shared, gen)
+		return nil
+	}}
+	mux := http.NewServeMux()
+	tokens.Register(mux, func(h http.Handler) http.Handler { return h })
+	revoke := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("DELETE", "/api/v1/streams/s1/tokens", nil))
+		return rec
+	}
+	if rec := revoke(); rec.Code != http.StatusServiceUnavailable || strings.Contains(rec.Body.String(), `"revoked": true`) {
+		t.Fatalf("a revocation the cluster did not record: %d %s", rec.Code, rec.Body)
+	}
+	if _, err := signer.Verify(tok, access.Live); err != nil {
+		t.Fatalf("the token was revoked here all the same: %v", err)
+	}
+	fail = false
+	if rec := revoke(); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"revoked": true`) || len(shared) != 1 || shared[0] != 1 {
+		t.Fatalf("a recorded revocation: %d %s, shared %v", rec.Code, rec.Body, shared)
+	}
+	if _, err := signer.Verify(tok, access.Live); err == nil {
+		t.Fatal("the token plays after its revocation")
+	}
 }

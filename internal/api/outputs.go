@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,10 +71,30 @@ type Outputs struct {
 }
 
 // forwarded answers from the node that holds the stream, when that is
-// another node.
+// another node: once this node has checked the app's API key, so that the
+// request goes on with the app it was verified as, not the key.
 func (o *Outputs) forwarded(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if o.Forward != nil && o.Forward(w, r, r.PathValue("streamId")) {
+		if o.Forward == nil {
+			next(w, r)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if err != nil {
+			mentraError(w, http.StatusRequestEntityTooLarge, protocol.CodeBodyTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+			return
+		}
+		var peek struct {
+			PackageName string `json:"packageName"`
+		}
+		json.Unmarshal(body, &peek)
+		pkg, ok := o.appAuth(w, r, peek.PackageName)
+		if !ok {
+			return
+		}
+		r = r.WithContext(WithPrincipal(r.Context(), AppPrincipal(pkg)))
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if o.Forward(w, r, r.PathValue("streamId")) {
 			return
 		}
 		next(w, r)
@@ -206,6 +228,14 @@ func mentraError(w http.ResponseWriter, status int, code protocol.ErrorCode, mes
 // appAuth checks the Bearer API key against the package name given in the
 // query or the body.
 func (o *Outputs) appAuth(w http.ResponseWriter, r *http.Request, bodyPkg string) (string, bool) {
+	if verified := PrincipalOf(r.Context()).App(); verified != "" {
+		// Checked already, here or by the node the request reached.
+		if pkg := cmp.Or(r.URL.Query().Get("packageName"), bodyPkg); pkg != "" && pkg != verified {
+			mentraError(w, http.StatusUnauthorized, protocol.CodeInvalidAPIKey, "Invalid API Key or Package Name")
+			return "", false
+		}
+		return verified, true
+	}
 	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || key == "" {
 		mentraError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, "Missing or invalid Authorization header")

@@ -24,6 +24,10 @@ type Tokens struct {
 	// Revoked runs after a stream's tokens are revoked: its WebRTC viewers
 	// are cut off. It returns how many.
 	Revoked func(id string) int
+	// Share, in a cluster, records a revocation's new generation for every
+	// node before it takes effect here: when it fails, nothing is revoked
+	// anywhere and the call answers 503.
+	Share func(ctx context.Context, id string, gen uint32) error
 }
 
 // Register adds the route behind admin.
@@ -103,6 +107,12 @@ func (t *Tokens) serve(w http.ResponseWriter, r *http.Request) {
 	case http.MethodDelete:
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
+		if t.Share != nil {
+			if err := t.Share(ctx, id, t.Signer.Generation(id)+1); err != nil {
+				WriteError(w, http.StatusServiceUnavailable, protocol.APIUnavailable, "the revocation could not reach the cluster; nothing was revoked: try again")
+				return
+			}
+		}
 		gen, err := t.Signer.Revoke(ctx, id)
 		if err != nil {
 			WriteError(w, http.StatusServiceUnavailable, protocol.APIUnavailable, "the revocation could not be stored")

@@ -263,7 +263,10 @@ func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			if local == nil && bridge == nil {
-				if init, ok := msg.(*protocol.AppConnectionInit); ok && s.Bridge != nil {
+				// Only an app whose key this node has checked is bridged:
+				// the key itself never leaves this node, and a wrong one
+				// is refused here, counted against its address.
+				if init, ok := msg.(*protocol.AppConnectionInit); ok && s.Bridge != nil && s.Plane.AppKeyOK(init.PackageName, init.APIKey) {
 					if bridge = s.Bridge(init, p); bridge != nil {
 						defer bridge.Gone()
 					}
@@ -275,7 +278,7 @@ func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			if bridge != nil {
-				bridge.Receive(data) // as it came
+				bridge.Receive(data) // as it came (the init without its key)
 				continue
 			}
 			local.Receive(msg) // a refused socket is closed by the plane; the read then ends
@@ -286,7 +289,7 @@ func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
 // AppBridge carries an app's socket to the node that holds its user's
 // session.
 type AppBridge interface {
-	Receive(raw []byte) // a message from the app, as it came
+	Receive(raw []byte) // a message from the app, as it came (the init's API key is the bridge's to drop)
 	Gone()              // the app's socket closed
 }
 

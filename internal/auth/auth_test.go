@@ -38,7 +38,11 @@ func TestTokens(t *testing.T) {
 	if _, err := Verify(secret, s); !errors.Is(err, ErrToken) {
 		t.Fatalf("alg none accepted: %v", err)
 	}
-	noEmail, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "x"}).SignedString(secret)
+	forever, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"email": "u@example.com"}).SignedString(secret)
+	if _, err := Verify(secret, forever); !errors.Is(err, ErrToken) {
+		t.Fatalf("a token that never expires: %v", err)
+	}
+	noEmail, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "x", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
 	if _, err := Verify(secret, noEmail); !errors.Is(err, ErrNoUser) {
 		t.Fatalf("no email: %v", err)
 	}

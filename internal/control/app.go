@@ -39,6 +39,9 @@ type appSession struct {
 	// released: the app handed its session over (ownership_release) before
 	// its socket closed; it is not brought back when the grace ends.
 	released bool
+	// badKeySeen: an init for this starting session came with a wrong API
+	// key; the start, if it times out, says so.
+	badKeySeen bool
 }
 
 // endGraceLocked tells the starts waiting on a grace that it is over.
@@ -156,7 +159,12 @@ func (u *User) beginAppLocked(app store.App, stop *protocol.StopRequest) *appSes
 	u.apps[pkg] = a
 	armInit := func() {
 		a.timer = u.after(p.cfg.AppInitTimeout, func() {
-			if a.state == appStarting {
+			switch {
+			case a.state != appStarting:
+			case a.badKeySeen:
+				p.log.Warn("app did not connect in time: its server's API key was refused", "user", userID, "app", pkg, "timeout", p.cfg.AppInitTimeout)
+				a.failStartLocked(ErrAppBadKey)
+			default:
 				p.log.Warn("app did not connect in time", "user", userID, "app", pkg, "timeout", p.cfg.AppInitTimeout)
 				a.failStartLocked(ErrAppDidNotConnect)
 			}
@@ -343,6 +351,10 @@ type AppSocket struct {
 	peer    Peer
 	sess    *appSession // set by tpa_connection_init
 	refused bool
+	// Verified, when set, is the package whose API key the node the app
+	// connected to has checked (a socket bridged from another node): its
+	// init carries no key and is taken for that package alone.
+	Verified string
 	// OnBadKey, when set, is told of a wrong API key (or an unknown app)
 	// before the refusal is sent: a failed authentication.
 	OnBadKey func()
@@ -428,20 +440,18 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 		s.refuse(protocol.CodeInvalidSession, "Invalid session ID format")
 		return
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-	app, err := p.apps.App(ctx, m.PackageName)
-	cancel()
-	if err != nil || !app.CheckKey(m.APIKey) {
+	if !s.keyOK(m) {
 		if s.OnBadKey != nil {
 			s.OnBadKey()
 		}
 		p.log.Warn("app refused: bad API key", "app", m.PackageName)
-		// A start waiting for this app fails now, saying why, instead of
-		// timing out.
+		// A start waiting for this app says why if it times out. Only this
+		// connection fails: anyone can send an init naming the session,
+		// and the app's own may still come.
 		if u := p.user(userID, false); u != nil {
 			u.mu.Lock()
 			if a := u.apps[m.PackageName]; a != nil && a.state == appStarting {
-				a.failStartLocked(ErrAppBadKey)
+				a.badKeySeen = true
 			}
 			u.mu.Unlock()
 		}
@@ -482,6 +492,22 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 	})
 	s.peer.Send(protocol.DeviceStateUpdate{Type: protocol.TypeDeviceStateUpdate, State: u.deviceSnapshotLocked(), FullSnapshot: true, Timestamp: protocol.Now()})
 	p.log.Info("app connected", "user", userID, "app", m.PackageName)
+}
+
+// keyOK checks an init's API key, or that another node checked it.
+func (s *AppSocket) keyOK(m *protocol.AppConnectionInit) bool {
+	if s.Verified != "" {
+		return m.PackageName == s.Verified
+	}
+	return s.p.AppKeyOK(m.PackageName, m.APIKey)
+}
+
+// AppKeyOK says key is pkg's API key.
+func (p *Plane) AppKeyOK(pkg, key string) bool {
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	app, err := p.apps.App(ctx, pkg)
+	return err == nil && app.CheckKey(key)
 }
 
 // Gone is called when the app's socket closes. The SDK reconnects within a

@@ -710,3 +710,41 @@ func TestAppGoneWithoutPhone(t *testing.T) {
 		t.Fatalf("posted %v, want one stop", got)
 	}
 }
+
+// An init with a wrong key fails only its own connection: a pending start
+// goes on, and the app's own init (with its key) opens the session; a
+// start that only ever saw wrong keys says so when it times out.
+func TestWrongKeyFailsOnlyItsConnection(t *testing.T) {
+	w := newWorld(t, "a")
+	w.phone("u")
+	w.hooks.silent = true
+	init := func(key string) *peer {
+		p := newPeer()
+		w.p.ConnectApp(p).Receive(&protocol.AppConnectionInit{Type: protocol.TypeAppConnectionInit, SessionID: "u-a", PackageName: "a", APIKey: key})
+		return p
+	}
+	w.drainTimers()
+	done := make(chan error, 1)
+	go func() { done <- w.p.StartApp(context.Background(), "u", "a") }()
+	w.waitTimer() // the start's
+	stranger := init("not-the-key")
+	if e := next[protocol.AppConnectionError](t, stranger, nil); e.Code != protocol.CodeInvalidAPIKey {
+		t.Fatalf("the stranger got %+v", e)
+	}
+	next[protocol.AppConnectionAck](t, init(apiKey), nil)
+	if err := <-done; err != nil {
+		t.Fatalf("the start: %v, want the app's session", err)
+	}
+
+	if err := w.p.StopApp(context.Background(), "u", "a"); err != nil {
+		t.Fatal(err)
+	}
+	w.drainTimers()
+	go func() { done <- w.p.StartApp(context.Background(), "u", "a") }()
+	w.waitTimer()
+	next[protocol.AppConnectionError](t, init("still-not-the-key"), nil)
+	w.clock.Advance(5 * time.Second)
+	if err := <-done; !errors.Is(err, control.ErrAppBadKey) {
+		t.Fatalf("a start that saw only a wrong key: %v", err)
+	}
+}

@@ -174,7 +174,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if cfg.PruneEvery <= 0 {
 		cfg.PruneEvery = time.Minute
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("recordings directory: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -328,7 +328,7 @@ func (r *Recording) writeMeta() error {
 		return err
 	}
 	tmp := filepath.Join(r.dir, "meta.json.tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(r.dir, "meta.json"))
@@ -343,7 +343,7 @@ func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) (<-chan st
 		return nil, fmt.Errorf("bad recording id %q", id)
 	}
 	dir := filepath.Join(s.cfg.Dir, id)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("recording directory: %w", err)
 	}
 	rec := &Recording{dir: dir, inits: map[int]*initRec{}, active: true, done: make(chan struct{}),
@@ -374,7 +374,7 @@ func (s *Store) Start(id, name string, public bool, p *cmaf.Packager) (<-chan st
 	if err := rec.writeMeta(); err != nil {
 		return nil, fmt.Errorf("recording meta: %w", err)
 	}
-	j, err := os.OpenFile(filepath.Join(dir, "journal.jsonl"), flags, 0o644)
+	j, err := os.OpenFile(filepath.Join(dir, "journal.jsonl"), flags, 0o600)
 	if err == nil && old != nil {
 		err = rec.cutJournal(j)
 	}
@@ -603,7 +603,7 @@ func (r *Recording) writeInit(in *cmaf.Init) error {
 	for i, t := range in.Tracks {
 		name := filepath.Join(r.dir, initFile(t.Name, version))
 		written = append(written, name)
-		if err := os.WriteFile(name, in.Data[i], 0o644); err != nil {
+		if err := os.WriteFile(name, in.Data[i], 0o600); err != nil {
 			return undo(err)
 		}
 		size += int64(len(in.Data[i]))
@@ -632,7 +632,7 @@ func (r *Recording) writeSeg(ps *pendingSeg) error {
 	}
 	for _, t := range ps.tracks {
 		name := filepath.Join(r.dir, segFile(t.name, seq))
-		f, err := os.Create(name)
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return undo(err)
 		}

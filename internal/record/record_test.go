@@ -3,6 +3,7 @@ package record_test
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -84,6 +85,17 @@ func TestRecordAndReload(t *testing.T) {
 		t.Fatalf("after 16 s of media: %+v", in)
 	}
 	s.Close()
+	// Recordings are their owner's alone.
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return err
+		}
+		st, _ := d.Info()
+		if want := fs.FileMode(0o600); d.IsDir() && st.Mode().Perm() != 0o700 || !d.IsDir() && st.Mode().Perm() != want {
+			t.Errorf("%s is %v", path, st.Mode())
+		}
+		return nil
+	})
 
 	// A server that died mid-write: no end in the meta, a torn last line.
 	meta := filepath.Join(dir, "abc123", "meta.json")

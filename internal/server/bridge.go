@@ -23,13 +23,17 @@ import (
 // (a load balancer sent it there) is bridged to the node that does, the
 // user's home: the app's messages go to the home as they came
 // (glasscast.node.<home>.appsock, one subject per node), the home's to the
-// app's node (glasscast.appsock.<node>.<conn>). The home serves the socket
-// as one of its own, through a peer that publishes; either node that goes
-// away closes the bridge.
+// app's node (glasscast.appsock.<node>.<conn>), sealed (cluster.Sealer: a
+// stream request names the app's RTMP server or a platform's key). The
+// app's API key stays on the node it connected to, which checked it; the
+// home serves the socket as one of its own for the package that node
+// names, through a peer that publishes; either node that goes away closes
+// the bridge.
 
 // Headers of a bridged socket's messages.
 const (
 	hdrConn   = "Glasscast-Conn"   // the bridge's id
+	hdrApp    = "Glasscast-App"    // the package whose API key the app's node checked (with hdrOpen)
 	hdrFrom   = "Glasscast-From"   // the app's node
 	hdrOpen   = "Glasscast-Open"   // the first message
 	hdrGone   = "Glasscast-Gone"   // the app's socket closed
@@ -43,6 +47,7 @@ func appsockApp(node, conn string) string { return "glasscast.appsock." + node +
 // appBridge is the app's side of a bridge.
 type appBridge struct {
 	nc       *nats.Conn
+	seal     *cluster.Sealer
 	me, home string
 	id       string
 	sub      *nats.Subscription
@@ -68,14 +73,17 @@ func (s *Server) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) 
 	}
 	id := make([]byte, 12)
 	rand.Read(id)
-	b := &appBridge{nc: c.Conn(), me: c.Node(), home: home, id: hex.EncodeToString(id), stop: make(chan struct{}), done: make(chan struct{})}
-	b.sub, err = b.nc.Subscribe(appsockApp(b.me, b.id), func(m *nats.Msg) {
+	b := &appBridge{nc: c.Conn(), seal: s.seal, me: c.Node(), home: home, id: hex.EncodeToString(id), stop: make(chan struct{}), done: make(chan struct{})}
+	mine := appsockApp(b.me, b.id)
+	b.sub, err = b.nc.Subscribe(mine, func(m *nats.Msg) {
 		if code := m.Header.Get(hdrClose); code != "" {
 			n, _ := strconv.Atoi(code)
 			peer.Close(n, m.Header.Get(hdrReason))
 			return
 		}
-		peer.Send(json.RawMessage(m.Data))
+		if msg, err := b.seal.Open(mine, m.Data); err == nil {
+			peer.Send(json.RawMessage(msg))
+		}
 	})
 	if err != nil {
 		return nil
@@ -107,10 +115,20 @@ func (b *appBridge) Receive(raw []byte) {
 	m.Header.Set(hdrConn, b.id)
 	m.Header.Set(hdrFrom, b.me)
 	if !b.opened {
+		// The init: its API key stays on this node, which checked it;
+		// the home takes the socket for the package named here.
+		var init map[string]json.RawMessage
+		var pkg string
+		if json.Unmarshal(raw, &init) != nil || json.Unmarshal(init["packageName"], &pkg) != nil || pkg == "" {
+			return
+		}
+		delete(init, "apiKey")
+		raw, _ = json.Marshal(init)
 		m.Header.Set(hdrOpen, "1")
+		m.Header.Set(hdrApp, pkg)
 		b.opened = true
 	}
-	m.Data = raw
+	m.Data = b.seal.Seal(m.Subject, raw)
 	b.nc.PublishMsg(m)
 }
 
@@ -131,13 +149,14 @@ func (b *appBridge) Gone() {
 // remotePeer is, on the home node, an app socket on another node.
 type remotePeer struct {
 	nc      *nats.Conn
+	seal    *cluster.Sealer
 	subject string
 }
 
 func (p remotePeer) Send(msg any) {
 	b, err := json.Marshal(msg)
 	if err == nil {
-		p.nc.Publish(p.subject, b)
+		p.nc.Publish(p.subject, p.seal.Seal(p.subject, b))
 	}
 }
 
@@ -160,7 +179,8 @@ func (s *Server) serveBridges() error {
 	c := s.cluster
 	var mu sync.Mutex
 	conns := map[string]*bridged{}
-	sub, err := c.Conn().Subscribe(appsockHome(c.Node()), func(m *nats.Msg) {
+	home := appsockHome(c.Node())
+	sub, err := c.Conn().Subscribe(home, func(m *nats.Msg) {
 		from, id := m.Header.Get(hdrFrom), m.Header.Get(hdrConn)
 		if from == "" || id == "" || strings.ContainsAny(from+id, ". *>") {
 			return
@@ -171,8 +191,10 @@ func (s *Server) serveBridges() error {
 		switch {
 		case m.Header.Get(hdrGone) != "":
 			delete(conns, key)
-		case b == nil && m.Header.Get(hdrOpen) != "":
-			b = &bridged{sock: s.plane.ConnectApp(remotePeer{nc: c.Conn(), subject: appsockApp(from, id)}), from: from}
+		case b == nil && m.Header.Get(hdrOpen) != "" && m.Header.Get(hdrApp) != "":
+			sock := s.plane.ConnectApp(remotePeer{nc: c.Conn(), seal: s.seal, subject: appsockApp(from, id)})
+			sock.Verified = m.Header.Get(hdrApp) // by the app's node, a member
+			b = &bridged{sock: sock, from: from}
 			conns[key] = b
 		}
 		mu.Unlock()
@@ -183,7 +205,11 @@ func (s *Server) serveBridges() error {
 			b.sock.Gone()
 			return
 		}
-		msg, err := protocol.DecodeFromApp(m.Data)
+		plain, err := s.seal.Open(home, m.Data)
+		if err != nil {
+			return
+		}
+		msg, err := protocol.DecodeFromApp(plain)
 		if err != nil {
 			return
 		}

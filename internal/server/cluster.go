@@ -41,6 +41,9 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 	}
 	s.cluster = c
 	s.undo.push(c.Close)
+	if s.seal, err = cluster.NewSealer(s.secret); err != nil {
+		return err
+	}
 	apps := c.Apps()
 	s.apps = apps
 	ctx, cancel := context.WithCancel(context.Background())
@@ -543,18 +546,20 @@ func (s *Server) serveDeletes() error {
 }
 
 // revoked ends the WebRTC sessions of a stream whose playback tokens were
-// just revoked here, and in a cluster records the new generation so that
-// every node refuses the old tokens too.
-func (s *Server) revoked(id string) int {
-	cut := s.rtc.CloseStream(id)
-	if s.cluster != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.cluster.PutGeneration(ctx, id, s.access.Generation(id)); err != nil {
-			s.log.Error("cluster: a revocation did not reach the other nodes", "stream", id, "err", err)
-		}
+// just revoked here.
+func (s *Server) revoked(id string) int { return s.rtc.CloseStream(id) }
+
+// shareRevocation records a stream's new playback-token generation in the
+// cluster, so that every node refuses the old tokens too, before this node
+// does.
+func (s *Server) shareRevocation(ctx context.Context, id string, gen uint32) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.cluster.PutGeneration(ctx, id, gen); err != nil {
+		s.log.Error("cluster: a revocation could not be recorded for the other nodes; nothing was revoked", "stream", id, "err", err)
+		return err
 	}
-	return cut
+	return nil
 }
 
 // revokedElsewhere applies a playback-token generation recorded in the

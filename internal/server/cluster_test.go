@@ -22,6 +22,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/cmaf"
@@ -1163,6 +1165,8 @@ func TestClusterAppsAnywhere(t *testing.T) {
 	})
 	// B's webhooks pass a proxy that sends its socket to n1.
 	sendSocketsTo(t, lnP, nodes[1], nodes[0], lnB.Addr().String())
+	// Everything on the bus, as a member sees it.
+	bus := recordBus(t, nodes[0])
 
 	w := &world{harness: nodes[1], apps: map[string]*testApp{
 		appA: serveApp(t, lnA, appA, apps[0].APIKey),
@@ -1274,6 +1278,76 @@ func TestClusterAppsAnywhere(t *testing.T) {
 	}
 	if _, err := b.Camera.Outputs(ctx, "no-such-stream"); err == nil {
 		t.Fatal("outputs of a stream that does not exist")
+	}
+	// An admin's request about n2's stream, made to n1, answered by n2
+	// (its answer holds the stream's ingest URL).
+	if code, body := nodes[0].call("GET", "/api/v1/streams/"+target.ID, nil); code != http.StatusOK || !strings.Contains(string(body), target.Ingest.RTMPURL) {
+		t.Fatalf("n2's stream through n1: %d %s", code, body)
+	}
+	// None of it put a secret on the bus: not the admin token, not the
+	// bridged app's API key (its init went through n1), not the stream key
+	// in its requests, outputs and answers.
+	streamKey := target.Ingest.RTMPURL[strings.LastIndex(target.Ingest.RTMPURL, "/")+1:]
+	bus.none(t, map[string]string{"the admin token": testToken, "an API key": apps[1].APIKey, "a stream key": streamKey})
+}
+
+// busRecord is every message a member's connection saw.
+type busRecord struct {
+	mu    sync.Mutex
+	msgs  []busMsg
+	bytes int
+}
+
+type busMsg struct {
+	subject string
+	all     []byte // data and headers
+}
+
+// recordBus records, on node's own NATS connection, every message any node
+// publishes from now on (up to 256 MB).
+func recordBus(t *testing.T, node *harness) *busRecord {
+	t.Helper()
+	b := &busRecord{}
+	sub, err := node.srv.Cluster().Conn().Subscribe(">", func(m *nats.Msg) {
+		var all bytes.Buffer
+		all.Write(m.Data)
+		for k, v := range m.Header {
+			fmt.Fprintf(&all, "\n%s: %s", k, strings.Join(v, ","))
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.bytes < 256<<20 {
+			b.msgs = append(b.msgs, busMsg{m.Subject, all.Bytes()})
+			b.bytes += all.Len()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.SetPendingLimits(-1, -1)
+	node.srv.Cluster().Conn().Flush()
+	t.Cleanup(func() { sub.Unsubscribe() })
+	return b
+}
+
+// none fails the test if any of the secrets (by name) was in a message.
+func (b *busRecord) none(t *testing.T, secrets map[string]string) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	subjects := map[string]bool{}
+	for _, m := range b.msgs {
+		subjects[strings.Join(strings.Split(m.subject, ".")[:min(3, strings.Count(m.subject, ".")+1)], ".")] = true
+		for name, secret := range secrets {
+			if bytes.Contains(m.all, []byte(secret)) {
+				t.Errorf("%s on the bus, on %s: %.300q", name, m.subject, m.all)
+			}
+		}
+	}
+	for _, want := range []string{"glasscast.node.n2", "glasscast.appsock.n1"} { // forwarded requests and bridged sockets
+		if !subjects[want] {
+			t.Errorf("the recorder saw nothing on %s.…; it saw %v", want, subjects)
+		}
 	}
 }
 

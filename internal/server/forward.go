@@ -20,12 +20,17 @@ import (
 // An API request about a stream another node holds is answered by that
 // node: the request goes over NATS (glasscast.node.<node>.http) as it came
 // — method, path, query, the headers that matter, body, client address, in
-// JSON — and the answer comes back as a NATS message whose headers are the
+// JSON — but for its credentials: the node it reached checked its admin
+// token or API key, and it carries the principal that node verified
+// (api.Principal), never the secret itself. The answer comes back as a NATS message whose headers are the
 // answer's (and its status, in Glasscast-Status) and whose data is its
-// body, as it is (a piece of a recording is half a megabyte).
+// body, as it is (a piece of a recording is half a megabyte). Both
+// bodies are sealed (cluster.Sealer): an output's platform key or a
+// stream's ingest URL is read by the two nodes alone.
 
-// forwardedHeaders are what a forwarded request keeps of its headers.
-var forwardedHeaders = []string{"Authorization", "Content-Type", "X-Api-Key", "User-Agent", "Range"}
+// forwardedHeaders are what a forwarded request keeps of its headers (no
+// credentials: its principal stands for them).
+var forwardedHeaders = []string{"Content-Type", "User-Agent", "Range"}
 
 // httpRequest is a request on its way to the node that answers it.
 type httpRequest struct {
@@ -34,6 +39,8 @@ type httpRequest struct {
 	Header     map[string][]string `json:"header"`
 	Body       []byte              `json:"body,omitempty"`
 	RemoteAddr string              `json:"remoteAddr"`
+	// Principal is who the node the request reached verified it as.
+	Principal api.Principal `json:"principal,omitempty"`
 }
 
 // httpResponse is its answer.
@@ -48,6 +55,9 @@ const statusHeader = "Glasscast-Status"
 
 func httpSubject(node string) string { return "glasscast.node." + node + ".http" }
 
+// answerSubject is what an answer to a request on subject is sealed for.
+func answerSubject(subject string) string { return subject + " answer" }
+
 // forwardTo answers r from node.
 func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, node string) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
@@ -55,7 +65,8 @@ func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, node string) 
 		http.Error(w, "the body is too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	req := httpRequest{Method: r.Method, URI: r.URL.RequestURI(), Header: map[string][]string{}, Body: body, RemoteAddr: r.RemoteAddr}
+	req := httpRequest{Method: r.Method, URI: r.URL.RequestURI(), Header: map[string][]string{}, Body: body, RemoteAddr: r.RemoteAddr,
+		Principal: api.PrincipalOf(r.Context())}
 	for _, h := range forwardedHeaders {
 		if v := r.Header.Values(h); len(v) > 0 {
 			req.Header[h] = v
@@ -74,15 +85,20 @@ func (s *Server) ask(ctx context.Context, node string, req httpRequest) (httpRes
 	b, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	msg, err := s.cluster.Conn().RequestWithContext(ctx, httpSubject(node), b)
+	subject := httpSubject(node)
+	msg, err := s.cluster.Conn().RequestWithContext(ctx, subject, s.seal.Seal(subject, b))
 	if err != nil {
 		return httpResponse{}, err
+	}
+	body, err := s.seal.Open(answerSubject(subject), msg.Data)
+	if err != nil {
+		return httpResponse{}, fmt.Errorf("node %s: %w", node, err)
 	}
 	status, err := strconv.Atoi(msg.Header.Get(statusHeader))
 	if err != nil || status < 100 || status > 999 {
 		return httpResponse{}, fmt.Errorf("node %s answered with no status", node)
 	}
-	resp := httpResponse{Status: status, Header: map[string][]string{}, Body: msg.Data}
+	resp := httpResponse{Status: status, Header: map[string][]string{}, Body: body}
 	for k, v := range msg.Header {
 		if k != statusHeader {
 			resp.Header[k] = v
@@ -126,15 +142,21 @@ func (s *Server) serveForwarded(handler http.Handler) error {
 	c := s.cluster
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	sub, err := c.Conn().Subscribe(httpSubject(c.Node()), func(m *nats.Msg) {
+	subject := httpSubject(c.Node())
+	sub, err := c.Conn().Subscribe(subject, func(m *nats.Msg) {
 		var req httpRequest
-		if json.Unmarshal(m.Data, &req) != nil || m.Reply == "" || len(req.Body) > api.MaxBodyBytes {
+		plain, err := s.seal.Open(subject, m.Data)
+		if err != nil || json.Unmarshal(plain, &req) != nil || m.Reply == "" || len(req.Body) > api.MaxBodyBytes {
 			return
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := http.NewRequestWithContext(ctx, req.Method, req.URI, bytes.NewReader(req.Body))
+			rctx := ctx
+			if req.Principal.Valid() { // verified by a member, the node the request reached
+				rctx = api.WithPrincipal(ctx, req.Principal)
+			}
+			r, err := http.NewRequestWithContext(rctx, req.Method, req.URI, bytes.NewReader(req.Body))
 			if err != nil {
 				return
 			}
@@ -154,7 +176,7 @@ func (s *Server) serveForwarded(handler http.Handler) error {
 				out.Header[k] = v
 			}
 			out.Header.Set(statusHeader, strconv.Itoa(rec.status))
-			out.Data = rec.body.Bytes()
+			out.Data = s.seal.Seal(answerSubject(subject), rec.body.Bytes())
 			m.RespondMsg(out)
 		}()
 	})

@@ -73,6 +73,7 @@ type Server struct {
 	sockets    *api.Sockets
 	viewers    *httpViewers
 	secret     []byte
+	seal       *cluster.Sealer // what nodes tell each other, in a cluster
 	access     *access.Signer
 	rtc        *rtc.Server
 	recs       *record.Store
@@ -117,7 +118,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+	// The data directory holds secrets (docs/security.md): glasscast's
+	// alone, whatever mode it was made with.
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, adminToken: cfg.AdminToken}
@@ -302,7 +308,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	outputsAPI.Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
-	(&api.Tokens{Signer: s.access, URLs: s, Revoked: s.revoked, Known: func(id string) bool {
+	tokens := &api.Tokens{Signer: s.access, URLs: s, Revoked: s.revoked}
+	if s.cluster != nil {
+		tokens.Share = s.shareRevocation
+	}
+	tokens.Known = func(id string) bool {
 		if _, err := s.reg.Get(id); err == nil {
 			return true
 		}
@@ -314,7 +324,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		}
 		_, remote := s.remoteStream(context.Background(), id)
 		return remote
-	}}).Register(mux, apiServer.Admin)
+	}
+	tokens.Register(mux, apiServer.Admin)
 	appsAPI := &api.Apps{Store: s.apps, Plane: s.plane, Secret: s.secret, Throttle: throttle}
 	if s.cluster != nil {
 		if err := s.sessionsAnywhere(appsAPI); err != nil {

@@ -88,6 +88,14 @@ type Store struct {
 // Open opens (creating it if needed) the database in dir.
 func Open(dir string) (*Store, error) {
 	path := filepath.Join(dir, "glasscast.db")
+	// The database holds stream keys and restream destinations' keys: it
+	// is made 0600 before SQLite writes a byte into it (its journals take
+	// the same mode).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	f.Close()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)")
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -142,7 +150,7 @@ CREATE TABLE IF NOT EXISTS running_apps (
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	// The database holds stream keys and restream destinations' keys.
+	// Made before this version, or by another tool.
 	for _, f := range []string{path, path + "-wal", path + "-shm"} {
 		os.Chmod(f, 0o600)
 	}

@@ -17,6 +17,10 @@ func TestApps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// It holds keys: its owner's alone.
+	if st, err := os.Stat(filepath.Join(dir, "glasscast.db")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the database's mode: %v %v", st.Mode(), err)
+	}
 	key := NewAPIKey()
 	if err := s.PutApp(ctx, App{PackageName: "com.example.a", Name: "A", PublicURL: "http://127.0.0.1:3000", KeyHash: HashKey(key), Permissions: []string{PermissionCamera}}); err != nil {
 		t.Fatal(err)
