@@ -256,6 +256,24 @@ func (s *Signer) Revoke(ctx context.Context, id string) (uint32, error) {
 	return gen, nil
 }
 
+// RevokeTo revokes a stream's tokens older than gen (a generation the
+// cluster already has), keeping gen; a signer already there stays.
+func (s *Signer) RevokeTo(ctx context.Context, id string, gen uint32) error {
+	s.mu.Lock()
+	newer := gen > s.gens[id]
+	s.mu.Unlock()
+	if !newer {
+		return nil
+	}
+	if s.store != nil {
+		if err := s.store.SetGeneration(ctx, id, gen); err != nil {
+			return err
+		}
+	}
+	s.Apply(ctx, id, gen)
+	return nil
+}
+
 // Generation is a stream's generation: tokens minted at an older one are
 // revoked.
 func (s *Signer) Generation(id string) uint32 { return s.generation(id) }

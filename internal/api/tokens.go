@@ -107,13 +107,20 @@ func (t *Tokens) serve(w http.ResponseWriter, r *http.Request) {
 	case http.MethodDelete:
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
+		var gen uint32
+		var err error
 		if t.Share != nil {
-			if err := t.Share(ctx, id, t.Signer.Generation(id)+1); err != nil {
+			// The cluster first, then here, at the generation it has (this
+			// node may hear it back from the cluster before it gets here).
+			gen = t.Signer.Generation(id) + 1
+			if err := t.Share(ctx, id, gen); err != nil {
 				WriteError(w, http.StatusServiceUnavailable, protocol.APIUnavailable, "the revocation could not reach the cluster; nothing was revoked: try again")
 				return
 			}
+			err = t.Signer.RevokeTo(ctx, id, gen)
+		} else {
+			gen, err = t.Signer.Revoke(ctx, id)
 		}
-		gen, err := t.Signer.Revoke(ctx, id)
 		if err != nil {
 			WriteError(w, http.StatusServiceUnavailable, protocol.APIUnavailable, "the revocation could not be stored")
 			return

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/glasscast/glasscast/internal/clientip"
 	"io"
 	"net"
 	"net/netip"
@@ -114,6 +115,11 @@ type Config struct {
 	NATSNkey  string `yaml:"natsNkey"`
 	// NATSInsecure lets a cluster run without TLS between its nodes.
 	NATSInsecure bool `yaml:"natsInsecure"`
+
+	// TrustedProxies are the addresses (CIDRs) of balancers whose word on
+	// the client's address is taken: X-Forwarded-For or Forwarded on HTTP,
+	// the PROXY protocol on RTMP and RTMPS.
+	TrustedProxies []string `yaml:"trustedProxies"`
 
 	Demo      bool   `yaml:"demo"`
 	Pprof     bool   `yaml:"pprof"`
@@ -370,6 +376,7 @@ var options = []option{
 	str("nats-tls-ca", "the cluster CA (PEM): only nodes with a certificate from it are members; with --nats, the CA of the NATS servers", func(c *Config) *string { return &c.NATSTLSCA }),
 	str("nats-creds", "with --nats: a NATS user credentials file (JWT and nkey seed), as NATS's own tools take it", func(c *Config) *string { return &c.NATSCreds }),
 	str("nats-nkey", "with --nats: a file holding a NATS user's nkey seed", func(c *Config) *string { return &c.NATSNkey }),
+	list("trusted-proxies", "balancers (comma-separated CIDRs or addresses) whose X-Forwarded-For/Forwarded (HTTP) and PROXY protocol header (RTMP, RTMPS) give the client's address; from anyone else those are ignored, and a PROXY header refused", func(c *Config) *[]string { return &c.TrustedProxies }),
 	boolean("nats-insecure", "run a cluster without TLS between its nodes (anyone who reaches a route port can join); warns of every route not on loopback", func(c *Config) *bool { return &c.NATSInsecure }),
 	str("node", "this node's name in the cluster, unique (default: host name and HTTP port)", func(c *Config) *string { return &c.Node }),
 	boolean("demo", "create a demo stream fed by the built-in test source", func(c *Config) *bool { return &c.Demo }),
@@ -533,6 +540,9 @@ func (c *Config) Validate() []error {
 		bad("nats-creds and nats-nkey: give one")
 	case !tlsOn && !tlsURL && !c.NATSInsecure:
 		bad("the cluster would run without TLS between its nodes, so anyone who reaches a route port could join it: give nats-tls-cert, nats-tls-key and nats-tls-ca (glasscast cluster certs --dir DIR --nodes n1,n2,n3 makes them), or nats-insecure to accept that")
+	}
+	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
+		bad("trusted-proxies: %v", err)
 	}
 	if c.Node != "" && !nodeName.MatchString(c.Node) {
 		bad("node: %q: use 1 to 64 letters, digits, - and _", c.Node)

@@ -206,7 +206,14 @@ func (u *User) beginAppLocked(app store.App, stop *protocol.StopRequest) *appSes
 			p.webhookFailures.Add(1)
 			u.mu.Lock()
 			defer u.mu.Unlock()
-			if a.state == appStarting {
+			switch {
+			case a.state != appStarting:
+			case a.badKeySeen:
+				// Its server failed to open the session, and the only init
+				// seen had a wrong key: that is why.
+				p.log.Warn("session webhook failed after a refused API key", "user", userID, "app", pkg, "err", err)
+				a.failStartLocked(ErrAppBadKey)
+			default:
 				p.log.Warn("session webhook failed", "user", userID, "app", pkg, "err", err)
 				a.failStartLocked(fmt.Errorf("session webhook: %w", err))
 			}

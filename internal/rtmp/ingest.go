@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/glasscast/glasscast/internal/clientip"
 	"log/slog"
 	"net"
 	"net/url"
@@ -65,6 +66,10 @@ type Config struct {
 	// TLS, when set, makes the listener RTMPS (each connection's handshake
 	// runs under HandshakeTimeout, in its own goroutine).
 	TLS *tls.Config
+	// Proxies are the balancers whose PROXY protocol header (before TLS,
+	// with RTMPS) gives a connection's client address; a PROXY header
+	// from anyone else is refused.
+	Proxies *clientip.Trusted
 }
 
 // Throttle counts failed authentications per client address (see
@@ -108,9 +113,6 @@ func Listen(addr string, auth Authorizer, cfg Config, log *slog.Logger) (*Server
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("rtmp: %w", err)
-	}
-	if cfg.TLS != nil {
-		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	return &Server{cfg: cfg, ln: ln, auth: auth, log: log, conns: make(map[net.Conn]struct{})}, nil
 }
@@ -186,10 +188,18 @@ func (s *Server) untrack(c net.Conn) {
 // errRefused wraps reasons a publisher is turned away for.
 var errRefused = errors.New("refused")
 
-func (s *Server) serve(nc net.Conn) {
+func (s *Server) serve(raw net.Conn) {
+	raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	nc, err := s.cfg.Proxies.Conn(raw)
+	if err != nil {
+		s.log.Warn("rtmp: refused a connection", "remote", raw.RemoteAddr().String(), "err", err)
+		return
+	}
+	if s.cfg.TLS != nil {
+		nc = tls.Server(nc, s.cfg.TLS)
+	}
 	remote := nc.RemoteAddr().String()
 	log := s.log.With("remote", remote)
-	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 
 	sc := &gortmplib.ServerConn{RW: nc}
 	if err := sc.Initialize(); err != nil {

@@ -1279,16 +1279,19 @@ func TestClusterAppsAnywhere(t *testing.T) {
 	if _, err := b.Camera.Outputs(ctx, "no-such-stream"); err == nil {
 		t.Fatal("outputs of a stream that does not exist")
 	}
-	// An admin's request about n2's stream, made to n1, answered by n2
-	// (its answer holds the stream's ingest URL).
-	if code, body := nodes[0].call("GET", "/api/v1/streams/"+target.ID, nil); code != http.StatusOK || !strings.Contains(string(body), target.Ingest.RTMPURL) {
-		t.Fatalf("n2's stream through n1: %d %s", code, body)
+	// An admin's output of n2's stream to a platform (here another of n2's
+	// streams), made through n1 and carried out by n2.
+	platform := nodes[1].create("a platform")
+	code, body := nodes[0].call("POST", "/api/v1/streams/"+target.ID+"/outputs", map[string]any{"url": platform.Ingest.RTMPURL, "name": "platform"})
+	if code != http.StatusCreated {
+		t.Fatalf("an output of n2's stream through n1: %d %s", code, body)
 	}
 	// None of it put a secret on the bus: not the admin token, not the
-	// bridged app's API key (its init went through n1), not the stream key
-	// in its requests, outputs and answers.
-	streamKey := target.Ingest.RTMPURL[strings.LastIndex(target.Ingest.RTMPURL, "/")+1:]
-	bus.none(t, map[string]string{"the admin token": testToken, "an API key": apps[1].APIKey, "a stream key": streamKey})
+	// bridged app's API key (its init went through n1), not a stream key
+	// in the apps' stream requests, the outputs and their answers.
+	key := func(ingest string) string { return ingest[strings.LastIndex(ingest, "/")+1:] }
+	bus.none(t, map[string]string{"the admin token": testToken, "an API key": apps[1].APIKey,
+		"the apps' stream key": key(target.Ingest.RTMPURL), "the platform's stream key": key(platform.Ingest.RTMPURL)})
 }
 
 // busRecord is every message a member's connection saw.

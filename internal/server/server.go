@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/glasscast/glasscast/internal/clientip"
 	"log/slog"
 	"net"
 	"net/http"
@@ -74,6 +75,7 @@ type Server struct {
 	viewers    *httpViewers
 	secret     []byte
 	seal       *cluster.Sealer // what nodes tell each other, in a cluster
+	proxies    *clientip.Trusted
 	access     *access.Signer
 	rtc        *rtc.Server
 	recs       *record.Store
@@ -211,7 +213,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 
 	throttle := auth.NewThrottle(cfg.AuthFailures)
-	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns, Throttle: throttle}, log.With("component", "rtmp"))
+	proxies, err := clientip.Parse(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted-proxies: %w", err)
+	}
+	s.proxies = proxies
+	s.ingest, err = rtmp.Listen(cfg.RTMP, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns, Throttle: throttle, Proxies: proxies}, log.With("component", "rtmp"))
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +386,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	var handler http.Handler = deadlines(mux)
+	var handler http.Handler = s.proxies.HTTP(deadlines(mux))
 	if s.tls != nil {
 		handler = hsts(handler)
 		s.redirSrv = &http.Server{
@@ -533,7 +540,7 @@ func (s *Server) listenTLS(cfg config.Config, throttle *auth.Throttle) error {
 		return fmt.Errorf("https: %w", err)
 	}
 	if cfg.RTMPS != "" {
-		in, err := rtmp.Listen(cfg.RTMPS, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns, Throttle: throttle, TLS: t.config}, s.log.With("component", "rtmps"))
+		in, err := rtmp.Listen(cfg.RTMPS, s.reg, rtmp.Config{MaxConns: cfg.MaxRTMPConns, Throttle: throttle, TLS: t.config, Proxies: s.proxies}, s.log.With("component", "rtmps"))
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("rtmps: %w", err)

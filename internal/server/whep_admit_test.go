@@ -124,3 +124,61 @@ func TestWHEPAdmission(t *testing.T) {
 		return false
 	})
 }
+
+// 50 viewers from one address (an office behind one NAT, or a balancer)
+// starting within 2 s all play: the first are admitted at once, the rest
+// asked to come back after Retry-After, and an address whose sessions
+// connect is let more of them connect at once. The time each took is
+// logged (figures belong in the benchmarks).
+func TestWHEPBurstFromOneAddress(t *testing.T) {
+	h := start(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := h.create("an office's audience")
+	publishSim(ctx, s.Ingest.RTMPURL, nil)
+	h.waitPlayable(s.Playback.HLS)
+	office := from("127.0.0.6")
+	const n = 50
+	took := make(chan time.Duration, n)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * 2 * time.Second / n) // the viewers' own pace, spread over 2 s
+			began := time.Now()
+			first := make(chan struct{})
+			var once sync.Once
+			dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
+			defer dcancel()
+			c, err := rtc.Dial(dctx, s.Playback.WebRTC, rtc.Options{HTTP: office, RetryBusy: true,
+				Frame: func(rtc.Frame) { once.Do(func() { close(first) }) }})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			select {
+			case <-first:
+				took <- time.Since(began)
+			case <-dctx.Done():
+				errs <- fmt.Errorf("no frame within 60 s")
+			}
+		})
+	}
+	wg.Wait()
+	close(took)
+	close(errs)
+	for err := range errs {
+		t.Errorf("a viewer: %v", err)
+	}
+	var worst time.Duration
+	played := 0
+	for d := range took {
+		played++
+		worst = max(worst, d)
+	}
+	if played != n {
+		t.Fatalf("%d of %d viewers from one address played", played, n)
+	}
+	t.Logf("%d viewers from one address started within 2 s: all played, the slowest %v after it started", n, worst.Round(10*time.Millisecond))
+}

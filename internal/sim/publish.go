@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -32,6 +33,9 @@ type Source struct {
 	Stamp func(video bool, dts time.Duration) time.Duration
 	// TLS configures rtmps:// (nil: the system's roots).
 	TLS *tls.Config
+	// Dial, when set, opens the TCP connection (a chosen local address,
+	// say).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	framesSent atomic.Uint64
 	bytesSent  atomic.Uint64
@@ -63,7 +67,7 @@ func (s *Source) Publish(ctx context.Context, rawURL string) error {
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn := &gortmplib.Client{URL: u, Publish: true, TLSConfig: s.TLS}
+	conn := &gortmplib.Client{URL: u, Publish: true, TLSConfig: s.TLS, DialContext: s.Dial}
 	if err := conn.Initialize(dialCtx); err != nil {
 		return fmt.Errorf("publish to %s: %w", withoutKey(rawURL), statusError(err))
 	}

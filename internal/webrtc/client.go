@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +63,11 @@ type Options struct {
 	// UDP, when set, is the only socket ICE uses: closing it makes the
 	// viewer vanish without a word, as a closed laptop does.
 	UDP net.PacketConn
+	// HTTP, when set, makes the WHEP requests (from a chosen address, say).
+	HTTP *http.Client
+	// RetryBusy offers again, as a player does, when the server answers
+	// 429 or 503 with Retry-After: after that long, until ctx ends.
+	RetryBusy bool
 }
 
 // Client is a WHEP viewer in Go: the tests and the load tool watch streams
@@ -138,19 +144,37 @@ func Dial(ctx context.Context, whepURL string, h Options) (*Client, error) {
 		pc.Close()
 		return nil, ctx.Err()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, whepURL, strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		pc.Close()
-		return nil, err
+	hc := h.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
 	}
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		pc.Close()
-		return nil, err
+	var resp *http.Response
+	var answer []byte
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, whepURL, strings.NewReader(pc.LocalDescription().SDP))
+		if err != nil {
+			pc.Close()
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/sdp")
+		resp, err = hc.Do(req)
+		if err != nil {
+			pc.Close()
+			return nil, err
+		}
+		answer, _ = io.ReadAll(io.LimitReader(resp.Body, MaxOfferBytes))
+		resp.Body.Close()
+		wait, busy := retryAfter(resp)
+		if resp.StatusCode == http.StatusCreated || !h.RetryBusy || !busy {
+			break
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			pc.Close()
+			return nil, ctx.Err()
+		}
 	}
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, MaxOfferBytes))
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		pc.Close()
 		return nil, &HTTPError{Status: resp.StatusCode, Body: string(bytes.TrimSpace(answer))}
@@ -164,6 +188,19 @@ func Dial(ctx context.Context, whepURL string, h Options) (*Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// retryAfter says how long a busy server (429, 503) asked to be left
+// alone; false for another answer.
+func retryAfter(resp *http.Response) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0, false
+	}
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || secs < 0 || secs > 60 {
+		return 0, false
+	}
+	return time.Duration(secs) * time.Second, true
 }
 
 // HTTPError is a WHEP endpoint's refusal.

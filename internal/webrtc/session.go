@@ -187,6 +187,7 @@ func (s *Server) newSession(addr, streamID string, hub *stream.Hub, tracks *stre
 				s.mu.Lock()
 				ss.pending = false
 				adm.connectedLocked()
+				s.earnLocked(adm.addr)
 				s.mu.Unlock()
 				close(ss.connected)
 			})

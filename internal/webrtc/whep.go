@@ -52,7 +52,10 @@ type Config struct {
 	MaxViewers int
 	// PendingPerAddr and PendingPerStream cap the sessions not connected
 	// yet from one client address (an IPv6 /64 counts as one) and of one
-	// stream (8, and MaxViewers/20 but at least 16).
+	// stream (8, and MaxViewers/20 but at least 16). An address whose
+	// sessions connect earns more: two for each one that connected in the
+	// last minute, up to 64 in all (an office or a balancer's audience
+	// starting together gets in; offers that never connect earn nothing).
 	PendingPerAddr, PendingPerStream int
 	// PendingTimeout is how long a session may take to connect (8 s).
 	PendingTimeout time.Duration
@@ -81,6 +84,8 @@ type Server struct {
 	slots         int
 	pendingAddr   map[string]int
 	pendingStream map[string]int
+	// earned is, by client address, its sessions that connected lately.
+	earned map[string]earned
 	// bytesOut counts the media payload bytes sent to every viewer.
 	bytesOut atomic.Uint64
 }
@@ -132,7 +137,7 @@ func New(cfg Config, lookup Lookup, log *slog.Logger) (*Server, error) {
 		cfg.PendingTimeout = 8 * time.Second
 	}
 	s := &Server{cfg: cfg, log: log, lookup: lookup, sessions: map[string]*session{}, transcoders: map[*stream.Hub]*transcoder{},
-		pendingAddr: map[string]int{}, pendingStream: map[string]int{}}
+		pendingAddr: map[string]int{}, pendingStream: map[string]int{}, earned: map[string]earned{}}
 	s.ffmpeg = cfg.FFmpeg
 	if s.ffmpeg == "" {
 		log.Warn("webrtc: no ffmpeg to turn AAC into Opus: WebRTC viewers get video only")
@@ -235,7 +240,7 @@ func (s *Server) admit(addr, streamID string) (*admission, error) {
 	switch {
 	case s.closed || s.slots >= s.cfg.MaxViewers:
 		return nil, errFull
-	case s.pendingAddr[addr] >= s.cfg.PendingPerAddr:
+	case s.pendingAddr[addr] >= s.pendingCapLocked(addr):
 		return nil, errAddrPending
 	case s.pendingStream[streamID] >= s.cfg.PendingPerStream:
 		return nil, errStreamPending
@@ -244,6 +249,52 @@ func (s *Server) admit(addr, streamID string) (*admission, error) {
 	s.pendingAddr[addr]++
 	s.pendingStream[streamID]++
 	return &admission{s: s, addr: addr, streamID: streamID, pending: true}, nil
+}
+
+// earned counts an address's sessions that connected, over a minute
+// from the last one.
+type earned struct {
+	n    int
+	last time.Time
+}
+
+const (
+	earnWindow   = time.Minute
+	earnPerConn  = 2
+	maxPerAddr   = 64
+	maxEarnAddrs = 100_000 // addresses remembered at once
+)
+
+// pendingCapLocked is how many sessions addr may have connecting now.
+func (s *Server) pendingCapLocked(addr string) int {
+	e, ok := s.earned[addr]
+	if !ok || time.Since(e.last) > earnWindow {
+		return s.cfg.PendingPerAddr
+	}
+	return min(maxPerAddr, max(s.cfg.PendingPerAddr, s.cfg.PendingPerAddr+earnPerConn*e.n))
+}
+
+// earnLocked credits addr with a session that connected.
+func (s *Server) earnLocked(addr string) {
+	e := s.earned[addr]
+	if time.Since(e.last) > earnWindow {
+		e.n = 0
+	}
+	e.n, e.last = min(e.n+1, maxPerAddr), time.Now()
+	if _, ok := s.earned[addr]; !ok && len(s.earned) >= maxEarnAddrs {
+		for a, old := range s.earned { // forget the stale, or else one at random
+			if time.Since(old.last) > earnWindow {
+				delete(s.earned, a)
+			}
+		}
+		if len(s.earned) >= maxEarnAddrs {
+			for a := range s.earned {
+				delete(s.earned, a)
+				break
+			}
+		}
+	}
+	s.earned[addr] = e
 }
 
 // connectedLocked stops counting the session as pending; s.mu is held.
@@ -287,7 +338,7 @@ func cors(w http.ResponseWriter) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
 	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match")
-	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link")
+	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Retry-After")
 }
 
 func (s *Server) offer(w http.ResponseWriter, r *http.Request) {
@@ -325,7 +376,7 @@ func (s *Server) offer(w http.ResponseWriter, r *http.Request) {
 	ss, answer, err := s.newSession(auth.ClientAddr(r.RemoteAddr), r.PathValue("id"), hub, tracks, string(body))
 	switch {
 	case errors.Is(err, errAddrPending):
-		w.Header().Set("Retry-After", "2")
+		w.Header().Set("Retry-After", "1")
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
 		return
 	case errors.Is(err, errFull), errors.Is(err, errStreamPending):

@@ -60,6 +60,20 @@ function glasscastWatch(urls) {
     })).pipeTo(streams.writable).catch(note);
   }
 
+  // offerWHEP posts the offer; a busy server (429 or 503 with Retry-After:
+  // many viewers starting at once from one address, say) is asked again
+  // after the time it gave, until the deadline.
+  function offerWHEP(sdp, deadline) {
+    return fetch(urls.whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: sdp }).then(function (r) {
+      var wait = parseInt(r.headers.get('Retry-After') || '', 10);
+      if ((r.status === 429 || r.status === 503) && wait >= 0 && wait <= 60 && Date.now() + wait * 1000 < deadline) {
+        note('WebRTC busy: again in ' + wait + ' s');
+        return new Promise(function (resolve) { setTimeout(resolve, wait * 1000); }).then(function () { return offerWHEP(sdp, deadline); });
+      }
+      return r;
+    });
+  }
+
   function playWebRTC() {
     var insertable = !!(window.RTCRtpReceiver && RTCRtpReceiver.prototype.createEncodedStreams);
     var pc = new RTCPeerConnection(insertable ? { encodedInsertableStreams: true } : {});
@@ -81,7 +95,7 @@ function glasscastWatch(urls) {
         setTimeout(resolve, 2000);
       });
     }).then(function () {
-      return fetch(urls.whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+      return offerWHEP(pc.localDescription.sdp, Date.now() + 10000);
     }).then(function (r) {
       if (r.status !== 201) { throw new Error('WHEP answered ' + r.status); }
       state.whepSession = r.headers.get('Location');
