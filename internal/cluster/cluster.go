@@ -164,6 +164,8 @@ type Cluster struct {
 	mu      sync.Mutex
 	nodes   map[string]Node
 	streams map[string]StreamEntry // this node's copy of the directory
+	// missing are ids the directory did not have, when last asked.
+	missing map[string]time.Time
 	// recordings is this node's copy of the recordings' index.
 	recordings map[string]RecordingEntry
 	changed    chan struct{} // closed and replaced at every change
@@ -178,7 +180,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, streams: map[string]StreamEntry{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, streams: map[string]StreamEntry{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {

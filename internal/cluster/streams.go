@@ -131,11 +131,59 @@ func (s *Streams) List(ctx context.Context) ([]StreamEntry, error) {
 
 // Find looks a stream up in this node's copy of the directory, then, if
 // it is not there, in the bucket.
+//
+// An id that no stream can have, or one the cluster said it did not have a
+// moment ago, is not asked of it again: requests for made-up ids cost no
+// key-value read.
 func (s *Streams) Find(ctx context.Context, id string) (StreamEntry, error) {
 	if e, ok := s.Lookup(id); ok {
 		return e, nil
 	}
-	return s.Get(ctx, id)
+	if !wellFormedID(id) || s.recentlyMissing(id) {
+		return StreamEntry{}, ErrNoStream
+	}
+	e, err := s.Get(ctx, id)
+	if errors.Is(err, ErrNoStream) {
+		s.missing(id)
+	}
+	return e, err
+}
+
+// wellFormedID says id could be a stream's: 16 lowercase hex digits, as
+// every stream id is made (live.Registry).
+func wellFormedID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// How long, and for how many ids at most, a stream the cluster did not
+// have is remembered as missing.
+const (
+	missingFor = 2 * time.Second
+	maxMissing = 10_000
+)
+
+func (s *Streams) recentlyMissing(id string) bool {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	at, ok := s.c.missing[id]
+	return ok && time.Since(at) < missingFor
+}
+
+func (s *Streams) missing(id string) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if len(s.c.missing) >= maxMissing {
+		clear(s.c.missing)
+	}
+	s.c.missing[id] = time.Now()
 }
 
 // watchStreams keeps this node's copy of the directory.
