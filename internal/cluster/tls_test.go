@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // A node with TLS routes that dials a route address where something else
@@ -121,5 +125,57 @@ func TestRouteRefusesNonMembers(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("refused with %v, want a certificate error", err)
+	}
+}
+
+// A stream id no stream can have is not looked up in the cluster, nor one
+// it did not have a moment ago: made-up ids cost no key-value reads.
+func TestFindSparesTheCluster(t *testing.T) {
+	certs := makeCerts(t, "n1", "n2")
+	ports := []int{freePort(t), freePort(t)}
+	var nodes []*Cluster
+	for i := range 2 {
+		c, err := Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			Routes: []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[1-i])}, Dir: t.TempDir(), TLS: certs(fmt.Sprintf("n%d", i+1)),
+			Heartbeat: 200 * time.Millisecond}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		nodes = append(nodes, c)
+	}
+	c := nodes[0]
+	waitNodes(t, c, "n1", "n2")
+	reads := make(chan string, 1024)
+	sub, err := c.Conn().Subscribe("$JS.API.>", func(m *nats.Msg) {
+		if strings.Contains(m.Subject, "glasscast_streams") {
+			reads <- m.Subject
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	c.Conn().Flush()
+	count := func() int {
+		c.Conn().Flush() // every request made so far has reached the subscription
+		return len(reads)
+	}
+	ctx := context.Background()
+	for _, id := range []string{"../../etc", "not-an-id", "ABCDEF0123456789", strings.Repeat("a", 4096)} {
+		if _, err := c.Streams().Find(ctx, id); !errors.Is(err, ErrNoStream) {
+			t.Fatalf("Find(%.20q): %v", id, err)
+		}
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("ids no stream can have cost %d key-value reads", n)
+	}
+	for range 3 {
+		if _, err := c.Streams().Find(ctx, "0123456789abcdef"); !errors.Is(err, ErrNoStream) {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("an unknown id asked three times cost %d key-value reads, want 1", n)
 	}
 }
