@@ -3,6 +3,7 @@ package auth
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,7 +19,23 @@ type Throttle struct {
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
+	// share, when set, is told of each failure counted here (outside the
+	// lock), for other nodes to count too.
+	share atomic.Pointer[func(addr string)]
 }
+
+// Share has f told of every failure Failed counts (in a cluster: so that
+// every node counts it). f runs on the caller's goroutine and must not
+// block.
+func (t *Throttle) Share(f func(addr string)) {
+	if t != nil {
+		t.share.Store(&f)
+	}
+}
+
+// FailedElsewhere counts a failure another node counted, without telling
+// anyone.
+func (t *Throttle) FailedElsewhere(addr string) { t.count(addr) }
 
 type bucket struct {
 	left float64 // failures still allowed
@@ -67,6 +84,16 @@ func (t *Throttle) Blocked(addr string) time.Duration {
 
 // Failed counts a failed authentication from addr.
 func (t *Throttle) Failed(addr string) {
+	if t == nil {
+		return
+	}
+	t.count(addr)
+	if f := t.share.Load(); f != nil {
+		(*f)(ClientAddr(addr))
+	}
+}
+
+func (t *Throttle) count(addr string) {
 	if t == nil {
 		return
 	}

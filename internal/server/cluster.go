@@ -15,6 +15,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/auth"
 	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/live"
@@ -28,7 +29,7 @@ import (
 // The apps are the cluster's from then on: once it has joined, the node
 // moves the apps it kept on its own into the cluster and puts those of its
 // configuration file there.
-func (s *Server) joinCluster(cfgApps []store.App) error {
+func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error {
 	c, err := cluster.Start(cluster.Config{
 		Node: s.cfg.NodeName(), Listen: s.cfg.NATSListen, Routes: s.cfg.NATSRoutes, URLs: s.cfg.NATS,
 		TLS:   cluster.TLSFiles{Cert: s.cfg.NATSTLSCert, Key: s.cfg.NATSTLSKey, CA: s.cfg.NATSTLSCA},
@@ -42,6 +43,9 @@ func (s *Server) joinCluster(cfgApps []store.App) error {
 	s.cluster = c
 	s.undo.push(c.Close)
 	if s.seal, err = cluster.NewSealer(s.secret); err != nil {
+		return err
+	}
+	if err := s.shareFailures(throttle); err != nil {
 		return err
 	}
 	apps := c.Apps()
@@ -688,4 +692,35 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(v)
+}
+
+// authFailSubject carries the client addresses that failed to
+// authenticate on a node (a wrong admin token, API key, core token or
+// stream key), for every node to count: a client's budget of failures is
+// the cluster's, not each node's.
+const authFailSubject = "glasscast.authfail"
+
+// shareFailures tells the other nodes of this node's failed
+// authentications, and counts theirs.
+func (s *Server) shareFailures(throttle *auth.Throttle) error {
+	if throttle == nil {
+		return nil
+	}
+	nc, me := s.cluster.Conn(), s.cluster.Node()
+	sub, err := nc.Subscribe(authFailSubject, func(m *nats.Msg) {
+		if m.Header.Get(hdrFrom) != me && len(m.Data) <= 64 {
+			throttle.FailedElsewhere(string(m.Data))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.undo.push(func() { sub.Unsubscribe() })
+	throttle.Share(func(addr string) {
+		m := nats.NewMsg(authFailSubject)
+		m.Header.Set(hdrFrom, me)
+		m.Data = []byte(addr)
+		nc.PublishMsg(m) // buffered by the client: never blocks
+	})
+	return nil
 }

@@ -237,6 +237,28 @@ func TestClusterApps(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Fatal("n3 started an app removed on n2")
 	}
+
+	// A client's failed authentications count on every node: ten wrong
+	// admin tokens spread over the three nodes (three or four each) use up
+	// its one budget, and n1 then refuses it even the right token.
+	guesser := from("127.0.0.7")
+	for i := range 10 {
+		status(t, guesser, "GET", nodes[i%3].base+"/api/v1/streams", "not-the-admin-token-0123", "")
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		code, _, _ := status(t, guesser, "GET", nodes[0].base+"/api/v1/streams", testToken, "")
+		if code == http.StatusTooManyRequests {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 still answers %d to a client that failed ten times across the cluster", code)
+		}
+		time.Sleep(50 * time.Millisecond) // the other nodes' failures arrive over NATS
+	}
+	if code, _, _ := status(t, from("127.0.0.8"), "GET", nodes[0].base+"/api/v1/streams", testToken, ""); code != http.StatusOK {
+		t.Fatalf("another client: %d", code)
+	}
 }
 
 // onNode is url with its scheme and host replaced by node's.

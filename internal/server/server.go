@@ -236,7 +236,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	s.public, s.rtmpBase = s.publicURLs()
 	if cfg.ClusterOn() {
-		if err := s.joinCluster(cfgApps); err != nil {
+		if err := s.joinCluster(cfgApps, throttle); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	} else if err := s.putApps(context.Background(), cfgApps); err != nil {
