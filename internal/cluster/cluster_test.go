@@ -8,16 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/store/storetest"
@@ -225,157 +219,6 @@ func TestOtherSecretKeptOut(t *testing.T) {
 	}
 	if n := nodes[2].Nodes(); len(n) != 0 {
 		t.Fatalf("the node with another secret sees %+v", n)
-	}
-}
-
-// extNATS is Debian's nats-server run three times on loopback as one NATS
-// cluster with JetStream, as an operator would secure it: TLS on the client
-// port (client certificates from its CA required) and on the routes, and
-// operator JWTs with an account of glasscast's own, its users'
-// credentials files given out.
-type extNATS struct {
-	urls  []string // tls://127.0.0.1:PORT
-	ca    string   // the CA of the servers and of the client certificates
-	certs func(node string) TLSFiles
-	creds func(t *testing.T) string // a new user of glasscast's account
-}
-
-func natsCluster(t *testing.T) extNATS {
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		t.Fatal("nats-server is required: run scripts/test, which installs it")
-	}
-	dir := t.TempDir()
-	certs := makeCerts(t, "ext1", "ext2", "ext3", "x1", "x2")
-
-	// An operator, its system account and glasscast's account, with
-	// JetStream.
-	op, _ := nkeys.CreateOperator()
-	opPub, _ := op.PublicKey()
-	sys, _ := nkeys.CreateAccount()
-	sysPub, _ := sys.PublicKey()
-	acc, _ := nkeys.CreateAccount()
-	accPub, _ := acc.PublicKey()
-	sc := jwt.NewAccountClaims(sysPub)
-	sc.Name = "SYS"
-	sysJWT, err := sc.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac := jwt.NewAccountClaims(accPub)
-	ac.Name = "glasscast"
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1,
-		MaxAckPending: -1, MemoryMaxStreamBytes: -1, DiskMaxStreamBytes: -1}
-	accJWT, err := ac.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc := jwt.NewOperatorClaims(opPub)
-	oc.Name = "ext"
-	oc.SystemAccount = sysPub
-	opJWT, err := oc.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opFile := filepath.Join(dir, "op.jwt")
-	if err := os.WriteFile(opFile, []byte(opJWT), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	client := []int{freePort(t), freePort(t), freePort(t)}
-	routes := []int{freePort(t), freePort(t), freePort(t)}
-	var urls []string
-	for i := range client {
-		name := fmt.Sprintf("ext%d", i+1)
-		var peers []string
-		for j, p := range routes {
-			if j != i {
-				peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", p))
-			}
-		}
-		tf := certs(name)
-		tlsBlock := fmt.Sprintf("{ cert_file: %q, key_file: %q, ca_file: %q, verify: true, timeout: 3 }", tf.Cert, tf.Key, tf.CA)
-		conf := fmt.Sprintf(`server_name: %s
-listen: "127.0.0.1:%d"
-jetstream { store_dir: %q }
-tls %s
-cluster {
-  name: ext
-  listen: "127.0.0.1:%d"
-  routes: [%s]
-  tls %s
-}
-operator: %q
-system_account: %s
-resolver: MEMORY
-resolver_preload: {
-  %s: %q
-  %s: %q
-}
-`, name, client[i], filepath.Join(dir, name), tlsBlock, routes[i], strings.Join(peers, ", "), tlsBlock,
-			opFile, sysPub, sysPub, sysJWT, accPub, accJWT)
-		confFile := filepath.Join(dir, name+".conf")
-		if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, "-c", confFile)
-		var log bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &log, &log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s:\n%s", name, log.String())
-			}
-		})
-		urls = append(urls, fmt.Sprintf("tls://127.0.0.1:%d", client[i]))
-	}
-	return extNATS{urls: urls, ca: certs("x1").CA, certs: certs, creds: func(t *testing.T) string {
-		user, _ := nkeys.CreateUser()
-		userPub, _ := user.PublicKey()
-		uJWT, err := jwt.NewUserClaims(userPub).Encode(acc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed, _ := user.Seed()
-		creds, err := jwt.FormatUserConfig(uJWT, seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := filepath.Join(t.TempDir(), "node.creds")
-		if err := os.WriteFile(f, creds, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}}
-}
-
-// Two nodes that join an existing NATS cluster (nothing embedded) over TLS,
-// with credentials for an account of their own, see each other.
-func TestExternalNATS(t *testing.T) {
-	ext := natsCluster(t)
-	var nodes []*Cluster
-	for i := range 2 {
-		name := fmt.Sprintf("x%d", i+1)
-		c, err := Start(Config{Node: name, URLs: ext.urls, TLS: ext.certs(name), Creds: ext.creds(t), Public: "http://x.test", Version: "test",
-			Heartbeat: 200 * time.Millisecond}, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		nodes = append(nodes, c)
-	}
-	waitNodes(t, nodes[0], "x1", "x2")
-	waitNodes(t, nodes[1], "x2", "x1")
-	// The apps, replicated by the external servers.
-	storetest.Apps(t, nodes[1].Apps())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if a, err := nodes[0].Apps().App(ctx, "com.example.a"); err != nil || a.PublicURL != "http://127.0.0.1:3000" {
-		t.Fatalf("x1 does not know the app added on x2: %+v %v", a, err)
 	}
 }
 
