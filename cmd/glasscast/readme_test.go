@@ -269,26 +269,33 @@ func TestReadmeCluster(t *testing.T) {
 		hls, key = s.Playback["hls"], s.Ingest.RTMPURL
 	}
 	// And one plays through it, published through it.
+	publishPlays(t, ctx, key, hls)
+}
+
+// publishPlays publishes the test source to ingest and waits until the
+// LL-HLS playlist at hls answers.
+func publishPlays(t *testing.T, ctx context.Context, ingest, hls string) {
+	t.Helper()
 	pub := make(chan error, 1)
-	go func() { pub <- (&sim.Source{}).Publish(ctx, key) }()
+	go func() { pub <- (&sim.Source{}).Publish(ctx, ingest) }()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		resp, err := http.Get(hls)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte("#EXTM3U")) {
-				break
+				return
 			}
 		}
 		select {
 		case err := <-pub:
-			t.Fatalf("the publish through the balancer ended: %v", err)
+			t.Fatalf("the publish to %s ended: %v", ingest[:strings.LastIndex(ingest, "/")], err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not play through the balancer", hls)
+			t.Fatalf("%s does not play", hls)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // the playlist comes once the first part is made
 	}
 }
 

@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -1046,7 +1044,6 @@ func TestClusterBehindBalancer(t *testing.T) {
 		rtmpHost := strings.TrimSuffix(strings.TrimPrefix(n.srv.PlainRTMPBase(), "rtmp://"), "/live/")
 		fmt.Fprintf(&rtmpServers, "    server n%d %s\n", i+1, rtmpHost)
 	}
-	dir := t.TempDir()
 	conf := fmt.Sprintf(`global
     maxconn 512
 defaults
@@ -1065,33 +1062,7 @@ backend nodes
     bind 127.0.0.1:%d
     balance roundrobin
 %s`, lbHTTP, httpServers.String(), lbRTMP, rtmpServers.String())
-	if err := os.WriteFile(filepath.Join(dir, "haproxy.cfg"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lb := exec.Command("haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
-	var lbLog bytes.Buffer
-	lb.Stdout, lb.Stderr = &lbLog, &lbLog
-	if err := lb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		lb.Process.Kill()
-		lb.Wait()
-		if t.Failed() {
-			t.Logf("haproxy:\n%s", lbLog.String())
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lbHTTP))
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy does not listen: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startHAProxy(t, conf, lbHTTP)
 	balanced := func(url string) string {
 		u, _ := neturl.Parse(url)
 		return fmt.Sprintf("http://127.0.0.1:%d%s", lbHTTP, u.RequestURI())

@@ -71,35 +71,8 @@ listen rtmp
     bind 127.0.0.1:%d
     server g %s send-proxy-v2
 `, lbHTTP, httpAddr, lbRTMP, rtmpAddr)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "haproxy.cfg"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lb := exec.Command("haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
-	var lbLog bytes.Buffer
-	lb.Stdout, lb.Stderr = &lbLog, &lbLog
-	if err := lb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		lb.Process.Kill()
-		lb.Wait()
-		if t.Failed() {
-			t.Logf("haproxy:\n%s", lbLog.String())
-		}
-	})
+	startHAProxy(t, conf, lbHTTP)
 	balancer := fmt.Sprintf("http://127.0.0.1:%d", lbHTTP)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lbHTTP))
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy does not listen: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond) // haproxy gives no sign it listens but listening
-	}
 
 	a, b := from("127.0.0.2"), from("127.0.0.3")
 	last := 0
@@ -153,4 +126,38 @@ listen rtmp
 	}
 	cancel()
 	<-pub
+}
+
+// startHAProxy runs haproxy with conf until the test ends, and waits until
+// it listens on 127.0.0.1:port.
+func startHAProxy(t *testing.T, conf string, port int) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lb := exec.Command("haproxy", "-db", "-f", file)
+	var lbLog bytes.Buffer
+	lb.Stdout, lb.Stderr = &lbLog, &lbLog
+	if err := lb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		lb.Process.Kill()
+		lb.Wait()
+		if t.Failed() {
+			t.Logf("haproxy (%s):\n%s", conf, lbLog.String())
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("haproxy does not listen: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // haproxy says nothing when it listens
+	}
 }
