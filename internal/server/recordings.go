@@ -189,7 +189,7 @@ func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, ur
 		chunk = mp / 2
 	}
 	ask := func(rng string) (httpResponse, bool) {
-		req := httpRequest{Method: r.Method, URI: uri, Header: map[string][]string{"Range": {rng}}, RemoteAddr: r.RemoteAddr}
+		req := httpRequest{Method: r.Method, URI: uri, Header: map[string][]string{"Range": {rng}}, RemoteAddr: r.RemoteAddr, Media: true}
 		if ua := r.Header.Values("User-Agent"); len(ua) > 0 {
 			req.Header["User-Agent"] = ua
 		}
