@@ -73,27 +73,89 @@ func (s *Streams) ByKey(key string) (StreamEntry, bool) {
 // Claim changes a stream's entry with change, unless another node changed
 // it first (change sees the entry as it is in the bucket, and may refuse).
 func (s *Streams) Claim(ctx context.Context, id string, change func(e *StreamEntry) error) error {
+	_, err := s.cas(ctx, id, 1, func(e *StreamEntry, exists bool) (bool, error) {
+		if !exists {
+			return false, ErrNoStream
+		}
+		return true, change(e)
+	})
+	return err
+}
+
+// Change writes a stream's entry, always as a compare-and-set on the
+// revision change saw: change is given the entry as the bucket has it
+// (exists false: there is none) and says whether to write it; a write by
+// another node in between makes it look again, a few times. It reports
+// whether it wrote.
+func (s *Streams) Change(ctx context.Context, id string, change func(e *StreamEntry, exists bool) bool) (bool, error) {
+	return s.cas(ctx, id, 4, func(e *StreamEntry, exists bool) (bool, error) { return change(e, exists), nil })
+}
+
+// cas is Claim's and Change's read, change and conditional write, tried
+// up to tries times.
+func (s *Streams) cas(ctx context.Context, id string, tries int, change func(e *StreamEntry, exists bool) (bool, error)) (bool, error) {
+	kv, err := s.kv(ctx)
+	if err != nil {
+		return false, err
+	}
+	for try := 1; ; try++ {
+		var e StreamEntry
+		var rev uint64
+		got, err := kv.Get(ctx, id)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case errors.Is(err, jetstream.ErrInvalidKey):
+			return false, ErrNoStream
+		case err != nil:
+			return false, fmt.Errorf("cluster: stream %s: %w", id, err)
+		default:
+			if err := json.Unmarshal(got.Value(), &e); err != nil {
+				return false, fmt.Errorf("cluster: stream %s: %w", id, err)
+			}
+			rev = got.Revision()
+		}
+		exists := rev != 0
+		write, err := change(&e, exists)
+		if err != nil || !write {
+			return false, err
+		}
+		e.ID = id
+		b, _ := json.Marshal(e)
+		if exists {
+			_, err = kv.Update(ctx, id, b, rev)
+		} else {
+			_, err = kv.Create(ctx, id, b)
+		}
+		if err == nil {
+			return true, nil
+		}
+		if try >= tries {
+			return false, fmt.Errorf("cluster: stream %s changed meanwhile: %w", id, err)
+		}
+	}
+}
+
+// Remove deletes a stream's entry if still says so of it as the bucket has
+// it, and only if nobody wrote it since (a compare-and-set on its
+// revision).
+func (s *Streams) Remove(ctx context.Context, id string, still func(e StreamEntry) bool) error {
 	kv, err := s.kv(ctx)
 	if err != nil {
 		return err
 	}
 	got, err := kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
-		return ErrNoStream
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: stream %s: %w", id, err)
 	}
 	var e StreamEntry
-	if err := json.Unmarshal(got.Value(), &e); err != nil {
-		return fmt.Errorf("cluster: stream %s: %w", id, err)
-	}
-	if err := change(&e); err != nil {
+	if err := json.Unmarshal(got.Value(), &e); err != nil || !still(e) {
 		return err
 	}
-	b, _ := json.Marshal(e)
-	if _, err := kv.Update(ctx, id, b, got.Revision()); err != nil {
-		return fmt.Errorf("cluster: stream %s changed meanwhile: %w", id, err)
+	if err := kv.Delete(ctx, id, jetstream.LastRevision(got.Revision())); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("cluster: stream %s: %w", id, err)
 	}
 	return nil
 }
@@ -206,19 +268,6 @@ func (s *Streams) kv(ctx context.Context) (jetstream.KeyValue, error) {
 	return s.c.streamsKV, nil
 }
 
-// Put writes a stream's entry.
-func (s *Streams) Put(ctx context.Context, e StreamEntry) error {
-	kv, err := s.kv(ctx)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(e)
-	if _, err := kv.Put(ctx, e.ID, b); err != nil {
-		return fmt.Errorf("cluster: stream %s: %w", e.ID, err)
-	}
-	return nil
-}
-
 // ErrNoStream is Get's answer for a stream the directory does not list.
 var ErrNoStream = errors.New("cluster: no such stream")
 
@@ -240,16 +289,4 @@ func (s *Streams) Get(ctx context.Context, id string) (StreamEntry, error) {
 		return e, fmt.Errorf("cluster: stream %s: %w", id, err)
 	}
 	return e, nil
-}
-
-// Delete removes a stream's entry.
-func (s *Streams) Delete(ctx context.Context, id string) error {
-	kv, err := s.kv(ctx)
-	if err != nil {
-		return err
-	}
-	if err := kv.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("cluster: stream %s: %w", id, err)
-	}
-	return nil
 }

@@ -10,7 +10,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,5 +179,91 @@ func TestFindSparesTheCluster(t *testing.T) {
 	}
 	if n := count(); n != 1 {
 		t.Fatalf("an unknown id asked three times cost %d key-value reads, want 1", n)
+	}
+}
+
+// Every write of the stream directory is a compare-and-set: a node acting
+// on a stale copy of an entry (a sweeper marking a dead node's stream
+// reconnecting) cannot undo a takeover made meanwhile, a removal whose
+// condition no longer holds removes nothing, and no write is lost among
+// nodes writing at once.
+func TestDirectoryWritesAreCAS(t *testing.T) {
+	certs := makeCerts(t, "n1", "n2")
+	ports := []int{freePort(t), freePort(t)}
+	var nodes []*Cluster
+	for i := range 2 {
+		c, err := Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			Routes: []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[1-i])}, Dir: t.TempDir(), TLS: certs(fmt.Sprintf("n%d", i+1)),
+			Heartbeat: 200 * time.Millisecond}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		nodes = append(nodes, c)
+	}
+	waitNodes(t, nodes[0], "n1", "n2")
+	ctx := context.Background()
+	n1, n2 := nodes[0].Streams(), nodes[1].Streams()
+	const id = "0123456789abcdef"
+	if wrote, err := n1.Change(ctx, id, func(e *StreamEntry, exists bool) bool {
+		*e = StreamEntry{Origin: "n3", Status: "live", KeyHash: "k"}
+		return !exists
+	}); !wrote || err != nil {
+		t.Fatalf("create: %v %v", wrote, err)
+	}
+	stale, err := n1.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// n2 takes the stream over.
+	if err := n2.Claim(ctx, id, func(e *StreamEntry) error { e.Origin, e.Status = "n2", "idle"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// n1, from its stale copy, marks n3's stream reconnecting: only if the
+	// entry is still n3's.
+	wrote, err := n1.Change(ctx, id, func(e *StreamEntry, exists bool) bool {
+		if !exists || e.Origin != stale.Origin {
+			return false
+		}
+		e.Status = "reconnecting"
+		return true
+	})
+	if wrote || err != nil {
+		t.Fatalf("a stale change wrote: %v %v", wrote, err)
+	}
+	if err := n1.Remove(ctx, id, func(e StreamEntry) bool { return e.Origin == "n3" }); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := n2.Get(ctx, id); err != nil || e.Origin != "n2" || e.Status != "idle" {
+		t.Fatalf("after the stale change and removal: %+v %v", e, err)
+	}
+	// Nodes writing at once lose no write.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	written := 0
+	for i := range 10 {
+		wg.Go(func() {
+			wrote, _ := nodes[i%2].Streams().Change(ctx, id, func(e *StreamEntry, exists bool) bool {
+				n, _ := strconv.Atoi(e.Name)
+				e.Name = strconv.Itoa(n + 1)
+				return exists
+			})
+			if wrote {
+				mu.Lock()
+				written++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	e, err := n1.Get(ctx, id)
+	if err != nil || e.Name != strconv.Itoa(written) || written == 0 {
+		t.Fatalf("%d writes made, the entry counts %q (%v)", written, e.Name, err)
+	}
+	if err := n1.Remove(ctx, id, func(e StreamEntry) bool { return e.Origin == "n2" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Get(ctx, id); !errors.Is(err, ErrNoStream) {
+		t.Fatalf("after its removal: %v", err)
 	}
 }

@@ -126,7 +126,7 @@ func (s *Server) tend(ctx context.Context) {
 	if all, err := dir.List(ctx); err == nil {
 		for _, e := range all {
 			if st, err := s.reg.Get(e.ID); e.Origin == c.Node() && (err != nil || st.Status() == live.StatusEnded) {
-				dir.Delete(ctx, e.ID)
+				dir.Remove(ctx, e.ID, func(cur cluster.StreamEntry) bool { return cur.Origin == c.Node() })
 			}
 		}
 	}
@@ -196,20 +196,36 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams) {
 	}
 	now := time.Now().UTC()
 	retention := s.reg.Config().EndedRetention
+	ended, reconnecting := live.StatusEnded.String(), live.StatusReconnecting.String()
+	// Every change is a compare-and-set on the entry as it is now: one
+	// another node changed since this node's copy (a takeover) is left.
 	for _, e := range dir.Entries() {
-		ended := e.Status == live.StatusEnded.String()
 		switch {
-		case ended && now.Sub(e.Since) > retention:
-			dir.Delete(ctx, e.ID)
-		case ended || alive[e.Origin]:
-		case e.Status != live.StatusReconnecting.String():
-			e.Status, e.Since = live.StatusReconnecting.String(), now
-			s.log.Info("stream reconnecting: its node is gone", "stream", e.ID, "node", e.Origin, "window", s.cfg.ReconnectWindow)
-			dir.Put(ctx, e)
+		case e.Status == ended && now.Sub(e.Since) > retention:
+			dir.Remove(ctx, e.ID, func(cur cluster.StreamEntry) bool { return cur.Status == ended && cur.Since.Equal(e.Since) })
+		case e.Status == ended || alive[e.Origin]:
+		case e.Status != reconnecting:
+			wrote, _ := dir.Change(ctx, e.ID, func(cur *cluster.StreamEntry, exists bool) bool {
+				if !exists || cur.Origin != e.Origin || cur.Status != e.Status || alive[cur.Origin] {
+					return false
+				}
+				cur.Status, cur.Since = reconnecting, now
+				return true
+			})
+			if wrote {
+				s.log.Info("stream reconnecting: its node is gone", "stream", e.ID, "node", e.Origin, "window", s.cfg.ReconnectWindow)
+			}
 		case now.Sub(e.Since) > s.cfg.ReconnectWindow:
-			e.Status, e.Since = live.StatusEnded.String(), now
-			s.log.Info("stream ended: its node did not come back within the reconnect window", "stream", e.ID, "node", e.Origin)
-			dir.Put(ctx, e)
+			wrote, _ := dir.Change(ctx, e.ID, func(cur *cluster.StreamEntry, exists bool) bool {
+				if !exists || cur.Origin != e.Origin || cur.Status != reconnecting || !cur.Since.Equal(e.Since) {
+					return false
+				}
+				cur.Status, cur.Since = ended, now
+				return true
+			})
+			if wrote {
+				s.log.Info("stream ended: its node did not come back within the reconnect window", "stream", e.ID, "node", e.Origin)
+			}
 		}
 	}
 }
@@ -228,11 +244,15 @@ func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
 	if ev.Kind == live.EventCreated {
 		status = st.Status() // a stream brought back by a restart may be waiting for its publisher
 	}
-	if e, err := dir.Get(ctx, st.ID()); err == nil && e.Origin != s.cluster.Node() {
-		return // another node took it over: its entry is that node's to write
-	}
-	err := dir.Put(ctx, cluster.StreamEntry{ID: st.ID(), Name: st.Name(), Origin: s.cluster.Node(), Status: status.String(),
-		Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt(), Since: ev.At.UTC(), KeyHash: cluster.KeyHash(st.Key())})
+	me := s.cluster.Node()
+	_, err := dir.Change(ctx, st.ID(), func(cur *cluster.StreamEntry, exists bool) bool {
+		if exists && cur.Origin != me {
+			return false // another node took it over: its entry is that node's to write
+		}
+		*cur = cluster.StreamEntry{ID: st.ID(), Name: st.Name(), Origin: me, Status: status.String(),
+			Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt(), Since: ev.At.UTC(), KeyHash: cluster.KeyHash(st.Key())}
+		return true
+	})
 	if err != nil && s.cluster.Ready() {
 		s.log.Warn("cluster: the stream directory not updated", "stream", st.ID(), "event", ev.Kind, "err", err)
 	}
@@ -340,9 +360,10 @@ func (s *Server) leaveCluster() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	dir := s.cluster.Streams()
+	me := s.cluster.Node()
 	for _, st := range s.reg.List() {
-		if e, ok := dir.Lookup(st.ID()); ok && e.Origin == s.cluster.Node() {
-			dir.Delete(ctx, st.ID())
+		if e, ok := dir.Lookup(st.ID()); ok && e.Origin == me {
+			dir.Remove(ctx, st.ID(), func(cur cluster.StreamEntry) bool { return cur.Origin == me })
 		}
 	}
 	s.cluster.Close()
