@@ -163,6 +163,7 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	nodes   map[string]Node
+	heard   map[string]heard       // when each node's newest heartbeat came, here
 	streams map[string]StreamEntry // this node's copy of the directory
 	// missing are ids the directory did not have, when last asked.
 	missing map[string]time.Time
@@ -180,7 +181,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, streams: map[string]StreamEntry{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, heard: map[string]heard{}, streams: map[string]StreamEntry{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {
@@ -545,22 +546,45 @@ func heartbeat(n Node) []byte {
 	return b
 }
 
-// watch keeps the local view of the nodes.
+// watch keeps the local view of the nodes. A node is alive while this
+// node keeps hearing new heartbeats of it, by this node's own clock: when
+// each new revision of its entry arrived here, never the time written in
+// it (nodes' clocks differ; one 30 s off is as alive as any). Its entry
+// (last revision) seen again, as a watch that resumes gives it, is not
+// news. The bucket's age limit removes a silent node's entry after ten
+// heartbeats, by the NATS servers' own clock.
 func (c *Cluster) watch() {
-	c.follow(c.nodesKV, func(key string, value []byte, deleted bool) {
+	c.followRevisions(c.nodesKV, func(key string, value []byte, deleted bool, rev uint64) {
 		var n Node
 		switch {
 		case deleted:
 			delete(c.nodes, key)
+			delete(c.heard, key)
 		case json.Unmarshal(value, &n) == nil && n.Name == key:
+			if h := c.heard[key]; rev > h.rev {
+				c.heard[key] = heard{rev: rev, at: time.Now()}
+			}
+			n.Heartbeat = c.heard[key].at.UTC() // as heard here
 			c.nodes[key] = n
 		}
 	})
 }
 
+// heard is when this node heard a node's newest heartbeat (which revision
+// of its entry), by its own clock.
+type heard struct {
+	rev uint64
+	at  time.Time
+}
+
 // follow runs change, under c.mu, for every entry of kv and every change
 // of it until the node leaves, and tells Changed's waiters.
 func (c *Cluster) follow(kv jetstream.KeyValue, change func(key string, value []byte, deleted bool)) {
+	c.followRevisions(kv, func(key string, value []byte, deleted bool, _ uint64) { change(key, value, deleted) })
+}
+
+// followRevisions is follow with each entry's revision.
+func (c *Cluster) followRevisions(kv jetstream.KeyValue, change func(key string, value []byte, deleted bool, rev uint64)) {
 	for c.ctx.Err() == nil {
 		w, err := kv.WatchAll(c.ctx)
 		if err != nil {
@@ -576,7 +600,7 @@ func (c *Cluster) follow(kv jetstream.KeyValue, change func(key string, value []
 				continue // the initial values are all in
 			}
 			c.mu.Lock()
-			change(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut)
+			change(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut, e.Revision())
 			close(c.changed)
 			c.changed = make(chan struct{})
 			c.mu.Unlock()

@@ -132,22 +132,8 @@ func TestRouteRefusesNonMembers(t *testing.T) {
 
 // A stream id no stream can have is not looked up in the cluster, nor one
 // it did not have a moment ago: made-up ids cost no key-value reads.
-func TestFindSparesTheCluster(t *testing.T) {
-	certs := makeCerts(t, "n1", "n2")
-	ports := []int{freePort(t), freePort(t)}
-	var nodes []*Cluster
-	for i := range 2 {
-		c, err := Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
-			Routes: []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[1-i])}, Dir: t.TempDir(), TLS: certs(fmt.Sprintf("n%d", i+1)),
-			Heartbeat: 200 * time.Millisecond}, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		nodes = append(nodes, c)
-	}
+func findSparesTheCluster(t *testing.T, nodes []*Cluster) {
 	c := nodes[0]
-	waitNodes(t, c, "n1", "n2")
 	reads := make(chan string, 1024)
 	sub, err := c.Conn().Subscribe("$JS.API.>", func(m *nats.Msg) {
 		if strings.Contains(m.Subject, "glasscast_streams") {
@@ -187,21 +173,7 @@ func TestFindSparesTheCluster(t *testing.T) {
 // reconnecting) cannot undo a takeover made meanwhile, a removal whose
 // condition no longer holds removes nothing, and no write is lost among
 // nodes writing at once.
-func TestDirectoryWritesAreCAS(t *testing.T) {
-	certs := makeCerts(t, "n1", "n2")
-	ports := []int{freePort(t), freePort(t)}
-	var nodes []*Cluster
-	for i := range 2 {
-		c, err := Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
-			Routes: []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[1-i])}, Dir: t.TempDir(), TLS: certs(fmt.Sprintf("n%d", i+1)),
-			Heartbeat: 200 * time.Millisecond}, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		nodes = append(nodes, c)
-	}
-	waitNodes(t, nodes[0], "n1", "n2")
+func directoryWritesAreCAS(t *testing.T, nodes []*Cluster) {
 	ctx := context.Background()
 	n1, n2 := nodes[0].Streams(), nodes[1].Streams()
 	const id = "0123456789abcdef"
@@ -266,4 +238,70 @@ func TestDirectoryWritesAreCAS(t *testing.T) {
 	if _, err := n2.Get(ctx, id); !errors.Is(err, ErrNoStream) {
 		t.Fatalf("after its removal: %v", err)
 	}
+}
+
+// Two nodes, formed once, for the tests that need a cluster and nothing
+// more.
+func TestTwoNodes(t *testing.T) {
+	certs := makeCerts(t, "n1", "n2")
+	ports := []int{freePort(t), freePort(t)}
+	var nodes []*Cluster
+	for i := range 2 {
+		c, err := Start(Config{Node: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			Routes: []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[1-i])}, Dir: t.TempDir(), TLS: certs(fmt.Sprintf("n%d", i+1)),
+			Heartbeat: 200 * time.Millisecond}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		nodes = append(nodes, c)
+	}
+	waitNodes(t, nodes[0], "n1", "n2")
+	waitNodes(t, nodes[1], "n2", "n1")
+	t.Run("FindSparesTheCluster", func(t *testing.T) { findSparesTheCluster(t, nodes) })
+	t.Run("DirectoryWritesAreCAS", func(t *testing.T) { directoryWritesAreCAS(t, nodes) })
+	t.Run("LivenessByOwnClock", func(t *testing.T) { livenessByOwnClock(t, nodes) })
+}
+
+// A node is alive while its heartbeats keep coming, by the hearer's own
+// clock, whatever time the node writes in them: one whose clock is 30 s
+// behind is alive, one 30 s ahead is not alive forever once it falls
+// silent.
+func livenessByOwnClock(t *testing.T, nodes []*Cluster) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kv := nodes[1].nodesKV
+	beat := func(name string, skew time.Duration) {
+		kv.Put(ctx, name, heartbeat(Node{Name: name, Public: "http://" + name + ".test", Heartbeat: time.Now().Add(skew).UTC()}))
+	}
+	// n8 and n9 keep beating, their clocks off by 30 s either way.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			beat("n8", 30*time.Second)
+			beat("n9", -30*time.Second)
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+		}
+	}()
+	waitNodes(t, nodes[0], "n1", "n2", "n8", "n9")
+	// Silent from now on: both are silent within a few heartbeats (three
+	// of them: 600 ms; well before the 30 s n8 wrote ahead).
+	cancel()
+	<-done
+	silent := time.Now()
+	for nodes[0].Alive("n8") || nodes[0].Alive("n9") {
+		if time.Since(silent) > 10*time.Second {
+			t.Fatalf("n8 or n9 still alive 10 s after its last heartbeat: %+v", nodes[0].Nodes())
+		}
+		time.Sleep(50 * time.Millisecond) // liveness is a matter of time passing
+	}
+	kv.Delete(context.Background(), "n8")
+	kv.Delete(context.Background(), "n9")
+	waitNodes(t, nodes[0], "n1", "n2")
 }
