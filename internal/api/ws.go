@@ -266,7 +266,9 @@ func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
 				// Only an app whose key this node has checked is bridged:
 				// the key itself never leaves this node, and a wrong one
 				// is refused here, counted against its address.
+				verified := ""
 				if init, ok := msg.(*protocol.AppConnectionInit); ok && s.Bridge != nil && s.Plane.AppKeyOK(init.PackageName, init.APIKey) {
+					verified = init.PackageName
 					if bridge = s.Bridge(init, p); bridge != nil {
 						defer bridge.Gone()
 					}
@@ -274,6 +276,7 @@ func (s *Sockets) app(w http.ResponseWriter, r *http.Request) {
 				if bridge == nil {
 					local = s.Plane.ConnectApp(p)
 					defer local.Gone()
+					local.Verified = verified // checked just above: not looked up twice
 					local.OnBadKey = func() { s.Throttle.Failed(addr) }
 				}
 			}
