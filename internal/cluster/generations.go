@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // generationsBucket keeps each stream's playback-token generation (on
@@ -11,15 +14,35 @@ import (
 const generationsBucket = "glasscast_generations"
 
 // PutGeneration records a stream's playback-token generation; every node
-// hears of it (Config.Generation).
+// hears of it (Config.Generation). A generation only rises: the write is a
+// compare-and-set on the entry's revision, and one already at gen or above
+// is left as it is (two nodes revoking at once cannot lower it).
 func (c *Cluster) PutGeneration(ctx context.Context, streamID string, gen uint32) error {
 	if err := c.WaitReady(ctx); err != nil {
 		return err
 	}
-	if _, err := c.generationsKV.Put(ctx, streamID, []byte(strconv.FormatUint(uint64(gen), 10))); err != nil {
-		return fmt.Errorf("cluster: generation of %s: %w", streamID, err)
+	kv := c.generationsKV
+	value := []byte(strconv.FormatUint(uint64(gen), 10))
+	for try := 1; ; try++ {
+		got, err := kv.Get(ctx, streamID)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = kv.Create(ctx, streamID, value)
+		case err != nil:
+			return fmt.Errorf("cluster: generation of %s: %w", streamID, err)
+		default:
+			if cur, perr := strconv.ParseUint(string(got.Value()), 10, 32); perr == nil && cur >= uint64(gen) {
+				return nil
+			}
+			_, err = kv.Update(ctx, streamID, value, got.Revision())
+		}
+		if err == nil {
+			return nil
+		}
+		if try >= 4 {
+			return fmt.Errorf("cluster: generation of %s: %w", streamID, err)
+		}
 	}
-	return nil
 }
 
 // watchGenerations tells Config.Generation of every generation recorded,

@@ -261,6 +261,31 @@ func TestTwoNodes(t *testing.T) {
 	t.Run("FindSparesTheCluster", func(t *testing.T) { findSparesTheCluster(t, nodes) })
 	t.Run("DirectoryWritesAreCAS", func(t *testing.T) { directoryWritesAreCAS(t, nodes) })
 	t.Run("LivenessByOwnClock", func(t *testing.T) { livenessByOwnClock(t, nodes) })
+	t.Run("GenerationsOnlyRise", func(t *testing.T) { generationsOnlyRise(t, nodes) })
+}
+
+// A playback-token generation only rises: a node recording an older one
+// after another recorded a newer (two revocations at once) changes
+// nothing.
+func generationsOnlyRise(t *testing.T, nodes []*Cluster) {
+	ctx := context.Background()
+	const id = "00000000000000aa"
+	if err := nodes[0].PutGeneration(ctx, id, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[1].PutGeneration(ctx, id, 3); err != nil {
+		t.Fatal(err)
+	}
+	got, err := nodes[1].generationsKV.Get(ctx, id)
+	if err != nil || string(got.Value()) != "5" {
+		t.Fatalf("the generation is %q (%v), want 5", got.Value(), err)
+	}
+	if err := nodes[1].PutGeneration(ctx, id, 6); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := nodes[0].generationsKV.Get(ctx, id); err != nil || string(got.Value()) != "6" {
+		t.Fatalf("the generation is %q (%v), want 6", got.Value(), err)
+	}
 }
 
 // A node is alive while its heartbeats keep coming, by the hearer's own

@@ -137,6 +137,7 @@ func (s *Server) tend(ctx context.Context) {
 	}
 	recs := s.indexRecordings(ctx, nil)
 	renewed := time.Now()
+	seen := map[string]entrySeen{}
 	tick := time.NewTicker(c.Heartbeat())
 	defer tick.Stop()
 	for {
@@ -144,7 +145,7 @@ func (s *Server) tend(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			s.sweep(ctx, dir)
+			s.sweep(ctx, dir, seen)
 			recs = s.indexRecordings(ctx, recs)
 			if time.Since(renewed) > homeRenewal {
 				// A user's home is recorded for a day: those whose phone
@@ -164,10 +165,20 @@ func (s *Server) tend(ctx context.Context) {
 // phone is connected to it (the record lasts a day).
 const homeRenewal = time.Hour
 
+// entrySeen is when this node first saw a directory entry as it is now
+// (its status, as of the Since written with it), by its own clock.
+type entrySeen struct {
+	status string
+	since  time.Time // the entry's own, naming the state; never compared with a clock
+	at     time.Time // this node's clock
+}
+
 // sweep ends this node's copies of streams another node took over, and
 // tends the entries of nodes that are gone when this node is the first
-// live one by name.
-func (s *Server) sweep(ctx context.Context, dir *cluster.Streams) {
+// live one by name. How long an entry has been reconnecting or ended is
+// measured from when this node first saw it so (seen, the tend
+// goroutine's), never from the time another node wrote in it.
+func (s *Server) sweep(ctx context.Context, dir *cluster.Streams, seen map[string]entrySeen) {
 	for _, st := range s.reg.List() {
 		if st.Status() == live.StatusEnded {
 			continue
@@ -178,6 +189,21 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams) {
 		if e, err := dir.Get(ctx, st.ID()); err == nil && e.Origin != s.cluster.Node() {
 			s.log.Info("stream taken over by another node", "stream", st.ID(), "node", e.Origin)
 			s.reg.Delete(st.ID())
+		}
+	}
+
+	now := time.Now().UTC()
+	entries := dir.Entries()
+	present := map[string]bool{}
+	for _, e := range entries {
+		present[e.ID] = true
+		if was, ok := seen[e.ID]; !ok || was.status != e.Status || !was.since.Equal(e.Since) {
+			seen[e.ID] = entrySeen{status: e.Status, since: e.Since, at: now}
+		}
+	}
+	for id := range seen {
+		if !present[id] {
+			delete(seen, id)
 		}
 	}
 
@@ -194,14 +220,14 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams) {
 	if first != s.cluster.Node() {
 		return
 	}
-	now := time.Now().UTC()
 	retention := s.reg.Config().EndedRetention
 	ended, reconnecting := live.StatusEnded.String(), live.StatusReconnecting.String()
 	// Every change is a compare-and-set on the entry as it is now: one
 	// another node changed since this node's copy (a takeover) is left.
-	for _, e := range dir.Entries() {
+	for _, e := range entries {
+		since := now.Sub(seen[e.ID].at)
 		switch {
-		case e.Status == ended && now.Sub(e.Since) > retention:
+		case e.Status == ended && since > retention:
 			dir.Remove(ctx, e.ID, func(cur cluster.StreamEntry) bool { return cur.Status == ended && cur.Since.Equal(e.Since) })
 		case e.Status == ended || alive[e.Origin]:
 		case e.Status != reconnecting:
@@ -215,7 +241,7 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams) {
 			if wrote {
 				s.log.Info("stream reconnecting: its node is gone", "stream", e.ID, "node", e.Origin, "window", s.cfg.ReconnectWindow)
 			}
-		case now.Sub(e.Since) > s.cfg.ReconnectWindow:
+		case since > s.cfg.ReconnectWindow:
 			wrote, _ := dir.Change(ctx, e.ID, func(cur *cluster.StreamEntry, exists bool) bool {
 				if !exists || cur.Origin != e.Origin || cur.Status != reconnecting || !cur.Since.Equal(e.Since) {
 					return false
