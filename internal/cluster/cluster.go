@@ -185,7 +185,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {
-				log.Warn("cluster: no TLS to this NATS peer: anyone on the path reads the cluster's traffic and can join it", "peer", u)
+				log.Warn("cluster: no TLS to this NATS peer: anyone on the path reads the cluster's traffic and can join it", "peer", redacted(u))
 			}
 		}
 	}
@@ -309,6 +309,15 @@ func clientOptions(cfg Config) ([]nats.Option, error) {
 		opts = append(opts, o)
 	}
 	return opts, nil
+}
+
+// redacted is a NATS URL fit for a log: a password in it is hidden.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return u.Redacted()
 }
 
 // onLoopback says a NATS URL names a loopback address.

@@ -34,3 +34,9 @@ func TestSealer(t *testing.T) {
 		t.Fatal("a sealer with no secret")
 	}
 }
+
+func TestRedacted(t *testing.T) {
+	if got := redacted("nats://glasscast:s3cret@10.0.0.2:4222"); got != "nats://glasscast:xxxxx@10.0.0.2:4222" {
+		t.Fatalf("redacted: %q", got)
+	}
+}
