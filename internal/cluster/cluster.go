@@ -32,6 +32,8 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/glasscast/glasscast/internal/cmaf"
 )
 
 // Name is the cluster's name on the NATS routes.
@@ -91,6 +93,9 @@ type Stats struct {
 	// counted with it), its own streams' and those it relays: every node
 	// adds them up for a stream's count.
 	Watched map[string]Viewers `json:"watched,omitempty"`
+	// Positions are where the numbering of this node's streams stands:
+	// a node that takes one over when this one dies numbers on after it.
+	Positions map[string]cmaf.Position `json:"positions,omitempty"`
 }
 
 // Viewers are a stream's viewers on one node, by protocol.
@@ -165,6 +170,16 @@ type Cluster struct {
 	nodes   map[string]Node
 	heard   map[string]heard       // when each node's newest heartbeat came, here
 	streams map[string]StreamEntry // this node's copy of the directory
+	revs    map[string]uint64      // the revision of each of its entries
+	// interims are directory writes told before the bucket took them.
+	interims   map[string]interim
+	interimSub *nats.Subscription
+	// heartbeatSub hears the heartbeats told over plain NATS.
+	heartbeatSub *nats.Subscription
+	// later are this node's writes the bucket did not take yet, in order.
+	laterMu sync.Mutex
+	later   []laterWrite
+	writing bool
 	// missing are ids the directory did not have, when last asked.
 	missing map[string]time.Time
 	// recordings is this node's copy of the recordings' index.
@@ -181,7 +196,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, heard: map[string]heard{}, streams: map[string]StreamEntry{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, heard: map[string]heard{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {
@@ -213,6 +228,13 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if c.js, err = jetstream.New(c.nc); err != nil {
 		c.shutdown()
 		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err = c.listenInterims(); err == nil {
+		err = c.listenHeartbeats()
+	}
+	if err != nil {
+		c.shutdown()
+		return nil, fmt.Errorf("nats: %w", err)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
@@ -518,6 +540,10 @@ func (c *Cluster) beat() {
 		n.Stats = c.cfg.Stats()
 	}
 	b := heartbeat(n)
+	// Told over plain NATS too: a bucket electing a new leader, or a watch
+	// whose consumer was on a node that died, does not make the living
+	// look dead.
+	c.nc.Publish(heartbeatSubject, b)
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Heartbeat)
 	defer cancel()
 	if _, err := c.nodesKV.Put(ctx, c.cfg.Node, b); err != nil && c.ctx.Err() == nil {
@@ -533,12 +559,32 @@ const maxHeartbeat = maxEntry / 2
 // heartbeat too big to be written would make the node look dead).
 func heartbeat(n Node) []byte {
 	b, _ := json.Marshal(n)
+	total := func(id string) int { v := n.Watched[id]; return v.WebRTC + v.LLHLS + v.DASH }
+	// Positions first: a stream taken over without its position numbers on
+	// from a bound made of its age instead (wider gaps, as safe).
+	for len(b) > maxHeartbeat && len(n.Positions) > 0 {
+		ids := make([]string, 0, len(n.Positions))
+		for id := range n.Positions {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool {
+			if ti, tj := total(ids[i]), total(ids[j]); ti != tj {
+				return ti > tj
+			}
+			return ids[i] < ids[j]
+		})
+		keep := map[string]cmaf.Position{}
+		for _, id := range ids[:len(ids)*maxHeartbeat/len(b)*9/10] {
+			keep[id] = n.Positions[id]
+		}
+		n.Positions = keep
+		b, _ = json.Marshal(n)
+	}
 	for len(b) > maxHeartbeat && len(n.Watched) > 0 {
 		ids := make([]string, 0, len(n.Watched))
 		for id := range n.Watched {
 			ids = append(ids, id)
 		}
-		total := func(id string) int { v := n.Watched[id]; return v.WebRTC + v.LLHLS + v.DASH }
 		sort.Slice(ids, func(i, j int) bool {
 			if ti, tj := total(ids[i]), total(ids[j]); ti != tj {
 				return ti > tj
@@ -577,6 +623,33 @@ func (c *Cluster) watch() {
 			c.nodes[key] = n
 		}
 	})
+}
+
+// heartbeatSubject carries every node's heartbeat as it writes it.
+const heartbeatSubject = "glasscast.heartbeat"
+
+// listenHeartbeats hears the heartbeats told over plain NATS.
+func (c *Cluster) listenHeartbeats() error {
+	sub, err := c.nc.Subscribe(heartbeatSubject, func(m *nats.Msg) {
+		var n Node
+		if len(m.Data) > maxEntry || json.Unmarshal(m.Data, &n) != nil || CheckNode(n.Name) != nil || n.Name == c.cfg.Node {
+			return
+		}
+		c.mu.Lock()
+		h := c.heard[n.Name]
+		h.at = time.Now()
+		c.heard[n.Name] = h
+		n.Heartbeat = h.at.UTC()
+		c.nodes[n.Name] = n
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
+	c.heartbeatSub = sub
+	return nil
 }
 
 // heard is when this node heard a node's newest heartbeat (which revision
@@ -637,6 +710,15 @@ func (c *Cluster) Nodes() []Node {
 	return out
 }
 
+// Position is where a stream's numbering stood in node's last heartbeat,
+// and when this node heard that heartbeat, by its own clock.
+func (c *Cluster) Position(node, id string) (cmaf.Position, time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pos, ok := c.nodes[node].Positions[id]
+	return pos, c.heard[node].at, ok
+}
+
 // Alive says whether a node is a member that has said so lately.
 func (c *Cluster) Alive(name string) bool {
 	c.mu.Lock()
@@ -685,6 +767,8 @@ func (c *Cluster) Conn() *nats.Conn { return c.nc }
 // Close leaves the cluster: the node's entry is removed, the connection
 // closed and the embedded server shut down.
 func (c *Cluster) Close() {
+	c.interimSub.Unsubscribe()
+	c.heartbeatSub.Unsubscribe()
 	c.cancel()
 	c.wg.Wait()
 	if c.Ready() {

@@ -52,17 +52,14 @@ func (c *Cluster) Streams() *Streams { return &Streams{c} }
 func (s *Streams) Lookup(id string) (StreamEntry, bool) {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	e, ok := s.c.streams[id]
-	return e, ok
+	return s.c.entryLocked(id)
 }
 
 // ByKey finds the stream a publish key is for, in this node's copy of the
 // directory.
 func (s *Streams) ByKey(key string) (StreamEntry, bool) {
 	h := KeyHash(key)
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	for _, e := range s.c.streams {
+	for _, e := range s.Entries() {
 		if subtle.ConstantTimeCompare([]byte(e.KeyHash), []byte(h)) == 1 {
 			return e, true
 		}
@@ -92,47 +89,99 @@ func (s *Streams) Change(ctx context.Context, id string, change func(e *StreamEn
 }
 
 // cas is Claim's and Change's read, change and conditional write, tried
-// up to tries times.
+// up to tries times. A bucket that does not answer within casAttempt (its
+// leader died and the others are electing one) does not hold the write
+// up: it is told to every node as an interim entry, made on this node's
+// copy of the entry, and made in the bucket once it answers again.
 func (s *Streams) cas(ctx context.Context, id string, tries int, change func(e *StreamEntry, exists bool) (bool, error)) (bool, error) {
+	wrote, err := s.casOnce(ctx, id, tries, change)
+	if !unavailable(err) || ctx.Err() != nil {
+		return wrote, err
+	}
+	c := s.c
+	c.mu.Lock()
+	e, exists := c.entryLocked(id)
+	base := c.revs[id]
+	c.mu.Unlock()
+	write, cerr := change(&e, exists)
+	if cerr != nil || !write {
+		return false, cerr
+	}
+	e.ID = id
+	c.sayInterim(e, base)
+	c.writeLater(laterWrite{id: id, change: change})
+	c.log.Info("cluster: the directory's bucket does not answer; the write is told to the nodes and made once it does", "stream", id, "err", err)
+	return true, nil
+}
+
+// errAttempt marks a try that ran out of casAttempt.
+var errAttempt = errors.New("cluster: the directory did not answer in time")
+
+// casOnce is cas without the interim: each try bounded by casAttempt.
+func (s *Streams) casOnce(ctx context.Context, id string, tries int, change func(e *StreamEntry, exists bool) (bool, error)) (bool, error) {
 	kv, err := s.kv(ctx)
 	if err != nil {
 		return false, err
 	}
 	for try := 1; ; try++ {
-		var e StreamEntry
-		var rev uint64
-		got, err := kv.Get(ctx, id)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case errors.Is(err, jetstream.ErrInvalidKey):
-			return false, ErrNoStream
-		case err != nil:
-			return false, fmt.Errorf("cluster: stream %s: %w", id, err)
-		default:
-			if err := json.Unmarshal(got.Value(), &e); err != nil {
-				return false, fmt.Errorf("cluster: stream %s: %w", id, err)
-			}
-			rev = got.Revision()
-		}
-		exists := rev != 0
-		write, err := change(&e, exists)
-		if err != nil || !write {
-			return false, err
-		}
-		e.ID = id
-		b, _ := json.Marshal(e)
-		if exists {
-			_, err = kv.Update(ctx, id, b, rev)
-		} else {
-			_, err = kv.Create(ctx, id, b)
-		}
-		if err == nil {
-			return true, nil
+		wrote, err := s.try(ctx, kv, id, change)
+		if err == nil || !conflict(err) {
+			return wrote, err
 		}
 		if try >= tries {
 			return false, fmt.Errorf("cluster: stream %s changed meanwhile: %w", id, err)
 		}
 	}
+}
+
+// conflict says a write lost a compare-and-set.
+func conflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// try is one read, change and conditional write, within casAttempt.
+func (s *Streams) try(ctx context.Context, kv jetstream.KeyValue, id string, change func(e *StreamEntry, exists bool) (bool, error)) (bool, error) {
+	actx, cancel := context.WithTimeout(ctx, casAttempt)
+	defer cancel()
+	timedOut := func(err error) error {
+		if actx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w: %w", errAttempt, err)
+		}
+		return err
+	}
+	var e StreamEntry
+	var rev uint64
+	got, err := kv.Get(actx, id)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case errors.Is(err, jetstream.ErrInvalidKey):
+		return false, ErrNoStream
+	case err != nil:
+		return false, fmt.Errorf("cluster: stream %s: %w", id, timedOut(err))
+	default:
+		if err := json.Unmarshal(got.Value(), &e); err != nil {
+			return false, fmt.Errorf("cluster: stream %s: %w", id, err)
+		}
+		rev = got.Revision()
+	}
+	exists := rev != 0
+	write, err := change(&e, exists)
+	if err != nil || !write {
+		return false, err
+	}
+	e.ID = id
+	b, _ := json.Marshal(e)
+	var now uint64
+	if exists {
+		now, err = kv.Update(actx, id, b, rev)
+	} else {
+		now, err = kv.Create(actx, id, b)
+	}
+	if err != nil {
+		return false, timedOut(err)
+	}
+	s.c.sayWritten(e, now, false)
+	return true, nil
 }
 
 // Remove deletes a stream's entry if still says so of it as the bucket has
@@ -157,6 +206,10 @@ func (s *Streams) Remove(ctx context.Context, id string, still func(e StreamEntr
 	if err := kv.Delete(ctx, id, jetstream.LastRevision(got.Revision())); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("cluster: stream %s: %w", id, err)
 	}
+	// The delete's own revision is not returned: the one after the entry's
+	// is what it took, unless another key was written in between (then
+	// the watch brings the delete, as before).
+	s.c.sayWritten(StreamEntry{ID: id}, got.Revision()+1, true)
 	return nil
 }
 
@@ -165,8 +218,17 @@ func (s *Streams) Entries() []StreamEntry {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
 	out := make([]StreamEntry, 0, len(s.c.streams))
-	for _, e := range s.c.streams {
-		out = append(out, e)
+	for id := range s.c.streams {
+		if e, ok := s.c.entryLocked(id); ok {
+			out = append(out, e)
+		}
+	}
+	for id := range s.c.interims {
+		if _, listed := s.c.streams[id]; !listed {
+			if e, ok := s.c.entryLocked(id); ok {
+				out = append(out, e)
+			}
+		}
 	}
 	return out
 }
@@ -250,7 +312,17 @@ func (s *Streams) missing(id string) {
 
 // watchStreams keeps this node's copy of the directory.
 func (c *Cluster) watchStreams() {
-	c.follow(c.streamsKV, func(key string, value []byte, deleted bool) {
+	c.followRevisions(c.streamsKV, func(key string, value []byte, deleted bool, rev uint64) {
+		if len(c.revs) > 100_000 {
+			clear(c.revs) // those of entries long deleted
+		}
+		if rev < c.revs[key] {
+			return // told of a later write already
+		}
+		c.revs[key] = rev
+		if in, ok := c.interims[key]; ok && rev > in.Base {
+			delete(c.interims, key) // the bucket says what is true now
+		}
 		var e StreamEntry
 		switch {
 		case deleted:

@@ -2,6 +2,8 @@ package cmaf_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -291,5 +293,98 @@ func TestFollowSharesTheClock(t *testing.T) {
 	rend.View(func(v *cmaf.View) { b = v.Segments[1].Wall.Add(-v.Segments[1].Start) })
 	if !a.Equal(b) {
 		t.Fatalf("the rendition's clock is %v off its source's", b.Sub(a))
+	}
+}
+
+// TestResumeNumbersOn: a packager that takes a stream over from another
+// (a node that died) from where that one's position stood numbers every
+// segment, track segment, part and initialization version after the
+// other's, starts with a discontinuity, goes on in stream time and keeps
+// the stream's wall-clock anchor.
+func TestResumeNumbersOn(t *testing.T) {
+	c := loadClip(t)
+	tr := tracksOf(t, c)
+	h := stream.New(stream.Config{})
+	r := h.NewReader("cmaf", 4096)
+	first := cmaf.New(cmaf.Config{})
+	pub, _ := h.Publish(tr)
+	feed(t, h, r, first, c, pub, 2, false) // cut off: no end
+	pos := first.Position()
+	var was struct {
+		seq, videoSeq, part uint64
+		init, disc          int
+		anchor              time.Time
+	}
+	first.View(func(v *cmaf.View) {
+		last := v.Last()
+		was.seq, was.init, was.anchor = last.Seq, v.Init.Version, v.AvailabilityStart
+		was.videoSeq = last.Tracks[0].Seq
+		was.part = v.NextPart["video"] - 1
+		was.disc = v.DroppedDiscontinuities
+	})
+	if pos.Seq != was.seq+1 || pos.TrackSeq["video"] != was.videoSeq+1 || pos.Part["video"] != was.part+1 || pos.End < c.Duration {
+		t.Fatalf("position %+v of a packager whose last segment is %d (video %d), last video part %d", pos, was.seq, was.videoSeq, was.part)
+	}
+
+	heard := time.Now()
+	h2 := stream.New(stream.Config{})
+	h2.Resume(pos.End, heard)
+	r2 := h2.NewReader("cmaf", 4096)
+	next := cmaf.New(cmaf.Config{})
+	next.Resume(pos.Ahead(0))
+	pub2, _ := h2.Publish(tr)
+	feed(t, h2, r2, next, c, pub2, 1, true)
+	next.View(func(v *cmaf.View) {
+		seg := v.Segments[0]
+		switch {
+		case seg.Seq <= was.seq:
+			t.Fatalf("the first segment after the takeover is %d, the last before %d", seg.Seq, was.seq)
+		case !seg.Discontinuity:
+			t.Fatal("the first segment after the takeover follows no discontinuity")
+		case seg.Init.Version <= was.init:
+			t.Fatalf("init version %d after %d", seg.Init.Version, was.init)
+		case seg.Tracks[0].Seq <= was.videoSeq:
+			t.Fatalf("the video track's segment %d after %d", seg.Tracks[0].Seq, was.videoSeq)
+		case seg.Tracks[0].Parts[0].ID <= was.part:
+			t.Fatalf("video part %d after %d", seg.Tracks[0].Parts[0].ID, was.part)
+		case seg.Start < pos.End:
+			t.Fatalf("stream time went back: %v after %v", seg.Start, pos.End)
+		case seg.Init.Start != seg.Start:
+			t.Fatalf("the new version starts at %v, its first segment at %v", seg.Init.Start, seg.Start)
+		case !v.AvailabilityStart.Equal(was.anchor):
+			t.Fatalf("the anchor moved from %v to %v", was.anchor, v.AvailabilityStart)
+		case v.DroppedDiscontinuities < was.disc:
+			t.Fatalf("discontinuity sequence %d after %d", v.DroppedDiscontinuities, was.disc)
+		}
+	})
+	// Its position is past both.
+	if got := next.Position(); got.Seq <= pos.Seq || got.Part["video"] <= pos.Part["video"] || got.Init <= pos.Init {
+		t.Fatalf("position %+v after resuming from %+v", got, pos)
+	}
+	// Ahead leaves room for what the other node may have written since.
+	later := pos.Ahead(3 * time.Second)
+	if later.Seq < pos.Seq+8 || later.Part["audio"] < pos.Part["audio"]+150 || later.End < pos.End+3*time.Second {
+		t.Fatalf("3 s ahead of %+v: %+v", pos, later)
+	}
+}
+
+// TestPositionJSON: a position travels as a short array and comes back
+// the same (to the millisecond); a short or negative one is refused.
+func TestPositionJSON(t *testing.T) {
+	pos := cmaf.Position{Seq: 812, Init: 3, Discontinuities: 5, End: 1623456 * time.Millisecond,
+		Anchor: time.UnixMilli(1796650000123), TrackSeq: map[string]uint64{"video": 800, "audio": 811},
+		Part: map[string]uint64{"video": 8120, "audio": 8130}}
+	b, err := json.Marshal(pos)
+	if err != nil || len(b) > 80 {
+		t.Fatalf("%s %v", b, err)
+	}
+	var back cmaf.Position
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, pos) {
+		t.Fatalf("%s came back as %+v (%v)", b, back, err)
+	}
+	for _, bad := range []string{`[1,2,3]`, `[1,2,3,4,5,6,7,8,-9]`, `{}`} {
+		if json.Unmarshal([]byte(bad), &back) == nil {
+			t.Fatalf("%s accepted", bad)
+		}
 	}
 }

@@ -28,6 +28,9 @@ type writer struct {
 	nextSeq uint64
 	seqs    map[string]uint64 // each track's next sequence number
 	mfhd    uint32
+	// base is the position the packager resumed from (Resume), nil for a
+	// stream that starts here.
+	base *Position
 }
 
 type sample struct {
@@ -208,9 +211,12 @@ func (w *writer) skip(i int, to uint64) {
 func (w *writer) reinit(tr *stream.Tracks) {
 	w.flush()
 	version := 1
-	if w.init != nil {
+	switch {
+	case w.init != nil:
 		version = w.init.Version + 1
 		w.discont = true
+	case w.base != nil:
+		version = w.base.Init + 1 // after the versions of the node it came from
 	}
 	in := &Init{Version: version}
 	w.tw = nil

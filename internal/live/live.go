@@ -97,6 +97,9 @@ type Kept struct {
 	Status    Status // idle, live (it has been: it comes back reconnecting), or ended
 	CreatedAt time.Time
 	EndedAt   time.Time
+	// Resume, for a stream taken over from another node, is the position
+	// its numbering and stream time go on after (nil: from the start).
+	Resume *cmaf.Position
 }
 
 // Recorder keeps a stream's media on disk by following its packager.
@@ -478,6 +481,12 @@ func (r *Registry) adopt(k Kept) (*Stream, error) {
 		return nil, ErrRegistryDown
 	}
 	s := r.newStream(CreateOptions{Name: k.Name, Record: k.Record, Public: k.Public}, k.ID, k.Key, k.CreatedAt)
+	if k.Resume != nil {
+		// Before anyone can publish: players that read the other node's
+		// playlists read on at higher numbers, later in stream time.
+		s.hub.Resume(k.Resume.End, time.Now())
+		s.pkg.Resume(*k.Resume)
+	}
 	r.addLocked(s)
 	r.mu.Unlock()
 	s.mu.Lock()

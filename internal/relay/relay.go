@@ -40,6 +40,9 @@ const (
 	Idle = 30 * time.Second
 	// snapshotWait bounds the wait for the origin's snapshot.
 	snapshotWait = 5 * time.Second
+	// moveWait is how long a stream's new origin may answer that it does
+	// not have it yet.
+	moveWait = 2 * time.Second
 )
 
 // Request bodies.
@@ -247,6 +250,10 @@ type Relays struct {
 	mu     sync.Mutex
 	relays map[string]*relay
 	hubs   map[string]*hubRelay
+	// moved is closed (and made again) by Recheck: every relay looks at
+	// once where its stream is.
+	moved  chan struct{}
+	answer *nats.Subscription // positions asked of this node's mirrors
 }
 
 // relay is one stream's mirror on this node.
@@ -272,13 +279,16 @@ func (rl *relay) located() string {
 
 // NewRelays makes node's relays; locate finds origins.
 func NewRelays(nc *nats.Conn, node string, locate Locate, log *slog.Logger) *Relays {
-	r := &Relays{nc: nc, node: node, locate: locate, log: log, relays: map[string]*relay{}, hubs: map[string]*hubRelay{}}
+	r := &Relays{nc: nc, node: node, locate: locate, log: log, relays: map[string]*relay{}, hubs: map[string]*hubRelay{}, moved: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r
 }
 
 // Close stops every relay.
 func (r *Relays) Close() {
+	if r.answer != nil {
+		r.answer.Unsubscribe()
+	}
 	r.mu.Lock()
 	r.cancel() // no relay starts after this
 	r.mu.Unlock()
@@ -374,6 +384,26 @@ func (r *Relays) Has(id string) bool {
 	return r.relays[id] != nil || r.hubs[id] != nil
 }
 
+// Mirror returns the mirror of a stream this node relays now, without
+// starting a relay: ErrNotHere when it has none ready.
+func (r *Relays) Mirror(id string) (*cmaf.Packager, error) {
+	r.mu.Lock()
+	rl := r.relays[id]
+	r.mu.Unlock()
+	if rl == nil {
+		return nil, ErrNotHere
+	}
+	select {
+	case <-rl.ready:
+	default:
+		return nil, ErrNotHere
+	}
+	if rl.err != nil {
+		return nil, rl.err
+	}
+	return rl.p, nil
+}
+
 // Streams lists the streams this node relays, with the hub of those whose
 // frames it relays (nil for the others).
 func (r *Relays) Streams() map[string]*stream.Hub {
@@ -463,7 +493,19 @@ func (r *Relays) run(rl *relay) {
 	watch := time.NewTicker(Watch)
 	defer watch.Stop()
 	for {
+		r.mu.Lock()
+		moved := r.moved
+		r.mu.Unlock()
 		select {
+		case <-moved:
+			// The directory changed: a stream that moved is followed to its
+			// new origin now, not at the next watch.
+			if now, err := r.still(rl.located(), origin); err == nil && now != origin {
+				if !r.follow(rl, now) {
+					return
+				}
+				origin = now
+			}
 		case m := <-msgs:
 			if m.Header.Get(hdrOrigin) != origin {
 				continue // from the node the stream left
@@ -530,6 +572,16 @@ func (r *Relays) run(rl *relay) {
 // not answer: the relay is closed, its viewers see the end.
 func (r *Relays) follow(rl *relay, origin string) bool {
 	snap, err := r.snapshot(origin, rl.id)
+	// A stream that just moved is in the directory a moment before its new
+	// origin has it: ask again for a little while.
+	for deadline := time.Now().Add(moveWait); errors.Is(err, ErrNotHere) && time.Now().Before(deadline); {
+		select {
+		case <-r.ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+		snap, err = r.snapshot(origin, rl.id)
+	}
 	if err == nil {
 		err = rl.p.Restore(snap)
 	}

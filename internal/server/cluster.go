@@ -95,6 +95,40 @@ func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error
 		return e.Origin, nil // this node, for a stream that came here while relayed
 	}, rlog)
 	s.undo.push(s.relays.Close)
+	if err := s.relays.AnswerPositions(); err != nil {
+		return err
+	}
+	// A stream that moves is followed by this node's relays as soon as the
+	// directory says so.
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan struct{})
+	go func() {
+		defer close(rdone)
+		origins := map[string]string{}
+		for {
+			ch := c.Changed()
+			moved := false
+			for _, e := range dir.Entries() {
+				if was, ok := origins[e.ID]; ok && was != e.Origin {
+					moved = true
+				}
+				origins[e.ID] = e.Origin
+			}
+			if len(origins) > 2*len(dir.Entries())+64 {
+				clear(origins)
+			}
+			if moved {
+				s.relays.Recheck()
+			}
+			select {
+			case <-ch:
+			case <-rctx.Done():
+				return
+			}
+		}
+	}()
+	s.stopMoves = sync.OnceFunc(func() { rcancel(); <-rdone })
+	s.undo.push(s.stopMoves)
 
 	tctx, tcancel := context.WithCancel(context.Background())
 	tdone := make(chan struct{})
@@ -381,6 +415,7 @@ func (s *Server) leaveCluster() {
 	s.managed.close()
 	s.leases.close()
 	s.stopTend()
+	s.stopMoves()
 	s.relays.Close()
 	s.origin.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -425,8 +460,35 @@ func (s *Server) adopt(key string) (live.Kept, error) {
 	if err != nil {
 		return live.Kept{}, err
 	}
-	s.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin)
-	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt}, nil
+	pos := s.takeoverPosition(e)
+	s.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin, "segment", pos.Seq)
+	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt, Resume: &pos}, nil
+}
+
+// takeoverPosition is where a stream taken over from another node numbers
+// on. The relays of it (this node's, or another node's asked at once)
+// had every change its origin published: numbering on exactly from there,
+// a player reading through a node that survived finds the part it was
+// waiting for, made here. Without a relay, past what the origin's last
+// heartbeat said, moved on by the time the origin may have gone on since
+// (by this node's clock); without either, past a bound made of its age.
+func (s *Server) takeoverPosition(e cluster.StreamEntry) cmaf.Position {
+	now := time.Now()
+	hb, heard, known := s.cluster.Position(e.Origin, e.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), relay.PositionWait)
+	defer cancel()
+	if pos, ok := s.relays.Position(ctx, e.ID); ok {
+		if known {
+			pos = cmaf.Later(pos, hb)
+		}
+		return pos
+	}
+	if known {
+		return hb.Ahead(now.Sub(heard))
+	}
+	tracks := func() map[string]uint64 { return map[string]uint64{"video": 0, "audio": 0} }
+	age := max(now.Sub(e.CreatedAt), 0)
+	return cmaf.Position{TrackSeq: tracks(), Part: tracks(), Init: 1 + int(age/time.Second)}.Ahead(age)
 }
 
 // packager finds a stream's packager: this node's, or a relay of another
@@ -655,6 +717,14 @@ func (s *Server) nodeStats() cluster.Stats {
 		if ls.Status() == live.StatusEnded {
 			continue
 		}
+		if p, ok := s.reg.Packager(ls.ID()); ok && !ls.Internal() {
+			if pos := p.Position(); !pos.Zero() {
+				if st.Positions == nil {
+					st.Positions = map[string]cmaf.Position{}
+				}
+				st.Positions[ls.ID()] = pos
+			}
+		}
 		st.Streams++
 		v := s.countViewers(ls)
 		watched(ls.ID(), cluster.Viewers{WebRTC: v.WebRTC, LLHLS: v.LLHLS, DASH: v.DASH})
@@ -716,6 +786,9 @@ func (s *Server) clusterStatus(w http.ResponseWriter, _ *http.Request) {
 	out := clusterJSON{Node: s.cfg.NodeName()}
 	if s.cluster != nil {
 		out.Cluster, out.Nodes = true, s.cluster.Nodes()
+		for i := range out.Nodes {
+			out.Nodes[i].Positions = nil // the nodes' own business
+		}
 	} else {
 		out.Nodes = []cluster.Node{{Name: out.Node, Public: s.public, Version: Version(), Heartbeat: time.Now().UTC(),
 			Alive: true, Stats: s.nodeStats()}}

@@ -20,6 +20,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/nats-io/nats.go"
 
 	"github.com/glasscast/glasscast/internal/api"
@@ -882,11 +884,47 @@ func TestClusterNodeKilled(t *testing.T) {
 		t.Fatalf("n1 does not play n3's stream: %d", code)
 	}
 
+	// Another stream of n3's, watched through n1 by a gohlslib client,
+	// whose publisher goes to n2 when n3 dies.
+	moves := n3.create("moves when its node dies")
+	movesCtx, stopMoves := context.WithCancel(ctx)
+	publishSim(movesCtx, moves.Ingest.RTMPURL, nil)
+	n3.waitPlayable(moves.Playback.HLS)
+	movesBase := strings.TrimSuffix(onNode(n1, moves.Playback.HLS), "index.m3u8")
+	watcher := followHLS(t, onNode(n1, moves.Playback.HLS))
+	watcher.waitFrames(t, 30, 30*time.Second)
+	_, pl := fetch(t, movesBase+"video.m3u8")
+	lastBefore, _ := lastPart(t, string(pl))
+
 	// Both nodes say reconnecting, then ended (each one's statuses are
 	// recorded as they change: a node that looks late may find the window
 	// has passed already).
 	seen1, seen2 := statusesOf(n1, theirs.ID), statusesOf(n2, theirs.ID)
 	n3.kill()
+	stopMoves()
+
+	// The moving stream's publisher comes back to n2 (as glasses reconnect
+	// through a balancer): n2 takes the stream over at once, at the same
+	// URLs, and n1's client plays on without a restart, later in time and
+	// at higher numbers.
+	framesAtKill := watcher.count()
+	key := moves.Ingest.RTMPURL[strings.LastIndex(moves.Ingest.RTMPURL, "/")+1:]
+	back := time.Now()
+	publishSim(ctx, n2.srv.RTMPBase()+key, nil)
+	waitRemoteOn(t, n1, moves.ID, live.StatusLive, "n2", 20*time.Second)
+	liveAgain := time.Since(back)
+	watcher.waitFrames(t, framesAtKill+60, 30*time.Second)
+	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's client after %v", liveAgain, watcher.firstAfter(back))
+	_, pl = fetch(t, movesBase+"video.m3u8")
+	if msn, _ := lastPart(t, string(pl)); msn <= lastBefore || !strings.Contains(string(pl), "#EXT-X-DISCONTINUITY") {
+		t.Fatalf("n1's playlist after the takeover ends at %d (before: %d):\n%s", msn, lastBefore, pl)
+	}
+	// The URLs n3 handed out play on both nodes.
+	for _, n := range []*harness{n1, n2} {
+		var there api.StreamJSON
+		there.Playback.HLS, there.Playback.DASH = onNode(n, moves.Playback.HLS), onNode(n, moves.Playback.DASH)
+		checkProbe(t, there, 1280, 720, 1)
+	}
 	waitRemote(t, n1, theirs.ID, live.StatusEnded, 60*time.Second)
 	waitRemote(t, n2, theirs.ID, live.StatusEnded, 10*time.Second)
 	for i, got := range [][]live.Status{seen1(), seen2()} {
@@ -915,6 +953,103 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 }
 
+// hlsFollower is a gohlslib client left playing: it counts the video
+// frames it gets, each later than the last.
+type hlsFollower struct {
+	mu      sync.Mutex
+	frames  int
+	at      []time.Time // when each frame came
+	last    int64
+	bad     error
+	asked   []string // the last files asked for
+	changed chan struct{}
+	ended   chan error
+}
+
+// followHLS starts a gohlslib client on url; it stops with the test, and
+// the test fails if it stopped before.
+func followHLS(t *testing.T, url string) *hlsFollower {
+	f := &hlsFollower{last: -1 << 62, changed: make(chan struct{}), ended: make(chan error, 1)}
+	c := quietClient(t, url)
+	asked := func(u string) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.asked = append(f.asked[max(0, len(f.asked)-5):], time.Now().Format("15:04:05.000")+" "+u[strings.LastIndex(u, "/")+1:])
+	}
+	c.OnDownloadStreamPlaylist, c.OnDownloadPart, c.OnDownloadSegment = asked, asked, asked
+	c.OnTracks = func(tracks []*gohlslib.Track) error {
+		for _, tr := range tracks {
+			if _, ok := tr.Codec.(*codecs.H264); ok {
+				c.OnDataH26x(tr, func(pts, dts int64, au [][]byte) {
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					if dts <= f.last && f.bad == nil {
+						f.bad = fmt.Errorf("DTS went from %d to %d", f.last, dts)
+					}
+					f.last = dts
+					f.frames++
+					f.at = append(f.at, time.Now())
+					close(f.changed)
+					f.changed = make(chan struct{})
+				})
+			}
+		}
+		return nil
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { f.ended <- c.Wait2() }()
+	t.Cleanup(func() { c.Close(); <-f.ended })
+	return f
+}
+
+func (f *hlsFollower) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.frames
+}
+
+// firstAfter is how long after t the first frame after t came.
+func (f *hlsFollower) firstAfter(t time.Time) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, at := range f.at {
+		if at.After(t) {
+			return at.Sub(t)
+		}
+	}
+	return -1
+}
+
+// waitFrames waits until the client has n frames, each later than the
+// last.
+func (f *hlsFollower) waitFrames(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		f.mu.Lock()
+		got, bad, ch := f.frames, f.bad, f.changed
+		f.mu.Unlock()
+		if bad != nil {
+			t.Fatal(bad)
+		}
+		if got >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case err := <-f.ended:
+			f.ended <- err
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			t.Fatalf("the HLS client stopped after %d frames: %v; it last asked for %q", got, err, f.asked)
+		case <-deadline:
+			t.Fatalf("the HLS client got %d of %d frames in %v", got, n, within)
+		}
+	}
+}
+
 // waitRemote waits, on n's changes of the cluster, until n's Streams API
 // gives stream id the status want.
 func waitRemote(t *testing.T, n *harness, id string, want live.Status, within time.Duration) api.StreamJSON {
@@ -931,6 +1066,26 @@ func waitRemote(t *testing.T, n *harness, id string, want live.Status, within ti
 		case <-ch:
 		case <-deadline:
 			t.Fatalf("%s: stream %s is %d %s, want %s", n.base, id, code, body, want)
+		}
+	}
+}
+
+// waitRemoteOn waits until n's Streams API says stream id is want on
+// node origin.
+func waitRemoteOn(t *testing.T, n *harness, id string, want live.Status, origin string, within time.Duration) api.StreamJSON {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		ch := n.srv.Cluster().Changed()
+		code, body := n.call("GET", "/api/v1/streams/"+id, nil)
+		var st api.StreamJSON
+		if code == http.StatusOK && json.Unmarshal(body, &st) == nil && st.Status == want && st.Node == origin {
+			return st
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("%s: stream %s is %d %s, want %s on %s", n.base, id, code, body, want, origin)
 		}
 	}
 }

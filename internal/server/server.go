@@ -86,6 +86,7 @@ type Server struct {
 	origin     *relay.Origin     // with cluster: this node's streams, for other nodes
 	relays     *relay.Relays     // with cluster: other nodes' streams, played here
 	stopTend   func()            // with cluster: stops tending the stream directory
+	stopMoves  func()            // with cluster: stops telling the relays of streams that moved
 	managed    *managedDirectory // with cluster: the managed streams' users
 	leases     *clusterCamera    // with cluster: the camera leases, recorded
 	// stopSessions, with cluster, stops answering other nodes for this

@@ -123,6 +123,19 @@ func (h *Hub) Tracks() *Tracks {
 	return h.tracks
 }
 
+// Resume makes a hub no one has published to yet go on with a stream
+// another node had: its stream time reached end at wall-clock time at (by
+// this node's clock). The first publisher's timestamps start after end by
+// the time since at, as a reconnect's would on one node.
+func (h *Hub) Resume(end time.Duration, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tl.started || h.tl.keep || h.epoch != 0 {
+		return
+	}
+	h.tl.started, h.tl.end, h.tl.endWall = true, end, at
+}
+
 // Publish starts a publisher session with the given tracks. A publisher
 // already in place is replaced: its writes fail with ErrReplaced and its Done
 // channel closes.
