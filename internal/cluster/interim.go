@@ -30,7 +30,7 @@ const interimFor = time.Minute
 
 // casAttempt bounds one try of a directory write: past it, the bucket is
 // taken as leaderless and the write goes interim.
-const casAttempt = time.Second
+const casAttempt = 500 * time.Millisecond
 
 // interim is a directory write told before the bucket took it, or (Rev
 // set) one the bucket took: a node whose watch of the bucket lags (its
@@ -140,6 +140,13 @@ func (c *Cluster) entryLocked(id string) (StreamEntry, bool) {
 	}
 	e, ok := c.streams[id]
 	return e, ok
+}
+
+// queued says some of this node's writes wait for the bucket.
+func (c *Cluster) queued() bool {
+	c.laterMu.Lock()
+	defer c.laterMu.Unlock()
+	return len(c.later) > 0
 }
 
 // writeLater queues a write for when the bucket has a leader again.

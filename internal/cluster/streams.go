@@ -94,11 +94,17 @@ func (s *Streams) Change(ctx context.Context, id string, change func(e *StreamEn
 // up: it is told to every node as an interim entry, made on this node's
 // copy of the entry, and made in the bucket once it answers again.
 func (s *Streams) cas(ctx context.Context, id string, tries int, change func(e *StreamEntry, exists bool) (bool, error)) (bool, error) {
-	wrote, err := s.casOnce(ctx, id, tries, change)
-	if !unavailable(err) || ctx.Err() != nil {
-		return wrote, err
-	}
 	c := s.c
+	// Writes wait behind those the bucket did not take yet: in order, and
+	// without a second wait on a bucket known not to answer.
+	var err error = errAttempt
+	if !c.queued() {
+		var wrote bool
+		wrote, err = s.casOnce(ctx, id, tries, change)
+		if !unavailable(err) || ctx.Err() != nil {
+			return wrote, err
+		}
+	}
 	c.mu.Lock()
 	e, exists := c.entryLocked(id)
 	base := c.revs[id]

@@ -345,9 +345,40 @@ func (r *Relays) runHub(hr *hubRelay) {
 			pub.Close(nil)
 		}
 	}()
+	// A stream that moved is asked of its new origin until it sends: it
+	// may not have the stream yet when the directory says it does.
+	reask := time.NewTicker(250 * time.Millisecond)
+	defer reask.Stop()
+	moving := false
+	moved := func() bool {
+		now, err := r.still(hr.id, origin)
+		if err != nil {
+			return false // over
+		}
+		if now != origin {
+			// Its publisher went to another node: the hub goes on, fed by
+			// it, and its viewers with it (stream time goes on there).
+			origin, moving = now, true
+			r.log.Debug("relay: frames follow the stream", "stream", hr.id, "origin", origin)
+			ask()
+		}
+		return true
+	}
 	for {
+		r.mu.Lock()
+		movedCh := r.moved
+		r.mu.Unlock()
 		select {
+		case <-movedCh:
+			if !moved() {
+				return
+			}
+		case <-reask.C:
+			if moving {
+				ask()
+			}
 		case m := <-msgs:
+			moving = false
 			if len(m.Data) == 0 || len(m.Data) > maxFrame {
 				continue
 			}
@@ -389,8 +420,8 @@ func (r *Relays) runHub(hr *hubRelay) {
 			if hr.hub.Readers() == 0 && time.Since(time.Unix(0, hr.used.Load())) > Idle {
 				return
 			}
-			if now, err := r.still(hr.id, origin); err != nil || now != origin {
-				return // over or moved: closing the hub ends its viewers, who come back
+			if !moved() {
+				return // over: closing the hub ends its viewers
 			}
 			ask()
 		case <-r.ctx.Done():

@@ -893,6 +893,8 @@ func TestClusterNodeKilled(t *testing.T) {
 	movesBase := strings.TrimSuffix(onNode(n1, moves.Playback.HLS), "index.m3u8")
 	watcher := followHLS(t, onNode(n1, moves.Playback.HLS))
 	watcher.waitFrames(t, 30, 30*time.Second)
+	rtcViewer := followWHEP(t, ctx, onNode(n1, moves.Playback.WebRTC))
+	rtcViewer.waitFrames(t, 30, 30*time.Second)
 	_, pl := fetch(t, movesBase+"video.m3u8")
 	lastBefore, _ := lastPart(t, string(pl))
 
@@ -900,6 +902,9 @@ func TestClusterNodeKilled(t *testing.T) {
 	// recorded as they change: a node that looks late may find the window
 	// has passed already).
 	seen1, seen2 := statusesOf(n1, theirs.ID), statusesOf(n2, theirs.ID)
+	// n3 leads the directory's bucket when it dies: the takeover does not
+	// wait for the others to elect a new leader.
+	leadDirectory(t, n1, "n3")
 	n3.kill()
 	stopMoves()
 
@@ -907,14 +912,15 @@ func TestClusterNodeKilled(t *testing.T) {
 	// through a balancer): n2 takes the stream over at once, at the same
 	// URLs, and n1's client plays on without a restart, later in time and
 	// at higher numbers.
-	framesAtKill := watcher.count()
+	framesAtKill, rtcAtKill := watcher.count(), rtcViewer.count()
 	key := moves.Ingest.RTMPURL[strings.LastIndex(moves.Ingest.RTMPURL, "/")+1:]
 	back := time.Now()
 	publishSim(ctx, n2.srv.RTMPBase()+key, nil)
 	waitRemoteOn(t, n1, moves.ID, live.StatusLive, "n2", 20*time.Second)
 	liveAgain := time.Since(back)
 	watcher.waitFrames(t, framesAtKill+60, 30*time.Second)
-	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's client after %v", liveAgain, watcher.firstAfter(back))
+	rtcViewer.waitFrames(t, rtcAtKill+60, 30*time.Second) // the same WebRTC session
+	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's WebRTC viewer after %v", liveAgain, rtcViewer.firstAfter(back))
 	_, pl = fetch(t, movesBase+"video.m3u8")
 	if msn, _ := lastPart(t, string(pl)); msn <= lastBefore || !strings.Contains(string(pl), "#EXT-X-DISCONTINUITY") {
 		t.Fatalf("n1's playlist after the takeover ends at %d (before: %d):\n%s", msn, lastBefore, pl)
@@ -1048,6 +1054,48 @@ func (f *hlsFollower) waitFrames(t *testing.T, n int, within time.Duration) {
 			t.Fatalf("the HLS client got %d of %d frames in %v", got, n, within)
 		}
 	}
+}
+
+// leadDirectory makes node the JetStream leader of the stream directory's
+// bucket (a stepdown with that node preferred), and waits until it is.
+func leadDirectory(t *testing.T, via *harness, node string) {
+	t.Helper()
+	nc := via.srv.Cluster().Conn()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		msg, err := nc.Request("$JS.API.STREAM.INFO.KV_glasscast_streams", nil, 2*time.Second)
+		var info struct {
+			Cluster struct{ Leader string } `json:"cluster"`
+		}
+		if err == nil && json.Unmarshal(msg.Data, &info) == nil && info.Cluster.Leader == node {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not lead the directory's bucket: %v", node, err)
+		}
+		nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.KV_glasscast_streams", []byte(`{"placement":{"preferred":"`+node+`"}}`), 2*time.Second)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// followWHEP is a WebRTC viewer left playing, counting its video frames
+// (an hlsFollower's counters).
+func followWHEP(t *testing.T, ctx context.Context, url string) *hlsFollower {
+	t.Helper()
+	f := &hlsFollower{changed: make(chan struct{}), ended: make(chan error, 1)}
+	c, err := rtc.Dial(ctx, url, rtc.Options{Frame: func(fr rtc.Frame) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.frames++
+		f.at = append(f.at, fr.Received)
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}})
+	if err != nil {
+		t.Fatalf("WHEP %s: %v", url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return f
 }
 
 // waitRemote waits, on n's changes of the cluster, until n's Streams API

@@ -113,14 +113,47 @@ function glasscastWatch(urls) {
     }).then(function () {
       setProtocol('webrtc');
       video.play().catch(function () {});
-      window.addEventListener('pagehide', function () {
-        if (state.whepSession) { fetch(state.whepSession, { method: 'DELETE', keepalive: true }); }
-      });
+      if (!state.pagehide) {
+        state.pagehide = true;
+        window.addEventListener('pagehide', function () {
+          if (state.whepSession) { fetch(state.whepSession, { method: 'DELETE', keepalive: true }); }
+        });
+      }
+      // A session that dies (its node went away, the network moved) is
+      // offered again while the stream is not over: the stream may be
+      // live again on another node, at the same URL.
+      pc.onconnectionstatechange = function () {
+        if (pc.connectionState === 'failed' || pc.connectionState === 'closed') { reofferWebRTC(pc); }
+        if (pc.connectionState === 'disconnected') {
+          setTimeout(function () { if (pc.connectionState === 'disconnected') { reofferWebRTC(pc); } }, 3000);
+        }
+      };
     }).catch(function (err) {
       pc.close();
       video.srcObject = null;
       throw err;
     });
+  }
+
+  // reofferWebRTC replaces a dead WebRTC session with a new one, every
+  // 2 s while the stream is not over; after 30 s without one, HLS plays.
+  function reofferWebRTC(dead) {
+    if (state.pc !== dead || state.ended) { return; }
+    dead.onconnectionstatechange = null;
+    dead.close();
+    state.pc = null;
+    state.whepSession = null;
+    state.reoffers = (state.reoffers || 0) + 1;
+    var giveUp = Date.now() + 30000;
+    (function again() {
+      if (state.ended) { return; }
+      playWebRTC().catch(function (err) {
+        note(err);
+        if (Date.now() < giveUp) { setTimeout(again, 2000); return; }
+        state.fallbacks.push('webrtc');
+        playHLS().catch(note);
+      });
+    })();
   }
 
   // ---- LL-HLS ----
