@@ -19,7 +19,11 @@
 //   - managed: managed_stream_request to active, with a Go SDK app and the
 //     glasses simulator;
 //   - sessions: memory and CPU of many idle users, each with a glasses
-//     connection and an app session.
+//     connection and an app session;
+//   - cluster, cluster-spread: what relaying costs between nodes, and
+//     three nodes sharing one node's load;
+//   - failover: the origin SIGKILLed, its publisher back on another node:
+//     how soon a viewer on a third node plays again.
 package bench
 
 import (
@@ -63,7 +67,7 @@ type options struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("glasscast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,abr,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, abr, managed, sessions, cluster, cluster-spread")
+	scen := fs.String("scenario", "startup,latency,load,viewers,webrtc,webrtc-viewers,record,restream,abr,managed,sessions", "comma-separated: startup, latency, load, viewers, webrtc, webrtc-viewers, record, restream, abr, managed, sessions, cluster, cluster-spread, failover")
 	dur := fs.Duration("duration", 20*time.Second, "measuring time of each load point")
 	warm := fs.Duration("warmup", 5*time.Second, "time before measuring, after the streams play")
 	pubs := fs.String("publishers", "1,10,50", "publisher counts of the load scenario")
@@ -154,6 +158,7 @@ type results struct {
 	Sessions      map[string]any      `json:"sessions,omitempty"`
 	Cluster       map[string]any      `json:"cluster,omitempty"`
 	Spread        map[string]any      `json:"clusterSpread,omitempty"`
+	Failover      map[string]any      `json:"failover,omitempty"`
 }
 
 func run(o options) error {
@@ -192,6 +197,8 @@ func run(o options) error {
 			res.Cluster, err = clusterScenario(o, clip)
 		case "cluster-spread":
 			res.Spread, err = spreadScenario(o, clip)
+		case "failover":
+			res.Failover, err = failoverScenario(o, clip)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}

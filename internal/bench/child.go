@@ -122,6 +122,8 @@ type streamInfo struct {
 		DASH   string `json:"dash"`
 		WebRTC string `json:"webrtc"`
 	} `json:"playback"`
+	Status        string `json:"status"`
+	Node          string `json:"node"`
 	DroppedFrames uint64 `json:"droppedFrames"`
 	FramesIn      uint64 `json:"framesIn"`
 }

@@ -1,0 +1,137 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/glasscast/glasscast/internal/hls"
+	"github.com/glasscast/glasscast/internal/sim"
+	rtc "github.com/glasscast/glasscast/internal/webrtc"
+)
+
+// failoverScenario measures what viewers on a surviving node see when a
+// stream's origin dies: three nodes, a stream published to a, watched on c
+// over WebRTC (one session, kept) and LL-HLS. a is killed (SIGKILL) and the
+// publisher comes back to b at once, as glasses reconnecting through a
+// balancer would. Each round, from the publish on b: c's Streams API says
+// live on b; c's WebRTC viewer gets its first new frame in the session it
+// had; c's video playlist lists a new part (numbered after the last one
+// before). The glasses' own reconnect delay comes on top.
+func failoverScenario(o options, clip *sim.Clip) (map[string]any, error) {
+	rounds := max(o.trials, 1)
+	fmt.Fprintf(o.out, "\n== failover: three nodes (%s), the origin SIGKILLed, its publisher back on another node at once; a viewer on the third (%d rounds)\n", routesKind(o), rounds)
+	var live, frame, part []time.Duration
+	for i := range rounds {
+		l, f, p, err := failoverOnce(o, clip)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: %w", i+1, err)
+		}
+		fmt.Fprintf(o.out, "  round %d: live again %s, first new WebRTC frame %s, first new LL-HLS part %s\n", i+1, ms(l), ms(f), ms(p))
+		live, frame, part = append(live, l), append(frame, f), append(part, p)
+	}
+	sl, sf, sp := summarize(live), summarize(frame), summarize(part)
+	fmt.Fprintf(o.out, "  from the publish on the new node:  live again %s; first new WebRTC frame %s; first new LL-HLS part %s\n", sl, sf, sp)
+	return map[string]any{"rounds": rounds, "liveAgainP50Ms": msf(sl.P50), "liveAgainMaxMs": msf(sl.Max),
+		"webrtcFrameP50Ms": msf(sf.P50), "webrtcFrameMaxMs": msf(sf.Max), "llhlsPartP50Ms": msf(sp.P50), "llhlsPartMaxMs": msf(sp.Max)}, nil
+}
+
+// failoverOnce is one round on a cluster of its own.
+func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Duration, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nodes, err := startCluster(ctx, o.clusterPlain, "a", "b", "c")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	defer b.stop()
+	defer c.stop()
+	killed := false
+	defer func() {
+		if !killed {
+			a.stop()
+		}
+	}()
+	st, err := a.createStream("failover")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	pubCtx, stopPub := context.WithCancel(ctx)
+	defer stopPub()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	publish(pubCtx, &wg, clip, st.Ingest.RTMPURL, errs)
+	if _, code, err := get(ctx, st.Playback.HLS); err != nil || code != http.StatusOK {
+		return 0, 0, 0, fmt.Errorf("the stream did not start: %d %v", code, err)
+	}
+	if err := c.waitStream(ctx, st.ID); err != nil {
+		return 0, 0, 0, err
+	}
+	var mu sync.Mutex
+	var frames []time.Time
+	viewer, err := rtc.Dial(ctx, on(c, st.Playback.WebRTC), rtc.Options{Frame: func(f rtc.Frame) {
+		mu.Lock()
+		frames = append(frames, f.Received)
+		mu.Unlock()
+	}})
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("webrtc on c: %w", err)
+	}
+	defer viewer.Close()
+	playlist := strings.TrimSuffix(on(c, st.Playback.HLS), "index.m3u8") + "video.m3u8"
+	time.Sleep(3 * time.Second) // the relays on c settle: measuring, not synchronising
+	body, _, err := get(ctx, playlist)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	msn, p := hls.LastPart(string(body))
+
+	a.cmd.Process.Kill()
+	<-a.done
+	killed = true
+	stopPub()
+	wg.Wait()
+	key := st.Ingest.RTMPURL[strings.LastIndex(st.Ingest.RTMPURL, "/")+1:]
+	back := time.Now()
+	publish(ctx, &wg, clip, b.rtmpURL+key, errs)
+	defer wg.Wait()
+	defer cancel()
+	deadline := back.Add(30 * time.Second)
+	for liveAgain == 0 || part == 0 {
+		if time.Now().After(deadline) {
+			return 0, 0, 0, fmt.Errorf("after 30 s: live again %v, a new part %v", liveAgain, part)
+		}
+		if liveAgain == 0 {
+			if s, err := c.getStream(st.ID); err == nil && s.Status == "live" && s.Node == "b" {
+				liveAgain = time.Since(back)
+			}
+		}
+		if part == 0 {
+			if body, code, err := get(ctx, playlist); err == nil && code == http.StatusOK {
+				if m, q := hls.LastPart(string(body)); q >= 0 && (m > msn || m == msn && q > p) {
+					part = time.Since(back)
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // polling: measuring, not synchronising
+	}
+	for frame == 0 && time.Now().Before(deadline) {
+		mu.Lock()
+		for _, at := range frames {
+			if at.After(back) {
+				frame = at.Sub(back)
+				break
+			}
+		}
+		mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if frame == 0 {
+		return 0, 0, 0, fmt.Errorf("c's WebRTC viewer got no frame in 30 s after the takeover")
+	}
+	return liveAgain, frame, part, nil
+}
