@@ -67,10 +67,11 @@ func (s *Streams) ByKey(key string) (StreamEntry, bool) {
 	return StreamEntry{}, false
 }
 
-// Claim changes a stream's entry with change, unless another node changed
-// it first (change sees the entry as it is in the bucket, and may refuse).
+// Claim changes a stream's entry with change (which sees the entry as it
+// is in the bucket, and may refuse); a write by another node in between
+// makes it look again.
 func (s *Streams) Claim(ctx context.Context, id string, change func(e *StreamEntry) error) error {
-	_, err := s.cas(ctx, id, 1, func(e *StreamEntry, exists bool) (bool, error) {
+	_, err := s.cas(ctx, id, 4, func(e *StreamEntry, exists bool) (bool, error) {
 		if !exists {
 			return false, ErrNoStream
 		}

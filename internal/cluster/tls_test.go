@@ -262,6 +262,7 @@ func TestTwoNodes(t *testing.T) {
 	t.Run("DirectoryWritesAreCAS", func(t *testing.T) { directoryWritesAreCAS(t, nodes) })
 	t.Run("LivenessByOwnClock", func(t *testing.T) { livenessByOwnClock(t, nodes) })
 	t.Run("GenerationsOnlyRise", func(t *testing.T) { generationsOnlyRise(t, nodes) })
+	t.Run("OneOwnerOfADeadNodesStream", func(t *testing.T) { oneOwner(t, nodes) })
 }
 
 // A playback-token generation only rises: a node recording an older one
@@ -329,4 +330,59 @@ func livenessByOwnClock(t *testing.T, nodes []*Cluster) {
 	kv.Delete(context.Background(), "n8")
 	kv.Delete(context.Background(), "n9")
 	waitNodes(t, nodes[0], "n1", "n2")
+}
+
+// Two nodes claim a dead node's stream at once, 50 times: each time one
+// claim wins, the other is refused, and both nodes' copies of the
+// directory name the winner.
+func oneOwner(t *testing.T, nodes []*Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for round := range 50 {
+		id := fmt.Sprintf("%016x", 0xdead0000+round)
+		if _, err := nodes[0].Streams().Change(ctx, id, func(e *StreamEntry, exists bool) bool {
+			*e = StreamEntry{ID: id, Origin: "gone", Status: "live", KeyHash: KeyHash("k")}
+			return !exists
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		won := make([]bool, 2)
+		for i, c := range nodes[:2] {
+			wg.Go(func() {
+				err := c.Streams().Claim(ctx, id, func(e *StreamEntry) error {
+					if e.Origin != "gone" {
+						return errors.New("taken over already")
+					}
+					e.Origin, e.Status = c.Node(), "idle"
+					return nil
+				})
+				won[i] = err == nil
+			})
+		}
+		wg.Wait()
+		if won[0] == won[1] {
+			t.Fatalf("round %d: claims won %v, want one", round, won)
+		}
+		winner := nodes[0].Node()
+		if won[1] {
+			winner = nodes[1].Node()
+		}
+		for _, c := range nodes[:2] {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				ch := c.Changed()
+				if e, ok := c.Streams().Lookup(id); ok && e.Origin == winner {
+					break
+				}
+				select {
+				case <-ch:
+				case <-time.After(time.Until(deadline)):
+					e, _ := c.Streams().Lookup(id)
+					t.Fatalf("round %d: %s's copy names %q, the winner is %s", round, c.Node(), e.Origin, winner)
+				}
+			}
+		}
+		nodes[0].Streams().Remove(ctx, id, func(StreamEntry) bool { return true })
+	}
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -266,4 +267,47 @@ func FuzzDecodeFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRelayPosition: a node taking a stream over asks where it stands:
+// the relay node's mirror answers with the origin's position, exactly; a
+// stream nobody relays gets no answer within PositionWait.
+func TestRelayPosition(t *testing.T) {
+	onc, rnc := natsPair(t)
+	src := cmaftest.New(t, cmaf.Config{Window: 4})
+	src.Feed(t, 2)
+	origin, err := ServeOrigin(onc, "n1", func(id string) (*cmaf.Packager, bool) { return src.P, id == "s1" }, func(id string) (*stream.Hub, bool) { return src.Hub, id == "s1" }, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer origin.Close()
+	relays := NewRelays(rnc, "n2", func(context.Context, string) (string, error) { return "n1", nil }, quiet)
+	defer relays.Close()
+	if err := relays.AnswerPositions(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mirror, err := relays.Packager(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caughtUp(t, src.P, mirror)
+
+	// A third node (the origin's connection stands in for it) asks.
+	asker := NewRelays(onc, "n3", func(context.Context, string) (string, error) { return "", ErrNotHere }, quiet)
+	defer asker.Close()
+	pos, ok := asker.Position(ctx, "s1")
+	var want cmaf.Position // as it travels: to the millisecond
+	b, _ := json.Marshal(src.P.Position())
+	json.Unmarshal(b, &want)
+	if !ok || !reflect.DeepEqual(pos, want) {
+		t.Fatalf("the relays say %+v (%v), the origin is at %+v", pos, ok, want)
+	}
+	if pos.Seq == 0 || pos.Part["video"] == 0 {
+		t.Fatalf("a position of nothing: %+v", pos)
+	}
+	if _, ok := asker.Position(ctx, "s9"); ok {
+		t.Fatal("a stream nobody relays has a position")
+	}
 }
