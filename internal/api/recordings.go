@@ -15,7 +15,7 @@ import (
 type RecordingJSON struct {
 	ID        string     `json:"id"` // the stream's id
 	Name      string     `json:"name,omitempty"`
-	Status    string     `json:"status"` // recording, failed (live, but it cannot be written now), complete or interrupted
+	Status    string     `json:"status"` // recording, failed (live, but it cannot be written now), complete, interrupted, or (in a cluster) unavailable: on a node that is not reachable now
 	StartedAt time.Time  `json:"startedAt"`
 	EndedAt   *time.Time `json:"endedAt,omitempty"`
 	Duration  float64    `json:"duration"` // seconds of media

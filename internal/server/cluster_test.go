@@ -871,7 +871,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	mine := n1.create("n1's own")
 	publishSim(ctx, mine.Ingest.RTMPURL, nil)
 	n1.waitPlayable(mine.Playback.HLS)
-	theirs := n3.create("on the node that dies")
+	theirs := n3.createRecorded("on the node that dies")
 	publishSim(ctx, theirs.Ingest.RTMPURL, nil)
 	n3.waitPlayable(theirs.Playback.HLS)
 
@@ -937,6 +937,26 @@ func TestClusterNodeKilled(t *testing.T) {
 		if r := slices.Index(got, live.StatusReconnecting); r < 0 || !slices.Contains(got[r:], live.StatusEnded) {
 			t.Fatalf("n%d said %v of n3's stream, want reconnecting then ended", i+1, got)
 		}
+	}
+
+	// Its recording, on n3's disk, is listed as unavailable until n3 is
+	// back, and its files and API answer 503 saying why.
+	var recs struct{ Recordings []api.RecordingJSON }
+	n1.getJSON("/api/v1/recordings", &recs)
+	var rec *api.RecordingJSON
+	for i, r := range recs.Recordings {
+		if r.ID == theirs.ID {
+			rec = &recs.Recordings[i]
+		}
+	}
+	if rec == nil || rec.Status != "unavailable" || rec.Node != "n3" || !strings.Contains(rec.Error, "n3") {
+		t.Fatalf("n1 lists the dead node's recording as %+v (of %+v)", rec, recs.Recordings)
+	}
+	if code, body := n1.call("GET", "/api/v1/recordings/"+theirs.ID, nil); code != http.StatusServiceUnavailable || !strings.Contains(string(body), "recording_unavailable") {
+		t.Fatalf("GET the dead node's recording on n1: %d %s", code, body)
+	}
+	if code, body := fetch(t, rec.HLS); code != http.StatusServiceUnavailable || !strings.Contains(string(body), "not reachable") {
+		t.Fatalf("the dead node's recording's playlist on n1: %d %s", code, body)
 	}
 
 	// n1 no longer plays it; its own stream plays on.

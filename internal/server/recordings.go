@@ -89,17 +89,42 @@ func recordingJSON(e cluster.RecordingEntry) api.RecordingJSON {
 		Duration: e.Duration, Bytes: e.Bytes, Segments: e.Segments, Gaps: e.Gaps, Truncated: e.Truncated, Error: e.Error, Node: e.Node}
 }
 
-// remoteRecordings lists the recordings of the other live nodes.
+// remoteRecordings lists the recordings of the other nodes: those of a
+// node that is not alive as unavailable (their files are on its disk),
+// until it is back.
 func (s *Server) remoteRecordings(apiServer *api.Server) func() []api.RecordingJSON {
 	return func() []api.RecordingJSON {
 		var out []api.RecordingJSON
 		for _, e := range s.cluster.Recordings().List() {
-			if e.Node != s.cluster.Node() && s.cluster.Alive(e.Node) {
-				out = append(out, apiServer.RemoteRecordingJSON(recordingJSON(e)))
+			if e.Node == s.cluster.Node() {
+				continue
 			}
+			j := apiServer.RemoteRecordingJSON(recordingJSON(e))
+			if !s.cluster.Alive(e.Node) {
+				j.Status, j.Error = recordingUnavailable, unreachable(e.Node)
+			}
+			out = append(out, j)
 		}
 		return out
 	}
+}
+
+// recordingUnavailable is the status of a recording on a node that is not
+// alive.
+const recordingUnavailable = "unavailable"
+
+func unreachable(node string) string {
+	return "the node that holds it (" + node + ") is not reachable now; it plays again when that node is back"
+}
+
+// recordingOnDeadNode is the node, not alive, whose disk holds a
+// recording; "" when none.
+func (s *Server) recordingOnDeadNode(id string) string {
+	e, ok := s.cluster.Recordings().Lookup(id)
+	if !ok || e.Node == s.cluster.Node() || s.cluster.Alive(e.Node) {
+		return ""
+	}
+	return e.Node
 }
 
 // recordingHolder is the live node, not this one, whose disk holds a
@@ -117,6 +142,11 @@ func (s *Server) recordingHolder(id string) string {
 func (s *Server) recordingElsewhere(w http.ResponseWriter, r *http.Request, id string) bool {
 	node := s.recordingHolder(id)
 	if node == "" {
+		if dead := s.recordingOnDeadNode(id); dead != "" {
+			w.Header().Set("Retry-After", "30")
+			api.WriteError(w, http.StatusServiceUnavailable, "recording_unavailable", "recording "+id+": "+unreachable(dead))
+			return true
+		}
 		return false
 	}
 	s.forwardTo(w, r, node)
@@ -141,6 +171,12 @@ func (s *Server) recordingsAnywhere(next http.Handler) http.Handler {
 		}
 		node := s.recordingHolder(id)
 		if node == "" {
+			if dead := s.recordingOnDeadNode(id); dead != "" {
+				w.Header().Set("Access-Control-Allow-Origin", "*")
+				w.Header().Set("Retry-After", "30")
+				http.Error(w, "this recording: "+unreachable(dead), http.StatusServiceUnavailable)
+				return
+			}
 			next.ServeHTTP(w, r) // nobody has it: the usual "no such recording"
 			return
 		}
