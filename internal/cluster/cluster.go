@@ -555,50 +555,41 @@ func (c *Cluster) beat() {
 const maxHeartbeat = maxEntry / 2
 
 // heartbeat encodes a node's heartbeat within maxHeartbeat: a node
-// watched on more streams than fit tells of its most watched ones only (a
-// heartbeat too big to be written would make the node look dead).
+// watched on (or holding) more streams than fit tells of its most watched
+// ones only (a heartbeat too big to be written would make the node look
+// dead).
 func heartbeat(n Node) []byte {
 	b, _ := json.Marshal(n)
 	total := func(id string) int { v := n.Watched[id]; return v.WebRTC + v.LLHLS + v.DASH }
-	// Positions first: a stream taken over without its position numbers on
-	// from a bound made of its age instead (wider gaps, as safe).
-	for len(b) > maxHeartbeat && len(n.Positions) > 0 {
-		ids := make([]string, 0, len(n.Positions))
-		for id := range n.Positions {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(i, j int) bool {
-			if ti, tj := total(ids[i]), total(ids[j]); ti != tj {
-				return ti > tj
-			}
-			return ids[i] < ids[j]
-		})
-		keep := map[string]cmaf.Position{}
-		for _, id := range ids[:len(ids)*maxHeartbeat/len(b)*9/10] {
-			keep[id] = n.Positions[id]
-		}
-		n.Positions = keep
-		b, _ = json.Marshal(n)
-	}
-	for len(b) > maxHeartbeat && len(n.Watched) > 0 {
-		ids := make([]string, 0, len(n.Watched))
-		for id := range n.Watched {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(i, j int) bool {
-			if ti, tj := total(ids[i]), total(ids[j]); ti != tj {
-				return ti > tj
-			}
-			return ids[i] < ids[j]
-		})
-		keep := map[string]Viewers{}
-		for _, id := range ids[:len(ids)*maxHeartbeat/len(b)*9/10] {
-			keep[id] = n.Watched[id]
-		}
-		n.Watched = keep
+	// Viewer counts and positions alike (a stream taken over without its
+	// position numbers on from a bound made of its age: wider gaps, as
+	// safe).
+	for len(b) > maxHeartbeat && len(n.Watched)+len(n.Positions) > 0 {
+		n.Watched = mostWatched(n.Watched, total, len(n.Watched)*maxHeartbeat/len(b)*9/10)
+		n.Positions = mostWatched(n.Positions, total, len(n.Positions)*maxHeartbeat/len(b)*9/10)
 		b, _ = json.Marshal(n)
 	}
 	return b
+}
+
+// mostWatched keeps the keep streams of m with the most viewers (by id
+// after that).
+func mostWatched[V any](m map[string]V, total func(id string) int, keep int) map[string]V {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		if ti, tj := total(ids[i]), total(ids[j]); ti != tj {
+			return ti > tj
+		}
+		return ids[i] < ids[j]
+	})
+	out := make(map[string]V, keep)
+	for _, id := range ids[:keep] {
+		out[id] = m[id]
+	}
+	return out
 }
 
 // watch keeps the local view of the nodes. A node is alive while this

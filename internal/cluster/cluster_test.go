@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/store/storetest"
 	"github.com/glasscast/glasscast/internal/testport"
@@ -244,6 +245,30 @@ func TestHeartbeatFits(t *testing.T) {
 	for id, v := range n.Watched {
 		if _, kept := got.Watched[id]; !kept && v.LLHLS > least {
 			t.Fatalf("stream %s (%d viewers) left out, one with %d kept", id, v.LLHLS, least)
+		}
+	}
+	// Positions of 1000 streams (a node at --max-streams) do not fit
+	// either: those of the most watched are kept.
+	n.Watched, n.Positions = map[string]Viewers{}, map[string]cmaf.Position{}
+	for i := range 1000 {
+		id := fmt.Sprintf("%016x", i)
+		n.Watched[id] = Viewers{LLHLS: i % 7}
+		n.Positions[id] = cmaf.Position{Seq: uint64(i), TrackSeq: map[string]uint64{"video": 1}, Part: map[string]uint64{"video": 10}}
+	}
+	got = Node{}
+	if b = heartbeat(n); len(b) > maxHeartbeat || json.Unmarshal(b, &got) != nil {
+		t.Fatalf("a heartbeat with positions of %d bytes (bound %d)", len(b), maxHeartbeat)
+	}
+	if len(got.Positions) < 100 || len(got.Watched) < 100 {
+		t.Fatalf("the heartbeat tells of %d positions, %d streams' viewers", len(got.Positions), len(got.Watched))
+	}
+	least = 6
+	for id := range got.Positions {
+		least = min(least, n.Watched[id].LLHLS)
+	}
+	for id, v := range n.Watched {
+		if _, kept := got.Positions[id]; !kept && v.LLHLS > least {
+			t.Fatalf("the position of %s (%d viewers) left out, one with %d kept", id, v.LLHLS, least)
 		}
 	}
 	small := Node{Name: "n1", Stats: Stats{Watched: map[string]Viewers{"a": {DASH: 1}}}}
