@@ -150,7 +150,11 @@ type Sockets struct {
 	mu     sync.Mutex
 	peers  map[*peer]struct{}
 	closed bool
-	wg     sync.WaitGroup
+	// closeCode and closeReason are what sockets get once closed (new
+	// ones too).
+	closeCode   websocket.StatusCode
+	closeReason string
+	wg          sync.WaitGroup
 }
 
 // track registers a socket's handler; false when shutting down.
@@ -177,16 +181,22 @@ func (s *Sockets) untrack(p *peer) {
 
 // Close closes every socket and waits for their handlers: hijacked
 // connections are not the HTTP server's to wait for.
-func (s *Sockets) Close() {
+func (s *Sockets) Close() { s.CloseWith(int(websocket.StatusGoingAway), "Server shutting down") }
+
+// CloseWith is Close with a close code and reason of the caller's: a
+// cluster node that drains closes with one both SDKs take as "reconnect".
+func (s *Sockets) CloseWith(code int, reason string) {
 	s.mu.Lock()
-	s.closed = true
+	if !s.closed {
+		s.closed, s.closeCode, s.closeReason = true, websocket.StatusCode(code), reason
+	}
 	all := make([]*peer, 0, len(s.peers))
 	for p := range s.peers {
 		all = append(all, p)
 	}
 	s.mu.Unlock()
 	for _, p := range all {
-		p.Close(int(websocket.StatusGoingAway), "Server shutting down")
+		p.Close(code, reason)
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -216,7 +226,10 @@ func (s *Sockets) serve(w http.ResponseWriter, r *http.Request, label string, al
 	c.SetReadLimit(protocol.MaxMessageBytes)
 	p := newPeer(c, s.Log, label)
 	if !s.track(p) {
-		c.Close(websocket.StatusGoingAway, "Server shutting down")
+		s.mu.Lock()
+		code, reason := s.closeCode, s.closeReason
+		s.mu.Unlock()
+		c.Close(code, reason)
 		return
 	}
 	defer s.untrack(p)

@@ -191,7 +191,7 @@ func startCluster(ctx context.Context, plain bool, names ...string) ([]*server, 
 				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 			}
 		}
-		args := []string{"--node", name, "--jwt-secret", "bench-cluster-secret-0123456789-abcdef", "--max-rtmp-conns", "4096",
+		args := []string{"--node", name, "--jwt-secret", "bench-cluster-secret-0123456789-abcdef", "--max-rtmp-conns", "4096", "--drain-timeout", "0s",
 			"--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--nats-routes", strings.Join(routes, ",")}
 		if plain {
 			args = append(args, "--nats-insecure")

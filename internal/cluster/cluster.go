@@ -96,6 +96,9 @@ type Stats struct {
 	// Positions are where the numbering of this node's streams stands:
 	// a node that takes one over when this one dies numbers on after it.
 	Positions map[string]cmaf.Position `json:"positions,omitempty"`
+	// Draining says the node is stopping: it takes no new sockets or
+	// publishes, and sends those it has to the other nodes.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Viewers are a stream's viewers on one node, by protocol.
@@ -738,6 +741,14 @@ func (c *Cluster) Ready() bool {
 
 // Node is this node's name.
 func (c *Cluster) Node() string { return c.cfg.Node }
+
+// Beat writes this node's heartbeat now (and tells it to the others),
+// not at the next tick: what it says changed.
+func (c *Cluster) Beat() {
+	if c.Ready() {
+		c.beat()
+	}
+}
 
 // Routes is how many route connections the embedded NATS server has to
 // its peers (several per peer; -1 when the node uses an external NATS

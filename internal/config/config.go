@@ -49,6 +49,9 @@ type Config struct {
 	RTMPS       string   `yaml:"rtmps"`
 
 	ReconnectWindow time.Duration `yaml:"reconnectWindow"`
+	// DrainTimeout bounds a cluster node's drain at SIGTERM: how long it
+	// waits for the other nodes to take its publishers.
+	DrainTimeout time.Duration `yaml:"drainTimeout"`
 	PartTarget      time.Duration `yaml:"partTarget"`
 	SegmentMin      time.Duration `yaml:"segmentMin"`
 	SegmentWindow   int           `yaml:"segmentWindow"`
@@ -172,6 +175,7 @@ func Default() Config {
 		RTMP:             ":1935",
 		Data:             "./glasscast-data",
 		ReconnectWindow:  60 * time.Second,
+		DrainTimeout:     30 * time.Second,
 		PartTarget:       200 * time.Millisecond,
 		SegmentMin:       time.Second,
 		SegmentWindow:    5,
@@ -340,6 +344,7 @@ var options = []option{
 	str("public-url", "base of every URL handed out (default: derived from --http)", func(c *Config) *string { return &c.PublicURL }),
 	str("ingest-url", "base of every RTMP ingest URL handed out, rtmp[s]://HOST:PORT/live/ (default: this node's, from --public-url and --rtmp)", func(c *Config) *string { return &c.IngestURL }),
 	dur("reconnect-window", "how long a stream waits for its publisher to come back", func(c *Config) *time.Duration { return &c.ReconnectWindow }),
+	dur("drain-timeout", "in a cluster, how long a node stopping (SIGTERM) waits for the others to take its publishers", func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	dur("part-target", "LL-HLS part duration", func(c *Config) *time.Duration { return &c.PartTarget }),
 	dur("segment-min", "shortest segment before the next keyframe starts another", func(c *Config) *time.Duration { return &c.SegmentMin }),
 	integer("segment-window", "complete segments kept per stream", func(c *Config) *int { return &c.SegmentWindow }),
@@ -589,6 +594,9 @@ func (c *Config) Validate() []error {
 		} else if u.RawQuery != "" || u.Fragment != "" {
 			bad("public-url: %q must not have a query or fragment", c.PublicURL)
 		}
+	}
+	if c.DrainTimeout < 0 || c.DrainTimeout > time.Hour {
+		bad("drain-timeout: %v is outside 0 to 1h", c.DrainTimeout)
 	}
 	if c.ReconnectWindow < time.Second || c.ReconnectWindow > 24*time.Hour {
 		bad("reconnect-window: %v is outside 1s to 24h", c.ReconnectWindow)

@@ -29,13 +29,21 @@ func (r *Relays) Recheck() {
 	r.mu.Unlock()
 }
 
-// AnswerPositions makes this node's mirrors answer other nodes' questions
-// about where a stream they relay stands.
-func (r *Relays) AnswerPositions() error {
+// AnswerPositions makes this node answer other nodes' questions about
+// where a stream stands: one of its own (own finds them; a node that
+// drains hands its streams over exactly), or one it relays.
+func (r *Relays) AnswerPositions(own cmaf.Lookup) error {
 	sub, err := r.nc.Subscribe(positionSubject("*"), func(m *nats.Msg) {
-		p, err := r.Mirror(lastToken(m.Subject))
-		if err != nil || m.Reply == "" {
-			return // not relayed here: nothing to say
+		id := lastToken(m.Subject)
+		p, ok := own(id)
+		if !ok {
+			var err error
+			if p, err = r.Mirror(id); err != nil {
+				return // neither held nor relayed here: nothing to say
+			}
+		}
+		if m.Reply == "" {
+			return
 		}
 		b, _ := json.Marshal(p.Position())
 		m.Respond(b)

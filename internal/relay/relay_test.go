@@ -283,7 +283,7 @@ func TestRelayPosition(t *testing.T) {
 	defer origin.Close()
 	relays := NewRelays(rnc, "n2", func(context.Context, string) (string, error) { return "n1", nil }, quiet)
 	defer relays.Close()
-	if err := relays.AnswerPositions(); err != nil {
+	if err := relays.AnswerPositions(func(string) (*cmaf.Packager, bool) { return nil, false }); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -95,7 +95,7 @@ func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error
 		return e.Origin, nil // this node, for a stream that came here while relayed
 	}, rlog)
 	s.undo.push(s.relays.Close)
-	if err := s.relays.AnswerPositions(); err != nil {
+	if err := s.relays.AnswerPositions(s.reg.Packager); err != nil {
 		return err
 	}
 	// A stream that moves is followed by this node's relays as soon as the
@@ -747,6 +747,7 @@ func (s *Server) nodeStats() cluster.Stats {
 	}
 	st.Sessions, _, _ = s.plane.Counts()
 	st.CPU = s.cpu.percent()
+	st.Draining = s.draining.Load()
 	return st
 }
 

@@ -39,11 +39,12 @@ type clusterView struct {
 	Node    string `json:"node"`
 	Cluster bool   `json:"cluster"`
 	Nodes   []struct {
-		Name    string `json:"name"`
-		Public  string `json:"publicUrl"`
-		Alive   bool   `json:"alive"`
-		Streams int    `json:"streams"`
-		Viewers int    `json:"viewers"`
+		Name     string `json:"name"`
+		Public   string `json:"publicUrl"`
+		Alive    bool   `json:"alive"`
+		Streams  int    `json:"streams"`
+		Viewers  int    `json:"viewers"`
+		Draining bool   `json:"draining"`
 	} `json:"nodes"`
 }
 
@@ -1048,6 +1049,19 @@ func (f *hlsFollower) firstAfter(t time.Time) time.Duration {
 	return -1
 }
 
+// longestGap is the longest time between two frames after t.
+func (f *hlsFollower) longestGap(t time.Time) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var gap time.Duration
+	for i := 1; i < len(f.at); i++ {
+		if f.at[i].After(t) {
+			gap = max(gap, f.at[i].Sub(f.at[i-1]))
+		}
+	}
+	return gap
+}
+
 // waitFrames waits until the client has n frames, each later than the
 // last.
 func (f *hlsFollower) waitFrames(t *testing.T, n int, within time.Duration) {
@@ -1223,6 +1237,71 @@ func TestClusterIngestAnywhere(t *testing.T) {
 	}
 	nodes[1].waitStatus(s.ID, live.StatusEnded, 10*time.Second)
 	waitRemote(t, nodes[2], s.ID, live.StatusEnded, 10*time.Second)
+
+	// Draining: n2 holds a stream, watched on n1 over WebRTC and LL-HLS,
+	// whose publisher goes where a balancer would send it (the first node
+	// whose health check answers, n2 then n3). n2 stops (as at SIGTERM):
+	// it says it drains, its publisher moves to n3, which takes the
+	// stream over; n2 exits once it has; n1's viewers play on.
+	d := nodes[0].create("drained")
+	dkey := d.Ingest.RTMPURL[strings.LastIndex(d.Ingest.RTMPURL, "/")+1:]
+	balanced := make(chan string, 16) // the node each publish went to
+	go func() {
+		for ctx.Err() == nil {
+			for _, n := range []*harness{nodes[1], nodes[2]} {
+				if resp, err := http.Get(n.base + "/healthz"); err == nil && resp.Body.Close() == nil && resp.StatusCode == http.StatusOK {
+					select {
+					case balanced <- n.base:
+					default:
+					}
+					(&sim.Source{}).Publish(ctx, n.srv.RTMPBase()+dkey) // until cut off
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond): // the publisher's own reconnect delay
+			}
+		}
+	}()
+	waitRemoteOn(t, nodes[0], d.ID, live.StatusLive, "n2", 20*time.Second)
+	hlsViewer := followHLS(t, onNode(nodes[0], d.Playback.HLS))
+	rtcViewer := followWHEP(t, ctx, onNode(nodes[0], d.Playback.WebRTC))
+	hlsViewer.waitFrames(t, 30, 30*time.Second)
+	rtcViewer.waitFrames(t, 30, 30*time.Second)
+	hlsAt, rtcAt := hlsViewer.count(), rtcViewer.count()
+	seenDraining := make(chan struct{})
+	go func() {
+		defer close(seenDraining)
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+			ch := nodes[0].srv.Cluster().Changed()
+			var v clusterView
+			nodes[0].getJSON("/api/v1/cluster", &v)
+			for _, n := range v.Nodes {
+				if n.Name == "n2" && n.Draining {
+					return
+				}
+			}
+			select {
+			case <-ch:
+			case <-time.After(time.Until(deadline)):
+			}
+		}
+		t.Error("n1 never said n2 was draining")
+	}()
+	began := time.Now()
+	nodes[1].stop() // returns once n2 has drained and stopped
+	drained := time.Since(began)
+	<-seenDraining
+	if st := waitRemoteOn(t, nodes[0], d.ID, live.StatusLive, "n3", 10*time.Second); st.Playback.HLS == "" {
+		t.Fatalf("the drained stream on n1: %+v", st)
+	}
+	hlsViewer.waitFrames(t, hlsAt+60, 30*time.Second)
+	rtcViewer.waitFrames(t, rtcAt+60, 30*time.Second) // in the session it had
+	if !strings.Contains(nodes[1].log.String(), "draining: done") {
+		t.Fatal("n2 did not say it drained")
+	}
+	t.Logf("n2 drained in %v; the longest wait between frames at n1's WebRTC viewer: %v", drained, rtcViewer.longestGap(began))
 }
 
 // TestIngestURL: with --ingest-url (a cluster's shared ingest address) the

@@ -62,6 +62,7 @@ func testConfig(t testing.TB, tweak func(*config.Config)) config.Config {
 	cfg.Data = t.TempDir()
 	cfg.AdminToken = testToken
 	cfg.ReconnectWindow = 5 * time.Second
+	cfg.DrainTimeout = 5 * time.Second // a cluster test's nodes stop with their publishers gone
 	if tweak != nil {
 		tweak(&cfg)
 	}

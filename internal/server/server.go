@@ -87,6 +87,7 @@ type Server struct {
 	relays     *relay.Relays     // with cluster: other nodes' streams, played here
 	stopTend   func()            // with cluster: stops tending the stream directory
 	stopMoves  func()            // with cluster: stops telling the relays of streams that moved
+	draining   atomic.Bool       // with cluster: stopping, its sockets and publishers sent to the others
 	managed    *managedDirectory // with cluster: the managed streams' users
 	leases     *clusterCamera    // with cluster: the camera leases, recorded
 	// stopSessions, with cluster, stops answering other nodes for this
@@ -660,6 +661,9 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
+	if s.cluster != nil && runErr == nil {
+		s.drain(stopRTMP)
+	}
 	s.ready.Store(false)
 	s.log.Info("shutting down")
 	if s.cluster != nil {
@@ -708,6 +712,10 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if s.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable) // a balancer sends no one new here
+		return
+	}
 	if !s.ready.Load() {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 		return

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/glasscast/glasscast/internal/live"
+)
+
+// drainClose is the close code and reason a draining node's sockets get:
+// 1012 (service restart), which the 2.1.29 SDK and the Go SDK take as a
+// network problem and reconnect after, through the balancer, to another
+// node (1000, 1001 and 1008 would end their sessions).
+const (
+	drainClose       = websocket.StatusServiceRestart
+	drainCloseReason = "Node draining: reconnect"
+)
+
+// drain sends what this cluster node holds to the others before it stops
+// (SIGTERM): its health check fails (a balancer sends no one new here),
+// its heartbeat says draining, and once another node is up its sockets
+// are closed with drainClose and its publishers cut off, to come back on
+// another node, which takes their streams over. It returns when each
+// stream that had a publisher has another origin, or --drain-timeout has
+// passed (0: at once). Without another node up there is no one to send
+// them to: the node stops as a single node would.
+func (s *Server) drain(stopIngest func()) {
+	c := s.cluster
+	s.draining.Store(true)
+	c.Beat() // the others hear it now
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	s.log.Info("draining: sockets and publishers go to the other nodes", "timeout", s.cfg.DrainTimeout)
+	if !s.otherNodeUp() {
+		s.log.Warn("draining: no other node is up to take this node's streams; stopping")
+		return
+	}
+	var held []string // the streams with a publisher now
+	for _, st := range s.reg.List() {
+		if !st.Internal() && st.Status() == live.StatusLive {
+			held = append(held, st.ID())
+		}
+	}
+	s.sockets.CloseWith(int(drainClose), drainCloseReason)
+	stopIngest() // no new publish here; those here reconnect elsewhere
+	dir := c.Streams()
+	moved := func() int {
+		n := 0
+		for _, id := range held {
+			if e, ok := dir.Lookup(id); ok && e.Origin != c.Node() {
+				n++
+			}
+		}
+		return n
+	}
+	all := s.waitCluster(deadline, func() bool { return moved() == len(held) })
+	if all {
+		s.log.Info("draining: done; every stream with a publisher is on another node", "streams", len(held))
+	} else {
+		s.log.Warn("draining: timed out; streams whose publisher did not come back elsewhere end here", "streams", len(held), "moved", moved())
+	}
+}
+
+// otherNodeUp says some other node is alive and not draining.
+func (s *Server) otherNodeUp() bool {
+	for _, n := range s.cluster.Nodes() {
+		if n.Name != s.cluster.Node() && n.Alive && !n.Draining {
+			return true
+		}
+	}
+	return false
+}
+
+// waitCluster waits, on the cluster's changes, until ok or the deadline.
+func (s *Server) waitCluster(deadline time.Time, ok func() bool) bool {
+	for {
+		ch := s.cluster.Changed()
+		if ok() {
+			return true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		select {
+		case <-ch:
+		case <-time.After(min(left, time.Second)): // liveness ages without a change
+		}
+	}
+}
