@@ -51,12 +51,12 @@ type Config struct {
 	ReconnectWindow time.Duration `yaml:"reconnectWindow"`
 	// DrainTimeout bounds a cluster node's drain at SIGTERM: how long it
 	// waits for the other nodes to take its publishers.
-	DrainTimeout time.Duration `yaml:"drainTimeout"`
-	PartTarget      time.Duration `yaml:"partTarget"`
-	SegmentMin      time.Duration `yaml:"segmentMin"`
-	SegmentWindow   int           `yaml:"segmentWindow"`
-	MaxStreams      int           `yaml:"maxStreams"`
-	MaxRTMPConns    int           `yaml:"maxRtmpConns"`
+	DrainTimeout  time.Duration `yaml:"drainTimeout"`
+	PartTarget    time.Duration `yaml:"partTarget"`
+	SegmentMin    time.Duration `yaml:"segmentMin"`
+	SegmentWindow int           `yaml:"segmentWindow"`
+	MaxStreams    int           `yaml:"maxStreams"`
+	MaxRTMPConns  int           `yaml:"maxRtmpConns"`
 
 	WebRTCUDP      string `yaml:"webrtcUdp"`
 	WebRTCTCP      string `yaml:"webrtcTcp"`
