@@ -15,7 +15,8 @@ import (
 
 // failoverScenario measures what viewers on a surviving node see when a
 // stream's origin dies: three nodes, a stream published to a, watched on c
-// over WebRTC (one session, kept) and LL-HLS. a is killed (SIGKILL) and the
+// over WebRTC (one session, kept) and LL-HLS (a playlist reload every
+// 200 ms). a is killed (SIGKILL) and the
 // publisher comes back to b at once, as glasses reconnecting through a
 // balancer would. Each round, from the publish on b: c's Streams API says
 // live on b; c's WebRTC viewer gets its first new frame in the session it
@@ -68,8 +69,10 @@ func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Durati
 	if _, code, err := get(ctx, st.Playback.HLS); err != nil || code != http.StatusOK {
 		return 0, 0, 0, fmt.Errorf("the stream did not start: %d %v", code, err)
 	}
-	if err := c.waitStream(ctx, st.ID); err != nil {
-		return 0, 0, 0, err
+	for _, n := range []*server{b, c} {
+		if err := n.waitStream(ctx, st.ID); err != nil {
+			return 0, 0, 0, err
+		}
 	}
 	var mu sync.Mutex
 	var frames []time.Time
@@ -83,55 +86,78 @@ func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Durati
 	}
 	defer viewer.Close()
 	playlist := strings.TrimSuffix(on(c, st.Playback.HLS), "index.m3u8") + "video.m3u8"
+	// An LL-HLS viewer on c too (its relay runs): a reload every 200 ms.
+	hlsCtx, stopHLS := context.WithCancel(ctx)
+	defer stopHLS()
+	go func() {
+		for hlsCtx.Err() == nil {
+			get(hlsCtx, playlist)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
 	time.Sleep(3 * time.Second) // the relays on c settle: measuring, not synchronising
-	body, _, err := get(ctx, playlist)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	msn, p := hls.LastPart(string(body))
-
 	a.cmd.Process.Kill()
 	<-a.done
 	killed = true
 	stopPub()
 	wg.Wait()
+	// The newest part c has of a's: what comes after it is the new origin's.
+	body, _, err := get(ctx, playlist)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	msn, p := hls.LastPart(string(body))
 	key := st.Ingest.RTMPURL[strings.LastIndex(st.Ingest.RTMPURL, "/")+1:]
 	back := time.Now()
 	publish(ctx, &wg, clip, b.rtmpURL+key, errs)
 	defer wg.Wait()
 	defer cancel()
 	deadline := back.Add(30 * time.Second)
-	for liveAgain == 0 || part == 0 {
-		if time.Now().After(deadline) {
-			return 0, 0, 0, fmt.Errorf("after 30 s: live again %v, a new part %v", liveAgain, part)
-		}
-		if liveAgain == 0 {
-			if s, err := c.getStream(st.ID); err == nil && s.Status == "live" && s.Node == "b" {
-				liveAgain = time.Since(back)
+	// Each measured on its own, polling (measuring, not synchronising): a
+	// request that waits does not hold up the others.
+	poll := func(done func() bool) time.Duration {
+		for time.Now().Before(deadline) {
+			if done() {
+				return time.Since(back)
 			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if part == 0 {
-			if body, code, err := get(ctx, playlist); err == nil && code == http.StatusOK {
-				if m, q := hls.LastPart(string(body)); q >= 0 && (m > msn || m == msn && q > p) {
-					part = time.Since(back)
+		return 0
+	}
+	var mw sync.WaitGroup
+	mw.Go(func() {
+		liveAgain = poll(func() bool {
+			s, err := c.getStream(st.ID)
+			return err == nil && s.Status == "live" && s.Node == "b"
+		})
+	})
+	mw.Go(func() {
+		part = poll(func() bool {
+			body, code, err := get(ctx, playlist)
+			m, q := hls.LastPart(string(body))
+			return err == nil && code == http.StatusOK && q >= 0 && (m > msn || m == msn && q > p)
+		})
+	})
+	mw.Go(func() {
+		frame = poll(func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(frames) > 0 && frames[len(frames)-1].After(back)
+		})
+		if frame > 0 {
+			mu.Lock()
+			for _, at := range frames {
+				if at.After(back) {
+					frame = at.Sub(back)
+					break
 				}
 			}
+			mu.Unlock()
 		}
-		time.Sleep(10 * time.Millisecond) // polling: measuring, not synchronising
-	}
-	for frame == 0 && time.Now().Before(deadline) {
-		mu.Lock()
-		for _, at := range frames {
-			if at.After(back) {
-				frame = at.Sub(back)
-				break
-			}
-		}
-		mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	if frame == 0 {
-		return 0, 0, 0, fmt.Errorf("c's WebRTC viewer got no frame in 30 s after the takeover")
+	})
+	mw.Wait()
+	if liveAgain == 0 || part == 0 || frame == 0 {
+		return 0, 0, 0, fmt.Errorf("after 30 s: live again %v, a new LL-HLS part %v, a new WebRTC frame %v", liveAgain, part, frame)
 	}
 	return liveAgain, frame, part, nil
 }

@@ -477,7 +477,19 @@ func (r *Relays) run(rl *relay) {
 		return
 	}
 	defer sub.Unsubscribe()
-	snap, err := r.snapshot(origin, rl.id)
+	snap, err := r.snapshot(origin, rl.id, rl.located())
+	// An origin that does not answer may be one that died while its stream
+	// moves to another node: where the directory says it is now is asked.
+	for tries := 0; err != nil && tries < 3; tries++ {
+		ctx, cancel := context.WithTimeout(r.ctx, snapshotWait)
+		now, lerr := r.locate(ctx, rl.located())
+		cancel()
+		if lerr != nil || now == origin {
+			break
+		}
+		origin = now
+		snap, err = r.snapshot(origin, rl.id, rl.located())
+	}
 	if err != nil {
 		fail(err)
 		return
@@ -571,7 +583,7 @@ func (r *Relays) run(rl *relay) {
 // lost change, or when the stream moved to origin. False when origin does
 // not answer: the relay is closed, its viewers see the end.
 func (r *Relays) follow(rl *relay, origin string) bool {
-	snap, err := r.snapshot(origin, rl.id)
+	snap, err := r.snapshot(origin, rl.id, rl.located())
 	// A stream that just moved is in the directory a moment before its new
 	// origin has it: ask again for a little while.
 	for deadline := time.Now().Add(moveWait); errors.Is(err, ErrNotHere) && time.Now().Before(deadline); {
@@ -580,7 +592,7 @@ func (r *Relays) follow(rl *relay, origin string) bool {
 			return false
 		case <-time.After(50 * time.Millisecond):
 		}
-		snap, err = r.snapshot(origin, rl.id)
+		snap, err = r.snapshot(origin, rl.id, rl.located())
 	}
 	if err == nil {
 		err = rl.p.Restore(snap)
@@ -609,8 +621,9 @@ func (r *Relays) still(id, origin string) (string, error) {
 	return now, err
 }
 
-// snapshot asks the origin for the stream's packager as it is.
-func (r *Relays) snapshot(origin, id string) (*cmaf.Snapshot, error) {
+// snapshot asks the origin for the stream's packager as it is (located: the
+// stream whose origin it is, for a rendition its stream).
+func (r *Relays) snapshot(origin, id, located string) (*cmaf.Snapshot, error) {
 	inbox := nats.NewInbox()
 	sub, err := r.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -628,7 +641,12 @@ func (r *Relays) snapshot(origin, id string) (*cmaf.Snapshot, error) {
 		m, err := sub.NextMsgWithContext(ctx)
 		if errors.Is(err, nats.ErrNoResponders) && len(chunks) == 0 {
 			// The origin's interest has not reached this node's server
-			// yet (a node that just joined): ask again shortly.
+			// yet (a node that just joined), or the origin died and its
+			// stream is moving (the directory names another node now):
+			// ask again shortly, or give up for the new origin.
+			if now, lerr := r.locate(ctx, located); lerr == nil && now != origin {
+				return nil, fmt.Errorf("relay: stream %s moved from %s to %s: %w", id, origin, now, err)
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(50 * time.Millisecond):
