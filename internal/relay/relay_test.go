@@ -70,18 +70,26 @@ func caughtUp(t *testing.T, src, mirror *cmaf.Packager) {
 	}
 }
 
-// A relay node's first request gets the origin's stream as it is; the
-// mirror follows every change after that, through the end; a stream the
-// origin does not have is refused, and an unknown origin is an error.
-func TestRelay(t *testing.T) {
-	onc, rnc := natsPair(t)
-	src := cmaftest.New(t, cmaf.Config{Window: 4})
+// originOfS1 is node n1 serving stream s1 (two loops of the clip so far)
+// on the first of two NATS connections.
+func originOfS1(t *testing.T) (onc, rnc *nats.Conn, src *cmaftest.Source) {
+	t.Helper()
+	onc, rnc = natsPair(t)
+	src = cmaftest.New(t, cmaf.Config{Window: 4})
 	src.Feed(t, 2)
 	origin, err := ServeOrigin(onc, "n1", func(id string) (*cmaf.Packager, bool) { return src.P, id == "s1" }, func(id string) (*stream.Hub, bool) { return src.Hub, id == "s1" }, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer origin.Close()
+	t.Cleanup(origin.Close)
+	return onc, rnc, src
+}
+
+// A relay node's first request gets the origin's stream as it is; the
+// mirror follows every change after that, through the end; a stream the
+// origin does not have is refused, and an unknown origin is an error.
+func TestRelay(t *testing.T) {
+	onc, rnc, src := originOfS1(t)
 	relays := NewRelays(rnc, "n2", func(ctx context.Context, id string) (string, error) {
 		if id == "lost" {
 			return "", errors.New("nobody has it")
@@ -273,14 +281,7 @@ func FuzzDecodeFrame(f *testing.F) {
 // the relay node's mirror answers with the origin's position, exactly; a
 // stream nobody relays gets no answer within PositionWait.
 func TestRelayPosition(t *testing.T) {
-	onc, rnc := natsPair(t)
-	src := cmaftest.New(t, cmaf.Config{Window: 4})
-	src.Feed(t, 2)
-	origin, err := ServeOrigin(onc, "n1", func(id string) (*cmaf.Packager, bool) { return src.P, id == "s1" }, func(id string) (*stream.Hub, bool) { return src.Hub, id == "s1" }, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer origin.Close()
+	onc, rnc, src := originOfS1(t)
 	relays := NewRelays(rnc, "n2", func(context.Context, string) (string, error) { return "n1", nil }, quiet)
 	defer relays.Close()
 	if err := relays.AnswerPositions(func(string) (*cmaf.Packager, bool) { return nil, false }); err != nil {
