@@ -51,6 +51,9 @@ func waitNodes(t *testing.T, c *Cluster, names ...string) {
 // Three nodes with embedded NATS routed to each other see each other, with
 // their figures; one that leaves is gone from the others' view.
 func TestThreeNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs without -short (./scripts/test runs it)")
+	}
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	var routes []string
 	for _, p := range ports {
@@ -182,6 +185,9 @@ func makeCerts(t *testing.T, nodes ...string) func(node string) TLSFiles {
 // others' gets no route to them: it stays out of their cluster, and they
 // out of its.
 func TestOtherSecretKeptOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs without -short (./scripts/test runs it)")
+	}
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	var routes []string
 	for _, p := range ports {

@@ -38,6 +38,9 @@ func seeNodes(t *testing.T, c *cluster.Cluster, names ...string) {
 // Two nodes that join an existing NATS cluster (nothing embedded) over TLS,
 // with credentials for an account of their own, see each other.
 func TestExternalNATS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs without -short (./scripts/test runs it)")
+	}
 	ext := clustertest.ExternalNATS(t, "x1", "x2")
 	var nodes []*cluster.Cluster
 	for i := range 2 {

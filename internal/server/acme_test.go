@@ -28,6 +28,7 @@ import (
 // chains to, and the root its issued certificates chain to.
 func startPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) (dir, apiCA string, roots *x509.CertPool) {
 	t.Helper()
+	slow(t)
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "pebble")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput(); err != nil {

@@ -383,6 +383,7 @@ func TestViewerCounts(t *testing.T) {
 // player one in its manifest's Location; a player that stops leaves the
 // count after the window.
 func TestViewerSessionsBehindOneAddress(t *testing.T) {
+	slow(t)
 	h := start(t, nil)
 	s := h.create("an office")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -39,6 +39,7 @@ type playResult struct {
 // packages are there.
 func needBrowser(t testing.TB) {
 	t.Helper()
+	slow(t)
 	needTool(t, "node")
 	if _, err := os.Stat(filepath.Join(browserDir(t), "node_modules", "playwright-core")); err != nil {
 		t.Fatal("the browser test's packages are missing: run scripts/test, which installs them")

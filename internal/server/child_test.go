@@ -65,6 +65,7 @@ type childNode struct {
 // and tweak, and waits until it serves.
 func startChild(t *testing.T, tweak func(*config.Config)) *childNode {
 	t.Helper()
+	slow(t)
 	b, err := json.Marshal(testConfig(t, tweak))
 	if err != nil {
 		t.Fatal(err)

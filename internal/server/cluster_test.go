@@ -107,6 +107,7 @@ func TestClusterForms(t *testing.T) {
 // routed to the others'; tweak (when set) adjusts node i's configuration.
 func startNodes(t testing.TB, n int, tweak func(i int, c *config.Config)) []*harness {
 	t.Helper()
+	slow(t)
 	ports := make([]int, n)
 	for i := range ports {
 		ports[i] = freePort(t)

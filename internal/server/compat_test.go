@@ -51,6 +51,7 @@ func freePort(t testing.TB) int { return testport.Free(t) }
 // runNodeApp starts one of the compat apps and waits until it answers.
 func runNodeApp(t *testing.T, script, pkg, key string, port int, env ...string) *nodeApp {
 	t.Helper()
+	slow(t)
 	needTool(t, "node")
 	dir := compatDir(t)
 	cmd := exec.Command("node", filepath.Join(dir, "apps", script))

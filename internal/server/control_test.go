@@ -495,6 +495,7 @@ func TestGlassesRefuseWithLowBattery(t *testing.T) {
 }
 
 func TestGlassesReconnectKeepsStream(t *testing.T) {
+	slow(t)
 	w := startWorld(t, []string{"com.example.a"}, nil)
 	g, events := w.glasses("io@example.com", func(g *sim.Glasses) { g.RetryBase = 200 * time.Millisecond })
 	a := w.startApp("io@example.com", "com.example.a")

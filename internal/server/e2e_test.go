@@ -301,6 +301,7 @@ func TestVideoOnlyAndAudioOnly(t *testing.T) {
 }
 
 func TestReconnectWindow(t *testing.T) {
+	slow(t)
 	h := start(t, func(c *config.Config) { c.ReconnectWindow = 3 * time.Second })
 	s := h.create("glasses")
 	first, cancelFirst := context.WithCancel(context.Background())

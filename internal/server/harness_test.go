@@ -308,6 +308,16 @@ func publishSim(ctx context.Context, url string, clip *sim.Clip) <-chan error {
 	return done
 }
 
+// slow skips a test in the -short lane (go test -short: a developer's
+// loop): clusters, child processes, Chromium, the @mentra/sdk apps, nginx,
+// HAProxy and Pebble. ./scripts/test runs them all.
+func slow(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: runs without -short (./scripts/test runs it)")
+	}
+}
+
 func needTool(t testing.TB, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {

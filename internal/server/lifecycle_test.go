@@ -130,6 +130,7 @@ func TestSilentDestinationStallsNobody(t *testing.T) {
 // media (no segments, no cached GOP, no keyframe, no JPEG), though it stays
 // listed as ended for its retention.
 func TestEndedStreamsLeaveNothing(t *testing.T) {
+	slow(t)
 	needTool(t, "ffmpeg")
 	h := start(t, nil)
 	clip, err := sim.LoadClip(sim.DefaultClip)

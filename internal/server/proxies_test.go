@@ -132,6 +132,7 @@ listen rtmp
 // it listens on 127.0.0.1:port.
 func startHAProxy(t *testing.T, conf string, port int) {
 	t.Helper()
+	slow(t)
 	file := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -100,6 +100,7 @@ func (h *harness) publishFor(s api.StreamJSON, secs int) {
 }
 
 func TestRecordingAcrossReconnect(t *testing.T) {
+	slow(t)
 	h := start(t, nil)
 	s := h.createRecorded("recorded")
 

@@ -42,6 +42,7 @@ const nginxModule = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 
 func startNginx(t *testing.T) *nginxRTMP {
 	t.Helper()
+	slow(t)
 	needTool(t, "nginx")
 	if _, err := os.Stat(nginxModule); err != nil {
 		t.Fatalf("nginx's RTMP module is required at %s: run scripts/test, which installs libnginx-mod-rtmp", nginxModule)
@@ -152,6 +153,7 @@ func frameKey(u *stream.Unit) [32]byte {
 }
 
 func TestRestreamPassthroughToGlasscast(t *testing.T) {
+	slow(t)
 	src, dst := start(t, nil), start(t, nil)
 	in := src.create("glasses")
 	out := dst.create("another glasscast")
@@ -538,6 +540,7 @@ func tlsProxy(t *testing.T, target string) (string, string) {
 }
 
 func TestRestreamRTMPS(t *testing.T) {
+	slow(t)
 	dst := start(t, nil)
 	out := dst.create("behind TLS")
 	proxy, ca := tlsProxy(t, dst.srv.RTMPAddr().String())
@@ -669,6 +672,7 @@ func TestAppOutputsRefuseInternalAddresses(t *testing.T) {
 // certificate (against --restream-ca too) and the destination's key is in
 // no error and no log line.
 func TestTranscodedOutputVerifiesTLS(t *testing.T) {
+	slow(t)
 	needTool(t, "ffmpeg")
 	dst := start(t, nil)
 	out := dst.create("behind TLS")

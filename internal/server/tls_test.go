@@ -42,6 +42,7 @@ func trustFor(t *testing.T, pool *x509.CertPool) {
 // HSTS) and plain HTTP redirects; ingest URLs are RTMPS and a publisher
 // pushes over it; managed streams send the glasses RTMPS.
 func TestTLS(t *testing.T) {
+	slow(t)
 	cert, key, pool := testCert(t)
 	trustFor(t, pool)
 	w := startWorld(t, []string{"com.example.a"}, func(c *config.Config) {

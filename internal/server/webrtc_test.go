@@ -232,6 +232,7 @@ func TestWHEPRetransmits(t *testing.T) {
 // (its socket gone, as a closed laptop's) leaves the viewer count within
 // 5 s, and its session ends.
 func TestWHEPViewerVanishes(t *testing.T) {
+	slow(t)
 	h := start(t, nil)
 	s := h.create("vanish")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -71,6 +71,7 @@ func offerFrom(t *testing.T, from, whepURL, offer string, n int) map[int]int {
 // sessions hold however many arrive at once, none of them is a viewer, they
 // end after a few seconds, and a real viewer then gets in and counts.
 func TestWHEPAdmission(t *testing.T) {
+	slow(t)
 	h := start(t, func(c *config.Config) { c.WebRTCMaxViewers = 20 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
