@@ -103,50 +103,7 @@ func Open(dir string) (*Store, error) {
 	db.SetMaxOpenConns(4)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = db.ExecContext(ctx, `
-CREATE TABLE IF NOT EXISTS apps (
-	package_name TEXT PRIMARY KEY,
-	name         TEXT NOT NULL DEFAULT '',
-	public_url   TEXT NOT NULL,
-	key_hash     BLOB NOT NULL,
-	permissions  TEXT NOT NULL DEFAULT '',
-	created_at   INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS users (
-	id         TEXT PRIMARY KEY,
-	created_at INTEGER NOT NULL,
-	last_seen  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS playback_generations (
-	stream_id  TEXT PRIMARY KEY,
-	generation INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS streams (
-	id         TEXT PRIMARY KEY,
-	stream_key TEXT NOT NULL,
-	name       TEXT NOT NULL DEFAULT '',
-	record     INTEGER NOT NULL DEFAULT 0,
-	public     INTEGER NOT NULL DEFAULT 0,
-	state      TEXT NOT NULL,
-	created_at INTEGER NOT NULL,
-	ended_at   INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS stream_outputs (
-	id         TEXT PRIMARY KEY,
-	stream_id  TEXT NOT NULL REFERENCES streams (id) ON DELETE CASCADE,
-	url        TEXT NOT NULL,
-	name       TEXT NOT NULL DEFAULT '',
-	profile    TEXT NOT NULL DEFAULT '',
-	owner      TEXT NOT NULL,
-	created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS running_apps (
-	user_id      TEXT NOT NULL,
-	package_name TEXT NOT NULL,
-	started_at   INTEGER NOT NULL,
-	PRIMARY KEY (user_id, package_name)
-);`)
-	if err != nil {
+	if err := migrate(ctx, db, migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
