@@ -34,13 +34,14 @@ type appEntry struct {
 	KeyHash     []byte    `json:"keyHash"`
 	Permissions []string  `json:"permissions"`
 	CreatedAt   time.Time `json:"createdAt"`
+	V           int       `json:"v,omitempty"` // entryFormat of the build that wrote it
 }
 
 func encodeApp(a store.App) []byte {
 	if a.CreatedAt.IsZero() {
 		a.CreatedAt = time.Now()
 	}
-	b, _ := json.Marshal(appEntry(a))
+	b, _ := json.Marshal(appEntry{a.PackageName, a.Name, a.PublicURL, a.KeyHash, a.Permissions, a.CreatedAt, entryFormat})
 	return b
 }
 
@@ -49,7 +50,8 @@ func decodeApp(b []byte) (store.App, error) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		return store.App{}, fmt.Errorf("cluster: an app entry: %w", err)
 	}
-	return store.App(e), nil
+	return store.App{PackageName: e.PackageName, Name: e.Name, PublicURL: e.PublicURL, KeyHash: e.KeyHash,
+		Permissions: e.Permissions, CreatedAt: e.CreatedAt}, nil
 }
 
 func (a *Apps) kv(ctx context.Context) (jetstream.KeyValue, error) {

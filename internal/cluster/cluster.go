@@ -115,6 +115,7 @@ type Node struct {
 	Version   string    `json:"version"`
 	Heartbeat time.Time `json:"lastHeartbeat"`
 	Alive     bool      `json:"alive"`
+	Format    int       `json:"v,omitempty"` // entryFormat of its build
 	Stats
 }
 
@@ -562,6 +563,7 @@ const maxHeartbeat = maxEntry / 2
 // ones only (a heartbeat too big to be written would make the node look
 // dead).
 func heartbeat(n Node) []byte {
+	n.Format = entryFormat
 	b, _ := json.Marshal(n)
 	total := func(id string) int { v := n.Watched[id]; return v.WebRTC + v.LLHLS + v.DASH }
 	// Viewer counts and positions alike (a stream taken over without its

@@ -30,6 +30,7 @@ type RecordingEntry struct {
 	Gaps      int        `json:"gaps,omitempty"`
 	Truncated bool       `json:"truncated,omitempty"`
 	Error     string     `json:"error,omitempty"`
+	V         int        `json:"v,omitempty"` // entryFormat of the build that wrote it
 }
 
 // Recordings is the index of the cluster's recordings.
@@ -56,6 +57,7 @@ func (r *Recordings) Put(ctx context.Context, e RecordingEntry) error {
 	if err := r.c.WaitReady(ctx); err != nil {
 		return err
 	}
+	e.V = entryFormat
 	b, _ := json.Marshal(e)
 	if _, err := r.c.recordingsKV.Put(ctx, e.ID, b); err != nil {
 		return fmt.Errorf("cluster: recording %s: %w", e.ID, err)

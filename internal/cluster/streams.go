@@ -32,6 +32,9 @@ type StreamEntry struct {
 	// node finds the stream by it (the key itself stays on the nodes that
 	// were given it).
 	KeyHash string `json:"keyHash"`
+	// V is the format version of the build that last wrote it
+	// (entryFormat).
+	V int `json:"v,omitempty"`
 }
 
 // KeyHash is what the directory keeps of a publish key.
@@ -158,6 +161,7 @@ func (s *Streams) try(ctx context.Context, kv jetstream.KeyValue, id string, cha
 	}
 	var e StreamEntry
 	var rev uint64
+	var old []byte
 	got, err := kv.Get(actx, id)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -169,15 +173,16 @@ func (s *Streams) try(ctx context.Context, kv jetstream.KeyValue, id string, cha
 		if err := json.Unmarshal(got.Value(), &e); err != nil {
 			return false, fmt.Errorf("cluster: stream %s: %w", id, err)
 		}
-		rev = got.Revision()
+		rev, old = got.Revision(), got.Value()
 	}
 	exists := rev != 0
 	write, err := change(&e, exists)
 	if err != nil || !write {
 		return false, err
 	}
-	e.ID = id
+	e.ID, e.V = id, entryFormat
 	b, _ := json.Marshal(e)
+	b = carryUnknown(old, b, streamFields())
 	var now uint64
 	if exists {
 		now, err = kv.Update(actx, id, b, rev)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -263,6 +264,44 @@ func TestTwoNodes(t *testing.T) {
 	t.Run("LivenessByOwnClock", func(t *testing.T) { livenessByOwnClock(t, nodes) })
 	t.Run("GenerationsOnlyRise", func(t *testing.T) { generationsOnlyRise(t, nodes) })
 	t.Run("OneOwnerOfADeadNodesStream", func(t *testing.T) { oneOwner(t, nodes) })
+	t.Run("NewerFieldsCarried", func(t *testing.T) { newerFieldsCarried(t, nodes) })
+}
+
+// An entry a newer build wrote, with a field this build does not know,
+// reads as usual here, and keeps that field when this build changes it
+// (a rolling upgrade: old and new nodes side by side).
+func newerFieldsCarried(t *testing.T, nodes []*Cluster) {
+	ctx := context.Background()
+	const id = "00000000000000bb"
+	newer := `{"id":"` + id + `","origin":"n1","status":"live","createdAt":"2026-12-01T10:00:00Z","since":"2026-12-01T10:00:00Z",` +
+		`"keyHash":"` + KeyHash("k") + `","v":2,"region":{"name":"eu-west","weight":3}}`
+	if _, err := nodes[0].streamsKV.Create(ctx, id, []byte(newer)); err != nil {
+		t.Fatal(err)
+	}
+	defer nodes[0].Streams().Remove(ctx, id, func(StreamEntry) bool { return true })
+	e, err := nodes[1].Streams().Get(ctx, id)
+	if err != nil || e.Origin != "n1" || e.Status != "live" || e.V != 2 {
+		t.Fatalf("the newer entry read here: %+v %v", e, err)
+	}
+	if err := nodes[1].Streams().Claim(ctx, id, func(e *StreamEntry) error { e.Origin, e.Status = "n2", "reconnecting"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := nodes[0].streamsKV.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(got.Value(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if string(raw["region"]) != `{"name":"eu-west","weight":3}` || string(raw["origin"]) != `"n2"` ||
+		string(raw["status"]) != `"reconnecting"` || string(raw["v"]) != strconv.Itoa(entryFormat) {
+		t.Fatalf("after this build's change: %s", got.Value())
+	}
+	// Nothing carried when there is nothing unknown.
+	if b := carryUnknown([]byte(`{"id":"x","v":1}`), []byte(`{"id":"x","status":"live"}`), streamFields()); string(b) != `{"id":"x","status":"live"}` {
+		t.Fatalf("carried from a known entry: %s", b)
+	}
 }
 
 // A playback-token generation only rises: a node recording an older one

@@ -21,6 +21,7 @@ type userHome struct {
 	User  string    `json:"user"`
 	Node  string    `json:"node"`
 	Since time.Time `json:"since"`
+	V     int       `json:"v,omitempty"` // entryFormat of the build that wrote it
 }
 
 // userKey is a user's key in the bucket (user ids are e-mail addresses,
@@ -41,7 +42,7 @@ func (u *Users) Claim(ctx context.Context, user string) error {
 	if err := u.c.WaitReady(ctx); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(userHome{User: user, Node: u.c.cfg.Node, Since: time.Now().UTC()})
+	b, _ := json.Marshal(userHome{User: user, Node: u.c.cfg.Node, Since: time.Now().UTC(), V: entryFormat})
 	if _, err := u.c.usersKV.Put(ctx, userKey(user), b); err != nil {
 		return fmt.Errorf("cluster: user's home: %w", err)
 	}
@@ -127,6 +128,7 @@ type CameraLease struct {
 	Holder    string    `json:"holder,omitempty"`
 	StreamID  string    `json:"streamId"`
 	Since     time.Time `json:"since"`
+	V         int       `json:"v,omitempty"` // entryFormat of the build that wrote it
 }
 
 // PutLease records the user's camera lease, given out by this node.
@@ -134,7 +136,7 @@ func (u *Users) PutLease(ctx context.Context, l CameraLease) error {
 	if err := u.c.WaitReady(ctx); err != nil {
 		return err
 	}
-	l.Node = u.c.cfg.Node
+	l.Node, l.V = u.c.cfg.Node, entryFormat
 	b, _ := json.Marshal(l)
 	if _, err := u.c.cameraKV.Put(ctx, userKey(l.User), b); err != nil {
 		return fmt.Errorf("cluster: camera lease: %w", err)
