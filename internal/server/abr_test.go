@@ -27,6 +27,7 @@ type abrResult struct {
 // rung, hls.js in Chromium plays the lowest level and the source as it is
 // switched between them, and dash.js plays the lowest representation.
 func TestABRLadder(t *testing.T) {
+	parallel(t)
 	needBrowser(t)
 	needTool(t, "ffmpeg")
 

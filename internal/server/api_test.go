@@ -35,6 +35,7 @@ func decodeError(t *testing.T, body []byte) apiError {
 }
 
 func TestAPIAuth(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	for _, auth := range []string{"", "Bearer", "Bearer wrong-token-wrong-token", "Basic " + testToken, testToken} {
 		for _, path := range []string{"/api/v1/streams", "/api/v1/streams/anything", "/api/v1/nothing"} {
@@ -59,6 +60,7 @@ func TestAPIAuth(t *testing.T) {
 }
 
 func TestAPIStreamsLifecycle(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	code, body := h.call("POST", "/api/v1/streams", "{}")
 	if code != http.StatusCreated {
@@ -125,6 +127,7 @@ func TestAPIStreamsLifecycle(t *testing.T) {
 }
 
 func TestAPIErrors(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	cases := []struct {
 		name, method, path string
@@ -162,6 +165,7 @@ func TestAPIErrors(t *testing.T) {
 }
 
 func TestMaxStreams(t *testing.T) {
+	parallel(t)
 	h := start(t, func(c *config.Config) { c.MaxStreams = 2 })
 	h.create("a")
 	b := h.create("b")
@@ -175,6 +179,7 @@ func TestMaxStreams(t *testing.T) {
 }
 
 func TestWatchPageAndStatus(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("page")
 	code, body := fetch(t, s.Playback.Watch)
@@ -252,6 +257,7 @@ func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 // TestEventsStream reads the dashboard's event stream: refused without the
 // admin token; with it, snapshots that follow a stream from idle to live.
 func TestEventsStream(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	resp, err := http.Get(h.base + "/api/v1/events")
 	if err != nil {
@@ -310,6 +316,7 @@ func TestEventsStream(t *testing.T) {
 // TestDemoStream runs glasscast as a newcomer would, with the demo: the
 // dashboard links the demo stream once it plays, and it plays in ffprobe.
 func TestDemoStream(t *testing.T) {
+	parallel(t)
 	h := start(t, func(c *config.Config) { c.Demo = true })
 	deadline := time.After(30 * time.Second)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -349,6 +356,7 @@ func TestDemoStream(t *testing.T) {
 // TestViewerCounts: a client that fetched a stream's LL-HLS or DASH media
 // in the last seconds is a viewer of it; playlists alone are not.
 func TestViewerCounts(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("viewers")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -383,6 +391,7 @@ func TestViewerCounts(t *testing.T) {
 // player one in its manifest's Location; a player that stops leaves the
 // count after the window.
 func TestViewerSessionsBehindOneAddress(t *testing.T) {
+	parallel(t)
 	slow(t)
 	h := start(t, nil)
 	s := h.create("an office")

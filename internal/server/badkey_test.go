@@ -39,6 +39,7 @@ func startCall(t *testing.T, h *harness, user, pkg string) (int, string, time.Du
 // SDK, makes the start call say so at once (not a timeout or an
 // unreachable app), and the Go SDK says it in the default log.
 func TestStartCallBadAPIKey(t *testing.T) {
+	parallel(t)
 	const pkg, tsPkg = "com.example.wrongkey", "com.example.managedstreaming"
 	port := freePort(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -134,6 +134,7 @@ func checkPlayers(t *testing.T, out []byte, stderr string) map[string]playResult
 // in headless Chromium: over WebRTC (its first choice), hls.js and dash.js;
 // then the dashboard shows it live with its WebRTC viewer.
 func TestBrowserPlays(t *testing.T) {
+	parallel(t)
 	needBrowser(t)
 	h := start(t, nil)
 	s := h.createRecorded("browser")

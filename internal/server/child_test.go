@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/server"
 )
@@ -29,7 +31,9 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv(childAppEnv); cfg != "" {
 		os.Exit(runChildApp(cfg))
 	}
-	os.Exit(m.Run())
+	// Parallel tests' goroutines are checked here, once all have ended;
+	// the others' at their own end too (checkLeaks).
+	goleak.VerifyTestMain(m)
 }
 
 // runChild runs a node until it is killed; it prints its base URL once it

@@ -83,6 +83,7 @@ func waitClusterWith(t testing.TB, h *harness, also func(clusterView) bool, name
 // GET /api/v1/cluster; a node that shuts down leaves the others' lists.
 // One node alone says it is not in a cluster.
 func TestClusterForms(t *testing.T) {
+	parallel(t)
 	alone := start(t, nil)
 	var v clusterView
 	alone.getJSON("/api/v1/cluster", &v)
@@ -175,6 +176,7 @@ func startFormed(t *testing.T, n int, tweak func(i int, c *config.Config)) []*ha
 // one in n1's configuration file is known to n2; removed on n2, the app
 // can no longer start on n3.
 func TestClusterApps(t *testing.T) {
+	parallel(t)
 	const pkg, fromFile = "com.example.everywhere", "com.example.fromfile"
 	nodes := startNodes(t, 3, func(i int, c *config.Config) {
 		if i == 0 {
@@ -279,6 +281,7 @@ func onNode(node *harness, url string) string {
 // stream is live, and once the publisher has gone, every playlist, init
 // segment and part of the stream does.
 func TestClusterPlayAnywhere(t *testing.T) {
+	parallel(t)
 	nodes := startFormed(t, 3, nil)
 	s := nodes[0].create("relayed")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -454,6 +457,7 @@ func TestClusterPlayAnywhere(t *testing.T) {
 // multivariant playlist and the DASH manifest are n1's bytes, a rung plays
 // through n2, and the rung's parts are the same bytes on both nodes.
 func TestClusterLadder(t *testing.T) {
+	parallel(t)
 	needTool(t, "ffmpeg")
 	nodes := startFormed(t, 2, func(_ int, c *config.Config) { c.ABR = true })
 	s := nodes[0].create("ladder")
@@ -504,6 +508,7 @@ func TestClusterLadder(t *testing.T) {
 // (n2 sends the player to n1: the same MP4 bytes), and a DELETE on n2
 // removes it from n1 and from every list.
 func TestClusterRecordings(t *testing.T) {
+	parallel(t)
 	nodes := startFormed(t, 2, nil)
 	s := nodes[0].createRecorded("kept on n1")
 	nodes[0].publishFor(s, 3)
@@ -634,6 +639,7 @@ func BenchmarkRecordingRelay(b *testing.B) {
 // ranges across the pieces it came in, its last bytes, its length for a
 // HEAD) is n1's bytes.
 func TestClusterRecordingsOneURL(t *testing.T) {
+	parallel(t)
 	want, viaN2 := recordedOnOneURL(t)
 	d, streams := probeFormat(t, viaN2(want.HLS))
 	if findStream(streams, "video") == nil || findStream(streams, "audio") == nil || d < 3 {
@@ -693,6 +699,7 @@ func TestClusterRecordingsOneURL(t *testing.T) {
 // Streams API and on its watch page: the nodes tell of their viewers by
 // stream in their heartbeats.
 func TestClusterViewersCounted(t *testing.T) {
+	parallel(t)
 	nodes := startFormed(t, 2, nil)
 	s := nodes[0].create("watched elsewhere")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -846,6 +853,7 @@ func watchWHEP(t *testing.T, ctx context.Context, url string) *rtc.Client {
 // reconnecting, then, once the reconnect window has passed, ended, and
 // stops playing it; n1's own stream plays on throughout.
 func TestClusterNodeKilled(t *testing.T) {
+	parallel(t)
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	certs := clusterCerts(t, 3)
 	node := func(i int) func(c *config.Config) {
@@ -1205,6 +1213,7 @@ func statusesOf(n *harness, id string) func() []live.Status {
 // its key; n2 becomes its origin, every node's Streams API says so, and n1
 // and n3 play it from n2 at the URLs n1 handed out.
 func TestClusterIngestAnywhere(t *testing.T) {
+	parallel(t)
 	nodes := startFormed(t, 3, nil)
 	s := nodes[0].create("made on n1")
 	waitRemote(t, nodes[1], s.ID, live.StatusIdle, 10*time.Second)
@@ -1308,6 +1317,7 @@ func TestClusterIngestAnywhere(t *testing.T) {
 // TestIngestURL: with --ingest-url (a cluster's shared ingest address) the
 // streams' RTMP URLs name it, not the node.
 func TestIngestURL(t *testing.T) {
+	parallel(t)
 	h := start(t, func(c *config.Config) { c.IngestURL = "rtmp://ingest.example.com:1935/live" })
 	s := h.create("behind a balancer")
 	if !strings.HasPrefix(s.Ingest.RTMPURL, "rtmp://ingest.example.com:1935/live/") || len(s.Ingest.RTMPURL) < len("rtmp://ingest.example.com:1935/live/")+20 {
@@ -1321,6 +1331,7 @@ func TestIngestURL(t *testing.T) {
 // balancer (ffprobe on LL-HLS and DASH, every request to whichever node)
 // with no stickiness.
 func TestClusterBehindBalancer(t *testing.T) {
+	parallel(t)
 	needTool(t, "haproxy")
 	needBrowser(t)
 	lbHTTP, lbRTMP := freePort(t), freePort(t)
@@ -1401,6 +1412,7 @@ backend nodes
 // app server gets its session from n2 and shows text on the glasses, and
 // the stop through n1 ends it.
 func TestClusterAppStartAnywhere(t *testing.T) {
+	parallel(t)
 	const pkg = "com.example.anywhere"
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -1436,6 +1448,7 @@ func TestClusterAppStartAnywhere(t *testing.T) {
 // glasses, and the two race for the camera 50 times: one wins each time,
 // the other hears the camera is busy.
 func TestClusterAppsAnywhere(t *testing.T) {
+	parallel(t)
 	const appA, appB = "com.example.direct", "com.example.bridged"
 	lnA, lnB, lnP := reserve(t), reserve(t), reserve(t)
 	apps := []config.AppConfig{
@@ -1694,6 +1707,7 @@ func sendSocketsTo(t *testing.T, ln net.Listener, from, to *harness, target stri
 // exclusivity of the camera holds both ways; an unmanaged stream is pushed
 // to its app's server.
 func TestMentraSDKAcrossNodes(t *testing.T) {
+	parallel(t)
 	const managed, unmanaged = "com.example.managedstreaming", "com.example.unmanagedstreaming"
 	ports := map[string]int{managed: freePort(t), unmanaged: freePort(t)}
 	hooks := map[string]net.Listener{managed: reserve(t), unmanaged: reserve(t)}

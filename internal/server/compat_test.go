@@ -186,6 +186,7 @@ func startFor(t *testing.T, h *harness, user, pkg string) {
 }
 
 func TestMentraSDKManaged(t *testing.T) {
+	parallel(t)
 	const pkg = "com.example.managedstreaming"
 	port := freePort(t)
 	h := compatWorld(t, map[string]int{pkg: port}, nil)
@@ -241,6 +242,7 @@ func stopFor(t *testing.T, h *harness, user, pkg string) {
 }
 
 func TestMentraSDKExclusivity(t *testing.T) {
+	parallel(t)
 	const managed, unmanaged = "com.example.managedstreaming", "com.example.unmanagedstreaming"
 	mport, uport := freePort(t), freePort(t)
 	h := compatWorld(t, map[string]int{managed: mport, unmanaged: uport}, nil)
@@ -283,6 +285,7 @@ func exclusiveBothWays(t *testing.T, h *harness, user string, mapp, uapp *nodeAp
 }
 
 func TestMentraSDKAppDies(t *testing.T) {
+	parallel(t)
 	const pkg = "com.example.managedstreaming"
 	port := freePort(t)
 	h := compatWorld(t, map[string]int{pkg: port}, nil)
@@ -301,6 +304,7 @@ func TestMentraSDKAppDies(t *testing.T) {
 // destination in restreamDestinations; the output goes active, its status
 // reaches the app in outputs[], and nginx-rtmp plays what it receives.
 func TestMentraSDKRestream(t *testing.T) {
+	parallel(t)
 	const pkg = "com.example.restream"
 	ng := startNginx(t)
 	port := freePort(t)

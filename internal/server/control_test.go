@@ -197,6 +197,7 @@ func (st *statuses) wait(t *testing.T, status sdk.StreamStatus, within time.Dura
 }
 
 func TestManagedStreamOneApp(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.live"}, nil)
 	_, events := w.glasses("ana@example.com", nil)
 	s := w.startApp("ana@example.com", "com.example.live")
@@ -265,6 +266,7 @@ func toStream(r sdk.ManagedStreamResult) api.StreamJSON {
 }
 
 func TestUnmanagedExclusive(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
 	_, events := w.glasses("bo@example.com", nil)
 	a := w.startApp("bo@example.com", "com.example.a")
@@ -309,6 +311,7 @@ func fast(c *config.Config) {
 }
 
 func TestManagedSharedByTwoApps(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
 	_, events := w.glasses("cy@example.com", nil)
 	a := w.startApp("cy@example.com", "com.example.a")
@@ -354,6 +357,7 @@ func TestManagedSharedByTwoApps(t *testing.T) {
 }
 
 func TestExclusivityInEveryOrder(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
 	_, events := w.glasses("di@example.com", nil)
 	a := w.startApp("di@example.com", "com.example.a")
@@ -405,6 +409,7 @@ func TestExclusivityInEveryOrder(t *testing.T) {
 }
 
 func TestInvalidRequests(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, nil)
 	w.glasses("ed@example.com", nil)
 	a := w.startApp("ed@example.com", "com.example.a")
@@ -425,6 +430,7 @@ func TestInvalidRequests(t *testing.T) {
 }
 
 func TestKeepAliveLossTimesOut(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, fast)
 	_, events := w.glasses("fi@example.com", func(g *sim.Glasses) { g.IgnoreKeepAlive = true })
 	a := w.startApp("fi@example.com", "com.example.a")
@@ -467,6 +473,7 @@ func TestKeepAliveLossTimesOut(t *testing.T) {
 }
 
 func TestManagedStartTimeout(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, func(c *config.Config) { c.ManagedStartTimeout = 2 * time.Second })
 	_, events := w.glasses("gu@example.com", func(g *sim.Glasses) { g.Stall = true })
 	a := w.startApp("gu@example.com", "com.example.a")
@@ -481,6 +488,7 @@ func TestManagedStartTimeout(t *testing.T) {
 }
 
 func TestGlassesRefuseWithLowBattery(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, nil)
 	w.glasses("hu@example.com", func(g *sim.Glasses) { g.Battery = 9 })
 	a := w.startApp("hu@example.com", "com.example.a")
@@ -495,6 +503,7 @@ func TestGlassesRefuseWithLowBattery(t *testing.T) {
 }
 
 func TestGlassesReconnectKeepsStream(t *testing.T) {
+	parallel(t)
 	slow(t)
 	w := startWorld(t, []string{"com.example.a"}, nil)
 	g, events := w.glasses("io@example.com", func(g *sim.Glasses) { g.RetryBase = 200 * time.Millisecond })
@@ -527,6 +536,7 @@ func TestGlassesReconnectKeepsStream(t *testing.T) {
 }
 
 func TestDeadAppLeavesItsStreams(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a", "com.example.b"}, fast)
 	_, events := w.glasses("jo@example.com", nil)
 	a := w.startApp("jo@example.com", "com.example.a")
@@ -555,6 +565,7 @@ func TestDeadAppLeavesItsStreams(t *testing.T) {
 }
 
 func TestStreamStatusCheckAndTranscription(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, nil)
 	g, events := w.glasses("ka@example.com", nil)
 	a := w.startApp("ka@example.com", "com.example.a")
@@ -662,6 +673,7 @@ func (r *rawApp) closed() websocket.StatusCode {
 }
 
 func TestAuthFailures(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a", "com.example.b"}, nil)
 	w.glasses("lu@example.com", nil)
 
@@ -739,6 +751,7 @@ func TestAuthFailures(t *testing.T) {
 }
 
 func TestUnmanagedToAnotherServer(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, nil)
 	other := start(t, nil) // the app's own RTMP server: another glasscast
 	target := other.create("the app's server")
@@ -848,6 +861,7 @@ func (c *cutter) cut() {
 }
 
 func TestSDKReconnectsAndKeepsItsStream(t *testing.T) {
+	parallel(t)
 	// Everything glasscast hands out (the app's WebSocket URL included) goes
 	// through the cutter.
 	var cut *cutter

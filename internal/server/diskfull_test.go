@@ -58,6 +58,7 @@ func fill(t *testing.T, dir string) string {
 // again it resumes as a new part; the finished recording plays, with the
 // hole marked.
 func TestRecordingDiskFull(t *testing.T) {
+	parallel(t)
 	slow(t)
 	data := smallDisk(t, 48<<20)
 	h := start(t, func(c *config.Config) { c.Data = data })

@@ -181,6 +181,7 @@ func readHLS(t *testing.T, url string, n int, within time.Duration) (stamped int
 }
 
 func TestFFmpegToHLSAndDASH(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("ffmpeg")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -198,6 +199,7 @@ func TestFFmpegToHLSAndDASH(t *testing.T) {
 }
 
 func TestSimSourceToHLSAndDASH(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("sim")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -267,6 +269,7 @@ func checkLowLatencyDASH(t *testing.T, manifest string) {
 }
 
 func TestVideoOnlyAndAudioOnly(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	clip, err := sim.LoadClip(sim.DefaultClip)
 	if err != nil {
@@ -301,6 +304,7 @@ func TestVideoOnlyAndAudioOnly(t *testing.T) {
 }
 
 func TestReconnectWindow(t *testing.T) {
+	parallel(t)
 	slow(t)
 	h := start(t, func(c *config.Config) { c.ReconnectWindow = 3 * time.Second })
 	s := h.create("glasses")
@@ -429,6 +433,7 @@ func TestReconnectWindow(t *testing.T) {
 }
 
 func TestDeleteEndsStream(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("to delete")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -459,6 +464,7 @@ func TestDeleteEndsStream(t *testing.T) {
 }
 
 func TestSecondPublisherReplacesFirst(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("takeover")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -483,6 +489,7 @@ func TestSecondPublisherReplacesFirst(t *testing.T) {
 }
 
 func TestWrongKeyRefused(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("x")
 	bad := s.Ingest.RTMPURL[:strings.LastIndex(s.Ingest.RTMPURL, "/")+1] + "0123456789abcdef0123456789abcdef01234567"
@@ -496,6 +503,7 @@ func TestWrongKeyRefused(t *testing.T) {
 }
 
 func TestUnknownStreamAndFile404(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	pub := start(t, func(c *config.Config) { c.PublicPlayback = true })
 	for _, p := range []string{"/hls/nope/index.m3u8", "/dash/nope/manifest.mpd", "/watch/nope", "/thumb/nope.jpg", "/recordings/nope.mp4"} {
@@ -530,6 +538,7 @@ func TestUnknownStreamAndFile404(t *testing.T) {
 }
 
 func TestRefusedCodecShowsInStatus(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("mp3")
 	needTool(t, "ffmpeg")

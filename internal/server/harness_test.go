@@ -30,6 +30,21 @@ const testToken = "test-admin-token-0123456789"
 // leakChecked marks the tests whose goroutine-leak check is registered.
 var leakChecked sync.Map
 
+// parallelTests marks the tests that run beside others: their goroutines
+// are checked once, when every test of the package has ended (TestMain),
+// not at their own end, when others' still run.
+var parallelTests sync.Map
+
+// parallel runs the test beside the package's other parallel tests (how
+// many at once: go test's -parallel). Most tests wait on the network and
+// on media time far more than they compute; the few that read
+// process-wide figures (the heap, the default HTTP transport, every
+// goroutine at their end) do not call it.
+func parallel(t *testing.T) {
+	parallelTests.Store(t, true)
+	t.Parallel()
+}
+
 // harness is a glasscast running in the test process on loopback.
 type harness struct {
 	t    testing.TB
@@ -45,6 +60,9 @@ type harness struct {
 func checkLeaks(t testing.TB) {
 	if _, bench := t.(*testing.B); bench {
 		return // a benchmark's own goroutines are running
+	}
+	if _, beside := parallelTests.Load(t); beside {
+		return // TestMain checks once every test has ended
 	}
 	if _, checked := leakChecked.LoadOrStore(t, true); !checked {
 		t.Cleanup(func() { leakChecked.Delete(t); goleak.VerifyNone(t) })

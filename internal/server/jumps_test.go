@@ -17,6 +17,7 @@ import (
 // gains segments through both), and the recording's HLS and MP4 last as
 // long as the stream did.
 func TestTimestampJumpsLive(t *testing.T) {
+	parallel(t)
 	slow(t)
 	h := start(t, nil)
 	s := h.createRecorded("jumpy")

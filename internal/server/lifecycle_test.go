@@ -61,6 +61,7 @@ func silentDestination(t *testing.T) (addr string, conns <-chan net.Conn) {
 // are all answered promptly: nothing waits for the destination while
 // holding what other requests need. The output stops with its stream.
 func TestSilentDestinationStallsNobody(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a", "com.example.b"}, allowLoopback)
 	addr, conns := silentDestination(t)
 	w.glasses("ann@example.com", nil)

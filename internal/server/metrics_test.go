@@ -66,6 +66,7 @@ next:
 // wants the admin token, and says what is live, who watches and what went
 // in and out.
 func TestMetrics(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	if resp, err := http.Get(h.base + "/metrics"); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("/metrics without the admin token: %v %v", resp, err)

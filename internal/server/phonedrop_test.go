@@ -17,6 +17,7 @@ import (
 // the same stream; it goes `active` again with the same URLs and the app
 // hears it.
 func TestPhoneDropsAndComesBack(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, func(c *config.Config) { c.ReconnectWindow = 20 * time.Second })
 	events := make(chan sim.Event, 256)
 	first := &sim.Glasses{Server: w.base, Token: w.token("dee@example.com"), Events: events, StatsEvery: 500 * time.Millisecond}

@@ -30,6 +30,7 @@ func mediaPaths(g string) []string {
 // their own lifetime and rights, and revokes them all, which also ends the
 // WebRTC sessions opened with them; a public stream plays by its id.
 func TestPrivatePlayback(t *testing.T) {
+	parallel(t)
 	needTool(t, "ffprobe")
 	h := start(t, nil)
 	s := h.createRecorded("private")
@@ -154,6 +155,7 @@ func flipLast(s string) string {
 // id once the stream is gone from memory (here, after a restart), and a
 // private one's still wants a token.
 func TestPublicRecordingAfterRestart(t *testing.T) {
+	parallel(t)
 	data := t.TempDir()
 	h := start(t, func(c *config.Config) { c.Data = data })
 	var ids []string

@@ -50,6 +50,7 @@ func adminCall(t *testing.T, c *http.Client, base, token string, header ...strin
 // accepted), and the first's publish is refused as its own. From anyone
 // else a PROXY header is refused, and X-Forwarded-For ignored.
 func TestTrustedProxies(t *testing.T) {
+	parallel(t)
 	needTool(t, "haproxy")
 	h := start(t, func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.1/32"} })
 	lbHTTP, lbRTMP := freePort(t), freePort(t)

@@ -100,6 +100,7 @@ func (h *harness) publishFor(s api.StreamJSON, secs int) {
 }
 
 func TestRecordingAcrossReconnect(t *testing.T) {
+	parallel(t)
 	slow(t)
 	h := start(t, nil)
 	s := h.createRecorded("recorded")
@@ -221,6 +222,7 @@ func TestRecordingAcrossReconnect(t *testing.T) {
 }
 
 func TestRecordingRetention(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	var ids []string
 	for i := range 2 {
@@ -288,6 +290,7 @@ func (h *harness) waitSnapshot(within time.Duration, ok func(api.Snapshot) bool)
 }
 
 func TestRecordingSurvivesKilledServer(t *testing.T) {
+	parallel(t)
 	data := t.TempDir()
 	c := startChild(t, func(cfg *config.Config) { cfg.Data = data })
 	s := c.createRecorded("until the power goes")

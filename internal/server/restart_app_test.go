@@ -88,6 +88,7 @@ func runChildApp(cfgJSON string) int {
 // in the new session plays. For the Go SDK and the unmodified @mentra/sdk
 // 2.1.29 alike.
 func TestAppServerRestarts(t *testing.T) {
+	parallel(t)
 	slow(t)
 	const goPkg, tsPkg = "com.example.first", "com.example.managedstreaming"
 	goPort, tsPort := freePort(t), freePort(t)

@@ -18,6 +18,7 @@ import (
 // TestAdminTokenKept: a generated admin token is kept under --data and is
 // the same after a restart.
 func TestAdminTokenKept(t *testing.T) {
+	parallel(t)
 	data := t.TempDir()
 	noToken := func(c *config.Config) { c.Data, c.AdminToken = data, "" }
 	h := start(t, noToken)
@@ -48,6 +49,7 @@ func TestAdminTokenKept(t *testing.T) {
 // carries on with the same URLs when it comes back; its output to another
 // server carries on; its recording goes on as one, with a gap.
 func TestStreamsSurviveRestart(t *testing.T) {
+	parallel(t)
 	data := t.TempDir()
 	httpPort, rtmpPort := freePort(t), freePort(t)
 	same := func(c *config.Config) {
@@ -138,6 +140,7 @@ func TestStreamsSurviveRestart(t *testing.T) {
 // and carry on (here: a managed stream that plays). An app the user
 // stopped is not started again.
 func TestRunningAppsAfterRestart(t *testing.T) {
+	parallel(t)
 	data := t.TempDir()
 	httpPort, rtmpPort := freePort(t), freePort(t)
 	var apps []config.AppConfig

@@ -153,6 +153,7 @@ func frameKey(u *stream.Unit) [32]byte {
 }
 
 func TestRestreamPassthroughToGlasscast(t *testing.T) {
+	parallel(t)
 	slow(t)
 	src, dst := start(t, nil), start(t, nil)
 	in := src.create("glasses")
@@ -245,6 +246,7 @@ func TestRestreamPassthroughToGlasscast(t *testing.T) {
 }
 
 func TestRestreamNginxDownAndUp(t *testing.T) {
+	parallel(t)
 	ng := startNginx(t)
 	h := start(t, nil)
 	in := h.create("glasses")
@@ -280,6 +282,7 @@ func TestRestreamNginxDownAndUp(t *testing.T) {
 }
 
 func TestRestreamTranscodesForPlatform(t *testing.T) {
+	parallel(t)
 	ng := startNginx(t)
 	h := start(t, func(c *config.Config) { c.MaxTranscodes = 1 })
 	in := h.create("glasses")
@@ -387,6 +390,7 @@ func (st *statuses) waitOutputs(t *testing.T, within time.Duration, ok func([]sd
 func allowLoopback(c *config.Config) { c.RestreamAllow = []string{"127.0.0.0/8", "::1/128"} }
 
 func TestManagedRestream(t *testing.T) {
+	parallel(t)
 	ng := startNginx(t)
 	w := startWorld(t, []string{"com.example.a", "com.example.b", "com.example.c"}, allowLoopback)
 	w.glasses("cy@example.com", nil)
@@ -540,6 +544,7 @@ func tlsProxy(t *testing.T, target string) (string, string) {
 }
 
 func TestRestreamRTMPS(t *testing.T) {
+	parallel(t)
 	slow(t)
 	dst := start(t, nil)
 	out := dst.create("behind TLS")
@@ -574,6 +579,7 @@ func TestRestreamRTMPS(t *testing.T) {
 // the app learns nothing of what listens there; the operator's allow-list
 // lets them through.
 func TestAppOutputsRefuseInternalAddresses(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, nil)
 	// An RTMP server the outputs must never reach, counting connections.
 	var reached atomic.Int32
@@ -672,6 +678,7 @@ func TestAppOutputsRefuseInternalAddresses(t *testing.T) {
 // certificate (against --restream-ca too) and the destination's key is in
 // no error and no log line.
 func TestTranscodedOutputVerifiesTLS(t *testing.T) {
+	parallel(t)
 	slow(t)
 	needTool(t, "ffmpeg")
 	dst := start(t, nil)

@@ -18,6 +18,7 @@ import (
 // looks for every secret in every log: the server's, the simulator's and
 // the Go SDK's.
 func TestNoSecretsInLogs(t *testing.T) {
+	parallel(t)
 	sdkLog, simLog := &logTail{}, &logTail{}
 	old := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(sdkLog, &slog.HandlerOptions{Level: slog.LevelDebug})))

@@ -51,6 +51,7 @@ func rawRequest(t *testing.T, rawURL, head string) *net.TCPConn {
 // downloads that stop reading, are cut off; a stalled download holds a few
 // files, not one per segment, and none once cut off.
 func TestSlowClients(t *testing.T) {
+	parallel(t)
 	slow(t)
 	h := start(t, nil)
 	s := h.createRecorded("big")

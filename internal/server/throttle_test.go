@@ -46,6 +46,7 @@ func status(t *testing.T, c *http.Client, method, url, auth, body string) (int, 
 // Retry-After, even with the right secret, while other addresses carry on;
 // failed admin logins are logged without the token tried.
 func TestAuthThrottle(t *testing.T) {
+	parallel(t)
 	w := startWorld(t, []string{"com.example.a"}, func(c *config.Config) { c.AuthFailures = 3 })
 	key := w.apps["com.example.a"].key
 

@@ -37,6 +37,7 @@ func checkThumbnail(t *testing.T, url string, width, height int) {
 }
 
 func TestThumbnail(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("thumb")
 	if !strings.HasPrefix(s.Playback.Thumbnail, h.base+"/thumb/"+s.ID+".") || !strings.HasSuffix(s.Playback.Thumbnail, ".jpg") {

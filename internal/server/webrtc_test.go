@@ -19,6 +19,7 @@ import (
 )
 
 func TestWHEPPlays(t *testing.T) {
+	parallel(t)
 	needTool(t, "ffmpeg") // for Opus
 	h := start(t, nil)
 	s := h.create("webrtc")
@@ -84,6 +85,7 @@ func TestWHEPPlays(t *testing.T) {
 }
 
 func TestWHEPErrors(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	ctx := context.Background()
 	_, err := rtc.Dial(ctx, h.base+"/whep/nope", rtc.Options{})
@@ -188,6 +190,7 @@ func (l *lossy) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTP
 // TestWHEPRetransmits loses video packets on the viewer's side; the viewer
 // asks for them (NACK) and glasscast sends them again from its history.
 func TestWHEPRetransmits(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	s := h.create("nack")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -232,6 +235,7 @@ func TestWHEPRetransmits(t *testing.T) {
 // (its socket gone, as a closed laptop's) leaves the viewer count within
 // 5 s, and its session ends.
 func TestWHEPViewerVanishes(t *testing.T) {
+	parallel(t)
 	slow(t)
 	h := start(t, nil)
 	s := h.create("vanish")

@@ -71,6 +71,7 @@ func offerFrom(t *testing.T, from, whepURL, offer string, n int) map[int]int {
 // sessions hold however many arrive at once, none of them is a viewer, they
 // end after a few seconds, and a real viewer then gets in and counts.
 func TestWHEPAdmission(t *testing.T) {
+	parallel(t)
 	slow(t)
 	h := start(t, func(c *config.Config) { c.WebRTCMaxViewers = 20 })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -132,6 +133,7 @@ func TestWHEPAdmission(t *testing.T) {
 // connect is let more of them connect at once. The time each took is
 // logged (figures belong in the benchmarks).
 func TestWHEPBurstFromOneAddress(t *testing.T) {
+	parallel(t)
 	h := start(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
