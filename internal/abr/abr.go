@@ -13,9 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -223,13 +221,11 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 	defer m.cfg.Transcoders.Release()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, m.cfg.FFmpeg, args...)
+	cmd, stderr := helper.Command(cctx, m.cfg.FFmpeg, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
 	}
-	var stderr helper.Tail
-	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -246,12 +242,8 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 	if errors.Is(ferr, flv.ErrTracksChanged) {
 		return ferr
 	}
-	msg := strings.TrimSpace(stderr.String())
-	if msg != "" {
-		return errors.New("ffmpeg: " + msg)
-	}
-	if werr != nil {
-		return werr
+	if err := helper.Err("ffmpeg", stderr, werr); err != nil {
+		return err
 	}
 	return ferr
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os/exec"
 	"strconv"
 	"strings"
 
@@ -33,7 +32,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	args := o.ffmpegArgs(tracks, st, video, audio)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, o.m.cfg.FFmpeg, args...)
+	cmd, stderr := helper.Command(cctx, o.m.cfg.FFmpeg, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -42,8 +41,6 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	if err != nil {
 		return err
 	}
-	var stderr helper.Tail
-	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return errPermanent{fmt.Errorf("ffmpeg: %w", err)}
 	}
@@ -71,14 +68,10 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	case sendErr != nil && !errors.Is(sendErr, io.EOF) && !errors.Is(sendErr, errFFmpegOutput):
 		return sendErr // the destination's side failed
 	}
-	msg := strings.TrimSpace(stderr.String())
-	if msg == "" && waitErr != nil {
-		msg = waitErr.Error()
+	if err := helper.Err("ffmpeg", stderr, waitErr); err != nil {
+		return err
 	}
-	if msg == "" {
-		msg = "ffmpeg ended"
-	}
-	return errors.New("ffmpeg: " + helper.LastLine(msg))
+	return errors.New("ffmpeg ended")
 }
 
 // errFFmpegOutput marks a failure to read what ffmpeg wrote (its own error

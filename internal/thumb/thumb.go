@@ -12,12 +12,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/glasscast/glasscast/internal/helper"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -181,11 +181,9 @@ func (s *Server) decode(key *stream.Unit) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "h264", "-i", "pipe:0",
+	cmd, stderr := helper.Command(ctx, s.ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "h264", "-i", "pipe:0",
 		"-frames:v", "1", "-q:v", "4", "-f", "mjpeg", "pipe:1")
 	cmd.Stdin = &in
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -204,7 +202,7 @@ func (s *Server) decode(key *stream.Unit) ([]byte, error) {
 	case len(jpeg) > maxJPEG:
 		return nil, errors.New("ffmpeg's JPEG is too large")
 	case err != nil:
-		return nil, errors.New("ffmpeg: " + err.Error() + ": " + strings.TrimSpace(stderr.String()))
+		return nil, helper.Err("ffmpeg", stderr, err)
 	case len(jpeg) == 0:
 		return nil, errors.New("ffmpeg made no picture")
 	}

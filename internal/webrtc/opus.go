@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"github.com/glasscast/glasscast/internal/helper"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -145,6 +147,8 @@ const maxAudioSlip = 6 * time.Millisecond
 // ffproc is one ffmpeg, AAC in (ADTS), Ogg Opus out.
 type ffproc struct {
 	cmd    *exec.Cmd
+	cancel context.CancelFunc // kills it (its process group)
+	stderr *helper.Tail
 	stdin  io.WriteCloser
 	epoch  uint32
 	audio  *stream.Audio
@@ -159,22 +163,26 @@ func (t *transcoder) start(base time.Duration, epoch uint32, a *stream.Audio) (*
 	// AAC carries no timestamps and the ones ffmpeg guesses for a pipe that
 	// fills in real time jump about; asetpts stamps the audio by its sample
 	// count instead, so the Ogg granules count samples from the first frame.
-	cmd := exec.Command(t.ffmpeg, "-hide_banner", "-loglevel", "error", "-probesize", "32", "-analyzeduration", "0",
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd, stderr := helper.Command(ctx, t.ffmpeg, "-hide_banner", "-loglevel", "error", "-probesize", "32", "-analyzeduration", "0",
 		"-f", "aac", "-i", "pipe:0", "-af", "asetpts=N/SR/TB",
 		"-c:a", "libopus", "-b:a", "64k", "-application", "lowdelay", "-frame_duration", "20", "-ar", "48000",
 		"-f", "ogg", "-page_duration", "20000", "-flush_packets", "1", "pipe:1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		cancel()
 		return nil, err
 	}
-	p := &ffproc{cmd: cmd, stdin: stdin, epoch: epoch, audio: a, base: base, done: make(chan struct{})}
+	p := &ffproc{cmd: cmd, cancel: cancel, stderr: stderr, stdin: stdin, epoch: epoch, audio: a, base: base, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		o := newOggReader(bufio.NewReader(stdout))
@@ -182,7 +190,7 @@ func (t *transcoder) start(base time.Duration, epoch uint32, a *stream.Audio) (*
 			data, granule, err := o.next()
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-					t.log.Debug("webrtc: opus output", "err", err)
+					t.log.Debug("webrtc: opus output", "err", err, "ffmpeg", helper.LastLine(strings.TrimSpace(stderr.String())))
 				}
 				io.Copy(io.Discard, stdout)
 				return
@@ -221,10 +229,11 @@ func (p *ffproc) next() time.Duration {
 
 func (p *ffproc) stop() {
 	p.stdin.Close()
-	timer := time.AfterFunc(2*time.Second, func() { p.cmd.Process.Kill() })
+	timer := time.AfterFunc(2*time.Second, p.cancel) // kills it if it does not end on its own
 	<-p.done
 	p.cmd.Wait()
 	timer.Stop()
+	p.cancel()
 }
 
 // OpusSamples is how many 48 kHz samples an Opus packet holds (RFC 6716,

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package helper
+
+import "os/exec"
+
+// ownGroup leaves cmd as it is: killing it on cancel is exec's default.
+func ownGroup(*exec.Cmd) {}
