@@ -41,7 +41,7 @@ func encodeApp(a store.App) []byte {
 	if a.CreatedAt.IsZero() {
 		a.CreatedAt = time.Now()
 	}
-	b, _ := json.Marshal(appEntry{a.PackageName, a.Name, a.PublicURL, a.KeyHash, a.Permissions, a.CreatedAt, entryFormat})
+	b, _ := json.Marshal(appEntry{a.PackageName, a.Name, a.PublicURL, a.KeyHash, a.Permissions, a.CreatedAt, writeFormat})
 	return b
 }
 

@@ -563,7 +563,7 @@ const maxHeartbeat = maxEntry / 2
 // ones only (a heartbeat too big to be written would make the node look
 // dead).
 func heartbeat(n Node) []byte {
-	n.Format = entryFormat
+	n.Format = writeFormat
 	b, _ := json.Marshal(n)
 	total := func(id string) int { v := n.Watched[id]; return v.WebRTC + v.LLHLS + v.DASH }
 	// Viewer counts and positions alike (a stream taken over without its

@@ -15,6 +15,15 @@ import (
 // strip what a newer node wrote.
 const entryFormat = 1
 
+// writeFormat is the format this build writes, and nextField a field it
+// adds to the directory's entries: entryFormat and none, except in a build
+// made with the glasscast_nextformat tag, which stands for the next build
+// in tests of a rolling upgrade (format 2, one field more).
+var (
+	writeFormat = entryFormat
+	nextField   string
+)
+
 // jsonFields are the JSON names of a struct type's fields (embedded
 // structs' included).
 func jsonFields(t reflect.Type) map[string]bool {
@@ -37,7 +46,31 @@ func jsonFields(t reflect.Type) map[string]bool {
 	return out
 }
 
-var streamFields = sync.OnceValue(func() map[string]bool { return jsonFields(reflect.TypeFor[StreamEntry]()) })
+var streamFields = sync.OnceValue(func() map[string]bool {
+	known := jsonFields(reflect.TypeFor[StreamEntry]())
+	if nextField != "" {
+		known[nextField] = true
+	}
+	return known
+})
+
+// withNextField adds the next build's field to an entry this build wrote
+// (nothing in a build without it).
+func withNextField(b []byte, node string) []byte {
+	if nextField == "" {
+		return b
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return b
+	}
+	m[nextField], _ = json.Marshal(map[string]string{"writtenBy": node})
+	out, err := json.Marshal(m)
+	if err != nil {
+		return b
+	}
+	return out
+}
 
 // carryUnknown adds to written (an entry as this build marshals it) the
 // fields of old (the entry it replaces) that this build does not know.

@@ -57,7 +57,7 @@ func (r *Recordings) Put(ctx context.Context, e RecordingEntry) error {
 	if err := r.c.WaitReady(ctx); err != nil {
 		return err
 	}
-	e.V = entryFormat
+	e.V = writeFormat
 	b, _ := json.Marshal(e)
 	if _, err := r.c.recordingsKV.Put(ctx, e.ID, b); err != nil {
 		return fmt.Errorf("cluster: recording %s: %w", e.ID, err)

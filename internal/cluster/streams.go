@@ -180,9 +180,9 @@ func (s *Streams) try(ctx context.Context, kv jetstream.KeyValue, id string, cha
 	if err != nil || !write {
 		return false, err
 	}
-	e.ID, e.V = id, entryFormat
+	e.ID, e.V = id, writeFormat
 	b, _ := json.Marshal(e)
-	b = carryUnknown(old, b, streamFields())
+	b = carryUnknown(old, withNextField(b, s.c.cfg.Node), streamFields())
 	var now uint64
 	if exists {
 		now, err = kv.Update(actx, id, b, rev)

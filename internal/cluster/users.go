@@ -42,7 +42,7 @@ func (u *Users) Claim(ctx context.Context, user string) error {
 	if err := u.c.WaitReady(ctx); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(userHome{User: user, Node: u.c.cfg.Node, Since: time.Now().UTC(), V: entryFormat})
+	b, _ := json.Marshal(userHome{User: user, Node: u.c.cfg.Node, Since: time.Now().UTC(), V: writeFormat})
 	if _, err := u.c.usersKV.Put(ctx, userKey(user), b); err != nil {
 		return fmt.Errorf("cluster: user's home: %w", err)
 	}
@@ -136,7 +136,7 @@ func (u *Users) PutLease(ctx context.Context, l CameraLease) error {
 	if err := u.c.WaitReady(ctx); err != nil {
 		return err
 	}
-	l.Node, l.V = u.c.cfg.Node, entryFormat
+	l.Node, l.V = u.c.cfg.Node, writeFormat
 	b, _ := json.Marshal(l)
 	if _, err := u.c.cameraKV.Put(ctx, userKey(l.User), b); err != nil {
 		return fmt.Errorf("cluster: camera lease: %w", err)

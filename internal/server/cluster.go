@@ -797,8 +797,16 @@ func (s *Server) clusterStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, out)
 }
 
-// Version is the build's version: dev and its revision.
+// buildVersion, set at link time (-ldflags "-X
+// github.com/glasscast/glasscast/internal/server.buildVersion=v1.2.3"), is
+// the version a release reports.
+var buildVersion string
+
+// Version is the build's version: the release's, or dev and its revision.
 func Version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
