@@ -45,6 +45,7 @@ func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error
 	if s.seal, err = cluster.NewSealer(s.secret); err != nil {
 		return err
 	}
+	s.nodes = s.nodeTransport()
 	if err := s.shareFailures(throttle); err != nil {
 		return err
 	}

@@ -1,206 +1,65 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
+	"errors"
 	"net/http"
-	"strconv"
+	"net/http/httputil"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/glasscast/glasscast/internal/api"
+	"github.com/glasscast/glasscast/internal/nodehttp"
 )
 
-// An API request about a stream another node holds is answered by that
-// node: the request goes over NATS (glasscast.node.<node>.http) as it came
-// — method, path, query, the headers that matter, body, client address, in
-// JSON — but for its credentials: the node it reached checked its admin
-// token or API key, and it carries the principal that node verified
-// (api.Principal), never the secret itself. The answer comes back as a NATS message whose headers are the
-// answer's (and its status, in Glasscast-Status) and whose data is its
-// body, as it is (a piece of a recording is half a megabyte). Both
-// bodies are sealed (cluster.Sealer): an output's platform key or a
-// stream's ingest URL is read by the two nodes alone.
+// An API request about a stream, recording or managed stream another node
+// holds is answered by that node: carried over NATS by nodehttp (the
+// principal the node it reached verified travels with it, never the
+// client's token or key; bodies sealed), through a reverse proxy whose
+// transport is NATS.
 
-// forwardedHeaders are what a forwarded request keeps of its headers (no
-// credentials: its principal stands for them).
-var forwardedHeaders = []string{"Content-Type", "User-Agent", "Range"}
-
-// httpRequest is a request on its way to the node that answers it.
-type httpRequest struct {
-	Method     string              `json:"method"`
-	URI        string              `json:"uri"`
-	Header     map[string][]string `json:"header"`
-	Body       []byte              `json:"body,omitempty"`
-	RemoteAddr string              `json:"remoteAddr"`
-	// Principal is who the node the request reached verified it as.
-	Principal api.Principal `json:"principal,omitempty"`
-	// Media asks for the answer's body unsealed: a piece of a recording,
-	// which is the stream's media and nothing more (it is honoured for
-	// /recordings/ alone). Sealing halved how fast a recording is passed on.
-	Media bool `json:"media,omitempty"`
+// nodeTransport is this node's way to the others' handlers.
+func (s *Server) nodeTransport() *nodehttp.Transport {
+	return &nodehttp.Transport{Conn: s.cluster.Conn(), Seal: s.seal,
+		Principal: func(ctx context.Context) string { return string(api.PrincipalOf(ctx)) }}
 }
-
-// mediaURI says a forwarded request may have its answer unsealed.
-func mediaURI(uri string) bool { return strings.HasPrefix(uri, "/recordings/") }
-
-// httpResponse is its answer.
-type httpResponse struct {
-	Status int
-	Header map[string][]string
-	Body   []byte
-}
-
-// statusHeader carries an answer's status among its headers.
-const statusHeader = "Glasscast-Status"
-
-func httpSubject(node string) string { return "glasscast.node." + node + ".http" }
-
-// answerSubject is what an answer to a request on subject is sealed for.
-func answerSubject(subject string) string { return subject + " answer" }
 
 // forwardTo answers r from node.
 func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, node string) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
-	if err != nil {
-		http.Error(w, "the body is too large", http.StatusRequestEntityTooLarge)
-		return
+	r = r.WithContext(nodehttp.WithClient(r.Context(), r.RemoteAddr))
+	r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
+	proxy := &httputil.ReverseProxy{
+		Transport: s.nodes,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", node
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+				http.Error(w, "the body is too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			s.log.Debug("cluster: a forwarded request failed", "node", node, "err", err)
+			http.Error(w, "the node that holds it ("+node+") did not answer", http.StatusBadGateway)
+		},
 	}
-	req := httpRequest{Method: r.Method, URI: r.URL.RequestURI(), Header: map[string][]string{}, Body: body, RemoteAddr: r.RemoteAddr,
-		Principal: api.PrincipalOf(r.Context())}
-	for _, h := range forwardedHeaders {
-		if v := r.Header.Values(h); len(v) > 0 {
-			req.Header[h] = v
-		}
-	}
-	resp, err := s.ask(r.Context(), node, req)
-	if err != nil {
-		http.Error(w, "the node that holds the stream ("+node+") did not answer", http.StatusBadGateway)
-		return
-	}
-	resp.write(w)
-}
-
-// ask has node answer req.
-func (s *Server) ask(ctx context.Context, node string, req httpRequest) (httpResponse, error) {
-	b, _ := json.Marshal(req)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	subject := httpSubject(node)
-	msg, err := s.cluster.Conn().RequestWithContext(ctx, subject, s.seal.Seal(subject, b))
-	if err != nil {
-		return httpResponse{}, err
-	}
-	body := msg.Data
-	if !req.Media || !mediaURI(req.URI) {
-		if body, err = s.seal.Open(answerSubject(subject), msg.Data); err != nil {
-			return httpResponse{}, fmt.Errorf("node %s: %w", node, err)
-		}
-	}
-	status, err := strconv.Atoi(msg.Header.Get(statusHeader))
-	if err != nil || status < 100 || status > 999 {
-		return httpResponse{}, fmt.Errorf("node %s answered with no status", node)
-	}
-	resp := httpResponse{Status: status, Header: map[string][]string{}, Body: body}
-	for k, v := range msg.Header {
-		if k != statusHeader {
-			resp.Header[k] = v
-		}
-	}
-	return resp, nil
-}
-
-// write passes the answer on as it came.
-func (resp httpResponse) write(w http.ResponseWriter) {
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.Status)
-	w.Write(resp.Body)
-}
-
-// recorder keeps a handler's answer.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (rec *recorder) Header() http.Header { return rec.header }
-func (rec *recorder) Write(b []byte) (int, error) {
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	return rec.body.Write(b)
-}
-func (rec *recorder) WriteHeader(status int) {
-	if rec.status == 0 {
-		rec.status = status
-	}
+	proxy.ServeHTTP(w, r)
 }
 
 // serveForwarded answers, with handler, the requests other nodes forward
 // here.
 func (s *Server) serveForwarded(handler http.Handler) error {
-	c := s.cluster
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	subject := httpSubject(c.Node())
-	sub, err := c.Conn().Subscribe(subject, func(m *nats.Msg) {
-		var req httpRequest
-		plain, err := s.seal.Open(subject, m.Data)
-		if err != nil || json.Unmarshal(plain, &req) != nil || m.Reply == "" || len(req.Body) > api.MaxBodyBytes {
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx := ctx
-			if req.Principal.Valid() { // verified by a member, the node the request reached
-				rctx = api.WithPrincipal(ctx, req.Principal)
+	stop, err := nodehttp.Serve(s.cluster.Conn(), s.cluster.Node(), handler, nodehttp.Options{Seal: s.seal,
+		Principal: func(ctx context.Context, p string) context.Context {
+			if pr := api.Principal(p); pr.Valid() { // verified by a member, the node the request reached
+				return api.WithPrincipal(ctx, pr)
 			}
-			r, err := http.NewRequestWithContext(rctx, req.Method, req.URI, bytes.NewReader(req.Body))
-			if err != nil {
-				return
-			}
-			for _, h := range forwardedHeaders {
-				if v := req.Header[h]; len(v) > 0 {
-					r.Header[h] = v
-				}
-			}
-			r.RemoteAddr = req.RemoteAddr
-			rec := &recorder{header: http.Header{}}
-			handler.ServeHTTP(rec, r)
-			if rec.status == 0 {
-				rec.status = http.StatusOK
-			}
-			out := nats.NewMsg(m.Reply)
-			for k, v := range rec.header {
-				out.Header[k] = v
-			}
-			out.Header.Set(statusHeader, strconv.Itoa(rec.status))
-			out.Data = rec.body.Bytes()
-			if !req.Media || !mediaURI(req.URI) {
-				out.Data = s.seal.Seal(answerSubject(subject), out.Data)
-			}
-			m.RespondMsg(out)
-		}()
-	})
+			return ctx
+		}})
 	if err != nil {
-		cancel()
 		return err
 	}
-	stop := sync.OnceFunc(func() {
-		sub.Unsubscribe()
-		cancel()
-		wg.Wait()
-	})
 	prev := s.stopSessions
 	s.stopSessions = func() { stop(); prev() }
 	s.undo.push(stop)

@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +11,7 @@ import (
 	"github.com/glasscast/glasscast/internal/access"
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/cluster"
+	"github.com/glasscast/glasscast/internal/nodehttp"
 )
 
 // A cluster's recordings stay on the disk of the node that wrote them; the
@@ -209,11 +210,11 @@ func (s *Server) recordingsAnywhere(next http.Handler) http.Handler {
 // carries (under half the 1 MB a NATS message may be by default).
 const recordingChunk = 512 << 10
 
-// relayRecording answers r with what node answers for uri (one of its
-// recording's files), asking for it a range at a time and writing each as
-// it comes: the client's own range (one range; others are answered with
-// the whole file, as a server may) or the whole file. Answers that are not
-// a range of a file (a playlist, an error) are passed on as they came.
+// relayRecording answers r with node's file at uri (a recording's),
+// read over NATS a range at a time (nodehttp.File) and served by
+// http.ServeContent: the client's ranges, HEAD and conditional requests
+// answered as the holder would. Answers that are not a range of a file
+// (a playlist, an error) are passed on as they came.
 func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, uri string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -224,97 +225,34 @@ func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, ur
 	if mp := s.cluster.Conn().MaxPayload(); mp > 0 && mp/2 < chunk {
 		chunk = mp / 2
 	}
-	ask := func(rng string) (httpResponse, bool) {
-		req := httpRequest{Method: r.Method, URI: uri, Header: map[string][]string{"Range": {rng}}, RemoteAddr: r.RemoteAddr, Media: true}
-		if ua := r.Header.Values("User-Agent"); len(ua) > 0 {
-			req.Header["User-Agent"] = ua
-		}
-		resp, err := s.ask(r.Context(), node, req)
-		return resp, err == nil
+	from, _, ranged := byteRange(r.Header.Get("Range"))
+	if !ranged || from < 0 {
+		from = 0
 	}
-	// sized asks for rng and learns the file's size from the answer; one
-	// that is not a range of a file is passed on as it came.
-	sized := func(rng string) (httpResponse, int64, bool) {
-		resp, ok := ask(rng)
-		if !ok {
-			http.Error(w, "the node that holds the recording ("+node+") did not answer", http.StatusBadGateway)
-			return resp, 0, false
-		}
-		total, ok := rangeTotal(resp)
-		if !ok {
-			resp.write(w)
-		}
-		return resp, total, ok
-	}
-	start, end, ranged := byteRange(r.Header.Get("Range"))
-	if start < 0 { // the last -start bytes: how many are there?
-		_, total, ok := sized("bytes=0-0")
-		if !ok {
-			return
-		}
-		start = max(0, total+start)
-	}
-	rangeFrom := func(off int64) string {
-		last := off + chunk - 1
-		if end >= 0 && end < last {
-			last = end
-		}
-		return fmt.Sprintf("bytes=%d-%d", off, last)
-	}
-	resp, total, ok := sized(rangeFrom(start))
-	if !ok {
+	client := &http.Client{Transport: s.nodes}
+	ctx := nodehttp.WithClient(r.Context(), r.RemoteAddr)
+	f, resp, err := nodehttp.OpenFile(ctx, client, node, uri, from, chunk, r.Header.Values("User-Agent"))
+	if err != nil {
+		http.Error(w, "the node that holds the recording ("+node+") did not answer", http.StatusBadGateway)
 		return
 	}
-	if end < 0 || end >= total {
-		end = total - 1
-	}
-	h := w.Header()
-	for k, v := range resp.Header {
-		if k != "Content-Range" && k != "Content-Length" {
-			h[k] = v
+	if resp != nil {
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
 		}
-	}
-	h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
-	if ranged {
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, total))
-		w.WriteHeader(http.StatusPartialContent)
-	} else {
-		w.WriteHeader(http.StatusOK)
-	}
-	if r.Method == http.MethodHead {
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
 		return
 	}
-	// The next piece is asked for while this one is written.
-	type piece struct {
-		resp httpResponse
-		ok   bool
+	defer f.Close()
+	for _, h := range []string{"Content-Type", "Cache-Control", "Etag", "Last-Modified", "Access-Control-Allow-Origin"} {
+		if v := f.Header.Values(h); len(v) > 0 {
+			w.Header()[h] = v
+		}
 	}
-	var next chan piece
-	defer func() {
-		if next != nil {
-			<-next
-		}
-	}()
-	for off := start; ; {
-		body := resp.Body[:min(int64(len(resp.Body)), end-off+1)]
-		following := off + int64(len(body))
-		if following <= end {
-			next = make(chan piece, 1)
-			go func(ch chan piece, rng string) {
-				resp, ok := ask(rng)
-				ch <- piece{resp, ok}
-			}(next, rangeFrom(following))
-		}
-		if _, err := w.Write(body); err != nil || following > end {
-			return
-		}
-		p := <-next
-		next = nil
-		if !p.ok || p.resp.Status != http.StatusPartialContent || len(p.resp.Body) == 0 {
-			return // cut short: the client sees fewer bytes than it was told
-		}
-		resp, off = p.resp, following
-	}
+	modified, _ := http.ParseTime(f.Header.Get("Last-Modified"))
+	http.ServeContent(w, r, "", modified, f)
 }
 
 // byteRange reads a request's Range header: one range of bytes, from
@@ -349,14 +287,4 @@ func byteRange(h string) (start, end int64, ranged bool) {
 		return 0, -1, false
 	}
 	return a, b, true
-}
-
-// rangeTotal is the size of the whole file a 206 answer gives a range of.
-func rangeTotal(resp httpResponse) (int64, bool) {
-	if resp.Status != http.StatusPartialContent || len(resp.Header["Content-Range"]) != 1 {
-		return 0, false
-	}
-	_, total, ok := strings.Cut(resp.Header["Content-Range"][0], "/")
-	n, err := strconv.ParseInt(total, 10, 64)
-	return n, ok && err == nil && n > 0
 }

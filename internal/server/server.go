@@ -35,6 +35,7 @@ import (
 	"github.com/glasscast/glasscast/internal/helper"
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
+	"github.com/glasscast/glasscast/internal/nodehttp"
 	"github.com/glasscast/glasscast/internal/record"
 	"github.com/glasscast/glasscast/internal/relay"
 	"github.com/glasscast/glasscast/internal/restream"
@@ -74,7 +75,8 @@ type Server struct {
 	sockets    *api.Sockets
 	viewers    *httpViewers
 	secret     []byte
-	seal       *cluster.Sealer // what nodes tell each other, in a cluster
+	seal       *cluster.Sealer     // what nodes tell each other, in a cluster
+	nodes      *nodehttp.Transport // requests to the other nodes' handlers, in a cluster
 	proxies    *clientip.Trusted
 	access     *access.Signer
 	rtc        *rtc.Server
