@@ -167,10 +167,61 @@ func (p remotePeer) Close(code int, reason string) {
 	p.nc.PublishMsg(m)
 }
 
-// bridged is, on the home node, a socket bridged from another node.
+// bridged is, on the home node, a socket bridged from another node. Its
+// messages are handled in order on a goroutine of its own, never in the
+// NATS callback every bridged socket shares: an app whose request takes
+// the plane a while (a camera start) holds up no other app.
 type bridged struct {
 	sock *control.AppSocket
 	from string
+
+	mu     sync.Mutex
+	in     chan any
+	closed bool
+}
+
+// bridgedQueue bounds the messages a bridged socket has waiting: an app
+// that sends faster than the plane answers it is closed, as a socket whose
+// reader fell behind would be.
+const bridgedQueue = 64
+
+func newBridged(sock *control.AppSocket, from string, wg *sync.WaitGroup) *bridged {
+	b := &bridged{sock: sock, from: from, in: make(chan any, bridgedQueue)}
+	wg.Go(func() {
+		for msg := range b.in {
+			b.sock.Receive(msg)
+		}
+		b.sock.Gone()
+	})
+	return b
+}
+
+// receive queues a message from the app; false: the socket ended (it was
+// over its queue).
+func (b *bridged) receive(msg any) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	select {
+	case b.in <- msg:
+		return true
+	default:
+		b.closed = true
+		close(b.in)
+		return false
+	}
+}
+
+// end ends the socket once the messages it has queued are handled.
+func (b *bridged) end() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		close(b.in)
+	}
 }
 
 // serveBridges serves, as this node's own, the app sockets other nodes
@@ -178,6 +229,7 @@ type bridged struct {
 func (s *Server) serveBridges() error {
 	c := s.cluster
 	var mu sync.Mutex
+	var wg sync.WaitGroup // the bridged sockets' goroutines
 	conns := map[string]*bridged{}
 	home := appsockHome(c.Node())
 	sub, err := c.Conn().Subscribe(home, func(m *nats.Msg) {
@@ -194,7 +246,7 @@ func (s *Server) serveBridges() error {
 		case b == nil && m.Header.Get(hdrOpen) != "" && m.Header.Get(hdrApp) != "":
 			sock := s.plane.ConnectApp(remotePeer{nc: c.Conn(), seal: s.seal, subject: appsockApp(from, id)})
 			sock.Verified = m.Header.Get(hdrApp) // by the app's node, a member
-			b = &bridged{sock: sock, from: from}
+			b = newBridged(sock, from, &wg)
 			conns[key] = b
 		}
 		mu.Unlock()
@@ -202,7 +254,7 @@ func (s *Server) serveBridges() error {
 			return
 		}
 		if m.Header.Get(hdrGone) != "" {
-			b.sock.Gone()
+			b.end()
 			return
 		}
 		plain, err := s.seal.Open(home, m.Data)
@@ -213,7 +265,13 @@ func (s *Server) serveBridges() error {
 		if err != nil {
 			return
 		}
-		b.sock.Receive(msg)
+		if !b.receive(msg) {
+			mu.Lock()
+			delete(conns, key)
+			mu.Unlock()
+			s.log.Warn("cluster: a bridged app socket sent more than the plane could take; closed", "node", from, "app", m.Header.Get(hdrApp))
+			remotePeer{nc: c.Conn(), seal: s.seal, subject: appsockApp(from, id)}.Close(1008, "too many messages at once")
+		}
 	})
 	if err != nil {
 		return err
@@ -230,24 +288,27 @@ func (s *Server) serveBridges() error {
 				return
 			case <-tick.C:
 			}
-			var gone []*bridged
 			mu.Lock()
 			for key, b := range conns {
 				if !c.Alive(b.from) {
-					gone = append(gone, b)
+					b.end()
 					delete(conns, key)
 				}
 			}
 			mu.Unlock()
-			for _, b := range gone {
-				b.sock.Gone()
-			}
 		}
 	}()
 	stop := sync.OnceFunc(func() {
 		sub.Unsubscribe()
 		cancel()
 		<-done
+		mu.Lock()
+		for key, b := range conns {
+			b.end()
+			delete(conns, key)
+		}
+		mu.Unlock()
+		wg.Wait()
 	})
 	prev := s.stopSessions
 	s.stopSessions = func() { stop(); prev() }
