@@ -64,19 +64,37 @@ type Server struct {
 	Throttle *auth.Throttle
 	// Node, in a cluster, is this node's name: a stream's origin.
 	Node string
-	// Remote, in a cluster, describes a stream another node holds.
-	Remote func(ctx context.Context, id string) (StreamJSON, bool)
-	// RemoteDelete, in a cluster, ends a stream another node holds and
-	// describes it; false when no other node holds it.
-	RemoteDelete func(ctx context.Context, id string) (StreamJSON, bool)
-	// RemoteList, in a cluster, describes the streams other nodes hold.
-	RemoteList func() []StreamJSON
-	// RemoteRecordings, in a cluster, lists the recordings on the disks of
-	// the other live nodes.
-	RemoteRecordings func() []RecordingJSON
-	// RecordingElsewhere, in a cluster, answers a request about a
-	// recording another node holds (from that node); false when none does.
-	RecordingElsewhere func(w http.ResponseWriter, r *http.Request, id string) bool
+	// Elsewhere, in a cluster, is what other nodes hold (nil on a single
+	// node).
+	Elsewhere Elsewhere
+}
+
+// Elsewhere is the streams and recordings other nodes hold, as the
+// cluster sees them: one view the API asks, never the cluster itself.
+type Elsewhere interface {
+	// Stream describes a stream another node holds; false when none does.
+	Stream(ctx context.Context, id string) (StreamJSON, bool)
+	// EndStream ends a stream another node holds and describes it; false
+	// when none does.
+	EndStream(ctx context.Context, id string) (StreamJSON, bool)
+	// Streams describes the streams other nodes hold.
+	Streams() []StreamJSON
+	// Recordings lists the recordings on the other live nodes' disks (and
+	// those of nodes not reachable now, as unavailable).
+	Recordings() []RecordingJSON
+	// ServeRecording answers a request about a recording another node
+	// holds; false when none does.
+	ServeRecording(w http.ResponseWriter, r *http.Request, id string) bool
+	// ServeStream answers an admin's request about a stream another
+	// node holds (its outputs) from that node; false: this node answers.
+	ServeStream(w http.ResponseWriter, r *http.Request, id string) bool
+	// ServeManaged answers an app's request about a managed stream
+	// another node holds from that node; false: this node answers.
+	ServeManaged(w http.ResponseWriter, r *http.Request, streamID string) bool
+	// StartStop answers a user's start or stop of an app from the node
+	// that holds the user's session when that is another node (ok false:
+	// this node acts).
+	StartStop(ctx context.Context, user, pkg, action string) (status int, body []byte, ok bool)
 }
 
 // New makes the API over a registry; token is the admin bearer token.
@@ -110,7 +128,7 @@ func (s *Server) snapshot() Snapshot {
 	for _, st := range s.reg.List() {
 		snap.Streams = append(snap.Streams, s.describe(st))
 	}
-	if s.RemoteList != nil {
+	if s.Elsewhere != nil {
 		snap.Streams = s.withRemote(snap.Streams)
 	}
 	if snap.Streams == nil {
@@ -240,7 +258,7 @@ func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
 		for _, st := range list {
 			out = append(out, s.describe(st))
 		}
-		if s.RemoteList != nil {
+		if s.Elsewhere != nil {
 			out = s.withRemote(out)
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"streams": out})
@@ -259,7 +277,7 @@ func (s *Server) withRemote(out []StreamJSON) []StreamJSON {
 	for i, st := range out {
 		at[st.ID] = i
 	}
-	for _, rs := range s.RemoteList() {
+	for _, rs := range s.Elsewhere.Streams() {
 		if i, ok := at[rs.ID]; ok {
 			if out[i].Status == live.StatusEnded {
 				out[i] = rs
@@ -280,16 +298,14 @@ func (s *Server) withRemote(out []StreamJSON) []StreamJSON {
 func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
 	st, err := s.reg.Get(r.PathValue("id"))
 	// Over here, or not here: another node may hold it (a cluster).
-	if (err != nil || st.Status() == live.StatusEnded) && s.Remote != nil {
-		remote := s.Remote
+	if (err != nil || st.Status() == live.StatusEnded) && s.Elsewhere != nil {
+		remote := s.Elsewhere.Stream
 		if r.Method == http.MethodDelete {
-			remote = s.RemoteDelete
+			remote = s.Elsewhere.EndStream
 		}
-		if remote != nil {
-			if out, ok := remote(r.Context(), r.PathValue("id")); ok {
-				writeJSON(w, http.StatusOK, out)
-				return
-			}
+		if out, ok := remote(r.Context(), r.PathValue("id")); ok {
+			writeJSON(w, http.StatusOK, out)
+			return
 		}
 	}
 	if err != nil {

@@ -121,10 +121,9 @@ type Apps struct {
 	Secret []byte
 	// Throttle, when set, slows down guessing of core tokens.
 	Throttle *auth.Throttle
-	// Forward, in a cluster, answers a user's start or stop from the node
-	// that holds the user's session when that is another node (ok false:
-	// this node acts).
-	Forward func(ctx context.Context, user, pkg, action string) (status int, body []byte, ok bool)
+	// Elsewhere, in a cluster, answers a user's start or stop from the
+	// node that holds the user's session (nil on a single node).
+	Elsewhere Elsewhere
 }
 
 // Register adds the routes; admin wraps the admin-only ones.
@@ -225,8 +224,8 @@ func (a *Apps) userAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pkg, action := r.PathValue("pkg"), r.PathValue("action")
-	if a.Forward != nil {
-		if status, body, ok := a.Forward(r.Context(), user, pkg, action); ok {
+	if a.Elsewhere != nil {
+		if status, body, ok := a.Elsewhere.StartStop(r.Context(), user, pkg, action); ok {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(status)

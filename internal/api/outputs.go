@@ -61,13 +61,9 @@ type Outputs struct {
 	Apps  store.Apps   // whose API keys the app routes check
 	// Throttle, when set, slows down guessing of API keys.
 	Throttle *auth.Throttle
-	// Forward, in a cluster, answers an app's request about a managed
-	// stream another node holds from that node (false: this node answers).
-	Forward func(w http.ResponseWriter, r *http.Request, streamID string) bool
-	// ForwardAdmin, in a cluster, answers an admin's request about the
-	// outputs of a stream another node holds from that node (false: this
-	// node answers).
-	ForwardAdmin func(w http.ResponseWriter, r *http.Request, streamID string) bool
+	// Elsewhere, in a cluster, answers requests about streams other nodes
+	// hold (nil on a single node).
+	Elsewhere Elsewhere
 }
 
 // forwarded answers from the node that holds the stream, when that is
@@ -75,7 +71,7 @@ type Outputs struct {
 // request goes on with the app it was verified as, not the key.
 func (o *Outputs) forwarded(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if o.Forward == nil {
+		if o.Elsewhere == nil {
 			next(w, r)
 			return
 		}
@@ -94,7 +90,7 @@ func (o *Outputs) forwarded(next http.HandlerFunc) http.HandlerFunc {
 		}
 		r = r.WithContext(WithPrincipal(r.Context(), AppPrincipal(pkg)))
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if o.Forward(w, r, r.PathValue("streamId")) {
+		if o.Elsewhere.ServeManaged(w, r, r.PathValue("streamId")) {
 			return
 		}
 		next(w, r)
@@ -105,8 +101,8 @@ func (o *Outputs) forwarded(next http.HandlerFunc) http.HandlerFunc {
 // node has no live stream by that id and another node does.
 func (o *Outputs) adminForwarded(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if o.ForwardAdmin != nil {
-			if st, err := o.Reg.Get(r.PathValue("id")); (err != nil || st.Status() == live.StatusEnded) && o.ForwardAdmin(w, r, r.PathValue("id")) {
+		if o.Elsewhere != nil {
+			if st, err := o.Reg.Get(r.PathValue("id")); (err != nil || st.Status() == live.StatusEnded) && o.Elsewhere.ServeStream(w, r, r.PathValue("id")) {
 				return
 			}
 		}

@@ -72,8 +72,8 @@ func (s *Server) recordingList() []RecordingJSON {
 			out = append(out, s.recordingJSON(in))
 		}
 	}
-	if s.RemoteRecordings != nil {
-		out = append(out, s.RemoteRecordings()...)
+	if s.Elsewhere != nil {
+		out = append(out, s.Elsewhere.Recordings()...)
 		sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) })
 	}
 	return out
@@ -85,7 +85,7 @@ func (s *Server) oneRecording(w http.ResponseWriter, r *http.Request) {
 	if s.Recordings != nil {
 		rec, err = s.Recordings.Get(r.PathValue("id"))
 	}
-	if err != nil && s.RecordingElsewhere != nil && s.RecordingElsewhere(w, r, r.PathValue("id")) {
+	if err != nil && s.Elsewhere != nil && s.Elsewhere.ServeRecording(w, r, r.PathValue("id")) {
 		return
 	}
 	if err != nil {

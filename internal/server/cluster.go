@@ -350,7 +350,7 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 		}
 	}
 	wait := s.plane.StartTimeout() + 10*time.Second
-	apps.Forward = func(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
+	s.startStopAtHome = func(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
 		home, err := users.Home(ctx, user)
 		if err != nil || home == "" || home == c.Node() {
 			return 0, nil, false
@@ -514,6 +514,36 @@ func (s *Server) hub(id string) (*stream.Hub, bool) {
 	defer cancel()
 	h, err := s.relays.Hub(ctx, id)
 	return h, err == nil
+}
+
+// elsewhere is the API's view of what the other nodes hold (api.Elsewhere).
+type elsewhere struct {
+	s   *Server
+	api *api.Server
+}
+
+func (e elsewhere) Stream(ctx context.Context, id string) (api.StreamJSON, bool) {
+	return e.s.remoteStream(ctx, id)
+}
+func (e elsewhere) EndStream(ctx context.Context, id string) (api.StreamJSON, bool) {
+	return e.s.remoteDelete(ctx, id)
+}
+func (e elsewhere) Streams() []api.StreamJSON       { return e.s.remoteList() }
+func (e elsewhere) Recordings() []api.RecordingJSON { return e.s.remoteRecordings(e.api) }
+func (e elsewhere) ServeRecording(w http.ResponseWriter, r *http.Request, id string) bool {
+	return e.s.recordingElsewhere(w, r, id)
+}
+func (e elsewhere) ServeStream(w http.ResponseWriter, r *http.Request, id string) bool {
+	return e.s.streamElsewhere(w, r, id)
+}
+func (e elsewhere) ServeManaged(w http.ResponseWriter, r *http.Request, streamID string) bool {
+	return e.s.outputsElsewhere(w, r, streamID)
+}
+func (e elsewhere) StartStop(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
+	if e.s.startStopAtHome == nil {
+		return 0, nil, false
+	}
+	return e.s.startStopAtHome(ctx, user, pkg, action)
 }
 
 // remoteStream describes another node's stream, as the directory has it.

@@ -905,6 +905,18 @@ func TestClusterNodeKilled(t *testing.T) {
 	watcher.waitFrames(t, 30, 30*time.Second)
 	rtcViewer := followWHEP(t, ctx, onNode(n1, moves.Playback.WebRTC))
 	rtcViewer.waitFrames(t, 30, 30*time.Second)
+	// And one through HAProxy in front of the three nodes, as an operator
+	// runs them (health checks every 300 ms; a request that fails to
+	// connect, or whose node dies under it, is tried on another node):
+	// its requests go to each node in turn, n3 until it is found dead.
+	lbHTTP := freePort(t)
+	startHAProxy(t, balancerConf(lbHTTP, n1.base, n2.base, n3.base), lbHTTP)
+	throughLB := func(url string) string {
+		u, _ := neturl.Parse(url)
+		return fmt.Sprintf("http://127.0.0.1:%d%s", lbHTTP, u.RequestURI())
+	}
+	lbWatcher := followHLS(t, throughLB(moves.Playback.HLS))
+	lbWatcher.waitFrames(t, 30, 30*time.Second)
 	_, pl := fetch(t, movesBase+"video.m3u8")
 	lastBefore, _ := lastPart(t, string(pl))
 
@@ -922,7 +934,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	// through a balancer): n2 takes the stream over at once, at the same
 	// URLs, and n1's client plays on without a restart, later in time and
 	// at higher numbers.
-	framesAtKill, rtcAtKill := watcher.count(), rtcViewer.count()
+	framesAtKill, rtcAtKill, lbAtKill := watcher.count(), rtcViewer.count(), lbWatcher.count()
 	key := moves.Ingest.RTMPURL[strings.LastIndex(moves.Ingest.RTMPURL, "/")+1:]
 	back := time.Now()
 	publishSim(ctx, n2.srv.RTMPBase()+key, nil)
@@ -930,7 +942,13 @@ func TestClusterNodeKilled(t *testing.T) {
 	liveAgain := time.Since(back)
 	watcher.waitFrames(t, framesAtKill+60, 30*time.Second)
 	rtcViewer.waitFrames(t, rtcAtKill+60, 30*time.Second) // the same WebRTC session
-	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's WebRTC viewer after %v", liveAgain, rtcViewer.firstAfter(back))
+	lbWatcher.waitFrames(t, lbAtKill+60, 30*time.Second)  // the same player, through the balancer
+	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's WebRTC viewer after %v, at the balancer's HLS player after %v",
+		liveAgain, rtcViewer.firstAfter(back), lbWatcher.firstAfter(back))
+	// The URLs n3 handed out play through the balancer.
+	var viaLB api.StreamJSON
+	viaLB.Playback.HLS, viaLB.Playback.DASH = throughLB(moves.Playback.HLS), throughLB(moves.Playback.DASH)
+	checkProbe(t, viaLB, 1280, 720, 1)
 	_, pl = fetch(t, movesBase+"video.m3u8")
 	if msn, _ := lastPart(t, string(pl)); msn <= lastBefore || !strings.Contains(string(pl), "#EXT-X-DISCONTINUITY") {
 		t.Fatalf("n1's playlist after the takeover ends at %d (before: %d):\n%s", msn, lastBefore, pl)
@@ -1000,6 +1018,36 @@ type hlsFollower struct {
 	asked   []string // the last files asked for
 	changed chan struct{}
 	ended   chan error
+}
+
+// balancerConf is HAProxy in front of nodes (base URLs) as an operator
+// runs it: round robin, /healthz checked every 300 ms (a node that fails
+// once is out, back after one success), a request whose connection fails
+// or whose node dies before answering tried again on another node.
+func balancerConf(port int, nodes ...string) string {
+	var servers strings.Builder
+	for i, n := range nodes {
+		u, _ := neturl.Parse(n)
+		fmt.Fprintf(&servers, "    server n%d %s check\n", i+1, u.Host)
+	}
+	return fmt.Sprintf(`global
+    maxconn 512
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s
+    retries 3
+    retry-on conn-failure empty-response
+    option redispatch 1
+frontend http
+    bind 127.0.0.1:%d
+    default_backend nodes
+backend nodes
+    balance roundrobin
+    option httpchk GET /healthz
+    default-server inter 300ms fall 1 rise 1
+%s`, port, servers.String())
 }
 
 // followHLS starts a gohlslib client on url; it stops with the test, and

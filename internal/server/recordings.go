@@ -93,21 +93,19 @@ func recordingJSON(e cluster.RecordingEntry) api.RecordingJSON {
 // remoteRecordings lists the recordings of the other nodes: those of a
 // node that is not alive as unavailable (their files are on its disk),
 // until it is back.
-func (s *Server) remoteRecordings(apiServer *api.Server) func() []api.RecordingJSON {
-	return func() []api.RecordingJSON {
-		var out []api.RecordingJSON
-		for _, e := range s.cluster.Recordings().List() {
-			if e.Node == s.cluster.Node() {
-				continue
-			}
-			j := apiServer.RemoteRecordingJSON(recordingJSON(e))
-			if !s.cluster.Alive(e.Node) {
-				j.Status, j.Error = recordingUnavailable, unreachable(e.Node)
-			}
-			out = append(out, j)
+func (s *Server) remoteRecordings(apiServer *api.Server) []api.RecordingJSON {
+	var out []api.RecordingJSON
+	for _, e := range s.cluster.Recordings().List() {
+		if e.Node == s.cluster.Node() {
+			continue
 		}
-		return out
+		j := apiServer.RemoteRecordingJSON(recordingJSON(e))
+		if !s.cluster.Alive(e.Node) {
+			j.Status, j.Error = recordingUnavailable, unreachable(e.Node)
+		}
+		out = append(out, j)
 	}
+	return out
 }
 
 // recordingUnavailable is the status of a recording on a node that is not

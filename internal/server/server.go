@@ -77,21 +77,24 @@ type Server struct {
 	secret     []byte
 	seal       *cluster.Sealer     // what nodes tell each other, in a cluster
 	nodes      *nodehttp.Transport // requests to the other nodes' handlers, in a cluster
-	proxies    *clientip.Trusted
-	access     *access.Signer
-	rtc        *rtc.Server
-	recs       *record.Store
-	outputs    *restream.Manager
-	abr        *abr.Manager
-	thumbs     *thumb.Server
-	cluster    *cluster.Cluster  // nil for a single node
-	origin     *relay.Origin     // with cluster: this node's streams, for other nodes
-	relays     *relay.Relays     // with cluster: other nodes' streams, played here
-	stopTend   func()            // with cluster: stops tending the stream directory
-	stopMoves  func()            // with cluster: stops telling the relays of streams that moved
-	draining   atomic.Bool       // with cluster: stopping, its sockets and publishers sent to the others
-	managed    *managedDirectory // with cluster: the managed streams' users
-	leases     *clusterCamera    // with cluster: the camera leases, recorded
+	// startStopAtHome, in a cluster, has the user's home node answer a
+	// start or stop of an app (ok false: this node is the home).
+	startStopAtHome func(ctx context.Context, user, pkg, action string) (int, []byte, bool)
+	proxies         *clientip.Trusted
+	access          *access.Signer
+	rtc             *rtc.Server
+	recs            *record.Store
+	outputs         *restream.Manager
+	abr             *abr.Manager
+	thumbs          *thumb.Server
+	cluster         *cluster.Cluster  // nil for a single node
+	origin          *relay.Origin     // with cluster: this node's streams, for other nodes
+	relays          *relay.Relays     // with cluster: other nodes' streams, played here
+	stopTend        func()            // with cluster: stops tending the stream directory
+	stopMoves       func()            // with cluster: stops telling the relays of streams that moved
+	draining        atomic.Bool       // with cluster: stopping, its sockets and publishers sent to the others
+	managed         *managedDirectory // with cluster: the managed streams' users
+	leases          *clusterCamera    // with cluster: the camera leases, recorded
 	// stopSessions, with cluster, stops answering other nodes for this
 	// node's users.
 	stopSessions func()
@@ -308,14 +311,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	apiServer.Recordings = s.recs
 	apiServer.Outputs = s.outputs
 	if s.cluster != nil {
-		apiServer.Node, apiServer.Remote, apiServer.RemoteDelete = s.cluster.Node(), s.remoteStream, s.remoteDelete
-		apiServer.RemoteRecordings, apiServer.RecordingElsewhere = s.remoteRecordings(apiServer), s.recordingElsewhere
-		apiServer.RemoteList = s.remoteList
+		apiServer.Node, apiServer.Elsewhere = s.cluster.Node(), elsewhere{s, apiServer}
 	}
 	s.outputs.OnChange(s.plane.OutputsChanged)
 	outputsAPI := &api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}
 	if s.cluster != nil {
-		outputsAPI.Forward, outputsAPI.ForwardAdmin = s.outputsElsewhere, s.streamElsewhere
+		outputsAPI.Elsewhere = apiServer.Elsewhere
 	}
 	outputsAPI.Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
@@ -339,6 +340,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	tokens.Register(mux, apiServer.Admin)
 	appsAPI := &api.Apps{Store: s.apps, Plane: s.plane, Secret: s.secret, Throttle: throttle}
 	if s.cluster != nil {
+		appsAPI.Elsewhere = apiServer.Elsewhere
 		if err := s.sessionsAnywhere(appsAPI); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
