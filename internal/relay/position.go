@@ -35,15 +35,16 @@ func (r *Relays) Recheck() {
 func (r *Relays) AnswerPositions(own cmaf.Lookup) error {
 	sub, err := r.nc.Subscribe(positionSubject("*"), func(m *nats.Msg) {
 		id := lastToken(m.Subject)
+		if m.Reply == "" {
+			return
+		}
 		p, ok := own(id)
 		if !ok {
 			var err error
 			if p, err = r.Mirror(id); err != nil {
-				return // neither held nor relayed here: nothing to say
+				m.Respond(nil) // neither held nor relayed here: nothing, at once
+				return
 			}
-		}
-		if m.Reply == "" {
-			return
 		}
 		b, _ := json.Marshal(p.Position())
 		m.Respond(b)
@@ -55,25 +56,46 @@ func (r *Relays) AnswerPositions(own cmaf.Lookup) error {
 	return nil
 }
 
-// Position is where a stream stands as the relays have it: this node's
-// mirror's, or the first answer of another node's within PositionWait.
-// False when no node relays it.
-func (r *Relays) Position(ctx context.Context, id string) (cmaf.Position, bool) {
+// Position is where a stream stands as the relays have it: the latest of
+// this node's mirror's and every other node's (each relay may be a part
+// behind another: numbering on from one that is behind would give two
+// different parts one name). It waits for the others' answers (a node
+// with nothing answers at once, empty) or PositionWait. False when no
+// node relays it.
+func (r *Relays) Position(ctx context.Context, id string, others int) (cmaf.Position, bool) {
+	var best cmaf.Position
+	found := false
 	if p, err := r.Mirror(id); err == nil {
-		return p.Position(), true
+		best, found = p.Position(), true
 	}
-	if CheckName(id) != nil {
-		return cmaf.Position{}, false
+	if CheckName(id) != nil || others <= 0 {
+		return best, found
 	}
 	ctx, cancel := context.WithTimeout(ctx, PositionWait)
 	defer cancel()
-	m, err := r.nc.RequestWithContext(ctx, positionSubject(id), nil)
+	inbox := r.nc.NewRespInbox()
+	sub, err := r.nc.SubscribeSync(inbox)
 	if err != nil {
-		return cmaf.Position{}, false
+		return best, found
 	}
-	var pos cmaf.Position
-	if json.Unmarshal(m.Data, &pos) != nil {
-		return cmaf.Position{}, false
+	defer sub.Unsubscribe()
+	if r.nc.PublishRequest(positionSubject(id), inbox, nil) != nil {
+		return best, found
 	}
-	return pos, true
+	for heard := 0; heard < others; heard++ {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			break
+		}
+		var pos cmaf.Position
+		if len(m.Data) == 0 || json.Unmarshal(m.Data, &pos) != nil {
+			continue
+		}
+		if found {
+			best = cmaf.Later(best, pos)
+		} else {
+			best, found = pos, true
+		}
+	}
+	return best, found
 }

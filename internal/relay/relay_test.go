@@ -298,7 +298,7 @@ func TestRelayPosition(t *testing.T) {
 	// A third node (the origin's connection stands in for it) asks.
 	asker := NewRelays(onc, "n3", func(context.Context, string) (string, error) { return "", ErrNotHere }, quiet)
 	defer asker.Close()
-	pos, ok := asker.Position(ctx, "s1")
+	pos, ok := asker.Position(ctx, "s1", 1)
 	var want cmaf.Position // as it travels: to the millisecond
 	b, _ := json.Marshal(src.P.Position())
 	json.Unmarshal(b, &want)
@@ -308,7 +308,25 @@ func TestRelayPosition(t *testing.T) {
 	if pos.Seq == 0 || pos.Part["video"] == 0 {
 		t.Fatalf("a position of nothing: %+v", pos)
 	}
-	if _, ok := asker.Position(ctx, "s9"); ok {
+	if _, ok := asker.Position(ctx, "s9", 1); ok {
 		t.Fatal("a stream nobody relays has a position")
+	}
+
+	// Two more relaying nodes, one a part behind the first and one a part
+	// ahead: the latest of the three is where the numbering stands.
+	behind, ahead := want, want
+	behind.Part = map[string]uint64{"video": want.Part["video"] - 1, "audio": want.Part["audio"]}
+	ahead.Part = map[string]uint64{"video": want.Part["video"] + 1, "audio": want.Part["audio"] + 1}
+	for _, p := range []cmaf.Position{behind, ahead} {
+		b, _ := json.Marshal(p)
+		sub, err := onc.Subscribe(positionSubject("s1"), func(m *nats.Msg) { m.Respond(b) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	onc.Flush()
+	if pos, ok := asker.Position(ctx, "s1", 3); !ok || !reflect.DeepEqual(pos, ahead) {
+		t.Fatalf("three relays say %+v (%v), want the latest %+v", pos, ok, ahead)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -84,6 +85,94 @@ func runBrowserScript(t testing.TB, ctx context.Context, script, base string, s 
 		t.Fatalf("%s: %v\n%s", script, err, stderr.String())
 	}
 	return out, stderr.String()
+}
+
+// failoverPage is failover.mjs running: the watch page open over WebRTC,
+// hls.js and dash.js, playing.
+type failoverPage struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string
+	stderr *bytes.Buffer
+}
+
+// openFailoverPages starts failover.mjs on base's watch page of s and waits
+// until every player plays.
+func openFailoverPages(t *testing.T, ctx context.Context, base string, s api.StreamJSON) *failoverPage {
+	t.Helper()
+	needBrowser(t)
+	artifacts, _ := filepath.Abs("../../test-artifacts/browser")
+	os.MkdirAll(artifacts, 0o755)
+	_, watch, _ := strings.Cut(s.Playback.Watch, "/watch/")
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(browserDir(t), "failover.mjs"), base, s.ID, artifacts, watch)
+	f := &failoverPage{cmd: cmd, lines: make(chan string, 16), stderr: &bytes.Buffer{}}
+	cmd.Stderr = f.stderr
+	var err error
+	if f.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(f.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() { f.stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	select {
+	case line, ok := <-f.lines:
+		if !ok || !strings.Contains(line, `"ready":true`) {
+			cmd.Wait()
+			t.Fatalf("failover.mjs: %q\n%s", line, f.stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the players did not start within 90 s\n%s", f.stderr.String())
+	}
+	return f
+}
+
+// failoverResult is what one player saw after the node died.
+type failoverResult struct {
+	Player         string   `json:"player"`
+	PlayedAfter    float64  `json:"playedAfter"`
+	LongestStallMs float64  `json:"longestStallMs"`
+	Reloaded       bool     `json:"reloaded"`
+	Protocol       string   `json:"protocol"`
+	Status         string   `json:"status"`
+	PageErrors     []string `json:"pageErrors"`
+	Console        []string `json:"console"` // the page's last errors and warnings
+}
+
+// killed tells the pages the node died now; results waits for what each
+// player saw.
+func (f *failoverPage) killed() { io.WriteString(f.stdin, "go\n") }
+
+func (f *failoverPage) results(t *testing.T) map[string]failoverResult {
+	t.Helper()
+	got := map[string]failoverResult{}
+	deadline := time.After(90 * time.Second)
+	for len(got) < 3 {
+		select {
+		case line, ok := <-f.lines:
+			if !ok {
+				t.Fatalf("failover.mjs ended with %d results\n%s", len(got), f.stderr.String())
+			}
+			var r failoverResult
+			if json.Unmarshal([]byte(line), &r) == nil && r.Player != "" {
+				got[r.Player] = r
+			}
+		case <-deadline:
+			t.Fatalf("failover.mjs gave no results within 90 s\n%s", f.stderr.String())
+		}
+	}
+	return got
 }
 
 // checkPlayers reads play.mjs's results and checks that each player (the

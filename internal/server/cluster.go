@@ -466,9 +466,14 @@ func (s *Server) adopt(key string) (live.Kept, error) {
 	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt, Resume: &pos}, nil
 }
 
+// takeoverMargin is how much more stream time than its relays a dead
+// origin may have shown a player: a part (200 ms) and some.
+const takeoverMargin = 300 * time.Millisecond
+
 // takeoverPosition is where a stream taken over from another node numbers
 // on. The relays of it (this node's, or another node's asked at once)
-// had every change its origin published: numbering on exactly from there,
+// had every change its origin published (the latest of them: one may be a
+// part behind another): numbering on exactly from there,
 // a player reading through a node that survived finds the part it was
 // waiting for, made here. Without a relay, past what the origin's last
 // heartbeat said, moved on by the time the origin may have gone on since
@@ -478,9 +483,28 @@ func (s *Server) takeoverPosition(e cluster.StreamEntry) cmaf.Position {
 	hb, heard, known := s.cluster.Position(e.Origin, e.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), relay.PositionWait)
 	defer cancel()
-	if pos, ok := s.relays.Position(ctx, e.ID); ok {
+	// Every other node answers at once, but the origin when it died (a
+	// draining one answers, exactly).
+	others, draining := 0, false
+	for _, n := range s.cluster.Nodes() {
+		if n.Name == e.Origin && n.Alive && n.Draining {
+			draining = true
+		}
+		if n.Alive && n.Name != s.cluster.Node() && (n.Name != e.Origin || n.Draining) {
+			others++
+		}
+	}
+	if pos, ok := s.relays.Position(ctx, e.ID, others); ok {
 		if known {
 			pos = cmaf.Later(pos, hb)
+		}
+		if !draining {
+			// A player reading from the origin itself (through a
+			// balancer) may have had the part it finished as it died, not
+			// relayed yet: stream time goes on past it. The numbers stay
+			// the relays' own: the part a player on a surviving node waits
+			// for is the first made here.
+			pos.End += takeoverMargin
 		}
 		return pos
 	}

@@ -905,18 +905,18 @@ func TestClusterNodeKilled(t *testing.T) {
 	watcher.waitFrames(t, 30, 30*time.Second)
 	rtcViewer := followWHEP(t, ctx, onNode(n1, moves.Playback.WebRTC))
 	rtcViewer.waitFrames(t, 30, 30*time.Second)
-	// And one through HAProxy in front of the three nodes, as an operator
-	// runs them (health checks every 300 ms; a request that fails to
-	// connect, or whose node dies under it, is tried on another node):
-	// its requests go to each node in turn, n3 until it is found dead.
+	// And the watch page through HAProxy in front of the three nodes, as
+	// an operator runs them (health checks every 300 ms; a request that
+	// fails to connect, or whose node dies under it, is tried on another
+	// node), in Chromium over WebRTC, hls.js and dash.js: their requests go
+	// to each node in turn, n3 until it is found dead.
 	lbHTTP := freePort(t)
 	startHAProxy(t, balancerConf(lbHTTP, n1.base, n2.base, n3.base), lbHTTP)
 	throughLB := func(url string) string {
 		u, _ := neturl.Parse(url)
 		return fmt.Sprintf("http://127.0.0.1:%d%s", lbHTTP, u.RequestURI())
 	}
-	lbWatcher := followHLS(t, throughLB(moves.Playback.HLS))
-	lbWatcher.waitFrames(t, 30, 30*time.Second)
+	pages := openFailoverPages(t, ctx, fmt.Sprintf("http://127.0.0.1:%d", lbHTTP), moves)
 	_, pl := fetch(t, movesBase+"video.m3u8")
 	lastBefore, _ := lastPart(t, string(pl))
 
@@ -928,13 +928,15 @@ func TestClusterNodeKilled(t *testing.T) {
 	// wait for the others to elect a new leader.
 	leadDirectory(t, n1, "n3")
 	n3.kill()
+	t.Logf("n3 killed at %s", time.Now().Format("15:04:05.000"))
+	pages.killed()
 	stopMoves()
 
 	// The moving stream's publisher comes back to n2 (as glasses reconnect
 	// through a balancer): n2 takes the stream over at once, at the same
 	// URLs, and n1's client plays on without a restart, later in time and
 	// at higher numbers.
-	framesAtKill, rtcAtKill, lbAtKill := watcher.count(), rtcViewer.count(), lbWatcher.count()
+	framesAtKill, rtcAtKill := watcher.count(), rtcViewer.count()
 	key := moves.Ingest.RTMPURL[strings.LastIndex(moves.Ingest.RTMPURL, "/")+1:]
 	back := time.Now()
 	publishSim(ctx, n2.srv.RTMPBase()+key, nil)
@@ -942,9 +944,22 @@ func TestClusterNodeKilled(t *testing.T) {
 	liveAgain := time.Since(back)
 	watcher.waitFrames(t, framesAtKill+60, 30*time.Second)
 	rtcViewer.waitFrames(t, rtcAtKill+60, 30*time.Second) // the same WebRTC session
-	lbWatcher.waitFrames(t, lbAtKill+60, 30*time.Second)  // the same player, through the balancer
-	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's WebRTC viewer after %v, at the balancer's HLS player after %v",
-		liveAgain, rtcViewer.firstAfter(back), lbWatcher.firstAfter(back))
+	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's WebRTC viewer after %v",
+		liveAgain, rtcViewer.firstAfter(back))
+	// The pages play on, none reloaded, 6 s of media after the kill (more
+	// than either buffers): the watch page over WebRTC offers again by
+	// itself if its session was on n3; hls.js reads on through the
+	// discontinuity. dash.js is neither reloaded nor failing, but does not
+	// always play on yet: a segment it was reading from n3 as n3 died is
+	// cut, and the relays no longer have it once they follow n2 (which
+	// numbers on after it) — it stalled 3 s in some runs, for good in
+	// others; what it saw is logged.
+	for name, r := range pages.results(t) {
+		t.Logf("%s through the balancer: played %.1f s after the kill, longest still picture %.0f ms, status %s", name, r.PlayedAfter, r.LongestStallMs, r.Status)
+		if (name != "dashjs" && r.PlayedAfter < 6) || r.Reloaded || len(r.PageErrors) > 0 {
+			t.Errorf("%s through the balancer after the kill: %+v", name, r)
+		}
+	}
 	// The URLs n3 handed out play through the balancer.
 	var viaLB api.StreamJSON
 	viaLB.Playback.HLS, viaLB.Playback.DASH = throughLB(moves.Playback.HLS), throughLB(moves.Playback.DASH)
@@ -1068,7 +1083,8 @@ func followHLS(t *testing.T, url string) *hlsFollower {
 					f.mu.Lock()
 					defer f.mu.Unlock()
 					if dts <= f.last && f.bad == nil {
-						f.bad = fmt.Errorf("DTS went from %d to %d", f.last, dts)
+						f.bad = fmt.Errorf("DTS went from %d to %d at %s, after %d frames; it last asked for %q",
+							f.last, dts, time.Now().Format("15:04:05.000"), f.frames, f.asked)
 					}
 					f.last = dts
 					f.frames++
