@@ -173,6 +173,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	nodes   map[string]Node
 	heard   map[string]heard       // when each node's newest heartbeat came, here
+	left    map[string]time.Time   // nodes that left (their entry deleted), when, here
 	streams map[string]StreamEntry // this node's copy of the directory
 	revs    map[string]uint64      // the revision of each of its entries
 	// interims are directory writes told before the bucket took them.
@@ -200,7 +201,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, heard: map[string]heard{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {
@@ -611,7 +612,9 @@ func (c *Cluster) watch() {
 		case deleted:
 			delete(c.nodes, key)
 			delete(c.heard, key)
+			c.left[key] = time.Now()
 		case json.Unmarshal(value, &n) == nil && n.Name == key:
+			delete(c.left, key) // back
 			if h := c.heard[key]; rev > h.rev {
 				c.heard[key] = heard{rev: rev, at: time.Now()}
 			}
@@ -632,6 +635,13 @@ func (c *Cluster) listenHeartbeats() error {
 			return
 		}
 		c.mu.Lock()
+		if at, ok := c.left[n.Name]; ok && time.Since(at) < 3*c.cfg.Heartbeat {
+			// Its last heartbeat, come this way after its leave came the
+			// bucket's: it has left (one that starts again writes its
+			// entry).
+			c.mu.Unlock()
+			return
+		}
 		h := c.heard[n.Name]
 		h.at = time.Now()
 		c.heard[n.Name] = h

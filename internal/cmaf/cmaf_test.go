@@ -3,7 +3,9 @@ package cmaf_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -366,6 +368,117 @@ func TestResumeNumbersOn(t *testing.T) {
 	if later.Seq < pos.Seq+8 || later.Part["audio"] < pos.Part["audio"]+150 || later.End < pos.End+3*time.Second {
 		t.Fatalf("3 s ahead of %+v: %+v", pos, later)
 	}
+}
+
+// TestSeedKeepsTheWindow: a packager seeded with a mirror of one cut off
+// mid-segment (a node that died) lists that window, the segment that was in
+// progress finished with the parts it had, and what it writes next follows
+// behind a discontinuity, its parts numbered past every copy's position
+// (here: parts more than the mirror's, as another relay may have had); the
+// discontinuity sequence is the mirror's. A window that another copy had
+// a segment more than is let go: segment numbers run on in a playlist.
+func TestSeedKeepsTheWindow(t *testing.T) {
+	c := loadClip(t)
+	tr := tracksOf(t, c)
+	h := stream.New(stream.Config{})
+	r := h.NewReader("cmaf", 4096)
+	first := cmaf.New(cmaf.Config{})
+	pub, _ := h.Publish(tr)
+	feed(t, h, r, first, c, pub, 2, false) // cut off: no end
+	mirror, err := cmaf.NewMirror(first.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var was struct {
+		seqs      []uint64
+		lastParts int
+		complete  bool
+		dropped   int
+	}
+	mirror.View(func(v *cmaf.View) {
+		for _, seg := range v.Segments {
+			was.seqs = append(was.seqs, seg.Seq)
+		}
+		last := v.Last()
+		was.lastParts, was.complete, was.dropped = len(last.Tracks[0].Parts), last.Complete(), v.DroppedDiscontinuities
+	})
+	if was.complete || was.lastParts == 0 {
+		t.Fatalf("the clip did not leave a segment in progress: complete %v, %d parts", was.complete, was.lastParts)
+	}
+	pos := mirror.Position()
+	// Another relay was some parts further.
+	further := pos
+	further.Part = map[string]uint64{"video": pos.Part["video"] + 3, "audio": pos.Part["audio"] + 3}
+
+	h2 := stream.New(stream.Config{})
+	h2.Resume(pos.End, time.Now())
+	r2 := h2.NewReader("cmaf", 4096)
+	next := cmaf.New(cmaf.Config{})
+	if err := next.Seed(mirror.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	// Seeded: playable at once, the window listed (finishing the cut
+	// segment may move its oldest out, as any segment's end does), the
+	// cut segment finished.
+	next.View(func(v *cmaf.View) {
+		last := was.seqs[len(was.seqs)-1]
+		if !v.Playable() || len(v.Segments) < len(was.seqs)-1 || v.Last().Seq != last || !v.Last().Complete() || len(v.Last().Tracks[0].Parts) != was.lastParts {
+			t.Fatalf("seeded view: playable %v, %d segments (of %d), the last %d complete %v with %d parts (want %d, %d)",
+				v.Playable(), len(v.Segments), len(was.seqs), v.Last().Seq, v.Last().Complete(), len(v.Last().Tracks[0].Parts), last, was.lastParts)
+		}
+	})
+	next.Resume(cmaf.Later(pos, further))
+	pub2, _ := h2.Publish(tr)
+	feed(t, h2, r2, next, c, pub2, 1, true)
+	next.View(func(v *cmaf.View) {
+		var seqs []uint64
+		var firstNew *cmaf.Segment
+		for _, seg := range v.Segments {
+			seqs = append(seqs, seg.Seq)
+			if firstNew == nil && seg.Seq > was.seqs[len(was.seqs)-1] {
+				firstNew = seg
+			}
+		}
+		switch {
+		case firstNew == nil:
+			t.Fatalf("no segment after the seeded window: %v", seqs)
+		case firstNew.Seq != further.Seq || !firstNew.Discontinuity:
+			t.Fatalf("the first new segment is %d (discontinuity %v), want %d after one", firstNew.Seq, firstNew.Discontinuity, further.Seq)
+		case firstNew.Tracks[0].Parts[0].ID < further.Part["video"]:
+			t.Fatalf("video part %d, want from %d", firstNew.Tracks[0].Parts[0].ID, further.Part["video"])
+		case firstNew.Start < pos.End:
+			t.Fatalf("stream time went back: %v after %v", firstNew.Start, pos.End)
+		case v.DroppedDiscontinuities < was.dropped:
+			t.Fatalf("discontinuity sequence %d after %d", v.DroppedDiscontinuities, was.dropped)
+		}
+	})
+	// The media playlist lists the old window, then the discontinuity.
+	var pl strings.Builder
+	next.View(func(v *cmaf.View) {
+		for _, seg := range v.Segments {
+			if seg.Discontinuity && seg.Seq >= further.Seq {
+				pl.WriteString("|")
+			}
+			fmt.Fprintf(&pl, "%d ", seg.Seq)
+		}
+	})
+	if !strings.Contains(pl.String(), "|") {
+		t.Fatalf("segments %s", pl.String())
+	}
+
+	// Another copy was a segment further: the window goes.
+	ahead := pos
+	ahead.Seq++
+	other := cmaf.New(cmaf.Config{})
+	if err := other.Seed(mirror.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	other.Resume(ahead)
+	other.View(func(v *cmaf.View) {
+		if len(v.Segments) != 0 {
+			t.Fatalf("a window a segment short of the position stayed: %d segments", len(v.Segments))
+		}
+	})
 }
 
 // TestPositionJSON: a position travels as a short array and comes back

@@ -133,11 +133,64 @@ func (p *Packager) Resume(pos Position) {
 		for k, n := range pos.Part {
 			v.NextPart[k] = max(v.NextPart[k], n)
 		}
-		v.DroppedDiscontinuities = max(v.DroppedDiscontinuities, pos.Discontinuities)
+		// A seeded window must end right before pos's next segment (a
+		// playlist's segments are numbered one after another); one that
+		// does not (another node's copy had a segment more) is let go.
+		if last := v.Last(); last != nil && last.Seq+1 != pos.Seq {
+			v.Segments = nil
+		}
+		// pos counts the discontinuities of its window too: those of a
+		// window this packager was seeded with are listed, not dropped.
+		listed := 0
+		for _, seg := range v.Segments {
+			if seg.Discontinuity {
+				listed++
+			}
+		}
+		v.DroppedDiscontinuities = max(v.DroppedDiscontinuities, pos.Discontinuities-listed)
 	})
 	if !pos.Anchor.IsZero() {
 		p.apply(&Op{Kind: OpAnchor, Wall: pos.Anchor})
 	}
+}
+
+// seedJump is how far a seeded packager's change count jumps past its
+// seed's: every mirror of the same stream on another node finds a gap at
+// the next change and takes a snapshot of this packager, whatever count
+// its own copy had reached.
+const seedJump = 1 << 20
+
+// Seed starts a packager that has written nothing from what a mirror had
+// of the same stream (a node taking it over from one that died): the
+// window stays listed, at the same URLs, the segment that was in progress
+// is finished with what it had, and what is written next (after Resume)
+// starts a new segment behind a discontinuity — as after a publisher's
+// reconnect on one node. A player that was reading a segment from the node
+// that died finds it here, finished; a playlist is answered at once.
+func (p *Packager) Seed(s *Snapshot) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.w.init != nil {
+		return errors.New("cmaf: a packager that has written cannot be seeded")
+	}
+	if err := p.Restore(s); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.ops += seedJump
+	var open []*Op
+	if last := p.view.Last(); last != nil {
+		for i, ts := range last.Tracks {
+			if !ts.Complete {
+				open = append(open, &Op{Kind: OpComplete, Seg: last.Seq, Track: i, Lead: i == 0})
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, op := range open {
+		p.apply(op)
+	}
+	return nil
 }
 
 // MarshalJSON writes the position as one short array of numbers: a node

@@ -100,6 +100,9 @@ type Kept struct {
 	// Resume, for a stream taken over from another node, is the position
 	// its numbering and stream time go on after (nil: from the start).
 	Resume *cmaf.Position
+	// Seed, for a stream taken over, is the window a relay of it had: it
+	// stays listed, and what comes next follows it (nil: none).
+	Seed *cmaf.Snapshot
 }
 
 // Recorder keeps a stream's media on disk by following its packager.
@@ -485,6 +488,11 @@ func (r *Registry) adopt(k Kept) (*Stream, error) {
 		// Before anyone can publish: players that read the other node's
 		// playlists read on at higher numbers, later in stream time.
 		s.hub.Resume(k.Resume.End, time.Now())
+		if k.Seed != nil {
+			if err := s.pkg.Seed(k.Seed); err != nil {
+				r.log.Warn("the window of a stream taken over could not be kept", "stream", k.ID, "err", err)
+			}
+		}
 		s.pkg.Resume(*k.Resume)
 	}
 	r.addLocked(s)

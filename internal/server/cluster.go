@@ -448,6 +448,13 @@ func (s *Server) adopt(key string) (live.Kept, error) {
 	case e.Origin == s.cluster.Node():
 		return live.Kept{}, live.ErrEnded // this node's, and over here
 	}
+	// What this node relayed of the stream, taken before the claim makes
+	// its relay follow the stream here: the window the stream goes on
+	// after.
+	var seed *cmaf.Snapshot
+	if m, err := s.relays.Mirror(e.ID); err == nil {
+		seed = m.Snapshot()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	me := s.cluster.Node()
@@ -461,9 +468,9 @@ func (s *Server) adopt(key string) (live.Kept, error) {
 	if err != nil {
 		return live.Kept{}, err
 	}
-	pos := s.takeoverPosition(e)
-	s.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin, "segment", pos.Seq)
-	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt, Resume: &pos}, nil
+	pos := s.takeoverPosition(e) // this node's relay's included
+	s.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin, "segment", pos.Seq, "window", seed != nil)
+	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt, Resume: &pos, Seed: seed}, nil
 }
 
 // takeoverMargin is how much more stream time than its relays a dead
