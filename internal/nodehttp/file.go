@@ -62,6 +62,37 @@ func OpenFile(ctx context.Context, client *http.Client, node, uri string, from, 
 	return f, nil, nil
 }
 
+// ServeFile answers r with node's file at uri through client (on a
+// Transport), chunk bytes at a time from from (where the client's range
+// starts): by http.ServeContent over a File, with the holder's content
+// type, caching and validators; an answer that is not a range of a file
+// (a playlist, an error) passed on as it came. An error is a node that did
+// not answer: nothing has been written.
+func ServeFile(w http.ResponseWriter, r *http.Request, client *http.Client, node, uri string, from, chunk int64) error {
+	f, resp, err := OpenFile(r.Context(), client, node, uri, from, chunk, r.Header.Values("User-Agent"))
+	if err != nil {
+		return err
+	}
+	if resp != nil {
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+		return nil
+	}
+	defer f.Close()
+	for _, h := range []string{"Content-Type", "Cache-Control", "Etag", "Last-Modified", "Access-Control-Allow-Origin"} {
+		if v := f.Header.Values(h); len(v) > 0 {
+			w.Header()[h] = v
+		}
+	}
+	modified, _ := http.ParseTime(f.Header.Get("Last-Modified"))
+	http.ServeContent(w, r, "", modified, f)
+	return nil
+}
+
 // get asks for the chunk from off.
 func (f *File) get(off int64) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(WithMedia(f.ctx), http.MethodGet, f.url, nil)

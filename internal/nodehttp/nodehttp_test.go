@@ -217,24 +217,9 @@ func TestFileThroughServeContent(t *testing.T) {
 	client := &http.Client{Transport: &Transport{Conn: asker, Seal: xorSeal{}}}
 	const chunk = 64 << 10
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f, resp, err := OpenFile(r.Context(), client, "n2", r.URL.Path, 0, chunk, nil)
-		if err != nil {
+		if err := ServeFile(w, r, client, "n2", r.URL.Path, 0, chunk); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
 		}
-		if resp != nil {
-			defer resp.Body.Close()
-			for k, v := range resp.Header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(resp.StatusCode)
-			io.Copy(w, resp.Body)
-			return
-		}
-		defer f.Close()
-		w.Header().Set("Content-Type", f.Header.Get("Content-Type"))
-		lm, _ := http.ParseTime(f.Header.Get("Last-Modified"))
-		http.ServeContent(w, r, "", lm, f)
 	}))
 	defer front.Close()
 	get := func(method, path, rng string) (*http.Response, []byte) {

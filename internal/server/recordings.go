@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -227,30 +226,10 @@ func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, ur
 	if !ranged || from < 0 {
 		from = 0
 	}
-	client := &http.Client{Transport: s.nodes}
-	ctx := nodehttp.WithClient(r.Context(), r.RemoteAddr)
-	f, resp, err := nodehttp.OpenFile(ctx, client, node, uri, from, chunk, r.Header.Values("User-Agent"))
-	if err != nil {
+	r = r.WithContext(nodehttp.WithClient(r.Context(), r.RemoteAddr))
+	if err := nodehttp.ServeFile(w, r, &http.Client{Transport: s.nodes}, node, uri, from, chunk); err != nil {
 		http.Error(w, "the node that holds the recording ("+node+") did not answer", http.StatusBadGateway)
-		return
 	}
-	if resp != nil {
-		defer resp.Body.Close()
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
-		return
-	}
-	defer f.Close()
-	for _, h := range []string{"Content-Type", "Cache-Control", "Etag", "Last-Modified", "Access-Control-Allow-Origin"} {
-		if v := f.Header.Values(h); len(v) > 0 {
-			w.Header()[h] = v
-		}
-	}
-	modified, _ := http.ParseTime(f.Header.Get("Last-Modified"))
-	http.ServeContent(w, r, "", modified, f)
 }
 
 // byteRange reads a request's Range header: one range of bytes, from
