@@ -18,7 +18,7 @@ function glasscastWatch(urls) {
   unmute.hidden = false;
   unmute.onclick = function () { video.muted = false; unmute.hidden = true; video.play().catch(function () {}); };
 
-  function setProtocol(p) { state.protocol = p; protocolEl.textContent = p; }
+  function setProtocol(p) { state.protocol = p; protocolEl.textContent = p; state.lastMove = Date.now(); }
   function note(err) { state.errors.push(String(err && err.message || err)); }
 
   // ---- WebRTC ----
@@ -247,6 +247,19 @@ function glasscastWatch(urls) {
       if (l > 0) { state.latencyMs = l * 1000; }
     }
     latencyEl.textContent = state.latencyMs != null ? 'latency ' + Math.round(state.latencyMs) + ' ms' : '';
+    // A WebRTC picture that stands still while the stream is live: its
+    // session is likely on a node that died, which the browser would take
+    // many seconds more to call disconnected. It is offered again (a
+    // session that was fine costs a reconnect).
+    if (state.pc && state.protocol === 'webrtc' && !video.paused) {
+      if (video.currentTime !== state.lastTime) {
+        state.lastTime = video.currentTime;
+        state.lastMove = Date.now();
+      } else if (state.status === 'live' && Date.now() - state.lastMove > 2500) {
+        state.lastMove = Date.now();
+        reofferWebRTC(state.pc);
+      }
+    }
   }, 500);
 
   function poll() {
