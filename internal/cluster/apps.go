@@ -41,7 +41,8 @@ func encodeApp(a store.App) []byte {
 	if a.CreatedAt.IsZero() {
 		a.CreatedAt = time.Now()
 	}
-	b, _ := json.Marshal(appEntry{a.PackageName, a.Name, a.PublicURL, a.KeyHash, a.Permissions, a.CreatedAt, writeFormat})
+	b, _ := json.Marshal(appEntry{PackageName: a.PackageName, Name: a.Name, PublicURL: a.PublicURL, KeyHash: a.KeyHash,
+		Permissions: a.Permissions, CreatedAt: a.CreatedAt, V: writeFormat})
 	return b
 }
 
