@@ -814,19 +814,27 @@ func watchWHEP(t *testing.T, ctx context.Context, url string) *rtc.Client {
 	var mu sync.Mutex
 	var frames []rtc.Frame
 	audio := 0
+	// Enough: 60 frames (the cached GOP comes at once) and 20 Opus packets
+	// (audio comes in real time, once the transcoder has started).
 	enough := make(chan struct{})
+	done := false
+	check := func() {
+		if !done && len(frames) >= 60 && audio >= 20 {
+			done = true
+			close(enough)
+		}
+	}
 	joined := time.Now()
 	c, err := rtc.Dial(ctx, url, rtc.Options{Frame: func(f rtc.Frame) {
 		mu.Lock()
 		defer mu.Unlock()
 		frames = append(frames, f)
-		if len(frames) == 60 {
-			close(enough)
-		}
+		check()
 	}, Audio: func(rtc.AudioPacket) {
 		mu.Lock()
+		defer mu.Unlock()
 		audio++
-		mu.Unlock()
+		check()
 	}})
 	if err != nil {
 		t.Fatalf("WHEP %s: %v", url, err)
@@ -837,7 +845,7 @@ func watchWHEP(t *testing.T, ctx context.Context, url string) *rtc.Client {
 	case <-time.After(20 * time.Second):
 		mu.Lock()
 		defer mu.Unlock()
-		t.Fatalf("%d frames over WebRTC from %s in 20 s", len(frames), url)
+		t.Fatalf("%d frames and %d Opus packets over WebRTC from %s in 20 s", len(frames), audio, url)
 	}
 	mu.Lock()
 	defer mu.Unlock()
