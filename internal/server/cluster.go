@@ -451,9 +451,13 @@ func (s *Server) adopt(key string) (live.Kept, error) {
 	// What this node relayed of the stream, taken before the claim makes
 	// its relay follow the stream here: the window the stream goes on
 	// after.
+	// A copy with no segment (the stream was idle) keeps nothing: the
+	// stream starts here as it would have.
 	var seed *cmaf.Snapshot
 	if m, err := s.relays.Mirror(e.ID); err == nil {
-		seed = m.Snapshot()
+		if snap := m.Snapshot(); len(snap.Segments) > 0 {
+			seed = snap
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
