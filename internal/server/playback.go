@@ -30,7 +30,7 @@ func (s *Server) isPublic(id string) bool {
 	if rec, err := s.recs.Get(id); err == nil {
 		return rec.Public()
 	}
-	return s.remotePublic(id) // another node's
+	return s.view.Public(id) // another node's
 }
 
 // Grant is the path element of the viewer URLs glasscast hands out for

@@ -35,12 +35,12 @@ import (
 	"github.com/glasscast/glasscast/internal/helper"
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
-	"github.com/glasscast/glasscast/internal/nodehttp"
+	"github.com/glasscast/glasscast/internal/member"
 	"github.com/glasscast/glasscast/internal/record"
-	"github.com/glasscast/glasscast/internal/relay"
 	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/store"
+	"github.com/glasscast/glasscast/internal/stream"
 	"github.com/glasscast/glasscast/internal/thumb"
 	"github.com/glasscast/glasscast/internal/web"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
@@ -75,30 +75,17 @@ type Server struct {
 	sockets    *api.Sockets
 	viewers    *httpViewers
 	secret     []byte
-	seal       *cluster.Sealer     // what nodes tell each other, in a cluster
-	nodes      *nodehttp.Transport // requests to the other nodes' handlers, in a cluster
-	// startStopAtHome, in a cluster, has the user's home node answer a
-	// start or stop of an app (ok false: this node is the home).
-	startStopAtHome func(ctx context.Context, user, pkg, action string) (int, []byte, bool)
-	proxies         *clientip.Trusted
-	access          *access.Signer
-	rtc             *rtc.Server
-	recs            *record.Store
-	outputs         *restream.Manager
-	abr             *abr.Manager
-	thumbs          *thumb.Server
-	cluster         *cluster.Cluster  // nil for a single node
-	origin          *relay.Origin     // with cluster: this node's streams, for other nodes
-	relays          *relay.Relays     // with cluster: other nodes' streams, played here
-	stopTend        func()            // with cluster: stops tending the stream directory
-	stopMoves       func()            // with cluster: stops telling the relays of streams that moved
-	draining        atomic.Bool       // with cluster: stopping, its sockets and publishers sent to the others
-	managed         *managedDirectory // with cluster: the managed streams' users
-	leases          *clusterCamera    // with cluster: the camera leases, recorded
-	// stopSessions, with cluster, stops answering other nodes for this
-	// node's users.
-	stopSessions func()
-	cpu          cpuMeter
+	proxies    *clientip.Trusted
+	access     *access.Signer
+	rtc        *rtc.Server
+	recs       *record.Store
+	outputs    *restream.Manager
+	abr        *abr.Manager
+	thumbs     *thumb.Server
+	// view is where what this node does not hold is: a cluster member's,
+	// or a single node's (member.Alone: nowhere).
+	view member.View
+	cpu  cpuMeter
 	// transcoders is the server's budget of ffmpeg encoders.
 	transcoders *helper.Budget
 	// undo releases what New made, last made first: on a failure in New,
@@ -136,6 +123,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, adminToken: cfg.AdminToken}
+	s.view = member.Alone{Name: cfg.NodeName(), Version: Version(), Stats: s.nodeStats}
 	defer func() {
 		if err != nil {
 			s.undo.run()
@@ -197,7 +185,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s.undo.push(s.outputs.Close)
 	s.reg = live.New(live.Config{
 		Keep:            s.keepStream,
-		Adopt:           s.adopt,
+		Adopt:           func(key string) (live.Kept, error) { return s.view.Adopt(key) },
 		Recorder:        s.recs,
 		ReconnectWindow: cfg.ReconnectWindow,
 		MaxStreams:      cfg.MaxStreams,
@@ -243,11 +231,26 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	s.public, s.rtmpBase = s.publicURLs()
 	if cfg.ClusterOn() {
-		if err := s.joinCluster(cfgApps, throttle); err != nil {
+		m, err := member.Join(member.Config{
+			Cluster: cluster.Config{
+				Node: cfg.NodeName(), Listen: cfg.NATSListen, Routes: cfg.NATSRoutes, URLs: cfg.NATS,
+				TLS:   cluster.TLSFiles{Cert: cfg.NATSTLSCert, Key: cfg.NATSTLSKey, CA: cfg.NATSTLSCA},
+				Creds: cfg.NATSCreds, Nkey: cfg.NATSNkey, Insecure: cfg.NATSInsecure,
+				Dir: cfg.Data, Secret: s.secret, Public: s.public, Version: Version(), Stats: s.nodeStats,
+			},
+			ReconnectWindow: cfg.ReconnectWindow, DrainTimeout: cfg.DrainTimeout,
+			Reg: s.reg, Recs: s.recs, Access: s.access, Store: s.store, Throttle: throttle, Apps: cfgApps,
+		}, log.With("component", "cluster"))
+		if err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
-	} else if err := s.putApps(context.Background(), cfgApps); err != nil {
-		return nil, err
+		s.view, s.apps = m, m.Apps()
+		s.undo.push(m.Close)
+	} else {
+		s.view = member.Alone{Name: cfg.NodeName(), URL: s.public, Version: Version(), Stats: s.nodeStats}
+		if err := store.PutApps(context.Background(), s.apps, cfgApps); err != nil {
+			return nil, err
+		}
 	}
 	ffmpeg := cfg.FFmpegPath()
 	if cfg.ABR {
@@ -269,19 +272,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	s.undo.push(s.rtc.Close)
 
-	var directory control.Directory
-	var camera control.Camera
-	if s.cluster != nil {
-		s.managed = s.newManagedDirectory()
-		s.undo.push(s.managed.close)
-		directory = s.managed
-		s.leases = s.newClusterCamera()
-		s.undo.push(s.leases.close)
-		camera = s.leases
-	}
 	s.plane = control.New(control.Config{
-		Directory:           directory,
-		Camera:              camera,
+		Directory:           s.view.Directory(),
+		Camera:              s.view.Camera(),
 		KeepAliveInterval:   cfg.KeepAliveInterval,
 		AckTimeout:          cfg.AckTimeout,
 		MaxMissedAcks:       cfg.MaxMissedAcks,
@@ -303,27 +296,25 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	apiServer := api.New(s.reg, s, s.adminToken, log.With("component", "api"))
 	s.viewers = newHTTPViewers(func(id string) bool {
 		_, err := s.reg.Get(id)
-		return err == nil || s.relays != nil && s.relays.Has(id)
+		return err == nil || s.view.Relays() != nil && s.view.Relays().Has(id)
 	})
 	apiServer.Viewers = s.allViewers
 	apiServer.Counts = s.plane.Counts
 	apiServer.Throttle = throttle
 	apiServer.Recordings = s.recs
 	apiServer.Outputs = s.outputs
-	if s.cluster != nil {
-		apiServer.Node, apiServer.Elsewhere = s.cluster.Node(), elsewhere{s, apiServer}
+	// Every request about what another node holds goes through the view.
+	elsewhere := s.view.Elsewhere()
+	if s.view.Cluster() != nil {
+		apiServer.Node = s.view.Node()
 	}
+	apiServer.Elsewhere = elsewhere
 	s.outputs.OnChange(s.plane.OutputsChanged)
-	outputsAPI := &api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle}
-	if s.cluster != nil {
-		outputsAPI.Elsewhere = apiServer.Elsewhere
-	}
+	outputsAPI := &api.Outputs{Mgr: s.outputs, Reg: s.reg, Plane: s.plane, Store: s.store, Apps: s.apps, Throttle: throttle,
+		Elsewhere: elsewhere}
 	outputsAPI.Register(mux, apiServer.Admin)
 	apiServer.Register(mux)
-	tokens := &api.Tokens{Signer: s.access, URLs: s, Revoked: s.revoked}
-	if s.cluster != nil {
-		tokens.Share = s.shareRevocation
-	}
+	tokens := &api.Tokens{Signer: s.access, URLs: s, Revoked: s.revoked, Share: s.view.ShareRevocation}
 	tokens.Known = func(id string) bool {
 		if _, err := s.reg.Get(id); err == nil {
 			return true
@@ -331,20 +322,10 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		if _, err := s.recs.Get(id); err == nil {
 			return true
 		}
-		if s.cluster != nil && s.recordingHolder(id) != "" {
-			return true
-		}
-		_, remote := s.remoteStream(context.Background(), id)
-		return remote
+		return s.view.Knows(id)
 	}
 	tokens.Register(mux, apiServer.Admin)
-	appsAPI := &api.Apps{Store: s.apps, Plane: s.plane, Secret: s.secret, Throttle: throttle}
-	if s.cluster != nil {
-		appsAPI.Elsewhere = apiServer.Elsewhere
-		if err := s.sessionsAnywhere(appsAPI); err != nil {
-			return nil, fmt.Errorf("cluster: %w", err)
-		}
-	}
+	appsAPI := &api.Apps{Store: s.apps, Plane: s.plane, Secret: s.secret, Throttle: throttle, Elsewhere: elsewhere}
 	appsAPI.Register(mux, apiServer.Admin)
 	s.sockets.Register(mux)
 	mux.Handle("GET /api/v1/stats", apiServer.Admin(http.HandlerFunc(s.stats)))
@@ -356,20 +337,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	media := http.NewServeMux()
 	s.rtc.Register(media)
 	mux.Handle("/whep/{id}", s.guard(access.Live, media))
-	if s.cluster != nil {
-		mux.Handle("/whep/{id}/{session}", s.whepAnywhere(media)) // the session's id is its capability
-	} else {
-		mux.Handle("/whep/{id}/{session}", media)
-	}
+	mux.Handle("/whep/{id}/{session}", s.view.WHEP(media)) // the session's id is its capability
 	pages := web.New(s.publicStatus)
 	mux.Handle("/assets/", pages)
 	mux.Handle("/watch/", s.guard(access.Live, pages))
 	s.recs.Register(media)
-	var recordings http.Handler = media
-	if s.cluster != nil {
-		recordings = s.recordingsAnywhere(media)
-	}
-	mux.Handle("/recordings/", s.guard(access.Recording, progress(recordings)))
+	mux.Handle("/recordings/", s.guard(access.Recording, progress(s.view.Recordings(media))))
 	s.thumbs = thumb.New(ffmpeg, s.hub, log.With("component", "thumb"))
 	s.undo.push(s.thumbs.Close)
 	s.reg.Subscribe("thumbnails", func(ev live.Event) {
@@ -387,10 +360,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		mux.Handle("/debug/pprof/trace", apiServer.Admin(http.HandlerFunc(pprof.Trace)))
 	}
 	mux.HandleFunc("GET /{$}", web.Dashboard(s.demoWatchPath))
-	if s.cluster != nil {
-		if err := s.serveForwarded(mux); err != nil { // every route is in
-			return nil, fmt.Errorf("cluster: %w", err)
-		}
+	if err := s.view.Start(member.Parts{Plane: s.plane, RTC: s.rtc, Sockets: s.sockets, API: apiServer, Apps: appsAPI,
+		Handler: mux, URLs: s, LocalStatus: s.localStatus, Grants: s.grants, Ready: s.ready.Load}); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	var handler http.Handler = s.proxies.HTTP(deadlines(mux))
 	if s.tls != nil {
@@ -426,18 +398,6 @@ func configApps(apps []config.AppConfig) ([]store.App, error) {
 		out = append(out, app)
 	}
 	return out, nil
-}
-
-// putApps puts apps where the apps are kept.
-func (s *Server) putApps(ctx context.Context, apps []store.App) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for _, app := range apps {
-		if err := s.apps.PutApp(ctx, app); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // localIngest is the ingest's URL base as this process reaches it.
@@ -665,14 +625,12 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	if s.cluster != nil && runErr == nil {
-		s.drain(stopRTMP)
+	if runErr == nil {
+		s.view.Drain(stopRTMP)
 	}
 	s.ready.Store(false)
 	s.log.Info("shutting down")
-	if s.cluster != nil {
-		s.leaveCluster() // the others see this node leave first
-	}
+	s.view.Leave()    // the others see this node leave first
 	s.plane.Close()   // apps hear the end, glasses are told to stop
 	s.sockets.Close() // and their sockets close
 	stopRTMP()
@@ -716,7 +674,7 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if s.draining.Load() {
+	if s.view.Draining() {
 		http.Error(w, "draining", http.StatusServiceUnavailable) // a balancer sends no one new here
 		return
 	}
@@ -731,24 +689,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 // cluster, those the other nodes said (at their last heartbeat) they have
 // of it through their relays.
 func (s *Server) allViewers(st *live.Stream) api.Viewers {
-	v := s.countViewers(st)
-	if s.cluster == nil {
-		return v
-	}
-	return s.watched(st.ID(), v, false)
-}
-
-// watched adds to v the viewers of a stream the nodes said they have at
-// their last heartbeat: the other nodes', and this one's too with self.
-func (s *Server) watched(id string, v api.Viewers, self bool) api.Viewers {
-	for _, n := range s.cluster.Nodes() {
-		if !n.Alive || n.Name == s.cluster.Node() && !self {
-			continue
-		}
-		w := n.Watched[id]
-		v.WebRTC, v.LLHLS, v.DASH = v.WebRTC+w.WebRTC, v.LLHLS+w.LLHLS, v.DASH+w.DASH
-	}
-	return v
+	return s.view.Watched(st.ID(), s.countViewers(st), false)
 }
 
 // countViewers counts a stream's viewers here, by protocol.
@@ -764,11 +705,18 @@ func (s *Server) countViewers(st *live.Stream) api.Viewers {
 	return v
 }
 
+// publicStatus is a stream's public status: this node's stream's, or
+// another node's.
 func (s *Server) publicStatus(id, grant string) (web.Status, bool) {
-	st, err := s.reg.Get(id)
-	if err != nil && s.cluster != nil {
-		return s.remoteStatus(id, grant)
+	if st, ok := s.localStatus(id, grant); ok {
+		return st, true
 	}
+	return s.view.Status(id, grant)
+}
+
+// localStatus is the public status of this node's stream.
+func (s *Server) localStatus(id, grant string) (web.Status, bool) {
+	st, err := s.reg.Get(id)
 	if err != nil {
 		return web.Status{}, false
 	}
@@ -787,8 +735,30 @@ func (s *Server) publicStatus(id, grant string) (web.Status, bool) {
 	return out, true
 }
 
+// packager finds a stream's packager: this node's, or a relay of another
+// node's, started on the first request.
+func (s *Server) packager(id string) (*cmaf.Packager, bool) {
+	if p, ok := s.reg.Packager(id); ok {
+		return p, true
+	}
+	return s.view.Packager(id)
+}
+
+// hub finds a stream's hub: this node's, or a relay of another node's
+// units, started on the first request.
+func (s *Server) hub(id string) (*stream.Hub, bool) {
+	if h, ok := s.reg.Hub(id); ok {
+		return h, true
+	}
+	return s.view.Hub(id)
+}
+
+// revoked ends the WebRTC sessions of a stream whose playback tokens were
+// just revoked here.
+func (s *Server) revoked(id string) int { return s.rtc.CloseStream(id) }
+
 // Close releases what New made, for a server that was never run.
 func (s *Server) Close() { s.undo.run() }
 
 // Cluster is this node's cluster membership (nil for a single node).
-func (s *Server) Cluster() *cluster.Cluster { return s.cluster }
+func (s *Server) Cluster() *cluster.Cluster { return s.view.Cluster() }

@@ -37,6 +37,19 @@ type Apps interface {
 	DeleteApp(ctx context.Context, pkg string) error  // ErrNotFound
 }
 
+// PutApps creates or replaces each of apps in to (the apps of a
+// configuration file), giving up after 10 s.
+func PutApps(ctx context.Context, to Apps, apps []App) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, app := range apps {
+		if err := to.PutApp(ctx, app); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // PermissionCamera lets an app stream from the glasses' camera.
 const PermissionCamera = "CAMERA"
 

@@ -1,4 +1,4 @@
-package server
+package member
 
 import (
 	"context"
@@ -21,17 +21,17 @@ import (
 // transport is NATS.
 
 // nodeTransport is this node's way to the others' handlers.
-func (s *Server) nodeTransport() *nodehttp.Transport {
-	return &nodehttp.Transport{Conn: s.cluster.Conn(), Seal: s.seal,
+func (m *Member) nodeTransport() *nodehttp.Transport {
+	return &nodehttp.Transport{Conn: m.c.Conn(), Seal: m.seal,
 		Principal: func(ctx context.Context) string { return string(api.PrincipalOf(ctx)) }}
 }
 
 // forwardTo answers r from node.
-func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, node string) {
+func (m *Member) forwardTo(w http.ResponseWriter, r *http.Request, node string) {
 	r = r.WithContext(nodehttp.WithClient(r.Context(), r.RemoteAddr))
 	r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
 	proxy := &httputil.ReverseProxy{
-		Transport: s.nodes,
+		Transport: m.nodes,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", node
 		},
@@ -40,7 +40,7 @@ func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, node string) 
 				http.Error(w, "the body is too large", http.StatusRequestEntityTooLarge)
 				return
 			}
-			s.log.Debug("cluster: a forwarded request failed", "node", node, "err", err)
+			m.log.Debug("cluster: a forwarded request failed", "node", node, "err", err)
 			http.Error(w, "the node that holds it ("+node+") did not answer", http.StatusBadGateway)
 		},
 	}
@@ -49,8 +49,8 @@ func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, node string) 
 
 // serveForwarded answers, with handler, the requests other nodes forward
 // here.
-func (s *Server) serveForwarded(handler http.Handler) error {
-	stop, err := nodehttp.Serve(s.cluster.Conn(), s.cluster.Node(), handler, nodehttp.Options{Seal: s.seal,
+func (m *Member) serveForwarded(handler http.Handler) error {
+	stop, err := nodehttp.Serve(m.c.Conn(), m.c.Node(), handler, nodehttp.Options{Seal: m.seal,
 		Principal: func(ctx context.Context, p string) context.Context {
 			if pr := api.Principal(p); pr.Valid() { // verified by a member, the node the request reached
 				return api.WithPrincipal(ctx, pr)
@@ -60,34 +60,34 @@ func (s *Server) serveForwarded(handler http.Handler) error {
 	if err != nil {
 		return err
 	}
-	prev := s.stopSessions
-	s.stopSessions = func() { stop(); prev() }
-	s.undo.push(stop)
+	prev := m.stopSessions
+	m.stopSessions = func() { stop(); prev() }
+	m.undo.push(stop)
 	return nil
 }
 
 // streamElsewhere forwards a request about a stream another live node holds
 // to that node.
-func (s *Server) streamElsewhere(w http.ResponseWriter, r *http.Request, streamID string) bool {
-	e, err := s.cluster.Streams().Find(r.Context(), streamID)
-	if err != nil || e.Origin == s.cluster.Node() || !s.cluster.Alive(e.Origin) {
+func (m *Member) streamElsewhere(w http.ResponseWriter, r *http.Request, streamID string) bool {
+	e, err := m.c.Streams().Find(r.Context(), streamID)
+	if err != nil || e.Origin == m.c.Node() || !m.c.Alive(e.Origin) {
 		return false
 	}
-	s.forwardTo(w, r, e.Origin)
+	m.forwardTo(w, r, e.Origin)
 	return true
 }
 
 // outputsElsewhere forwards an app's outputs request about a managed stream
 // this node does not hold to the node that does.
-func (s *Server) outputsElsewhere(w http.ResponseWriter, r *http.Request, streamID string) bool {
-	if _, err := s.plane.ManagedMedia(streamID); err == nil {
+func (m *Member) outputsElsewhere(w http.ResponseWriter, r *http.Request, streamID string) bool {
+	if _, err := m.p().Plane.ManagedMedia(streamID); err == nil {
 		return false
 	}
-	home := s.managedHome(r.Context(), streamID)
-	if home == "" || home == s.cluster.Node() {
+	home := m.managedHome(r.Context(), streamID)
+	if home == "" || home == m.c.Node() {
 		return false
 	}
-	s.forwardTo(w, r, home)
+	m.forwardTo(w, r, home)
 	return true
 }
 
@@ -95,27 +95,27 @@ func (s *Server) outputsElsewhere(w http.ResponseWriter, r *http.Request, stream
 // in the cluster's directory or, when the directory has not heard of the
 // stream yet (it is written on a queue, and an app may call the moment it
 // learns the id), the node among the live ones that answers that it holds it.
-func (s *Server) managedHome(ctx context.Context, streamID string) string {
-	users := s.cluster.Users()
+func (m *Member) managedHome(ctx context.Context, streamID string) string {
+	users := m.c.Users()
 	if user, err := users.ManagedUser(ctx, streamID); err == nil && user != "" {
 		if home, err := users.Home(ctx, user); err == nil && home != "" {
 			return home
 		}
 	}
-	return string(s.askAll(ctx, managedWhoSubject, []byte(streamID)))
+	return string(m.askAll(ctx, managedWhoSubject, []byte(streamID)))
 }
 
 // askAll asks every live node a question on subject and returns the first
 // answer that is not empty; nil once every node (this one too) answered
 // with nothing, or after a second.
-func (s *Server) askAll(ctx context.Context, subject string, question []byte) []byte {
+func (m *Member) askAll(ctx context.Context, subject string, question []byte) []byte {
 	alive := 0
-	for _, n := range s.cluster.Nodes() {
+	for _, n := range m.c.Nodes() {
 		if n.Alive {
 			alive++
 		}
 	}
-	nc := s.cluster.Conn()
+	nc := m.c.Conn()
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
@@ -128,12 +128,12 @@ func (s *Server) askAll(ctx context.Context, subject string, question []byte) []
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	for ; alive > 0; alive-- {
-		m, err := sub.NextMsgWithContext(ctx)
+		msg, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			return nil
 		}
-		if len(m.Data) > 0 {
-			return m.Data
+		if len(msg.Data) > 0 {
+			return msg.Data
 		}
 	}
 	return nil
@@ -146,18 +146,18 @@ const whepEndSubject = "glasscast.whep.end"
 
 // whepAnywhere passes a DELETE of a WebRTC session this node does not hold
 // to the node that does.
-func (s *Server) whepAnywhere(next http.Handler) http.Handler {
+func (m *Member) whepAnywhere(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, session := r.PathValue("id"), r.PathValue("session")
-		if r.Method != http.MethodDelete || s.rtc.HasSession(id, session) {
+		if r.Method != http.MethodDelete || m.p().RTC.HasSession(id, session) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if _, known := s.cluster.Streams().Lookup(id); !known {
+		if _, known := m.c.Streams().Lookup(id); !known {
 			next.ServeHTTP(w, r) // no such stream anywhere: nothing to ask the others
 			return
 		}
-		if s.askAll(r.Context(), whepEndSubject, []byte(id+"/"+session)) == nil {
+		if m.askAll(r.Context(), whepEndSubject, []byte(id+"/"+session)) == nil {
 			next.ServeHTTP(w, r) // nobody has it: not found
 			return
 		}
@@ -171,38 +171,38 @@ func (s *Server) whepAnywhere(next http.Handler) http.Handler {
 const managedWhoSubject = "glasscast.managed.who"
 
 // serveManagedWho answers the question for this node's managed streams.
-func (s *Server) serveManagedWho() error {
-	return s.answerAll(managedWhoSubject, func(id string) bool {
-		_, ok := s.managed.Lookup(id)
+func (m *Member) serveManagedWho() error {
+	return m.answerAll(managedWhoSubject, func(id string) bool {
+		_, ok := m.managed.Lookup(id)
 		return ok
 	})
 }
 
 // serveWHEPEnd ends this node's WebRTC sessions other nodes were asked to.
-func (s *Server) serveWHEPEnd() error {
-	return s.answerAll(whepEndSubject, func(q string) bool {
+func (m *Member) serveWHEPEnd() error {
+	return m.answerAll(whepEndSubject, func(q string) bool {
 		id, session, ok := strings.Cut(q, "/")
-		return ok && s.rtc.EndSession(id, session)
+		return ok && m.p().RTC.EndSession(id, session)
 	})
 }
 
 // answerAll answers askAll's questions on subject: this node's name when
 // yes says so, nothing otherwise.
-func (s *Server) answerAll(subject string, yes func(question string) bool) error {
-	node := []byte(s.cluster.Node())
-	sub, err := s.cluster.Conn().Subscribe(subject, func(m *nats.Msg) {
-		if m.Reply == "" {
+func (m *Member) answerAll(subject string, yes func(question string) bool) error {
+	node := []byte(m.c.Node())
+	sub, err := m.c.Conn().Subscribe(subject, func(msg *nats.Msg) {
+		if msg.Reply == "" {
 			return
 		}
 		var answer []byte
-		if yes(string(m.Data)) {
+		if yes(string(msg.Data)) {
 			answer = node
 		}
-		m.Respond(answer)
+		msg.Respond(answer)
 	})
 	if err != nil {
 		return err
 	}
-	s.undo.push(func() { sub.Unsubscribe() })
+	m.undo.push(func() { sub.Unsubscribe() })
 	return nil
 }

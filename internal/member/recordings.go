@@ -1,4 +1,4 @@
-package server
+package member
 
 import (
 	"context"
@@ -32,12 +32,12 @@ type indexed struct {
 // recordings: new and changed ones written, deleted and pruned ones taken
 // out. last is what it wrote before (nil: nothing is known, the index's
 // entries naming this node are checked against the disk).
-func (s *Server) indexRecordings(ctx context.Context, last map[string]indexed) map[string]indexed {
-	idx := s.cluster.Recordings()
-	node := s.cluster.Node()
+func (m *Member) indexRecordings(ctx context.Context, last map[string]indexed) map[string]indexed {
+	idx := m.c.Recordings()
+	node := m.c.Node()
 	now := time.Now()
 	next := map[string]indexed{}
-	for _, in := range s.recs.List() {
+	for _, in := range m.cfg.Recs.List() {
 		e := cluster.RecordingEntry{ID: in.ID, Node: node, Name: in.Name, Status: in.Status, StartedAt: in.StartedAt,
 			Duration: in.Duration.Seconds(), Bytes: in.Bytes, Segments: in.Segments, Gaps: in.Gaps, Truncated: in.Truncated, Error: in.Error}
 		if !in.EndedAt.IsZero() {
@@ -92,14 +92,14 @@ func recordingJSON(e cluster.RecordingEntry) api.RecordingJSON {
 // remoteRecordings lists the recordings of the other nodes: those of a
 // node that is not alive as unavailable (their files are on its disk),
 // until it is back.
-func (s *Server) remoteRecordings(apiServer *api.Server) []api.RecordingJSON {
+func (m *Member) remoteRecordings(apiServer *api.Server) []api.RecordingJSON {
 	var out []api.RecordingJSON
-	for _, e := range s.cluster.Recordings().List() {
-		if e.Node == s.cluster.Node() {
+	for _, e := range m.c.Recordings().List() {
+		if e.Node == m.c.Node() {
 			continue
 		}
 		j := apiServer.RemoteRecordingJSON(recordingJSON(e))
-		if !s.cluster.Alive(e.Node) {
+		if !m.c.Alive(e.Node) {
 			j.Status, j.Error = recordingUnavailable, unreachable(e.Node)
 		}
 		out = append(out, j)
@@ -117,9 +117,9 @@ func unreachable(node string) string {
 
 // recordingOnDeadNode is the node, not alive, whose disk holds a
 // recording; "" when none.
-func (s *Server) recordingOnDeadNode(id string) string {
-	e, ok := s.cluster.Recordings().Lookup(id)
-	if !ok || e.Node == s.cluster.Node() || s.cluster.Alive(e.Node) {
+func (m *Member) recordingOnDeadNode(id string) string {
+	e, ok := m.c.Recordings().Lookup(id)
+	if !ok || e.Node == m.c.Node() || m.c.Alive(e.Node) {
 		return ""
 	}
 	return e.Node
@@ -127,9 +127,9 @@ func (s *Server) recordingOnDeadNode(id string) string {
 
 // recordingHolder is the live node, not this one, whose disk holds a
 // recording; "" when none does.
-func (s *Server) recordingHolder(id string) string {
-	e, ok := s.cluster.Recordings().Lookup(id)
-	if !ok || e.Node == s.cluster.Node() || !s.cluster.Alive(e.Node) {
+func (m *Member) recordingHolder(id string) string {
+	e, ok := m.c.Recordings().Lookup(id)
+	if !ok || e.Node == m.c.Node() || !m.c.Alive(e.Node) {
 		return ""
 	}
 	return e.Node
@@ -137,17 +137,17 @@ func (s *Server) recordingHolder(id string) string {
 
 // recordingElsewhere answers an API request about another node's
 // recording from that node.
-func (s *Server) recordingElsewhere(w http.ResponseWriter, r *http.Request, id string) bool {
-	node := s.recordingHolder(id)
+func (m *Member) recordingElsewhere(w http.ResponseWriter, r *http.Request, id string) bool {
+	node := m.recordingHolder(id)
 	if node == "" {
-		if dead := s.recordingOnDeadNode(id); dead != "" {
+		if dead := m.recordingOnDeadNode(id); dead != "" {
 			w.Header().Set("Retry-After", "30")
 			api.WriteError(w, http.StatusServiceUnavailable, "recording_unavailable", "recording "+id+": "+unreachable(dead))
 			return true
 		}
 		return false
 	}
-	s.forwardTo(w, r, node)
+	m.forwardTo(w, r, node)
 	return true
 }
 
@@ -158,18 +158,18 @@ func (s *Server) recordingElsewhere(w http.ResponseWriter, r *http.Request, id s
 // Nodes that share one public URL (a balancer's) would send the player
 // round in circles: this node passes the holder's answer on instead,
 // fetched over NATS a range at a time (see relayRecording).
-func (s *Server) recordingsAnywhere(next http.Handler) http.Handler {
+func (m *Member) recordingsAnywhere(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest := strings.TrimPrefix(r.URL.Path, "/recordings/")
 		id, file, _ := strings.Cut(rest, "/")
 		id = strings.TrimSuffix(id, ".mp4")
-		if _, err := s.recs.Get(id); err == nil || r.Method == http.MethodOptions {
+		if _, err := m.cfg.Recs.Get(id); err == nil || r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
 			return
 		}
-		node := s.recordingHolder(id)
+		node := m.recordingHolder(id)
 		if node == "" {
-			if dead := s.recordingOnDeadNode(id); dead != "" {
+			if dead := m.recordingOnDeadNode(id); dead != "" {
 				w.Header().Set("Access-Control-Allow-Origin", "*")
 				w.Header().Set("Retry-After", "30")
 				http.Error(w, "this recording: "+unreachable(dead), http.StatusServiceUnavailable)
@@ -188,13 +188,13 @@ func (s *Server) recordingsAnywhere(next http.Handler) http.Handler {
 			uri += "?" + r.URL.RawQuery
 		}
 		public := ""
-		for _, n := range s.cluster.Nodes() {
+		for _, n := range m.c.Nodes() {
 			if n.Name == node {
 				public = n.Public
 			}
 		}
-		if public == "" || public == s.public {
-			s.relayRecording(w, r, node, uri)
+		if public == "" || public == m.public {
+			m.relayRecording(w, r, node, uri)
 			return
 		}
 		w.Header().Set("Access-Control-Allow-Origin", "*")
@@ -212,14 +212,14 @@ const recordingChunk = 512 << 10
 // http.ServeContent: the client's ranges, HEAD and conditional requests
 // answered as the holder would. Answers that are not a range of a file
 // (a playlist, an error) are passed on as they came.
-func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, uri string) {
+func (m *Member) relayRecording(w http.ResponseWriter, r *http.Request, node, uri string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
 	chunk := int64(recordingChunk)
-	if mp := s.cluster.Conn().MaxPayload(); mp > 0 && mp/2 < chunk {
+	if mp := m.c.Conn().MaxPayload(); mp > 0 && mp/2 < chunk {
 		chunk = mp / 2
 	}
 	from, _, ranged := byteRange(r.Header.Get("Range"))
@@ -227,7 +227,7 @@ func (s *Server) relayRecording(w http.ResponseWriter, r *http.Request, node, ur
 		from = 0
 	}
 	r = r.WithContext(nodehttp.WithClient(r.Context(), r.RemoteAddr))
-	if err := nodehttp.ServeFile(w, r, &http.Client{Transport: s.nodes}, node, uri, from, chunk); err != nil {
+	if err := nodehttp.ServeFile(w, r, &http.Client{Transport: m.nodes}, node, uri, from, chunk); err != nil {
 		http.Error(w, "the node that holds the recording ("+node+") did not answer", http.StatusBadGateway)
 	}
 }

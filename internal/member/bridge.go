@@ -1,4 +1,4 @@
-package server
+package member
 
 import (
 	"context"
@@ -59,30 +59,30 @@ type appBridge struct {
 
 // bridgeApp bridges an app's socket to its user's home node when that is
 // another live node; nil: this node serves it.
-func (s *Server) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) api.AppBridge {
+func (m *Member) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) api.AppBridge {
 	user, ok := strings.CutSuffix(init.SessionID, "-"+init.PackageName)
 	if !ok {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	c := s.cluster
+	c := m.c
 	home, err := c.Users().Home(ctx, user)
 	if err != nil || home == "" || home == c.Node() {
 		return nil
 	}
 	id := make([]byte, 12)
 	rand.Read(id)
-	b := &appBridge{nc: c.Conn(), seal: s.seal, me: c.Node(), home: home, id: hex.EncodeToString(id), stop: make(chan struct{}), done: make(chan struct{})}
+	b := &appBridge{nc: c.Conn(), seal: m.seal, me: c.Node(), home: home, id: hex.EncodeToString(id), stop: make(chan struct{}), done: make(chan struct{})}
 	mine := appsockApp(b.me, b.id)
-	b.sub, err = b.nc.Subscribe(mine, func(m *nats.Msg) {
-		if code := m.Header.Get(hdrClose); code != "" {
+	b.sub, err = b.nc.Subscribe(mine, func(msg *nats.Msg) {
+		if code := msg.Header.Get(hdrClose); code != "" {
 			n, _ := strconv.Atoi(code)
-			peer.Close(n, m.Header.Get(hdrReason))
+			peer.Close(n, msg.Header.Get(hdrReason))
 			return
 		}
-		if msg, err := b.seal.Open(mine, m.Data); err == nil {
-			peer.Send(json.RawMessage(msg))
+		if plain, err := b.seal.Open(mine, msg.Data); err == nil {
+			peer.Send(json.RawMessage(plain))
 		}
 	})
 	if err != nil {
@@ -105,15 +105,15 @@ func (s *Server) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) 
 			}
 		}
 	}()
-	s.log.Info("app bridged to the node that holds its session", "app", init.PackageName, "user", user, "node", home)
+	m.log.Info("app bridged to the node that holds its session", "app", init.PackageName, "user", user, "node", home)
 	return b
 }
 
 // Receive sends a message from the app to the home.
 func (b *appBridge) Receive(raw []byte) {
-	m := nats.NewMsg(appsockHome(b.home))
-	m.Header.Set(hdrConn, b.id)
-	m.Header.Set(hdrFrom, b.me)
+	msg := nats.NewMsg(appsockHome(b.home))
+	msg.Header.Set(hdrConn, b.id)
+	msg.Header.Set(hdrFrom, b.me)
 	if !b.opened {
 		// The init: its API key stays on this node, which checked it;
 		// the home takes the socket for the package named here.
@@ -124,22 +124,22 @@ func (b *appBridge) Receive(raw []byte) {
 		}
 		delete(init, "apiKey")
 		raw, _ = json.Marshal(init)
-		m.Header.Set(hdrOpen, "1")
-		m.Header.Set(hdrApp, pkg)
+		msg.Header.Set(hdrOpen, "1")
+		msg.Header.Set(hdrApp, pkg)
 		b.opened = true
 	}
-	m.Data = b.seal.Seal(m.Subject, raw)
-	b.nc.PublishMsg(m)
+	msg.Data = b.seal.Seal(msg.Subject, raw)
+	b.nc.PublishMsg(msg)
 }
 
 // Gone tells the home the app's socket closed.
 func (b *appBridge) Gone() {
 	b.stopOnce.Do(func() {
-		m := nats.NewMsg(appsockHome(b.home))
-		m.Header.Set(hdrConn, b.id)
-		m.Header.Set(hdrFrom, b.me)
-		m.Header.Set(hdrGone, "1")
-		b.nc.PublishMsg(m)
+		msg := nats.NewMsg(appsockHome(b.home))
+		msg.Header.Set(hdrConn, b.id)
+		msg.Header.Set(hdrFrom, b.me)
+		msg.Header.Set(hdrGone, "1")
+		b.nc.PublishMsg(msg)
 		b.sub.Unsubscribe()
 		close(b.stop)
 		<-b.done
@@ -161,10 +161,10 @@ func (p remotePeer) Send(msg any) {
 }
 
 func (p remotePeer) Close(code int, reason string) {
-	m := nats.NewMsg(p.subject)
-	m.Header.Set(hdrClose, strconv.Itoa(code))
-	m.Header.Set(hdrReason, reason)
-	p.nc.PublishMsg(m)
+	msg := nats.NewMsg(p.subject)
+	msg.Header.Set(hdrClose, strconv.Itoa(code))
+	msg.Header.Set(hdrReason, reason)
+	p.nc.PublishMsg(msg)
 }
 
 // bridged is, on the home node, a socket bridged from another node. Its
@@ -226,14 +226,14 @@ func (b *bridged) end() {
 
 // serveBridges serves, as this node's own, the app sockets other nodes
 // bridge here; a socket whose node is gone is gone.
-func (s *Server) serveBridges() error {
-	c := s.cluster
+func (m *Member) serveBridges() error {
+	c := m.c
 	var mu sync.Mutex
 	var wg sync.WaitGroup // the bridged sockets' goroutines
 	conns := map[string]*bridged{}
 	home := appsockHome(c.Node())
-	sub, err := c.Conn().Subscribe(home, func(m *nats.Msg) {
-		from, id := m.Header.Get(hdrFrom), m.Header.Get(hdrConn)
+	sub, err := c.Conn().Subscribe(home, func(msg *nats.Msg) {
+		from, id := msg.Header.Get(hdrFrom), msg.Header.Get(hdrConn)
 		if from == "" || id == "" || strings.ContainsAny(from+id, ". *>") {
 			return
 		}
@@ -241,11 +241,11 @@ func (s *Server) serveBridges() error {
 		mu.Lock()
 		b := conns[key]
 		switch {
-		case m.Header.Get(hdrGone) != "":
+		case msg.Header.Get(hdrGone) != "":
 			delete(conns, key)
-		case b == nil && m.Header.Get(hdrOpen) != "" && m.Header.Get(hdrApp) != "":
-			sock := s.plane.ConnectApp(remotePeer{nc: c.Conn(), seal: s.seal, subject: appsockApp(from, id)})
-			sock.Verified = m.Header.Get(hdrApp) // by the app's node, a member
+		case b == nil && msg.Header.Get(hdrOpen) != "" && msg.Header.Get(hdrApp) != "":
+			sock := m.p().Plane.ConnectApp(remotePeer{nc: c.Conn(), seal: m.seal, subject: appsockApp(from, id)})
+			sock.Verified = msg.Header.Get(hdrApp) // by the app's node, a member
 			b = newBridged(sock, from, &wg)
 			conns[key] = b
 		}
@@ -253,24 +253,24 @@ func (s *Server) serveBridges() error {
 		if b == nil {
 			return
 		}
-		if m.Header.Get(hdrGone) != "" {
+		if msg.Header.Get(hdrGone) != "" {
 			b.end()
 			return
 		}
-		plain, err := s.seal.Open(home, m.Data)
+		plain, err := m.seal.Open(home, msg.Data)
 		if err != nil {
 			return
 		}
-		msg, err := protocol.DecodeFromApp(plain)
+		decoded, err := protocol.DecodeFromApp(plain)
 		if err != nil {
 			return
 		}
-		if !b.receive(msg) {
+		if !b.receive(decoded) {
 			mu.Lock()
 			delete(conns, key)
 			mu.Unlock()
-			s.log.Warn("cluster: a bridged app socket sent more than the plane could take; closed", "node", from, "app", m.Header.Get(hdrApp))
-			remotePeer{nc: c.Conn(), seal: s.seal, subject: appsockApp(from, id)}.Close(1008, "too many messages at once")
+			m.log.Warn("cluster: a bridged app socket sent more than the plane could take; closed", "node", from, "app", msg.Header.Get(hdrApp))
+			remotePeer{nc: c.Conn(), seal: m.seal, subject: appsockApp(from, id)}.Close(1008, "too many messages at once")
 		}
 	})
 	if err != nil {
@@ -310,9 +310,9 @@ func (s *Server) serveBridges() error {
 		mu.Unlock()
 		wg.Wait()
 	})
-	prev := s.stopSessions
-	s.stopSessions = func() { stop(); prev() }
-	s.undo.push(stop)
+	prev := m.stopSessions
+	m.stopSessions = func() { stop(); prev() }
+	m.undo.push(stop)
 	return nil
 }
 
@@ -329,8 +329,8 @@ type managedDirectory struct {
 // managedChange is a managed stream's user, or its end (user "").
 type managedChange struct{ id, user string }
 
-func (s *Server) newManagedDirectory() *managedDirectory {
-	users := s.cluster.Users()
+func (m *Member) newManagedDirectory() *managedDirectory {
+	users := m.c.Users()
 	d := &managedDirectory{LocalDirectory: control.NewLocalDirectory()}
 	d.q = event.NewQueue("managed-directory", nil, func(ch managedChange) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -341,8 +341,8 @@ func (s *Server) newManagedDirectory() *managedDirectory {
 		} else {
 			err = users.PutManaged(ctx, ch.id, ch.user)
 		}
-		if err != nil && s.cluster.Ready() {
-			s.log.Warn("cluster: the managed stream directory not updated", "stream", ch.id, "err", err)
+		if err != nil && m.c.Ready() {
+			m.log.Warn("cluster: the managed stream directory not updated", "stream", ch.id, "err", err)
 		}
 	})
 	return d
@@ -382,8 +382,8 @@ type cameraChange struct {
 	at    time.Time
 }
 
-func (s *Server) newClusterCamera() *clusterCamera {
-	users := s.cluster.Users()
+func (m *Member) newClusterCamera() *clusterCamera {
+	users := m.c.Users()
 	c := &clusterCamera{LocalCamera: control.NewLocalCamera()}
 	c.q = event.NewQueue("camera-leases", nil, func(ch cameraChange) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -395,8 +395,8 @@ func (s *Server) newClusterCamera() *clusterCamera {
 		} else {
 			err = users.DeleteLease(ctx, ch.user, ch.lease.StreamID)
 		}
-		if err != nil && s.cluster.Ready() {
-			s.log.Warn("cluster: a camera lease not recorded", "user", ch.user, "err", err)
+		if err != nil && m.c.Ready() {
+			m.log.Warn("cluster: a camera lease not recorded", "user", ch.user, "err", err)
 		}
 	})
 	return c

@@ -1,4 +1,4 @@
-package server
+package member
 
 import (
 	"time"
@@ -25,23 +25,23 @@ const (
 // stream that had a publisher has another origin, or --drain-timeout has
 // passed (0: at once). Without another node up there is no one to send
 // them to: the node stops as a single node would.
-func (s *Server) drain(stopIngest func()) {
-	c := s.cluster
-	s.draining.Store(true)
+func (m *Member) drain(stopIngest func()) {
+	c := m.c
+	m.draining.Store(true)
 	c.Beat() // the others hear it now
-	deadline := time.Now().Add(s.cfg.DrainTimeout)
-	s.log.Info("draining: sockets and publishers go to the other nodes", "timeout", s.cfg.DrainTimeout)
-	if !s.otherNodeUp() {
-		s.log.Warn("draining: no other node is up to take this node's streams; stopping")
+	deadline := time.Now().Add(m.cfg.DrainTimeout)
+	m.log.Info("draining: sockets and publishers go to the other nodes", "timeout", m.cfg.DrainTimeout)
+	if !m.otherNodeUp() {
+		m.log.Warn("draining: no other node is up to take this node's streams; stopping")
 		return
 	}
 	var held []string // the streams with a publisher now
-	for _, st := range s.reg.List() {
+	for _, st := range m.reg.List() {
 		if !st.Internal() && st.Status() == live.StatusLive {
 			held = append(held, st.ID())
 		}
 	}
-	s.sockets.CloseWith(int(drainClose), drainCloseReason)
+	m.p().Sockets.CloseWith(int(drainClose), drainCloseReason)
 	stopIngest() // no new publish here; those here reconnect elsewhere
 	dir := c.Streams()
 	moved := func() int {
@@ -53,18 +53,18 @@ func (s *Server) drain(stopIngest func()) {
 		}
 		return n
 	}
-	all := s.waitCluster(deadline, func() bool { return moved() == len(held) })
+	all := m.waitCluster(deadline, func() bool { return moved() == len(held) })
 	if all {
-		s.log.Info("draining: done; every stream with a publisher is on another node", "streams", len(held))
+		m.log.Info("draining: done; every stream with a publisher is on another node", "streams", len(held))
 	} else {
-		s.log.Warn("draining: timed out; streams whose publisher did not come back elsewhere end here", "streams", len(held), "moved", moved())
+		m.log.Warn("draining: timed out; streams whose publisher did not come back elsewhere end here", "streams", len(held), "moved", moved())
 	}
 }
 
 // otherNodeUp says some other node is alive and not draining.
-func (s *Server) otherNodeUp() bool {
-	for _, n := range s.cluster.Nodes() {
-		if n.Name != s.cluster.Node() && n.Alive && !n.Draining {
+func (m *Member) otherNodeUp() bool {
+	for _, n := range m.c.Nodes() {
+		if n.Name != m.c.Node() && n.Alive && !n.Draining {
 			return true
 		}
 	}
@@ -72,9 +72,9 @@ func (s *Server) otherNodeUp() bool {
 }
 
 // waitCluster waits, on the cluster's changes, until ok or the deadline.
-func (s *Server) waitCluster(deadline time.Time, ok func() bool) bool {
+func (m *Member) waitCluster(deadline time.Time, ok func() bool) bool {
 	for {
-		ch := s.cluster.Changed()
+		ch := m.c.Changed()
 		if ok() {
 			return true
 		}

@@ -1,14 +1,12 @@
-package server
+package member
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,69 +18,25 @@ import (
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/relay"
-	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/stream"
 	"github.com/glasscast/glasscast/internal/web"
 )
 
-// joinCluster makes this node part of the cluster its configuration names.
-// The apps are the cluster's from then on: once it has joined, the node
-// moves the apps it kept on its own into the cluster and puts those of its
-// configuration file there.
-func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error {
-	c, err := cluster.Start(cluster.Config{
-		Node: s.cfg.NodeName(), Listen: s.cfg.NATSListen, Routes: s.cfg.NATSRoutes, URLs: s.cfg.NATS,
-		TLS:   cluster.TLSFiles{Cert: s.cfg.NATSTLSCert, Key: s.cfg.NATSTLSKey, CA: s.cfg.NATSTLSCA},
-		Creds: s.cfg.NATSCreds, Nkey: s.cfg.NATSNkey, Insecure: s.cfg.NATSInsecure,
-		Dir: s.cfg.Data, Secret: s.secret, Public: s.public, Version: Version(), Stats: s.nodeStats,
-		Generation: s.revokedElsewhere,
-	}, s.log.With("component", "cluster"))
-	if err != nil {
-		return err
-	}
-	s.cluster = c
-	s.undo.push(c.Close)
-	if s.seal, err = cluster.NewSealer(s.secret); err != nil {
-		return err
-	}
-	s.nodes = s.nodeTransport()
-	if err := s.shareFailures(throttle); err != nil {
-		return err
-	}
-	apps := c.Apps()
-	s.apps = apps
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if c.WaitReady(ctx) != nil {
-			return
-		}
-		moved, err := apps.MoveApps(ctx, s.store)
-		if moved > 0 {
-			s.log.Info("cluster: this node's own apps moved into the cluster", "apps", moved)
-		}
-		if err == nil {
-			err = s.putApps(ctx, cfgApps)
-		}
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("cluster: apps not shared", "err", err)
-		}
-	}()
-	s.undo.push(func() { cancel(); <-done })
-
-	// The stream directory lists this node's streams; other nodes' play
-	// here through relays, this node's there.
+// Start begins serving the cluster once the node's parts are built: the
+// stream directory lists this node's streams, other nodes' play here
+// through relays and this node's there; other nodes' requests, questions
+// and bridged app sockets are answered.
+func (m *Member) Start(p Parts) (err error) {
+	m.parts.Store(&p)
+	c := m.c
 	dir := c.Streams()
-	s.reg.Subscribe("directory", func(ev live.Event) { s.announce(dir, ev) })
-	rlog := s.log.With("component", "relay")
-	origin, err := relay.ServeOrigin(c.Conn(), c.Node(), s.reg.Packager, s.reg.Hub, rlog)
-	if err != nil {
+	m.reg.Subscribe("directory", func(ev live.Event) { m.announce(dir, ev) })
+	rlog := m.log.With("component", "relay")
+	if m.origin, err = relay.ServeOrigin(c.Conn(), c.Node(), m.reg.Packager, m.reg.Hub, rlog); err != nil {
 		return err
 	}
-	s.origin = origin
-	s.undo.push(origin.Close)
-	s.relays = relay.NewRelays(c.Conn(), c.Node(), func(ctx context.Context, id string) (string, error) {
+	m.undo.push(m.origin.Close)
+	m.relays = relay.NewRelays(c.Conn(), c.Node(), func(ctx context.Context, id string) (string, error) {
 		e, err := dir.Find(ctx, id)
 		if errors.Is(err, cluster.ErrNoStream) {
 			return "", relay.ErrNotHere
@@ -95,8 +49,8 @@ func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error
 		}
 		return e.Origin, nil // this node, for a stream that came here while relayed
 	}, rlog)
-	s.undo.push(s.relays.Close)
-	if err := s.relays.AnswerPositions(s.reg.Packager); err != nil {
+	m.undo.push(m.relays.Close)
+	if err := m.relays.AnswerPositions(m.reg.Packager); err != nil {
 		return err
 	}
 	// A stream that moves is followed by this node's relays as soon as the
@@ -119,7 +73,7 @@ func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error
 				clear(origins)
 			}
 			if moved {
-				s.relays.Recheck()
+				m.relays.Recheck()
 			}
 			select {
 			case <-ch:
@@ -128,21 +82,27 @@ func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error
 			}
 		}
 	}()
-	s.stopMoves = sync.OnceFunc(func() { rcancel(); <-rdone })
-	s.undo.push(s.stopMoves)
+	m.stopMoves = sync.OnceFunc(func() { rcancel(); <-rdone })
+	m.undo.push(m.stopMoves)
 
 	tctx, tcancel := context.WithCancel(context.Background())
 	tdone := make(chan struct{})
 	go func() {
 		defer close(tdone)
-		s.tend(tctx)
+		m.tend(tctx)
 	}()
-	s.stopTend = sync.OnceFunc(func() { tcancel(); <-tdone })
-	s.undo.push(s.stopTend)
-	if err := s.serveStatus(); err != nil {
+	m.stopTend = sync.OnceFunc(func() { tcancel(); <-tdone })
+	m.undo.push(m.stopTend)
+	if err := m.serveStatus(); err != nil {
 		return err
 	}
-	return s.serveDeletes()
+	if err := m.serveDeletes(); err != nil {
+		return err
+	}
+	if err := m.sessionsAnywhere(p.Apps); err != nil {
+		return err
+	}
+	return m.serveForwarded(p.Handler) // every route is in
 }
 
 // tend keeps the directory true. Once the node has joined, the entries
@@ -152,25 +112,25 @@ func (s *Server) joinCluster(cfgApps []store.App, throttle *auth.Throttle) error
 // are gone: reconnecting at once, ended once the reconnect window has
 // passed (the window applies cluster-wide), and gone from the directory
 // once ended streams are no longer listed.
-func (s *Server) tend(ctx context.Context) {
-	c := s.cluster
+func (m *Member) tend(ctx context.Context) {
+	c := m.c
 	if c.WaitReady(ctx) != nil {
 		return
 	}
 	dir := c.Streams()
 	if all, err := dir.List(ctx); err == nil {
 		for _, e := range all {
-			if st, err := s.reg.Get(e.ID); e.Origin == c.Node() && (err != nil || st.Status() == live.StatusEnded) {
+			if st, err := m.reg.Get(e.ID); e.Origin == c.Node() && (err != nil || st.Status() == live.StatusEnded) {
 				dir.Remove(ctx, e.ID, func(cur cluster.StreamEntry) bool { return cur.Origin == c.Node() })
 			}
 		}
 	}
-	for _, st := range s.reg.List() {
+	for _, st := range m.reg.List() {
 		if st.Status() != live.StatusEnded {
-			s.announce(dir, live.Event{Kind: live.EventCreated, Stream: st, At: st.CreatedAt()})
+			m.announce(dir, live.Event{Kind: live.EventCreated, Stream: st, At: st.CreatedAt()})
 		}
 	}
-	recs := s.indexRecordings(ctx, nil)
+	recs := m.indexRecordings(ctx, nil)
 	renewed := time.Now()
 	seen := map[string]entrySeen{}
 	tick := time.NewTicker(c.Heartbeat())
@@ -180,14 +140,14 @@ func (s *Server) tend(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			s.sweep(ctx, dir, seen)
-			recs = s.indexRecordings(ctx, recs)
+			m.sweep(ctx, dir, seen)
+			recs = m.indexRecordings(ctx, recs)
 			if time.Since(renewed) > homeRenewal {
 				// A user's home is recorded for a day: those whose phone
 				// stays connected here are recorded again.
-				for _, user := range s.plane.Phones() {
+				for _, user := range m.p().Plane.Phones() {
 					if err := c.Users().Claim(ctx, user); err != nil && c.Ready() {
-						s.log.Warn("cluster: the user's home not renewed", "user", user, "err", err)
+						m.log.Warn("cluster: the user's home not renewed", "user", user, "err", err)
 					}
 				}
 				renewed = time.Now()
@@ -213,17 +173,17 @@ type entrySeen struct {
 // live one by name. How long an entry has been reconnecting or ended is
 // measured from when this node first saw it so (seen, the tend
 // goroutine's), never from the time another node wrote in it.
-func (s *Server) sweep(ctx context.Context, dir *cluster.Streams, seen map[string]entrySeen) {
-	for _, st := range s.reg.List() {
+func (m *Member) sweep(ctx context.Context, dir *cluster.Streams, seen map[string]entrySeen) {
+	for _, st := range m.reg.List() {
 		if st.Status() == live.StatusEnded {
 			continue
 		}
-		if e, ok := dir.Lookup(st.ID()); !ok || e.Origin == s.cluster.Node() {
+		if e, ok := dir.Lookup(st.ID()); !ok || e.Origin == m.c.Node() {
 			continue
 		}
-		if e, err := dir.Get(ctx, st.ID()); err == nil && e.Origin != s.cluster.Node() {
-			s.log.Info("stream taken over by another node", "stream", st.ID(), "node", e.Origin)
-			s.reg.Delete(st.ID())
+		if e, err := dir.Get(ctx, st.ID()); err == nil && e.Origin != m.c.Node() {
+			m.log.Info("stream taken over by another node", "stream", st.ID(), "node", e.Origin)
+			m.reg.Delete(st.ID())
 		}
 	}
 
@@ -244,7 +204,7 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams, seen map[strin
 
 	alive := map[string]bool{}
 	first := ""
-	for _, n := range s.cluster.Nodes() {
+	for _, n := range m.c.Nodes() {
 		if n.Alive {
 			alive[n.Name] = true
 			if first == "" || n.Name < first {
@@ -252,10 +212,10 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams, seen map[strin
 			}
 		}
 	}
-	if first != s.cluster.Node() {
+	if first != m.c.Node() {
 		return
 	}
-	retention := s.reg.Config().EndedRetention
+	retention := m.reg.Config().EndedRetention
 	ended, reconnecting := live.StatusEnded.String(), live.StatusReconnecting.String()
 	// Every change is a compare-and-set on the entry as it is now: one
 	// another node changed since this node's copy (a takeover) is left.
@@ -274,9 +234,9 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams, seen map[strin
 				return true
 			})
 			if wrote {
-				s.log.Info("stream reconnecting: its node is gone", "stream", e.ID, "node", e.Origin, "window", s.cfg.ReconnectWindow)
+				m.log.Info("stream reconnecting: its node is gone", "stream", e.ID, "node", e.Origin, "window", m.cfg.ReconnectWindow)
 			}
-		case since > s.cfg.ReconnectWindow:
+		case since > m.cfg.ReconnectWindow:
 			wrote, _ := dir.Change(ctx, e.ID, func(cur *cluster.StreamEntry, exists bool) bool {
 				if !exists || cur.Origin != e.Origin || cur.Status != reconnecting || !cur.Since.Equal(e.Since) {
 					return false
@@ -285,7 +245,7 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams, seen map[strin
 				return true
 			})
 			if wrote {
-				s.log.Info("stream ended: its node did not come back within the reconnect window", "stream", e.ID, "node", e.Origin)
+				m.log.Info("stream ended: its node did not come back within the reconnect window", "stream", e.ID, "node", e.Origin)
 			}
 		}
 	}
@@ -293,7 +253,7 @@ func (s *Server) sweep(ctx context.Context, dir *cluster.Streams, seen map[strin
 
 // announce keeps this node's streams in the cluster's directory: listed
 // from creation, with their status, until they end.
-func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
+func (m *Member) announce(dir *cluster.Streams, ev live.Event) {
 	st := ev.Stream
 	if st.Internal() || ev.Shutdown {
 		return // a node that leaves takes its entries out itself
@@ -305,7 +265,7 @@ func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
 	if ev.Kind == live.EventCreated {
 		status = st.Status() // a stream brought back by a restart may be waiting for its publisher
 	}
-	me := s.cluster.Node()
+	me := m.c.Node()
 	_, err := dir.Change(ctx, st.ID(), func(cur *cluster.StreamEntry, exists bool) bool {
 		if exists && cur.Origin != me {
 			return false // another node took it over: its entry is that node's to write
@@ -314,8 +274,8 @@ func (s *Server) announce(dir *cluster.Streams, ev live.Event) {
 			Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt(), Since: ev.At.UTC(), KeyHash: cluster.KeyHash(st.Key())}
 		return true
 	})
-	if err != nil && s.cluster.Ready() {
-		s.log.Warn("cluster: the stream directory not updated", "stream", st.ID(), "event", ev.Kind, "err", err)
+	if err != nil && m.c.Ready() {
+		m.log.Warn("cluster: the stream directory not updated", "stream", st.ID(), "event", ev.Kind, "err", err)
 	}
 }
 
@@ -338,19 +298,19 @@ func appsSubject(node string) string { return "glasscast.node." + node + ".apps"
 // phone connected to last (their home, recorded in the cluster), and lets
 // the phone's start and stop of an app land on any node: a node that is
 // not the user's home asks the home over NATS and answers what it says.
-func (s *Server) sessionsAnywhere(apps *api.Apps) error {
-	c := s.cluster
+func (m *Member) sessionsAnywhere(apps *api.Apps) error {
+	c := m.c
 	users := c.Users()
-	s.sockets.Bridge = s.bridgeApp
-	s.sockets.GlassesConnected = func(user string) {
+	m.p().Sockets.Bridge = m.bridgeApp
+	m.p().Sockets.GlassesConnected = func(user string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := users.Claim(ctx, user); err != nil && c.Ready() {
-			s.log.Warn("cluster: this node is not recorded as the user's home", "user", user, "err", err)
+			m.log.Warn("cluster: this node is not recorded as the user's home", "user", user, "err", err)
 		}
 	}
-	wait := s.plane.StartTimeout() + 10*time.Second
-	s.startStopAtHome = func(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
+	wait := m.p().Plane.StartTimeout() + 10*time.Second
+	m.startStopAtHome = func(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
 		home, err := users.Home(ctx, user)
 		if err != nil || home == "" || home == c.Node() {
 			return 0, nil, false
@@ -377,9 +337,9 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 	}
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
-	sub, err := c.Conn().Subscribe(appsSubject(c.Node()), func(m *nats.Msg) {
+	sub, err := c.Conn().Subscribe(appsSubject(c.Node()), func(msg *nats.Msg) {
 		var req appsRequest
-		if json.Unmarshal(m.Data, &req) != nil || m.Reply == "" {
+		if json.Unmarshal(msg.Data, &req) != nil || msg.Reply == "" {
 			return
 		}
 		wg.Add(1)
@@ -387,65 +347,67 @@ func (s *Server) sessionsAnywhere(apps *api.Apps) error {
 			defer wg.Done()
 			status, body := apps.Act(ctx, req.User, req.Pkg, req.Action)
 			b, _ := json.Marshal(appsReply{Status: status, Body: api.JSONBody(body)})
-			m.Respond(b)
+			msg.Respond(b)
 		}()
 	})
 	if err != nil {
 		cancel()
 		return err
 	}
-	s.stopSessions = sync.OnceFunc(func() {
+	m.stopSessions = sync.OnceFunc(func() {
 		sub.Unsubscribe()
 		cancel()
 		wg.Wait()
 	})
-	s.undo.push(s.stopSessions)
-	if err := s.serveManagedWho(); err != nil {
+	m.undo.push(m.stopSessions)
+	if err := m.serveManagedWho(); err != nil {
 		return err
 	}
-	if err := s.serveWHEPEnd(); err != nil {
+	if err := m.serveWHEPEnd(); err != nil {
 		return err
 	}
-	return s.serveBridges()
+	return m.serveBridges()
 }
 
-// leaveCluster takes this node out of the cluster: its relays stop, its
-// streams leave the directory, and the others see it go.
-func (s *Server) leaveCluster() {
-	s.stopSessions()
-	s.managed.close()
-	s.leases.close()
-	s.stopTend()
-	s.stopMoves()
-	s.relays.Close()
-	s.origin.Close()
+// Leave takes this node out of the cluster: its relays stop, its streams
+// leave the directory, and the others see it go.
+func (m *Member) Leave() {
+	m.stopSessions()
+	m.managed.close()
+	m.leases.close()
+	m.stopTend()
+	m.stopMoves()
+	if m.relays != nil {
+		m.relays.Close()
+		m.origin.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	dir := s.cluster.Streams()
-	me := s.cluster.Node()
-	for _, st := range s.reg.List() {
+	dir := m.c.Streams()
+	me := m.c.Node()
+	for _, st := range m.reg.List() {
 		if e, ok := dir.Lookup(st.ID()); ok && e.Origin == me {
 			dir.Remove(ctx, st.ID(), func(cur cluster.StreamEntry) bool { return cur.Origin == me })
 		}
 	}
-	s.cluster.Close()
+	m.c.Close()
 }
 
-// adopt takes over another node's stream whose key a publisher brought
+// Adopt takes over another node's stream whose key a publisher brought
 // here: the directory names this node its origin from now on (the node
 // that had it ends its copy), and the stream keeps its id and URLs.
-func (s *Server) adopt(key string) (live.Kept, error) {
-	if s.cluster == nil {
-		return live.Kept{}, live.ErrUnknownKey
+func (m *Member) Adopt(key string) (live.Kept, error) {
+	if m.relays == nil {
+		return live.Kept{}, live.ErrUnknownKey // not started
 	}
-	dir := s.cluster.Streams()
+	dir := m.c.Streams()
 	e, ok := dir.ByKey(key)
 	switch {
 	case !ok:
 		return live.Kept{}, live.ErrUnknownKey
 	case e.Status == live.StatusEnded.String():
 		return live.Kept{}, live.ErrEnded
-	case e.Origin == s.cluster.Node():
+	case e.Origin == m.c.Node():
 		return live.Kept{}, live.ErrEnded // this node's, and over here
 	}
 	// What this node relayed of the stream, taken before the claim makes
@@ -454,14 +416,14 @@ func (s *Server) adopt(key string) (live.Kept, error) {
 	// A copy with no segment (the stream was idle) keeps nothing: the
 	// stream starts here as it would have.
 	var seed *cmaf.Snapshot
-	if m, err := s.relays.Mirror(e.ID); err == nil {
+	if m, err := m.relays.Mirror(e.ID); err == nil {
 		if snap := m.Snapshot(); len(snap.Segments) > 0 {
 			seed = snap
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	me := s.cluster.Node()
+	me := m.c.Node()
 	err := dir.Claim(ctx, e.ID, func(cur *cluster.StreamEntry) error {
 		if cur.KeyHash != e.KeyHash || cur.Status == live.StatusEnded.String() {
 			return live.ErrEnded
@@ -472,8 +434,8 @@ func (s *Server) adopt(key string) (live.Kept, error) {
 	if err != nil {
 		return live.Kept{}, err
 	}
-	pos := s.takeoverPosition(e) // this node's relay's included
-	s.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin, "segment", pos.Seq, "window", seed != nil)
+	pos := m.takeoverPosition(e) // this node's relay's included
+	m.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin, "segment", pos.Seq, "window", seed != nil)
 	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt, Resume: &pos, Seed: seed}, nil
 }
 
@@ -489,23 +451,23 @@ const takeoverMargin = 300 * time.Millisecond
 // waiting for, made here. Without a relay, past what the origin's last
 // heartbeat said, moved on by the time the origin may have gone on since
 // (by this node's clock); without either, past a bound made of its age.
-func (s *Server) takeoverPosition(e cluster.StreamEntry) cmaf.Position {
+func (m *Member) takeoverPosition(e cluster.StreamEntry) cmaf.Position {
 	now := time.Now()
-	hb, heard, known := s.cluster.Position(e.Origin, e.ID)
+	hb, heard, known := m.c.Position(e.Origin, e.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), relay.PositionWait)
 	defer cancel()
 	// Every other node answers at once, but the origin when it died (a
 	// draining one answers, exactly).
 	others, draining := 0, false
-	for _, n := range s.cluster.Nodes() {
+	for _, n := range m.c.Nodes() {
 		if n.Name == e.Origin && n.Alive && n.Draining {
 			draining = true
 		}
-		if n.Alive && n.Name != s.cluster.Node() && (n.Name != e.Origin || n.Draining) {
+		if n.Alive && n.Name != m.c.Node() && (n.Name != e.Origin || n.Draining) {
 			others++
 		}
 	}
-	if pos, ok := s.relays.Position(ctx, e.ID, others); ok {
+	if pos, ok := m.relays.Position(ctx, e.ID, others); ok {
 		if known {
 			pos = cmaf.Later(pos, hb)
 		}
@@ -527,81 +489,109 @@ func (s *Server) takeoverPosition(e cluster.StreamEntry) cmaf.Position {
 	return cmaf.Position{TrackSeq: tracks(), Part: tracks(), Init: 1 + int(age/time.Second)}.Ahead(age)
 }
 
-// packager finds a stream's packager: this node's, or a relay of another
-// node's, started on the first request.
-func (s *Server) packager(id string) (*cmaf.Packager, bool) {
-	if p, ok := s.reg.Packager(id); ok || s.relays == nil {
-		return p, ok
+// Packager finds another node's stream's packager: a relay of it,
+// started on the first request.
+func (m *Member) Packager(id string) (*cmaf.Packager, bool) {
+	if m.relays == nil {
+		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	p, err := s.relays.Packager(ctx, id)
+	p, err := m.relays.Packager(ctx, id)
 	return p, err == nil
 }
 
-// hub finds a stream's hub: this node's, or a relay of another node's
-// units, started on the first request.
-func (s *Server) hub(id string) (*stream.Hub, bool) {
-	if h, ok := s.reg.Hub(id); ok || s.relays == nil {
-		return h, ok
+// Hub finds another node's stream's hub: a relay of its units, started
+// on the first request.
+func (m *Member) Hub(id string) (*stream.Hub, bool) {
+	if m.relays == nil {
+		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	h, err := s.relays.Hub(ctx, id)
+	h, err := m.relays.Hub(ctx, id)
 	return h, err == nil
 }
 
-// elsewhere is the API's view of what the other nodes hold (api.Elsewhere).
-type elsewhere struct {
-	s   *Server
-	api *api.Server
+// Elsewhere is the API's view of what the other nodes hold.
+func (m *Member) Elsewhere() api.Elsewhere { return elsewhere{m} }
+
+// WHEP passes a DELETE of a WebRTC session another node holds there.
+func (m *Member) WHEP(next http.Handler) http.Handler { return m.whepAnywhere(next) }
+
+// Recordings sends a player asking for another node's recording there.
+func (m *Member) Recordings(next http.Handler) http.Handler { return m.recordingsAnywhere(next) }
+
+// Knows says another node holds a stream or a recording with the id.
+func (m *Member) Knows(id string) bool {
+	if m.recordingHolder(id) != "" {
+		return true
+	}
+	_, remote := m.remoteStream(context.Background(), id)
+	return remote
 }
 
+// Watched adds to v the viewers of a stream the nodes said they have at
+// their last heartbeat: the other nodes', and this one's too with self.
+func (m *Member) Watched(id string, v api.Viewers, self bool) api.Viewers {
+	for _, n := range m.c.Nodes() {
+		if !n.Alive || n.Name == m.c.Node() && !self {
+			continue
+		}
+		w := n.Watched[id]
+		v.WebRTC, v.LLHLS, v.DASH = v.WebRTC+w.WebRTC, v.LLHLS+w.LLHLS, v.DASH+w.DASH
+	}
+	return v
+}
+
+// Drain sends what this node holds to the others before it stops.
+func (m *Member) Drain(stopIngest func()) { m.drain(stopIngest) }
+
+// elsewhere is the API's view of what the other nodes hold (api.Elsewhere).
+type elsewhere struct{ m *Member }
+
 func (e elsewhere) Stream(ctx context.Context, id string) (api.StreamJSON, bool) {
-	return e.s.remoteStream(ctx, id)
+	return e.m.remoteStream(ctx, id)
 }
 func (e elsewhere) EndStream(ctx context.Context, id string) (api.StreamJSON, bool) {
-	return e.s.remoteDelete(ctx, id)
+	return e.m.remoteDelete(ctx, id)
 }
-func (e elsewhere) Streams() []api.StreamJSON       { return e.s.remoteList() }
-func (e elsewhere) Recordings() []api.RecordingJSON { return e.s.remoteRecordings(e.api) }
+func (e elsewhere) Streams() []api.StreamJSON       { return e.m.remoteList() }
+func (e elsewhere) Recordings() []api.RecordingJSON { return e.m.remoteRecordings(e.m.p().API) }
 func (e elsewhere) ServeRecording(w http.ResponseWriter, r *http.Request, id string) bool {
-	return e.s.recordingElsewhere(w, r, id)
+	return e.m.recordingElsewhere(w, r, id)
 }
 func (e elsewhere) ServeStream(w http.ResponseWriter, r *http.Request, id string) bool {
-	return e.s.streamElsewhere(w, r, id)
+	return e.m.streamElsewhere(w, r, id)
 }
 func (e elsewhere) ServeManaged(w http.ResponseWriter, r *http.Request, streamID string) bool {
-	return e.s.outputsElsewhere(w, r, streamID)
+	return e.m.outputsElsewhere(w, r, streamID)
 }
 func (e elsewhere) StartStop(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
-	if e.s.startStopAtHome == nil {
+	if e.m.startStopAtHome == nil {
 		return 0, nil, false
 	}
-	return e.s.startStopAtHome(ctx, user, pkg, action)
+	return e.m.startStopAtHome(ctx, user, pkg, action)
 }
 
 // remoteStream describes another node's stream, as the directory has it.
-func (s *Server) remoteStream(ctx context.Context, id string) (api.StreamJSON, bool) {
-	if s.cluster == nil {
-		return api.StreamJSON{}, false
-	}
-	e, err := s.cluster.Streams().Find(ctx, id)
+func (m *Member) remoteStream(ctx context.Context, id string) (api.StreamJSON, bool) {
+	e, err := m.c.Streams().Find(ctx, id)
 	if err != nil {
 		return api.StreamJSON{}, false
 	}
-	return s.entryJSON(e)
+	return m.entryJSON(e)
 }
 
 // entryJSON describes a directory entry of another node's stream.
-func (s *Server) entryJSON(e cluster.StreamEntry) (api.StreamJSON, bool) {
-	status, ok := s.entryStatus(e)
-	if e.Origin == s.cluster.Node() || !ok {
+func (m *Member) entryJSON(e cluster.StreamEntry) (api.StreamJSON, bool) {
+	status, ok := m.entryStatus(e)
+	if e.Origin == m.c.Node() || !ok {
 		return api.StreamJSON{}, false
 	}
 	return api.StreamJSON{ID: e.ID, Name: e.Name, Status: status, Record: e.Record, Public: e.Public,
-		Playback: api.StreamPlayback(s, e.ID, e.Record), CreatedAt: e.CreatedAt, Node: e.Origin,
-		Playable: status == live.StatusLive, Viewers: s.watched(e.ID, api.Viewers{}, true)}, true
+		Playback: api.StreamPlayback(m.p().URLs, e.ID, e.Record), CreatedAt: e.CreatedAt, Node: e.Origin,
+		Playable: status == live.StatusLive, Viewers: m.Watched(e.ID, api.Viewers{}, true)}, true
 }
 
 // entryStatus is the status of another node's stream as this node sees
@@ -610,12 +600,12 @@ func (s *Server) entryJSON(e cluster.StreamEntry) (api.StreamJSON, bool) {
 // A node's copy of the directory may skip a change when the cluster is
 // shaken (a watch resumed gives the last value of each entry): what it
 // says of a stream whose node died does not hang on the others' writes.
-func (s *Server) entryStatus(e cluster.StreamEntry) (live.Status, bool) {
+func (m *Member) entryStatus(e cluster.StreamEntry) (live.Status, bool) {
 	var status live.Status
 	if status.UnmarshalJSON([]byte(strconv.Quote(e.Status))) != nil {
 		return status, false
 	}
-	if (status == live.StatusLive || status == live.StatusIdle) && !s.cluster.Alive(e.Origin) {
+	if (status == live.StatusLive || status == live.StatusIdle) && !m.c.Alive(e.Origin) {
 		status = live.StatusReconnecting
 	}
 	return status, true
@@ -623,10 +613,10 @@ func (s *Server) entryStatus(e cluster.StreamEntry) (live.Status, bool) {
 
 // remoteList describes the streams of the other nodes, as this node's copy
 // of the directory has them.
-func (s *Server) remoteList() []api.StreamJSON {
+func (m *Member) remoteList() []api.StreamJSON {
 	var out []api.StreamJSON
-	for _, e := range s.cluster.Streams().Entries() {
-		if st, ok := s.entryJSON(e); ok {
+	for _, e := range m.c.Streams().Entries() {
+		if st, ok := m.entryJSON(e); ok {
 			out = append(out, st)
 		}
 	}
@@ -636,12 +626,12 @@ func (s *Server) remoteList() []api.StreamJSON {
 func deleteSubject(node string) string { return "glasscast.node." + node + ".delete" }
 
 // remoteDelete ends another node's stream: its origin is asked to.
-func (s *Server) remoteDelete(ctx context.Context, id string) (api.StreamJSON, bool) {
-	out, ok := s.remoteStream(ctx, id)
+func (m *Member) remoteDelete(ctx context.Context, id string) (api.StreamJSON, bool) {
+	out, ok := m.remoteStream(ctx, id)
 	if !ok {
 		return out, false
 	}
-	msg, err := s.cluster.Conn().RequestWithContext(ctx, deleteSubject(out.Node), []byte(id))
+	msg, err := m.c.Conn().RequestWithContext(ctx, deleteSubject(out.Node), []byte(id))
 	if err != nil || string(msg.Data) != "ended" {
 		return out, false
 	}
@@ -657,85 +647,81 @@ type statusRequest struct {
 	Grant string `json:"grant"`
 }
 
-// remoteStatus is the public status of another node's stream (its watch
-// page here plays it through this node): as its origin tells it, or as the
+// Status is the public status of another node's stream (its watch page
+// here plays it through this node): as its origin tells it, or as the
 // directory has it when the origin does not answer.
-func (s *Server) remoteStatus(id, grant string) (web.Status, bool) {
+func (m *Member) Status(id, grant string) (web.Status, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	e, err := s.cluster.Streams().Find(ctx, id)
-	if err != nil || e.Origin == s.cluster.Node() {
+	e, err := m.c.Streams().Find(ctx, id)
+	if err != nil || e.Origin == m.c.Node() {
 		return web.Status{}, false
 	}
 	out := web.Status{ID: e.ID, Name: e.Name, Status: e.Status}
-	if st, ok := s.entryStatus(e); ok {
+	if st, ok := m.entryStatus(e); ok {
 		out.Status = st.String()
 	}
 	req, _ := json.Marshal(statusRequest{ID: id, Grant: grant})
-	if msg, err := s.cluster.Conn().RequestWithContext(ctx, statusSubject(e.Origin), req); err == nil {
+	if msg, err := m.c.Conn().RequestWithContext(ctx, statusSubject(e.Origin), req); err == nil {
 		var st web.Status
 		if json.Unmarshal(msg.Data, &st) == nil && st.ID == id {
 			out = st
 		}
 	}
 	out.Recording = ""
-	if e.Record && s.grants(grant, access.Recording) {
-		out.Recording, _ = api.RecordingURLs(s.public, grant)
+	if e.Record && m.p().Grants(grant, access.Recording) {
+		out.Recording, _ = api.RecordingURLs(m.public, grant)
 	}
 	return out, true
 }
 
 // serveStatus answers other nodes' questions about the public status of
 // this node's streams.
-func (s *Server) serveStatus() error {
-	sub, err := s.cluster.Conn().Subscribe(statusSubject(s.cluster.Node()), func(m *nats.Msg) {
+func (m *Member) serveStatus() error {
+	sub, err := m.c.Conn().Subscribe(statusSubject(m.c.Node()), func(msg *nats.Msg) {
 		var req statusRequest
-		if json.Unmarshal(m.Data, &req) != nil || m.Reply == "" {
+		if json.Unmarshal(msg.Data, &req) != nil || msg.Reply == "" {
 			return
 		}
-		if _, err := s.reg.Get(req.ID); err != nil {
-			m.Respond([]byte("{}"))
+		if _, err := m.reg.Get(req.ID); err != nil {
+			msg.Respond([]byte("{}"))
 			return
 		}
-		st, _ := s.publicStatus(req.ID, req.Grant)
+		st, _ := m.p().LocalStatus(req.ID, req.Grant)
 		b, _ := json.Marshal(st)
-		m.Respond(b)
+		msg.Respond(b)
 	})
 	if err != nil {
 		return err
 	}
-	s.undo.push(func() { sub.Unsubscribe() })
+	m.undo.push(func() { sub.Unsubscribe() })
 	return nil
 }
 
 // serveDeletes ends this node's streams other nodes' Streams API delete.
-func (s *Server) serveDeletes() error {
-	sub, err := s.cluster.Conn().Subscribe(deleteSubject(s.cluster.Node()), func(m *nats.Msg) {
+func (m *Member) serveDeletes() error {
+	sub, err := m.c.Conn().Subscribe(deleteSubject(m.c.Node()), func(msg *nats.Msg) {
 		answer := "ended"
-		if s.reg.Delete(string(m.Data)) != nil {
+		if m.reg.Delete(string(msg.Data)) != nil {
 			answer = "no such stream"
 		}
-		m.Respond([]byte(answer))
+		msg.Respond([]byte(answer))
 	})
 	if err != nil {
 		return err
 	}
-	s.undo.push(func() { sub.Unsubscribe() })
+	m.undo.push(func() { sub.Unsubscribe() })
 	return nil
 }
-
-// revoked ends the WebRTC sessions of a stream whose playback tokens were
-// just revoked here.
-func (s *Server) revoked(id string) int { return s.rtc.CloseStream(id) }
 
 // shareRevocation records a stream's new playback-token generation in the
 // cluster, so that every node refuses the old tokens too, before this node
 // does.
-func (s *Server) shareRevocation(ctx context.Context, id string, gen uint32) error {
+func (m *Member) ShareRevocation(ctx context.Context, id string, gen uint32) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := s.cluster.PutGeneration(ctx, id, gen); err != nil {
-		s.log.Error("cluster: a revocation could not be recorded for the other nodes; nothing was revoked", "stream", id, "err", err)
+	if err := m.c.PutGeneration(ctx, id, gen); err != nil {
+		m.log.Error("cluster: a revocation could not be recorded for the other nodes; nothing was revoked", "stream", id, "err", err)
 		return err
 	}
 	return nil
@@ -743,150 +729,20 @@ func (s *Server) shareRevocation(ctx context.Context, id string, gen uint32) err
 
 // revokedElsewhere applies a playback-token generation recorded in the
 // cluster: the old tokens stop working here, and their WebRTC sessions end.
-func (s *Server) revokedElsewhere(id string, gen uint32) {
+func (m *Member) revokedElsewhere(id string, gen uint32) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if s.access.Apply(ctx, id, gen) && s.ready.Load() {
-		s.rtc.CloseStream(id)
+	if m.cfg.Access.Apply(ctx, id, gen) && m.ready() { // the parts are built
+		m.p().RTC.CloseStream(id)
 	}
 }
 
-// remotePublic says whether another node's stream plays without a token.
-func (s *Server) remotePublic(id string) bool {
-	if s.cluster == nil {
-		return false
-	}
+// Public says whether another node's stream plays without a token.
+func (m *Member) Public(id string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	e, err := s.cluster.Streams().Find(ctx, id)
+	e, err := m.c.Streams().Find(ctx, id)
 	return err == nil && e.Public
-}
-
-// nodeStats is what this node says of itself: its streams, their viewers,
-// its user sessions and its CPU since it last said.
-func (s *Server) nodeStats() cluster.Stats {
-	var st cluster.Stats
-	if !s.ready.Load() {
-		return st // not built yet, or shutting down
-	}
-	watched := func(id string, v cluster.Viewers) {
-		if n := v.WebRTC + v.LLHLS + v.DASH; n > 0 {
-			st.Viewers += n
-			if st.Watched == nil {
-				st.Watched = map[string]cluster.Viewers{}
-			}
-			w := st.Watched[id]
-			st.Watched[id] = cluster.Viewers{WebRTC: w.WebRTC + v.WebRTC, LLHLS: w.LLHLS + v.LLHLS, DASH: w.DASH + v.DASH}
-		}
-	}
-	for _, ls := range s.reg.List() {
-		if ls.Status() == live.StatusEnded {
-			continue
-		}
-		if p, ok := s.reg.Packager(ls.ID()); ok && !ls.Internal() {
-			if pos := p.Position(); !pos.Zero() {
-				if st.Positions == nil {
-					st.Positions = map[string]cmaf.Position{}
-				}
-				st.Positions[ls.ID()] = pos
-			}
-		}
-		st.Streams++
-		v := s.countViewers(ls)
-		watched(ls.ID(), cluster.Viewers{WebRTC: v.WebRTC, LLHLS: v.LLHLS, DASH: v.DASH})
-	}
-	// Viewers here of streams other nodes hold.
-	var relayed map[string]*stream.Hub
-	if s.relays != nil {
-		relayed = s.relays.Streams()
-	}
-	for id, hub := range relayed {
-		var v cluster.Viewers
-		v.LLHLS, v.DASH = s.viewers.count(id)
-		if hub != nil {
-			v.WebRTC = s.rtc.Viewers(hub)
-		}
-		if parent := s.relays.Parent(id); parent != "" {
-			id = parent // a rung's viewers are its stream's
-		}
-		watched(id, v)
-	}
-	st.Sessions, _, _ = s.plane.Counts()
-	st.CPU = s.cpu.percent()
-	st.Draining = s.draining.Load()
-	return st
-}
-
-// cpuMeter is the process's CPU, in percent of a core, between two reads.
-type cpuMeter struct {
-	mu   sync.Mutex
-	at   time.Time
-	used time.Duration
-}
-
-func (m *cpuMeter) percent() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	used := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var pct float64
-	if !m.at.IsZero() && now.After(m.at) {
-		pct = 100 * float64(used-m.used) / float64(now.Sub(m.at))
-	}
-	m.at, m.used = now, used
-	return pct
-}
-
-// clusterJSON answers GET /api/v1/cluster.
-type clusterJSON struct {
-	Node    string         `json:"node"`
-	Cluster bool           `json:"cluster"`
-	Nodes   []cluster.Node `json:"nodes"`
-}
-
-// clusterStatus lists the cluster's nodes (a single node lists itself).
-func (s *Server) clusterStatus(w http.ResponseWriter, _ *http.Request) {
-	out := clusterJSON{Node: s.cfg.NodeName()}
-	if s.cluster != nil {
-		out.Cluster, out.Nodes = true, s.cluster.Nodes()
-		for i := range out.Nodes {
-			out.Nodes[i].Positions = nil // the nodes' own business
-		}
-	} else {
-		out.Nodes = []cluster.Node{{Name: out.Node, Public: s.public, Version: Version(), Heartbeat: time.Now().UTC(),
-			Alive: true, Stats: s.nodeStats()}}
-	}
-	writeJSON(w, out)
-}
-
-// buildVersion, set at link time (-ldflags "-X
-// github.com/glasscast/glasscast/internal/server.buildVersion=v1.2.3"), is
-// the version a release reports.
-var buildVersion string
-
-// Version is the build's version: the release's, or dev and its revision.
-func Version() string {
-	if buildVersion != "" {
-		return buildVersion
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
-			}
-		}
-	}
-	return "dev"
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(v)
 }
 
 // authFailSubject carries the client addresses that failed to
@@ -897,25 +753,25 @@ const authFailSubject = "glasscast.authfail"
 
 // shareFailures tells the other nodes of this node's failed
 // authentications, and counts theirs.
-func (s *Server) shareFailures(throttle *auth.Throttle) error {
+func (m *Member) shareFailures(throttle *auth.Throttle) error {
 	if throttle == nil {
 		return nil
 	}
-	nc, me := s.cluster.Conn(), s.cluster.Node()
-	sub, err := nc.Subscribe(authFailSubject, func(m *nats.Msg) {
-		if m.Header.Get(hdrFrom) != me && len(m.Data) <= 64 {
-			throttle.FailedElsewhere(string(m.Data))
+	nc, me := m.c.Conn(), m.c.Node()
+	sub, err := nc.Subscribe(authFailSubject, func(msg *nats.Msg) {
+		if msg.Header.Get(hdrFrom) != me && len(msg.Data) <= 64 {
+			throttle.FailedElsewhere(string(msg.Data))
 		}
 	})
 	if err != nil {
 		return err
 	}
-	s.undo.push(func() { sub.Unsubscribe() })
+	m.undo.push(func() { sub.Unsubscribe() })
 	throttle.Share(func(addr string) {
-		m := nats.NewMsg(authFailSubject)
-		m.Header.Set(hdrFrom, me)
-		m.Data = []byte(addr)
-		nc.PublishMsg(m) // buffered by the client: never blocks
+		msg := nats.NewMsg(authFailSubject)
+		msg.Header.Set(hdrFrom, me)
+		msg.Data = []byte(addr)
+		nc.PublishMsg(msg) // buffered by the client: never blocks
 	})
 	return nil
 }
