@@ -19,7 +19,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/cmaf"
 	"github.com/glasscast/glasscast/internal/flv"
-	"github.com/glasscast/glasscast/internal/helper"
+	"github.com/glasscast/glasscast/internal/ffmpeg"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/stream"
 )
@@ -41,7 +41,7 @@ type Config struct {
 	Ingest string
 	Ladder []Rung
 	// Transcoders bounds the encoders of the whole server; a ladder is one.
-	Transcoders *helper.Budget
+	Transcoders *ffmpeg.Budget
 }
 
 // Manager runs the ladders.
@@ -221,7 +221,7 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 	defer m.cfg.Transcoders.Release()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd, stderr := helper.Command(cctx, m.cfg.FFmpeg, args...)
+	cmd, stderr := ffmpeg.Command(cctx, m.cfg.FFmpeg, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -242,7 +242,7 @@ func (m *Manager) encode(ctx context.Context, src *live.Stream, rungs []rungStre
 	if errors.Is(ferr, flv.ErrTracksChanged) {
 		return ferr
 	}
-	if err := helper.Err("ffmpeg", stderr, werr); err != nil {
+	if err := ffmpeg.Err("ffmpeg", stderr, werr); err != nil {
 		return err
 	}
 	return ferr

@@ -23,7 +23,7 @@ import (
 
 	"github.com/glasscast/glasscast/internal/event"
 	"github.com/glasscast/glasscast/internal/flv"
-	"github.com/glasscast/glasscast/internal/helper"
+	"github.com/glasscast/glasscast/internal/ffmpeg"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/stream"
 	"github.com/glasscast/glasscast/protocol"
@@ -78,7 +78,7 @@ type Config struct {
 	// same (see Internal); the admin's outputs go anywhere.
 	Allow []netip.Prefix
 	// Transcoders bounds the ffmpeg encoders the server runs (nil: none).
-	Transcoders *helper.Budget
+	Transcoders *ffmpeg.Budget
 }
 
 func (c *Config) setDefaults() {

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/glasscast/glasscast/internal/flv"
-	"github.com/glasscast/glasscast/internal/helper"
+	"github.com/glasscast/glasscast/internal/ffmpeg"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -32,7 +32,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	args := o.ffmpegArgs(tracks, st, video, audio)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd, stderr := helper.Command(cctx, o.m.cfg.FFmpeg, args...)
+	cmd, stderr := ffmpeg.Command(cctx, o.m.cfg.FFmpeg, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -68,7 +68,7 @@ func (o *Output) transcode(ctx context.Context, video, audio bool) error {
 	case sendErr != nil && !errors.Is(sendErr, io.EOF) && !errors.Is(sendErr, errFFmpegOutput):
 		return sendErr // the destination's side failed
 	}
-	if err := helper.Err("ffmpeg", stderr, waitErr); err != nil {
+	if err := ffmpeg.Err("ffmpeg", stderr, waitErr); err != nil {
 		return err
 	}
 	return errors.New("ffmpeg ended")

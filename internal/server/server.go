@@ -32,7 +32,7 @@ import (
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/control"
 	"github.com/glasscast/glasscast/internal/dash"
-	"github.com/glasscast/glasscast/internal/helper"
+	"github.com/glasscast/glasscast/internal/ffmpeg"
 	"github.com/glasscast/glasscast/internal/hls"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/member"
@@ -87,7 +87,7 @@ type Server struct {
 	view member.View
 	cpu  cpuMeter
 	// transcoders is the server's budget of ffmpeg encoders.
-	transcoders *helper.Budget
+	transcoders *ffmpeg.Budget
 	// undo releases what New made, last made first: on a failure in New,
 	// and in Close for a server that was never run.
 	undo cleanups
@@ -162,7 +162,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if maxTranscodes == 0 {
 		maxTranscodes = 2 * runtime.NumCPU()
 	}
-	s.transcoders = helper.NewBudget(maxTranscodes)
+	s.transcoders = ffmpeg.NewBudget(maxTranscodes)
 	rcfg := restream.Config{FFmpeg: cfg.FFmpegPath(), Transcoders: s.transcoders}
 	if rcfg.Allow, err = restream.ParseAllow(cfg.RestreamAllow); err != nil {
 		return nil, fmt.Errorf("restream-allow: %w", err)

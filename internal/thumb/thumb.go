@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/glasscast/glasscast/internal/helper"
+	"github.com/glasscast/glasscast/internal/ffmpeg"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -181,7 +181,7 @@ func (s *Server) decode(key *stream.Unit) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	cmd, stderr := helper.Command(ctx, s.ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "h264", "-i", "pipe:0",
+	cmd, stderr := ffmpeg.Command(ctx, s.ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "h264", "-i", "pipe:0",
 		"-frames:v", "1", "-q:v", "4", "-f", "mjpeg", "pipe:1")
 	cmd.Stdin = &in
 	out, err := cmd.StdoutPipe()
@@ -202,7 +202,7 @@ func (s *Server) decode(key *stream.Unit) ([]byte, error) {
 	case len(jpeg) > maxJPEG:
 		return nil, errors.New("ffmpeg's JPEG is too large")
 	case err != nil:
-		return nil, helper.Err("ffmpeg", stderr, err)
+		return nil, ffmpeg.Err("ffmpeg", stderr, err)
 	case len(jpeg) == 0:
 		return nil, errors.New("ffmpeg made no picture")
 	}

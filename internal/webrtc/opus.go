@@ -13,7 +13,7 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
-	"github.com/glasscast/glasscast/internal/helper"
+	"github.com/glasscast/glasscast/internal/ffmpeg"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
@@ -148,7 +148,7 @@ const maxAudioSlip = 6 * time.Millisecond
 type ffproc struct {
 	cmd    *exec.Cmd
 	cancel context.CancelFunc // kills it (its process group)
-	stderr *helper.Tail
+	stderr *ffmpeg.Tail
 	stdin  io.WriteCloser
 	epoch  uint32
 	audio  *stream.Audio
@@ -164,7 +164,7 @@ func (t *transcoder) start(base time.Duration, epoch uint32, a *stream.Audio) (*
 	// fills in real time jump about; asetpts stamps the audio by its sample
 	// count instead, so the Ogg granules count samples from the first frame.
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd, stderr := helper.Command(ctx, t.ffmpeg, "-hide_banner", "-loglevel", "error", "-probesize", "32", "-analyzeduration", "0",
+	cmd, stderr := ffmpeg.Command(ctx, t.ffmpeg, "-hide_banner", "-loglevel", "error", "-probesize", "32", "-analyzeduration", "0",
 		"-f", "aac", "-i", "pipe:0", "-af", "asetpts=N/SR/TB",
 		"-c:a", "libopus", "-b:a", "64k", "-application", "lowdelay", "-frame_duration", "20", "-ar", "48000",
 		"-f", "ogg", "-page_duration", "20000", "-flush_packets", "1", "pipe:1")
@@ -190,7 +190,7 @@ func (t *transcoder) start(base time.Duration, epoch uint32, a *stream.Audio) (*
 			data, granule, err := o.next()
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-					t.log.Debug("webrtc: opus output", "err", err, "ffmpeg", helper.LastLine(strings.TrimSpace(stderr.String())))
+					t.log.Debug("webrtc: opus output", "err", err, "ffmpeg", ffmpeg.LastLine(strings.TrimSpace(stderr.String())))
 				}
 				io.Copy(io.Discard, stdout)
 				return

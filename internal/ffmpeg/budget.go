@@ -1,7 +1,8 @@
-// Package helper keeps glasscast's helper processes (ffmpeg) in bounds:
-// a budget of encoders the whole server shares, and the tail of a
-// process's stderr for its last error.
-package helper
+// Package ffmpeg runs glasscast's ffmpeg processes, the one way: each in a
+// process group of its own killed whole (Command), within a budget of
+// encoders the whole server shares (Budget), with the tail of its stderr
+// for its last error (Tail, Err).
+package ffmpeg
 
 import (
 	"context"
