@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
-	"github.com/glasscast/glasscast/internal/flv"
 	"github.com/glasscast/glasscast/internal/ffmpeg"
+	"github.com/glasscast/glasscast/internal/flv"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/stream"
 )

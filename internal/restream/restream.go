@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/glasscast/glasscast/internal/event"
-	"github.com/glasscast/glasscast/internal/flv"
 	"github.com/glasscast/glasscast/internal/ffmpeg"
+	"github.com/glasscast/glasscast/internal/flv"
 	"github.com/glasscast/glasscast/internal/rtmp"
 	"github.com/glasscast/glasscast/internal/stream"
 	"github.com/glasscast/glasscast/protocol"

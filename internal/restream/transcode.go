@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/glasscast/glasscast/internal/flv"
 	"github.com/glasscast/glasscast/internal/ffmpeg"
+	"github.com/glasscast/glasscast/internal/flv"
 	"github.com/glasscast/glasscast/internal/stream"
 )
 
