@@ -211,7 +211,7 @@ func TestRollingUpgrade(t *testing.T) {
 		Ingest   struct{ RTMPURL string }
 		Playback map[string]string
 	}
-	if code := call(nodes[0], "POST", "/api/v1/streams", `{"name":"upgraded"}`, &s); code != http.StatusCreated {
+	if code := call(nodes[0], "POST", "/api/v1/streams", `{"name":"upgraded","record":true}`, &s); code != http.StatusCreated {
 		t.Fatalf("create: %d", code)
 	}
 	key := s.Ingest.RTMPURL[strings.LastIndex(s.Ingest.RTMPURL, "/")+1:]
@@ -302,6 +302,7 @@ func TestRollingUpgrade(t *testing.T) {
 		return top
 	}
 	eventually("the stream plays on every node", 60*time.Second, liveEverywhere(-1))
+	wentLive := time.Now()
 
 	for i, n := range nodes {
 		before := highest()
@@ -345,6 +346,60 @@ func TestRollingUpgrade(t *testing.T) {
 	pubMu.Unlock()
 	if nodes[last].build != "next" {
 		t.Fatalf("the publisher ended on %s, of build %s", nodes[last].name, nodes[last].build)
+	}
+
+	// The stream was recorded on each origin in turn; each drained node
+	// handed its piece to the next before it stopped: one recording, on
+	// the last origin's disk alone, with a gap at most at each move, as
+	// long as the stream was live but for the moves, that ffprobe reads
+	// whole.
+	if code := call(nodes[last], "DELETE", "/api/v1/streams/"+s.ID, "", nil); code != http.StatusOK {
+		t.Fatalf("end the stream: %d", code)
+	}
+	elapsed := time.Since(wentLive)
+	type recordingJSON struct {
+		ID, Status, Node, MP4 string
+		Duration              float64
+		Gaps                  int
+	}
+	var rec recordingJSON
+	eventually("the recording is finished", 30*time.Second, func() string {
+		code := call(nodes[last], "GET", "/api/v1/recordings/"+s.ID, "", &rec)
+		if code != http.StatusOK || rec.Status != "complete" {
+			return fmt.Sprintf("%d %+v", code, rec)
+		}
+		return ""
+	})
+	if rec.Node != nodes[last].name || rec.Gaps < 1 || rec.Gaps > 3 || rec.Duration < elapsed.Seconds()-8 {
+		t.Fatalf("the recording after three moves, %.1f s after the stream went live: %+v", elapsed.Seconds(), rec)
+	}
+	for i, n := range nodes {
+		var list struct{ Recordings []recordingJSON }
+		call(n, "GET", "/api/v1/recordings", "", &list)
+		var found []recordingJSON
+		for _, r := range list.Recordings {
+			if r.ID == s.ID {
+				found = append(found, r)
+			}
+		}
+		if len(found) != 1 || found[0].Node != nodes[last].name {
+			t.Fatalf("%s lists the recording as %+v", n.name, found)
+		}
+		if _, err := os.Stat(filepath.Join(dir, n.name, "recordings", s.ID)); (i == last) != (err == nil) {
+			t.Fatalf("%s's disk, for the recording: %v", n.name, err)
+		}
+	}
+	if _, err := exec.LookPath("ffprobe"); err != nil {
+		t.Fatal("ffprobe is missing: ./scripts/test installs it")
+	}
+	probe, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", rec.MP4).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", rec.MP4, err)
+	}
+	probed, _ := strconv.ParseFloat(strings.TrimSpace(string(probe)), 64)
+	t.Logf("the recording: %.1f s (ffprobe: %.1f s) of %.1f s live, %d gaps", rec.Duration, probed, elapsed.Seconds(), rec.Gaps)
+	if probed < rec.Duration-3 {
+		t.Fatalf("ffprobe reads %.1f s of the recording's %.1f s", probed, rec.Duration)
 	}
 }
 

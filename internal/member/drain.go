@@ -1,6 +1,7 @@
 package member
 
 import (
+	"context"
 	"time"
 
 	"github.com/coder/websocket"
@@ -54,10 +55,25 @@ func (m *Member) drain(stopIngest func()) {
 		return n
 	}
 	all := m.waitCluster(deadline, func() bool { return moved() == len(held) })
-	if all {
-		m.log.Info("draining: done; every stream with a publisher is on another node", "streams", len(held))
-	} else {
+	if !all {
 		m.log.Warn("draining: timed out; streams whose publisher did not come back elsewhere end here", "streams", len(held), "moved", moved())
+		return
+	}
+	m.log.Info("draining: every stream with a publisher is on another node", "streams", len(held))
+	// Their recordings here end as this node lets the streams go; each is
+	// handed to the node that records its stream now, which makes one
+	// recording of the two. What is left at the deadline is handed over
+	// when this node is back.
+	ids := map[string]bool{}
+	for _, id := range held {
+		ids[id] = true
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if m.waitCluster(deadline, func() bool { return m.handOver(ctx, ids) == 0 }) {
+		m.log.Info("draining: done; the recordings of the streams that moved are on the nodes that have them now")
+	} else {
+		m.log.Warn("draining: timed out; recordings not handed over stay here until this node is back")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/glasscast/glasscast/internal/api"
 	"github.com/glasscast/glasscast/internal/cluster"
 	"github.com/glasscast/glasscast/internal/nodehttp"
+	"github.com/glasscast/glasscast/internal/record"
 )
 
 // A cluster's recordings stay on the disk of the node that wrote them; the
@@ -45,6 +46,10 @@ func (m *Member) indexRecordings(ctx context.Context, last map[string]indexed) m
 			e.EndedAt = &end
 		}
 		prev, known := last[in.ID]
+		if cur, ok := idx.Lookup(in.ID); ok && cur.Node != node && m.c.Alive(cur.Node) &&
+			in.Status != record.StatusRecording && in.Status != record.StatusFailed {
+			continue // the other node's now: this piece is handed over to it
+		}
 		grown := prev.e
 		grown.Duration, grown.Bytes, grown.Segments = e.Duration, e.Bytes, e.Segments
 		if known && (sameRecording(prev.e, e) || sameRecording(grown, e) && now.Sub(prev.at) < indexSizeEvery) {
@@ -218,10 +223,7 @@ func (m *Member) relayRecording(w http.ResponseWriter, r *http.Request, node, ur
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	chunk := int64(recordingChunk)
-	if mp := m.c.Conn().MaxPayload(); mp > 0 && mp/2 < chunk {
-		chunk = mp / 2
-	}
+	chunk := m.recordingChunk()
 	from, _, ranged := byteRange(r.Header.Get("Range"))
 	if !ranged || from < 0 {
 		from = 0

@@ -102,7 +102,7 @@ func (m *Member) Start(p Parts) (err error) {
 	if err := m.sessionsAnywhere(p.Apps); err != nil {
 		return err
 	}
-	return m.serveForwarded(p.Handler) // every route is in
+	return m.serveForwarded(m.memberRoutes(p.Handler)) // every route is in
 }
 
 // tend keeps the directory true. Once the node has joined, the entries
@@ -141,6 +141,7 @@ func (m *Member) tend(ctx context.Context) {
 			return
 		case <-tick.C:
 			m.sweep(ctx, dir, seen)
+			m.handOver(ctx, nil)
 			recs = m.indexRecordings(ctx, recs)
 			if time.Since(renewed) > homeRenewal {
 				// A user's home is recorded for a day: those whose phone

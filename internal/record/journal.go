@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/cmaf"
@@ -59,6 +60,10 @@ type trackRec struct {
 type journalLine struct {
 	Init *initRec `json:"init,omitempty"`
 	Seg  *segRec  `json:"seg,omitempty"`
+	// Disc marks the segment of this number as the start of a
+	// discontinuity after it was written (a piece recorded on another
+	// node came in before it).
+	Disc *uint64 `json:"disc,omitempty"`
 }
 
 // load reads a recording's meta and journal. A torn last line (the server
@@ -117,8 +122,17 @@ func (r *Recording) readJournal(in io.Reader, filesSize func(*segRec) (int64, bo
 			}
 			r.segs = append(r.segs, l.Seg)
 			r.bytes += size
+		case l.Disc != nil:
+			for _, sr := range r.segs {
+				if sr.Seq == *l.Disc {
+					sr.Disc = true
+				}
+			}
 		}
 	}
+	// A piece taken in from another node is written after the segments
+	// it goes before.
+	sort.SliceStable(r.segs, func(i, j int) bool { return r.segs[i].Seq < r.segs[j].Seq })
 }
 
 func (r *Recording) segFilesSize(sr *segRec) (int64, bool) {
@@ -189,6 +203,8 @@ func (r *Recording) cutJournal(j *os.File) error {
 // appendJournal writes one line; a line written in part (a full disk) is
 // cut off again, so the journal stays whole lines.
 func (r *Recording) appendJournal(l journalLine) error {
+	r.jmu.Lock()
+	defer r.jmu.Unlock()
 	b, err := json.Marshal(l)
 	if err != nil {
 		return err

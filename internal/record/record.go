@@ -82,7 +82,9 @@ type Recording struct {
 	skipped int  // segments lost because the recorder fell behind
 	failing bool // the last write failed
 	journal *os.File
+	jmu     sync.Mutex    // the journal's writers: the recorder, a merge
 	jsize   int64         // the journal's length up to its last whole line
+	merging sync.Mutex    // one piece taken in at a time
 	done    chan struct{} // closed once the recording is finished
 	// A recording continued after a restart numbers its new segments and
 	// initializations after the ones it had; the first is a discontinuity.

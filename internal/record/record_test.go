@@ -25,6 +25,13 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // goes, with the stream's timeline, and returns the bytes of media written.
 func feed(tb testing.TB, p *cmaf.Packager, loops int) int {
 	tb.Helper()
+	return feedFrom(tb, p, loops, 0)
+}
+
+// feedFrom is feed for a stream whose time goes on from at (a stream taken
+// over from another node).
+func feedFrom(tb testing.TB, p *cmaf.Packager, loops int, at time.Duration) int {
+	tb.Helper()
 	c, err := sim.LoadClip(sim.DefaultClip)
 	if err != nil {
 		tb.Fatal(err)
@@ -34,6 +41,9 @@ func feed(tb testing.TB, p *cmaf.Packager, loops int) int {
 		tb.Fatal(err)
 	}
 	h := stream.New(stream.Config{})
+	if at > 0 {
+		h.Resume(at, time.Now())
+	}
 	r := h.NewReader("cmaf", 1<<16)
 	pub, err := h.Publish(tracks)
 	if err != nil {
