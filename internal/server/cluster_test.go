@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -880,7 +881,9 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 	}
 	n1, n2 := start(t, node(0)), start(t, node(1))
-	n3 := startChild(t, node(2))
+	n3data := t.TempDir() // kept for n3 back after its crash
+	n3conf := func(c *config.Config) { node(2)(c); c.Data = n3data }
+	n3 := startChild(t, n3conf)
 	waitCluster(t, n1, "n1", "n2", "n3")
 	waitCluster(t, n2, "n2", "n1", "n3")
 
@@ -904,10 +907,11 @@ func TestClusterNodeKilled(t *testing.T) {
 
 	// Another stream of n3's, watched through n1 by a gohlslib client,
 	// whose publisher goes to n2 when n3 dies.
-	moves := n3.create("moves when its node dies")
+	moves := n3.createRecorded("moves when its node dies")
 	movesCtx, stopMoves := context.WithCancel(ctx)
 	publishSim(movesCtx, moves.Ingest.RTMPURL, nil)
 	n3.waitPlayable(moves.Playback.HLS)
+	movesLive := time.Now()
 	movesBase := strings.TrimSuffix(onNode(n1, moves.Playback.HLS), "index.m3u8")
 	watcher := followHLS(t, onNode(n1, moves.Playback.HLS))
 	watcher.waitFrames(t, 30, 30*time.Second)
@@ -936,7 +940,8 @@ func TestClusterNodeKilled(t *testing.T) {
 	// wait for the others to elect a new leader.
 	leadDirectory(t, n1, "n3")
 	n3.kill()
-	t.Logf("n3 killed at %s", time.Now().Format("15:04:05.000"))
+	killedAt := time.Now()
+	t.Logf("n3 killed at %s", killedAt.Format("15:04:05.000"))
 	pages.killed()
 	stopMoves()
 
@@ -1028,6 +1033,48 @@ func TestClusterNodeKilled(t *testing.T) {
 	msn, part := lastPart(t, string(body))
 	if code, _ := fetch(t, base+"video.m3u8?_HLS_msn="+itoa(msn)+"&_HLS_part="+itoa(uint64(part+1))); code != http.StatusOK {
 		t.Fatalf("n1's own stream after n3 died: %d", code)
+	}
+
+	// n3 comes back on its disk: the piece of the moved stream's
+	// recording it made before it died goes to n2, which records the
+	// stream now. One recording, on n2, with the gap the crash made, read
+	// whole by ffprobe once the stream ends; n3 keeps its other
+	// recording.
+	n3 = startChild(t, n3conf)
+	waitCluster(t, n1, "n1", "n2", "n3")
+	var one api.RecordingJSON
+	deadline = time.Now().Add(30 * time.Second)
+	for n3dir := filepath.Join(n3data, "recordings", moves.ID); ; time.Sleep(200 * time.Millisecond) {
+		code, body := n1.call("GET", "/api/v1/recordings/"+moves.ID, nil)
+		json.Unmarshal(body, &one)
+		_, err := os.Stat(n3dir)
+		if code == http.StatusOK && one.Node == "n2" && one.Gaps >= 1 && os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the moved stream's recording with n3 back: %d %s; n3's copy: %v", code, body, err)
+		}
+	}
+	if code, _ := n1.call("DELETE", "/api/v1/streams/"+moves.ID, nil); code != http.StatusOK {
+		t.Fatalf("end the moved stream through n1: %d", code)
+	}
+	ended := time.Now()
+	for deadline = time.Now().Add(30 * time.Second); one.Status != "complete"; time.Sleep(200 * time.Millisecond) {
+		_, body := n1.call("GET", "/api/v1/recordings/"+moves.ID, nil)
+		json.Unmarshal(body, &one)
+		if time.Now().After(deadline) {
+			t.Fatalf("the moved stream's recording did not finish: %s", body)
+		}
+	}
+	probed, _ := probeFormat(t, one.MP4)
+	t.Logf("the moved stream's recording: %.1f s over n3 and n2 (ffprobe %.1f s), %d gaps", one.Duration, probed, one.Gaps)
+	// Both pieces: what n3 recorded until it died (but the segment it
+	// was writing) and what n2 recorded since.
+	if both := killedAt.Sub(movesLive) + ended.Sub(back) - 4*time.Second; one.Gaps < 1 || one.Gaps > 2 || probed < one.Duration-3 || one.Duration < both.Seconds() {
+		t.Fatalf("the moved stream's recording: %+v, ffprobe %.1f s; want over %v", one, probed, both)
+	}
+	if _, err := os.Stat(filepath.Join(n3data, "recordings", theirs.ID)); err != nil {
+		t.Fatalf("n3's own recording after it came back: %v", err)
 	}
 }
 
