@@ -32,6 +32,13 @@ type StreamEntry struct {
 	// node finds the stream by it (the key itself stays on the nodes that
 	// were given it).
 	KeyHash string `json:"keyHash"`
+	// Durable: a Streams API stream, kept across restarts by its origin
+	// (and by a node that takes it over).
+	Durable bool `json:"durable,omitempty"`
+	// Outputs are a durable stream's outputs, sealed (their URLs hold
+	// platforms' keys): a node that takes the stream over starts them
+	// again.
+	Outputs string `json:"outputs,omitempty"`
 	// V is the format version of the build that last wrote it
 	// (entryFormat).
 	V int `json:"v,omitempty"`

@@ -103,6 +103,9 @@ type Kept struct {
 	// Seed, for a stream taken over, is the window a relay of it had: it
 	// stays listed, and what comes next follows it (nil: none).
 	Seed *cmaf.Snapshot
+	// Durable, for a stream taken over, says it is kept across restarts
+	// here too (a Streams API stream).
+	Durable bool
 }
 
 // Recorder keeps a stream's media on disk by following its packager.
@@ -483,7 +486,7 @@ func (r *Registry) adopt(k Kept) (*Stream, error) {
 		r.mu.Unlock()
 		return nil, ErrRegistryDown
 	}
-	s := r.newStream(CreateOptions{Name: k.Name, Record: k.Record, Public: k.Public}, k.ID, k.Key, k.CreatedAt)
+	s := r.newStream(CreateOptions{Name: k.Name, Record: k.Record, Public: k.Public, Durable: k.Durable}, k.ID, k.Key, k.CreatedAt)
 	if k.Resume != nil {
 		// Before anyone can publish: players that read the other node's
 		// playlists read on at higher numbers, later in stream time.
@@ -497,6 +500,13 @@ func (r *Registry) adopt(k Kept) (*Stream, error) {
 	}
 	r.addLocked(s)
 	r.mu.Unlock()
+	if s.durable {
+		// Kept here from now on: a restart of this node brings it back.
+		// A stream that could not be saved is served all the same.
+		if err := r.cfg.Keep(s.kept()); err != nil {
+			r.log.Error("a stream taken over could not be saved", "stream", s.id, "err", err)
+		}
+	}
 	s.mu.Lock()
 	s.emitLocked(Event{Kind: EventCreated, At: time.Now()})
 	s.mu.Unlock()

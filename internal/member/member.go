@@ -30,6 +30,7 @@ import (
 	"github.com/glasscast/glasscast/internal/nodehttp"
 	"github.com/glasscast/glasscast/internal/record"
 	"github.com/glasscast/glasscast/internal/relay"
+	"github.com/glasscast/glasscast/internal/restream"
 	"github.com/glasscast/glasscast/internal/store"
 	"github.com/glasscast/glasscast/internal/stream"
 	"github.com/glasscast/glasscast/internal/web"
@@ -95,6 +96,7 @@ type View interface {
 type Parts struct {
 	Plane   *control.Plane
 	RTC     *rtc.Server
+	Outputs *restream.Manager
 	Sockets *api.Sockets
 	API     *api.Server
 	Apps    *api.Apps
@@ -145,6 +147,7 @@ type Member struct {
 	managed  *managedDirectory     // the managed streams' users
 	leases   *clusterCamera        // the camera leases, recorded
 	draining atomic.Bool           // stopping, its sockets and publishers sent to the others
+	outputs  outputsShared
 	// startStopAtHome has the user's home node answer a start or stop of
 	// an app (ok false: this node is the home).
 	startStopAtHome func(ctx context.Context, user, pkg, action string) (int, []byte, bool)
@@ -186,6 +189,7 @@ var _ View = (*Member)(nil)
 // configuration file there.
 func Join(cfg Config, log *slog.Logger) (_ *Member, err error) {
 	m := &Member{cfg: cfg, log: log, reg: cfg.Reg, public: cfg.Cluster.Public,
+		outputs:      outputsShared{written: map[string]string{}, pending: map[string][]store.Output{}},
 		stopSessions: func() {}, stopTend: func() {}, stopMoves: func() {}}
 	defer func() {
 		if err != nil {

@@ -30,7 +30,10 @@ func (m *Member) Start(p Parts) (err error) {
 	m.parts.Store(&p)
 	c := m.c
 	dir := c.Streams()
-	m.reg.Subscribe("directory", func(ev live.Event) { m.announce(dir, ev) })
+	m.reg.Subscribe("directory", func(ev live.Event) {
+		m.startOutputs(ev) // a stream taken over: kept here before its entry is written
+		m.announce(dir, ev)
+	})
 	rlog := m.log.With("component", "relay")
 	if m.origin, err = relay.ServeOrigin(c.Conn(), c.Node(), m.reg.Packager, m.reg.Hub, rlog); err != nil {
 		return err
@@ -141,6 +144,7 @@ func (m *Member) tend(ctx context.Context) {
 			return
 		case <-tick.C:
 			m.sweep(ctx, dir, seen)
+			m.shareOutputs(ctx, dir)
 			m.handOver(ctx, nil)
 			recs = m.indexRecordings(ctx, recs)
 			if time.Since(renewed) > homeRenewal {
@@ -267,12 +271,25 @@ func (m *Member) announce(dir *cluster.Streams, ev live.Event) {
 		status = st.Status() // a stream brought back by a restart may be waiting for its publisher
 	}
 	me := m.c.Node()
+	var outputs string
+	keepOutputs := false
+	if st.Durable() && ev.Kind != live.EventEnded {
+		var err error
+		if _, outputs, err = m.outputsOf(ctx, st.ID()); err != nil {
+			keepOutputs = true
+			m.log.Warn("cluster: a stream's outputs not read; its entry keeps those it had", "stream", st.ID(), "err", err)
+		}
+	}
 	_, err := dir.Change(ctx, st.ID(), func(cur *cluster.StreamEntry, exists bool) bool {
 		if exists && cur.Origin != me {
 			return false // another node took it over: its entry is that node's to write
 		}
+		if keepOutputs && exists {
+			outputs = cur.Outputs
+		}
 		*cur = cluster.StreamEntry{ID: st.ID(), Name: st.Name(), Origin: me, Status: status.String(),
-			Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt(), Since: ev.At.UTC(), KeyHash: cluster.KeyHash(st.Key())}
+			Public: st.Public(), Record: st.Record(), CreatedAt: st.CreatedAt(), Since: ev.At.UTC(), KeyHash: cluster.KeyHash(st.Key()),
+			Durable: st.Durable(), Outputs: outputs}
 		return true
 	})
 	if err != nil && m.c.Ready() {
@@ -436,8 +453,10 @@ func (m *Member) Adopt(key string) (live.Kept, error) {
 		return live.Kept{}, err
 	}
 	pos := m.takeoverPosition(e) // this node's relay's included
+	m.takeOutputs(e)
 	m.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin, "segment", pos.Seq, "window", seed != nil)
-	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt, Resume: &pos, Seed: seed}, nil
+	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt, Resume: &pos, Seed: seed,
+		Durable: e.Durable}, nil
 }
 
 // takeoverMargin is how much more stream time than its relays a dead

@@ -31,6 +31,7 @@ import (
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/restream"
+	"github.com/glasscast/glasscast/internal/stream"
 	"github.com/glasscast/glasscast/internal/sim"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
 	"github.com/glasscast/glasscast/sdk"
@@ -917,6 +918,19 @@ func TestClusterNodeKilled(t *testing.T) {
 	watcher.waitFrames(t, 30, 30*time.Second)
 	rtcViewer := followWHEP(t, ctx, onNode(n1, moves.Playback.WebRTC))
 	rtcViewer.waitFrames(t, 30, 30*time.Second)
+	// It has an output: a copy of it published to a stream of n1's.
+	copied := n1.create("a copy of the stream that moves")
+	out := n3.addOutput(moves.ID, map[string]any{"url": copied.Ingest.RTMPURL, "name": "copy"})
+	n3.waitOutput(moves.ID, out.ID, restream.StatusActive, 20*time.Second)
+	n1.waitStatus(copied.ID, live.StatusLive, 20*time.Second)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if e, _ := n1.srv.Cluster().Streams().Lookup(moves.ID); e.Outputs != "" && !strings.Contains(e.Outputs, "rtmp") {
+			break // in its entry, sealed
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the output is not in the stream's directory entry")
+		}
+	}
 	// And the watch page through HAProxy in front of the three nodes, as
 	// an operator runs them (health checks every 300 ms; a request that
 	// fails to connect, or whose node dies under it, is tried on another
@@ -955,6 +969,32 @@ func TestClusterNodeKilled(t *testing.T) {
 	publishSim(ctx, n2.srv.RTMPBase()+key, nil)
 	waitRemoteOn(t, n1, moves.ID, live.StatusLive, "n2", 20*time.Second)
 	liveAgain := time.Since(back)
+	// Its output, kept with it, starts again from n2 (asked through n1):
+	// the copy on n1 gets frames again.
+	copyHub, _ := n1.srv.Registry().Hub(copied.ID)
+	copyReader := copyHub.NewReader("test", 1<<12)
+	defer copyReader.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var o restream.Info
+		code, body := n1.call("GET", "/api/v1/streams/"+moves.ID+"/outputs/"+out.ID, nil)
+		if json.Unmarshal(body, &o) == nil && code == http.StatusOK && o.Status == restream.StatusActive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the output through n1 after the takeover: %d %s", code, body)
+		}
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	for frames := 0; frames < 30; {
+		u, err := copyReader.Read(rctx)
+		if err != nil {
+			t.Fatalf("the copy on n1 after the takeover, %d frames: %v", frames, err)
+		}
+		if u.Kind == stream.KindVideo {
+			frames++
+		}
+	}
+	rcancel()
 	watcher.waitFrames(t, framesAtKill+60, 30*time.Second)
 	rtcViewer.waitFrames(t, rtcAtKill+60, 30*time.Second) // the same WebRTC session
 	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's WebRTC viewer after %v",

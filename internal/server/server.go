@@ -360,7 +360,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		mux.Handle("/debug/pprof/trace", apiServer.Admin(http.HandlerFunc(pprof.Trace)))
 	}
 	mux.HandleFunc("GET /{$}", web.Dashboard(s.demoWatchPath))
-	if err := s.view.Start(member.Parts{Plane: s.plane, RTC: s.rtc, Sockets: s.sockets, API: apiServer, Apps: appsAPI,
+	if err := s.view.Start(member.Parts{Plane: s.plane, RTC: s.rtc, Outputs: s.outputs, Sockets: s.sockets, API: apiServer, Apps: appsAPI,
 		Handler: mux, URLs: s, LocalStatus: s.localStatus, Grants: s.grants, Ready: s.ready.Load}); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
