@@ -55,6 +55,65 @@ type appBridge struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+
+	mu      sync.Mutex
+	pending map[string]bool // stream requests sent to the home, not answered yet: their status types
+}
+
+// statusOf is the status message that answers a stream request.
+var statusOf = map[string]string{
+	protocol.TypeManagedStreamRequest: protocol.TypeManagedStreamStatus,
+	protocol.TypeRTMPStreamRequest:    protocol.TypeRTMPStreamStatus,
+}
+
+// homeGone answers the app's stream requests the home had not answered
+// when it went away: an error saying so, never silence (the app starts
+// the stream again once it has reconnected).
+func (b *appBridge) homeGone(peer control.Peer) {
+	b.mu.Lock()
+	pending := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+	const why = "the node that held the session is gone: connect again and start the stream again"
+	for typ := range pending {
+		switch typ {
+		case protocol.TypeManagedStreamStatus:
+			peer.Send(protocol.ManagedStreamStatus{Type: typ, Status: protocol.StreamError, Message: why, Code: protocol.CodeInternal,
+				Timestamp: protocol.Now()})
+		case protocol.TypeRTMPStreamStatus:
+			peer.Send(protocol.RTMPStreamStatus{Type: typ, Status: protocol.StreamError, ErrorDetails: why, Code: protocol.CodeInternal,
+				Timestamp: protocol.Now()})
+		}
+	}
+}
+
+// seen keeps track of the stream requests and their answers passing
+// through the bridge (from the app: toHome).
+func (b *appBridge) seen(raw []byte, toHome bool) {
+	var m struct {
+		Type   string `json:"type"`
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(raw, &m) != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if toHome {
+		if status, ok := statusOf[m.Type]; ok {
+			if b.pending == nil {
+				b.pending = map[string]bool{}
+			}
+			b.pending[status] = true
+		}
+		return
+	}
+	// An answer the app's start waits for: the stream is up, or is not.
+	// (initializing and reconnecting are on the way there.)
+	switch m.Status {
+	case "active", "error", "stopped", "timeout":
+		delete(b.pending, m.Type)
+	}
 }
 
 // bridgeApp bridges an app's socket to its user's home node when that is
@@ -82,6 +141,7 @@ func (m *Member) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) 
 			return
 		}
 		if plain, err := b.seal.Open(mine, msg.Data); err == nil {
+			b.seen(plain, false)
 			peer.Send(json.RawMessage(plain))
 		}
 	})
@@ -99,6 +159,7 @@ func (m *Member) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) 
 				return
 			case <-tick.C:
 				if !c.Alive(home) {
+					b.homeGone(peer)
 					peer.Close(1012, "the node that held the session is gone: connect again")
 					return
 				}
@@ -128,6 +189,7 @@ func (b *appBridge) Receive(raw []byte) {
 		msg.Header.Set(hdrApp, pkg)
 		b.opened = true
 	}
+	b.seen(raw, true)
 	msg.Data = b.seal.Seal(msg.Subject, raw)
 	b.nc.PublishMsg(msg)
 }

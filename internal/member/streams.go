@@ -310,6 +310,10 @@ type appsReply struct {
 	Body   json.RawMessage `json:"body"`
 }
 
+// errHomeGone: the node that held a user's session went away before it
+// answered.
+var errHomeGone = errors.New("it went away before it answered; the glasses reconnect to another node: try again")
+
 func appsSubject(node string) string { return "glasscast.node." + node + ".apps" }
 
 // sessionsAnywhere makes a user's session live on one node, the one their
@@ -336,7 +340,28 @@ func (m *Member) sessionsAnywhere(apps *api.Apps) error {
 		req, _ := json.Marshal(appsRequest{User: user, Pkg: pkg, Action: action})
 		ctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
+		// A home that dies while the start waits is an answer at once: the
+		// phone tries again, on the node its glasses reconnect to.
+		ctx, gone := context.WithCancelCause(ctx)
+		defer gone(nil)
+		go func() {
+			for ctx.Err() == nil {
+				ch := c.Changed()
+				if !c.Alive(home) {
+					gone(errHomeGone)
+					return
+				}
+				select {
+				case <-ch:
+				case <-time.After(c.Heartbeat()):
+				case <-ctx.Done():
+				}
+			}
+		}()
 		msg, err := c.Conn().RequestWithContext(ctx, appsSubject(home), req)
+		if context.Cause(ctx) == errHomeGone {
+			err = errHomeGone
+		}
 		var rep appsReply
 		if err == nil {
 			err = json.Unmarshal(msg.Data, &rep)
