@@ -31,8 +31,8 @@ import (
 	"github.com/glasscast/glasscast/internal/config"
 	"github.com/glasscast/glasscast/internal/live"
 	"github.com/glasscast/glasscast/internal/restream"
-	"github.com/glasscast/glasscast/internal/stream"
 	"github.com/glasscast/glasscast/internal/sim"
+	"github.com/glasscast/glasscast/internal/stream"
 	rtc "github.com/glasscast/glasscast/internal/webrtc"
 	"github.com/glasscast/glasscast/sdk"
 )
