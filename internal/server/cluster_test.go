@@ -291,8 +291,10 @@ func TestClusterPlayAnywhere(t *testing.T) {
 	pub := publishFFmpeg(t, ctx, s.Ingest.RTMPURL)
 	nodes[0].waitPlayable(s.Playback.HLS)
 
-	// n2 and n3 play it.
+	// n2 and n3 play it, once their copy of the directory has it (on a
+	// loaded machine JetStream may take seconds).
 	for _, n := range nodes[1:] {
+		waitRemote(t, n, s.ID, live.StatusLive, 20*time.Second)
 		var there api.StreamJSON
 		there.Playback.HLS, there.Playback.DASH = onNode(n, s.Playback.HLS), onNode(n, s.Playback.DASH)
 		checkProbe(t, there, 1280, 720, 1)
