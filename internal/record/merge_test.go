@@ -100,7 +100,15 @@ func TestPieceMerged(t *testing.T) {
 	if strings.Count(pl, "#EXT-X-DISCONTINUITY\n") != 1 || !strings.Contains(pl, "#EXT-X-ENDLIST") {
 		t.Fatalf("the merged recording's playlist:\n%s", pl)
 	}
-	for _, line := range strings.Split(pl, "\n") {
+	getEvery(t, srv.URL+"/recordings/"+id+"/", pl)
+	get(t, srv.URL+"/recordings/"+id+".mp4")
+}
+
+// getEvery fetches every file a playlist names (its URIs relative to
+// base): each must answer 200.
+func getEvery(t *testing.T, base, playlist string) {
+	t.Helper()
+	for _, line := range strings.Split(playlist, "\n") {
 		if line == "" || strings.HasPrefix(line, "#") && !strings.Contains(line, "URI=") {
 			continue
 		}
@@ -108,9 +116,8 @@ func TestPieceMerged(t *testing.T) {
 		if i := strings.Index(line, `URI="`); i >= 0 {
 			uri = strings.TrimSuffix(line[i+5:], `"`)
 		}
-		get(t, srv.URL+"/recordings/"+id+"/"+uri)
+		get(t, base+uri)
 	}
-	get(t, srv.URL+"/recordings/"+id+".mp4")
 }
 
 // get fetches url, which must answer 200.

@@ -221,23 +221,7 @@ func TestRecordContinuedAfterRestart(t *testing.T) {
 	if strings.Count(pl, "#EXT-X-DISCONTINUITY\n") != 1 || strings.Count(pl, "#EXT-X-MAP") != 2 || !strings.Contains(pl, "#EXT-X-ENDLIST") {
 		t.Fatalf("playlist of the continued recording:\n%s", pl)
 	}
-	for _, line := range strings.Split(pl, "\n") {
-		if line == "" || strings.HasPrefix(line, "#") && !strings.Contains(line, "URI=") {
-			continue
-		}
-		uri := line
-		if i := strings.Index(line, `URI="`); i >= 0 {
-			uri = strings.TrimSuffix(line[i+5:], `"`)
-		}
-		resp, err := http.Get(srv.URL + "/recordings/cafe01/" + uri)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("GET %s: %d", uri, resp.StatusCode)
-		}
-	}
+	getEvery(t, srv.URL+"/recordings/cafe01/", pl)
 }
 
 // A stream that goes on past the byte budget stops being recorded, and what
