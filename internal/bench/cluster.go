@@ -166,6 +166,12 @@ func startPair(ctx context.Context, plain bool) (*server, *server, error) {
 // startCluster runs nodes, by name, that form a cluster on embedded NATS:
 // its routes mutual TLS with certificates made for the run, or plain.
 func startCluster(ctx context.Context, plain bool, names ...string) ([]*server, error) {
+	return startClusterWith(ctx, plain, nil, names...)
+}
+
+// startClusterWith is startCluster with more flags for every node (a later
+// flag wins over an earlier one).
+func startClusterWith(ctx context.Context, plain bool, extra []string, names ...string) ([]*server, error) {
 	ports := make([]int, len(names))
 	for i := range ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -193,6 +199,7 @@ func startCluster(ctx context.Context, plain bool, names ...string) ([]*server, 
 		}
 		args := []string{"--node", name, "--jwt-secret", "bench-cluster-secret-0123456789-abcdef", "--max-rtmp-conns", "4096", "--drain-timeout", "0s",
 			"--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--nats-routes", strings.Join(routes, ",")}
+		args = append(args, extra...)
 		if plain {
 			args = append(args, "--nats-insecure")
 		} else {

@@ -2,10 +2,13 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/glasscast/glasscast/internal/hls"
@@ -36,8 +39,130 @@ func failoverScenario(o options, clip *sim.Clip) (map[string]any, error) {
 	}
 	sl, sf, sp := summarize(live), summarize(frame), summarize(part)
 	fmt.Fprintf(o.out, "  from the publish on the new node:  live again %s; first new WebRTC frame %s; first new LL-HLS part %s\n", sl, sf, sp)
-	return map[string]any{"rounds": rounds, "liveAgainP50Ms": msf(sl.P50), "liveAgainMaxMs": msf(sl.Max),
-		"webrtcFrameP50Ms": msf(sf.P50), "webrtcFrameMaxMs": msf(sf.Max), "llhlsPartP50Ms": msf(sp.P50), "llhlsPartMaxMs": msf(sp.Max)}, nil
+	out := map[string]any{"rounds": rounds, "liveAgainP50Ms": msf(sl.P50), "liveAgainMaxMs": msf(sl.Max),
+		"webrtcFrameP50Ms": msf(sf.P50), "webrtcFrameMaxMs": msf(sf.Max), "llhlsPartP50Ms": msf(sp.P50), "llhlsPartMaxMs": msf(sp.Max)}
+
+	fmt.Fprintf(o.out, "\n== failover-drain: the origin SIGTERMed (it drains), its publisher cut off and back on another node at once; the longest stall a viewer on the third node sees (%d rounds)\n", rounds)
+	var rtcStall, hlsStall, exit []time.Duration
+	for i := range rounds {
+		f, p, e, err := drainOnce(o, clip)
+		if err != nil {
+			return nil, fmt.Errorf("drain round %d: %w", i+1, err)
+		}
+		fmt.Fprintf(o.out, "  round %d: longest gap between WebRTC frames %s, between new LL-HLS parts %s; the drained node exited after %s\n", i+1, ms(f), ms(p), ms(e))
+		rtcStall, hlsStall, exit = append(rtcStall, f), append(hlsStall, p), append(exit, e)
+	}
+	sf, sp, se := summarize(rtcStall), summarize(hlsStall), summarize(exit)
+	fmt.Fprintf(o.out, "  during a drain:  WebRTC stall %s; LL-HLS stall %s; the node exits after %s\n", sf, sp, se)
+	out["drainWebRTCStallP50Ms"], out["drainWebRTCStallMaxMs"] = msf(sf.P50), msf(sf.Max)
+	out["drainLLHLSStallP50Ms"], out["drainLLHLSStallMaxMs"] = msf(sp.P50), msf(sp.Max)
+	out["drainExitP50Ms"] = msf(se.P50)
+	return out, nil
+}
+
+// drainOnce is one drain round on a cluster of its own: a stream published
+// to a, watched on c over WebRTC and LL-HLS (its playlist asked every
+// 50 ms); a is SIGTERMed and drains; its publisher, cut off, comes back to
+// b at once (as through a balancer, which takes a out at its first failed
+// health check). It returns the longest time c's WebRTC viewer went without
+// a frame, and c's playlist without a new part, from a second before the
+// SIGTERM until 10 s after; and how long a took to exit.
+func drainOnce(o options, clip *sim.Clip) (rtcStall, hlsStall, exit time.Duration, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nodes, err := startClusterWith(ctx, o.clusterPlain, []string{"--drain-timeout", "15s"}, "a", "b", "c")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	defer b.stop()
+	defer c.stop()
+	stopped := false
+	defer func() {
+		if !stopped {
+			a.stop()
+		} else {
+			os.RemoveAll(a.dataDir)
+		}
+	}()
+	st, err := a.createStream("drain")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	key := st.Ingest.RTMPURL[strings.LastIndex(st.Ingest.RTMPURL, "/")+1:]
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	errs := make(chan error, 1)
+	// The glasses: to a, and once cut off, to b.
+	wg.Go(func() {
+		(&sim.Source{Clip: clip}).Publish(ctx, st.Ingest.RTMPURL)
+		if ctx.Err() == nil {
+			publish(ctx, &wg, clip, b.rtmpURL+key, errs)
+		}
+	})
+	if _, code, err := get(ctx, st.Playback.HLS); err != nil || code != http.StatusOK {
+		return 0, 0, 0, fmt.Errorf("the stream did not start: %d %v", code, err)
+	}
+	if err := c.waitStream(ctx, st.ID); err != nil {
+		return 0, 0, 0, err
+	}
+	var mu sync.Mutex
+	var frames, parts []time.Time
+	viewer, err := rtc.Dial(ctx, on(c, st.Playback.WebRTC), rtc.Options{Frame: func(f rtc.Frame) {
+		mu.Lock()
+		frames = append(frames, f.Received)
+		mu.Unlock()
+	}})
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("webrtc on c: %w", err)
+	}
+	defer viewer.Close()
+	playlist := strings.TrimSuffix(on(c, st.Playback.HLS), "index.m3u8") + "video.m3u8"
+	wg.Go(func() {
+		lastMSN, lastPart := -1, -1
+		for ctx.Err() == nil {
+			if body, code, err := get(ctx, playlist); err == nil && code == http.StatusOK {
+				m, p := hls.LastPart(string(body))
+				if p >= 0 && (int(m) != lastMSN || p != lastPart) {
+					mu.Lock()
+					parts = append(parts, time.Now())
+					mu.Unlock()
+					lastMSN, lastPart = int(m), p
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	time.Sleep(3 * time.Second) // the relays on c settle: measuring, not synchronising
+	term := time.Now()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+		exit = time.Since(term)
+		stopped = true
+	case <-time.After(30 * time.Second):
+		return 0, 0, 0, errors.New("the drained node did not exit within 30 s")
+	}
+	if left := time.Until(term.Add(10 * time.Second)); left > 0 {
+		time.Sleep(left) // the window measured
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	from, to := term.Add(-time.Second), term.Add(10*time.Second)
+	longest := func(at []time.Time) time.Duration {
+		var gap time.Duration
+		prev := from
+		for _, t := range at {
+			if t.Before(from) || t.After(to) {
+				continue
+			}
+			gap = max(gap, t.Sub(prev))
+			prev = t
+		}
+		return max(gap, to.Sub(prev))
+	}
+	return longest(frames), longest(parts), exit, nil
 }
 
 // failoverOnce is one round on a cluster of its own.
@@ -55,6 +180,8 @@ func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Durati
 	defer func() {
 		if !killed {
 			a.stop()
+		} else {
+			os.RemoveAll(a.dataDir)
 		}
 	}()
 	st, err := a.createStream("failover")
