@@ -148,6 +148,7 @@ type Member struct {
 	leases   *clusterCamera        // the camera leases, recorded
 	draining atomic.Bool           // stopping, its sockets and publishers sent to the others
 	outputs  outputsShared
+	left     atomic.Bool // Leave has begun: this node writes no more entries
 	// startStopAtHome has the user's home node answer a start or stop of
 	// an app (ok false: this node is the home).
 	startStopAtHome func(ctx context.Context, user, pkg, action string) (int, []byte, bool)

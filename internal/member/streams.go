@@ -260,7 +260,7 @@ func (m *Member) sweep(ctx context.Context, dir *cluster.Streams, seen map[strin
 // from creation, with their status, until they end.
 func (m *Member) announce(dir *cluster.Streams, ev live.Event) {
 	st := ev.Stream
-	if st.Internal() || ev.Shutdown {
+	if st.Internal() || ev.Shutdown || m.left.Load() {
 		return // a node that leaves takes its entries out itself
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -415,6 +415,7 @@ func (m *Member) sessionsAnywhere(apps *api.Apps) error {
 // Leave takes this node out of the cluster: its relays stop, its streams
 // leave the directory, and the others see it go.
 func (m *Member) Leave() {
+	m.left.Store(true)
 	m.stopSessions()
 	m.managed.close()
 	m.leases.close()
