@@ -909,10 +909,13 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 
 	// Another stream of n3's, watched through n1 by a gohlslib client,
-	// whose publisher goes to n2 when n3 dies.
+	// published by ffmpeg in a reconnect loop: to n3 and, once that
+	// connection ends, through HAProxy's RTMP frontend (n2 and n3 behind
+	// it: it finds n3 dead and sends the encoder to n2).
 	moves := n3.createRecorded("moves when its node dies")
-	movesCtx, stopMoves := context.WithCancel(ctx)
-	publishSim(movesCtx, moves.Ingest.RTMPURL, nil)
+	key := moves.Ingest.RTMPURL[strings.LastIndex(moves.Ingest.RTMPURL, "/")+1:]
+	lbHTTP, lbRTMP := freePort(t), freePort(t)
+	publishLoop(t, ctx, moves.Ingest.RTMPURL, fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", lbRTMP, key))
 	n3.waitPlayable(moves.Playback.HLS)
 	movesLive := time.Now()
 	movesBase := strings.TrimSuffix(onNode(n1, moves.Playback.HLS), "index.m3u8")
@@ -938,8 +941,8 @@ func TestClusterNodeKilled(t *testing.T) {
 	// fails to connect, or whose node dies under it, is tried on another
 	// node), in Chromium over WebRTC, hls.js and dash.js: their requests go
 	// to each node in turn, n3 until it is found dead.
-	lbHTTP := freePort(t)
-	startHAProxy(t, balancerConf(lbHTTP, n1.base, n2.base, n3.base), lbHTTP)
+	n3rtmp, _ := neturl.Parse(moves.Ingest.RTMPURL)
+	startHAProxy(t, balancerConf(lbHTTP, n1.base, n2.base, n3.base)+rtmpBalancer(lbRTMP, n2.srv.RTMPAddr().String(), n3rtmp.Host), lbHTTP)
 	throughLB := func(url string) string {
 		u, _ := neturl.Parse(url)
 		return fmt.Sprintf("http://127.0.0.1:%d%s", lbHTTP, u.RequestURI())
@@ -959,16 +962,12 @@ func TestClusterNodeKilled(t *testing.T) {
 	killedAt := time.Now()
 	t.Logf("n3 killed at %s", killedAt.Format("15:04:05.000"))
 	pages.killed()
-	stopMoves()
 
-	// The moving stream's publisher comes back to n2 (as glasses reconnect
-	// through a balancer): n2 takes the stream over at once, at the same
-	// URLs, and n1's client plays on without a restart, later in time and
-	// at higher numbers.
+	// The moving stream's encoder comes back through the balancer, to n2:
+	// n2 takes the stream over at once, at the same URLs, and n1's client
+	// plays on without a restart, later in time and at higher numbers.
 	framesAtKill, rtcAtKill := watcher.count(), rtcViewer.count()
-	key := moves.Ingest.RTMPURL[strings.LastIndex(moves.Ingest.RTMPURL, "/")+1:]
-	back := time.Now()
-	publishSim(ctx, n2.srv.RTMPBase()+key, nil)
+	back := killedAt
 	waitRemoteOn(t, n1, moves.ID, live.StatusLive, "n2", 20*time.Second)
 	liveAgain := time.Since(back)
 	// Its output, kept with it, starts again from n2 (asked through n1):
@@ -999,7 +998,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	rcancel()
 	watcher.waitFrames(t, framesAtKill+60, 30*time.Second)
 	rtcViewer.waitFrames(t, rtcAtKill+60, 30*time.Second) // the same WebRTC session
-	t.Logf("n3 killed, its publisher on n2: live again on n1 after %v, the first new frame at n1's WebRTC viewer after %v",
+	t.Logf("n3 killed, its encoder back through the balancer on n2: from the kill, live again on n1 after %v, the first new frame at n1's WebRTC viewer after %v",
 		liveAgain, rtcViewer.firstAfter(back))
 	// The pages play on, none reloaded, 6 s of media after the kill (more
 	// than either buffers): the watch page over WebRTC offers again by
@@ -1161,6 +1160,25 @@ frontend http
 backend nodes
     balance roundrobin
     option httpchk GET /healthz
+    default-server inter 300ms fall 2 rise 1
+%s`, port, servers.String())
+}
+
+// rtmpBalancer is HAProxy's RTMP frontend on port in front of addrs, in
+// TCP mode: round robin, each checked (a TCP connect) every 300 ms, a
+// connection that fails tried on another.
+func rtmpBalancer(port int, addrs ...string) string {
+	var servers strings.Builder
+	for i, a := range addrs {
+		fmt.Fprintf(&servers, "    server r%d %s check\n", i+1, a)
+	}
+	return fmt.Sprintf(`frontend rtmp
+    mode tcp
+    bind 127.0.0.1:%d
+    default_backend rtmp
+backend rtmp
+    mode tcp
+    balance roundrobin
     default-server inter 300ms fall 2 rise 1
 %s`, port, servers.String())
 }

@@ -347,14 +347,7 @@ func needTool(t testing.TB, name string) {
 func publishFFmpeg(t testing.TB, ctx context.Context, url string, extra ...string) *exec.Cmd {
 	t.Helper()
 	needTool(t, "ffmpeg")
-	args := []string{"-hide_banner", "-loglevel", "error", "-re",
-		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
-		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-keyint_min", "60", "-pix_fmt", "yuv420p",
-		"-c:a", "aac", "-ac", "1", "-b:a", "64k"}
-	args = append(args, extra...)
-	args = append(args, "-f", "flv", url)
-	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
+	cmd := exec.CommandContext(ctx, "ffmpeg", ffmpegPublish(url, extra...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -365,6 +358,38 @@ func publishFFmpeg(t testing.TB, ctx context.Context, url string, extra ...strin
 		cmd.Wait()
 	})
 	return cmd
+}
+
+// ffmpegPublish is ffmpeg's command line publishing a test pattern and a
+// tone, as an encoder would, to url.
+func ffmpegPublish(url string, extra ...string) []string {
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-keyint_min", "60", "-pix_fmt", "yuv420p",
+		"-c:a", "aac", "-ac", "1", "-b:a", "64k"}
+	args = append(args, extra...)
+	return append(args, "-f", "flv", url)
+}
+
+// publishLoop publishes with ffmpeg to first and, each time ffmpeg ends
+// (its server went away), again 200 ms later to then, until ctx ends: an
+// encoder in a reconnect loop. The test waits for it at its end.
+func publishLoop(t *testing.T, ctx context.Context, first, then string) {
+	t.Helper()
+	needTool(t, "ffmpeg")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for url := first; ctx.Err() == nil; url = then {
+			exec.CommandContext(ctx, "ffmpeg", ffmpegPublish(url)...).Run()
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() { <-done })
 }
 
 type probeStream struct {
