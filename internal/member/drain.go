@@ -2,9 +2,12 @@ package member
 
 import (
 	"context"
+	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/glasscast/glasscast/internal/live"
 )
@@ -42,6 +45,11 @@ func (m *Member) drain(stopIngest func()) {
 			held = append(held, st.ID())
 		}
 	}
+	// Every other node relays these streams before their publishers go:
+	// the node a publisher reaches next starts from the window its relay
+	// has (playable at once, its parts listed as they come), not from
+	// nothing (a second, the first segment).
+	m.prewarm(held, deadline)
 	m.p().Sockets.CloseWith(int(drainClose), drainCloseReason)
 	stopIngest() // no new publish here; those here reconnect elsewhere
 	dir := c.Streams()
@@ -103,4 +111,87 @@ func (m *Member) waitCluster(deadline time.Time, ok func() bool) bool {
 		case <-time.After(min(left, time.Second)): // liveness ages without a change
 		}
 	}
+}
+
+// prewarmSubject asks every node to relay the streams named (a JSON
+// array of ids) and to answer once it has their windows.
+const prewarmSubject = "glasscast.relay.prewarm"
+
+// prewarmWait bounds how long a draining node waits for the others to
+// relay its streams.
+const prewarmWait = 2 * time.Second
+
+// prewarm has the other live nodes relay ids, waiting for their answers
+// for at most prewarmWait (and never past deadline).
+func (m *Member) prewarm(ids []string, deadline time.Time) {
+	if len(ids) == 0 {
+		return
+	}
+	others := 0
+	for _, n := range m.c.Nodes() {
+		if n.Name != m.c.Node() && n.Alive && !n.Draining {
+			others++
+		}
+	}
+	q, _ := json.Marshal(ids)
+	nc := m.c.Conn()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return
+	}
+	defer sub.Unsubscribe()
+	if nc.PublishRequest(prewarmSubject, inbox, q) != nil {
+		return
+	}
+	until := time.Now().Add(prewarmWait)
+	if deadline.Before(until) {
+		until = deadline
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), until)
+	defer cancel()
+	start := time.Now()
+	answered := 0
+	for answered < others {
+		if _, err := sub.NextMsgWithContext(ctx); err != nil {
+			break
+		}
+		answered++
+	}
+	m.log.Info("draining: the other nodes relay this node's streams", "streams", len(ids), "nodes", answered, "of", others, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// servePrewarm relays, on a draining node's asking, its streams here.
+func (m *Member) servePrewarm() error {
+	var bg sync.WaitGroup
+	sub, err := m.c.Conn().Subscribe(prewarmSubject, func(msg *nats.Msg) {
+		var ids []string
+		if msg.Reply == "" || len(msg.Data) > 64<<10 || json.Unmarshal(msg.Data, &ids) != nil {
+			return
+		}
+		if m.draining.Load() {
+			return // the asker's own question, or another node's while this one drains
+		}
+		bg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), prewarmWait)
+			defer cancel()
+			var wg sync.WaitGroup
+			for _, id := range ids {
+				if _, err := m.reg.Get(id); err == nil {
+					continue // here already
+				}
+				wg.Go(func() { m.relays.Packager(ctx, id) })
+			}
+			wg.Wait()
+			msg.Respond([]byte("ok"))
+		})
+	})
+	if err != nil {
+		return err
+	}
+	stop := sync.OnceFunc(func() { sub.Unsubscribe(); bg.Wait() })
+	prev := m.stopSessions
+	m.stopSessions = func() { stop(); prev() }
+	m.undo.push(stop)
+	return nil
 }

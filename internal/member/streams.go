@@ -102,6 +102,9 @@ func (m *Member) Start(p Parts) (err error) {
 	if err := m.serveDeletes(); err != nil {
 		return err
 	}
+	if err := m.servePrewarm(); err != nil {
+		return err
+	}
 	if err := m.sessionsAnywhere(p.Apps); err != nil {
 		return err
 	}
