@@ -96,13 +96,13 @@ func (a *appSession) sendErrorLocked(managed bool, code protocol.ErrorCode, mess
 type managedStream struct {
 	u         *User
 	id        string
-	st        *live.Stream
+	st        Media
 	viewers   map[string]bool
 	status    protocol.StreamStatus
 	createdAt time.Time
 	ka        *keepAlive
 	stopWatch context.CancelFunc
-	media     *live.Subscription
+	stopMedia func()
 	lease     Lease
 	timers    []Timer
 	ended     bool
@@ -196,7 +196,12 @@ func (ms *managedStream) addDestinationsLocked(pkg string, dests []protocol.Rest
 		return
 	}
 	for _, d := range dests {
-		if err := mgr.Add(ms.st, d.URL, d.Name, pkg); err != nil {
+		st, ok := ms.st.Local()
+		if !ok {
+			ms.u.p.log.Warn("restream destination not added: the stream's media is on another node", "stream", ms.id, "app", pkg)
+			continue
+		}
+		if err := mgr.Add(st, d.URL, d.Name, pkg); err != nil {
 			ms.u.p.log.Warn("restream destination not added", "stream", ms.id, "app", pkg, "err", err)
 		}
 	}
@@ -279,7 +284,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		return
 	}
 	ms := &managedStream{
-		u: u, id: id, st: st, lease: lease, viewers: map[string]bool{a.pkg: true}, status: protocol.StreamInitializing,
+		u: u, id: id, st: LocalMedia(p.media, st), lease: lease, viewers: map[string]bool{a.pkg: true}, status: protocol.StreamInitializing,
 		createdAt: p.cfg.Clock.Now(),
 	}
 	u.managed = ms
@@ -308,38 +313,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 			}
 		}))
 	}
-	// "active" means playable: the first LL-HLS segment exists.
-	ctx, cancel := context.WithCancel(p.ctx)
-	ms.stopWatch = cancel
-	p.goTracked(func() {
-		if st.WaitPlayable(ctx) != nil {
-			return
-		}
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		if u.managed == ms && !ms.ended {
-			ms.status, ms.played = protocol.StreamActive, true
-			ms.broadcastLocked(ms.statusMsg(protocol.StreamActive, "Stream is now live"))
-			p.log.Info("managed stream active", "user", u.id, "stream", ms.id, "after", p.cfg.Clock.Now().Sub(ms.createdAt).Round(time.Millisecond))
-		}
-	})
-	// The apps hear when the glasses' stream drops and when it is back; a
-	// media stream that ends on its own (the glasses did not come back
-	// within the reconnect window) ends the managed stream.
-	ms.media = st.Subscribe("managed stream "+ms.id, func(ev live.Event) {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		switch ev.Kind {
-		case live.EventLive:
-			ms.mediaChangedLocked(live.StatusLive)
-		case live.EventReconnecting:
-			ms.mediaChangedLocked(live.StatusReconnecting)
-		case live.EventEnded:
-			if u.managed == ms {
-				ms.endLocked(protocol.StreamError, protocol.CodeGlassesError, "The glasses' stream ended: they did not reconnect in time")
-			}
-		}
-	})
+	ms.followLocked(ms.st)
 	p.log.Info("managed stream starting", "user", u.id, "app", a.pkg, "stream", ms.id, "media", st.ID())
 }
 
@@ -397,8 +371,8 @@ func (ms *managedStream) endLocked(status protocol.StreamStatus, code protocol.E
 	if ms.stopWatch != nil {
 		ms.stopWatch()
 	}
-	if ms.media != nil {
-		ms.media.Close()
+	if ms.stopMedia != nil {
+		ms.stopMedia()
 	}
 	for _, t := range ms.timers {
 		t.Stop()
@@ -406,13 +380,62 @@ func (ms *managedStream) endLocked(status protocol.StreamStatus, code protocol.E
 	// The URLs stop answering before anyone hears the stream is over; what
 	// follows (the packager's last part, outputs stopping) does not hold
 	// the user's lock.
-	u.p.media.Delete(ms.st.ID())
+	ms.st.End()
 	final := ms.statusMsg(status, message)
 	final.Code = code
 	ms.broadcastLocked(final)
 	ms.viewers = map[string]bool{}
 	u.sendGlassesLocked(protocol.StopRTMPStream{Type: protocol.TypeStopRTMPStream, SessionID: u.id, AppID: protocol.ManagedAppID, StreamID: ms.id, Timestamp: protocol.Now()})
 	u.p.log.Info("managed stream ended", "user", u.id, "stream", ms.id, "status", status, "message", message)
+}
+
+// followLocked makes the managed stream follow media m: "active" once it
+// is playable (the first LL-HLS segment exists), and the apps hear when the
+// glasses' stream drops and when it is back; a media stream that ends on
+// its own (the glasses did not come back within the reconnect window)
+// ends the managed stream. u.mu is held.
+func (ms *managedStream) followLocked(m Media) {
+	u, p := ms.u, ms.u.p
+	if ms.stopWatch != nil {
+		ms.stopWatch()
+	}
+	if ms.stopMedia != nil {
+		ms.stopMedia()
+	}
+	ms.st = m
+	if !ms.played {
+		ctx, cancel := context.WithCancel(p.ctx)
+		ms.stopWatch = cancel
+		p.goTracked(func() {
+			if m.WaitPlayable(ctx) != nil {
+				return
+			}
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			if u.managed == ms && !ms.ended && ms.st == m && !ms.played {
+				ms.status, ms.played = protocol.StreamActive, true
+				ms.broadcastLocked(ms.statusMsg(protocol.StreamActive, "Stream is now live"))
+				p.log.Info("managed stream active", "user", u.id, "stream", ms.id, "after", p.cfg.Clock.Now().Sub(ms.createdAt).Round(time.Millisecond))
+			}
+		})
+	}
+	ms.stopMedia = m.Watch("managed stream "+ms.id, func(ev live.Event) {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if ms.st != m {
+			return // a media stream it no longer follows
+		}
+		switch ev.Kind {
+		case live.EventLive:
+			ms.mediaChangedLocked(live.StatusLive)
+		case live.EventReconnecting:
+			ms.mediaChangedLocked(live.StatusReconnecting)
+		case live.EventEnded:
+			if u.managed == ms {
+				ms.endLocked(protocol.StreamError, protocol.CodeGlassesError, "The glasses' stream ended: they did not reconnect in time")
+			}
+		}
+	})
 }
 
 // ---- unmanaged ----
@@ -651,6 +674,9 @@ func (u *User) statusCheckLocked() protocol.StreamStatusCheckResponse {
 var (
 	ErrNoManagedStream = errors.New("Managed stream not found")
 	ErrNotViewer       = errors.New("App must be viewing the stream to manage its outputs")
+	// ErrMediaElsewhere: the glasses publish the managed stream to another
+	// node of the cluster; its outputs are not managed from there yet.
+	ErrMediaElsewhere = errors.New("The stream's media is on another node: its outputs cannot be managed now")
 )
 
 // managedByID finds a managed stream by its id, through the directory.
@@ -696,7 +722,11 @@ func (p *Plane) managedMedia(streamID, pkg string, viewer bool) (*live.Stream, e
 	if viewer && !ms.viewers[pkg] {
 		return nil, ErrNotViewer
 	}
-	return ms.st, nil
+	st, ok := ms.st.Local()
+	if !ok {
+		return nil, ErrMediaElsewhere
+	}
+	return st, nil
 }
 
 // OutputsChanged tells the viewers of the managed stream over media stream

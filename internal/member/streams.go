@@ -32,6 +32,7 @@ func (m *Member) Start(p Parts) (err error) {
 	dir := c.Streams()
 	m.reg.Subscribe("directory", func(ev live.Event) {
 		m.startOutputs(ev) // a stream taken over: kept here before its entry is written
+		m.mediaBack(ev)
 		m.announce(dir, ev)
 	})
 	rlog := m.log.With("component", "relay")
@@ -191,6 +192,7 @@ func (m *Member) sweep(ctx context.Context, dir *cluster.Streams, seen map[strin
 		}
 		if e, err := dir.Get(ctx, st.ID()); err == nil && e.Origin != m.c.Node() {
 			m.log.Info("stream taken over by another node", "stream", st.ID(), "node", e.Origin)
+			m.mediaMoved(st) // a managed stream here follows it there
 			m.reg.Delete(st.ID())
 		}
 	}
