@@ -70,25 +70,12 @@ func failoverScenario(o options, clip *sim.Clip) (map[string]any, error) {
 func drainOnce(o options, clip *sim.Clip) (rtcStall, hlsStall, exit time.Duration, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nodes, err := startClusterWith(ctx, o.clusterPlain, []string{"--drain-timeout", "15s"}, "a", "b", "c")
+	rig, err := startRig(ctx, o, []string{"--drain-timeout", "15s"}, "drain")
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	a, b, c := nodes[0], nodes[1], nodes[2]
-	defer b.stop()
-	defer c.stop()
-	stopped := false
-	defer func() {
-		if !stopped {
-			a.stop()
-		} else {
-			os.RemoveAll(a.dataDir)
-		}
-	}()
-	st, err := a.createStream("drain")
-	if err != nil {
-		return 0, 0, 0, err
-	}
+	defer rig.close()
+	a, b, c, st := rig.a, rig.b, rig.c, rig.st
 	key := st.Ingest.RTMPURL[strings.LastIndex(st.Ingest.RTMPURL, "/")+1:]
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -107,17 +94,12 @@ func drainOnce(o options, clip *sim.Clip) (rtcStall, hlsStall, exit time.Duratio
 	if err := c.waitStream(ctx, st.ID); err != nil {
 		return 0, 0, 0, err
 	}
-	var mu sync.Mutex
-	var frames, parts []time.Time
-	viewer, err := rtc.Dial(ctx, on(c, st.Playback.WebRTC), rtc.Options{Frame: func(f rtc.Frame) {
-		mu.Lock()
-		frames = append(frames, f.Received)
-		mu.Unlock()
-	}})
+	frames, err := rig.watch(ctx)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("webrtc on c: %w", err)
+		return 0, 0, 0, err
 	}
-	defer viewer.Close()
+	var mu sync.Mutex
+	var parts []time.Time
 	playlist := strings.TrimSuffix(on(c, st.Playback.HLS), "index.m3u8") + "video.m3u8"
 	wg.Go(func() {
 		lastMSN, lastPart := -1, -1
@@ -140,7 +122,7 @@ func drainOnce(o options, clip *sim.Clip) (rtcStall, hlsStall, exit time.Duratio
 	select {
 	case <-a.done:
 		exit = time.Since(term)
-		stopped = true
+		rig.aGone = true
 	case <-time.After(30 * time.Second):
 		return 0, 0, 0, errors.New("the drained node did not exit within 30 s")
 	}
@@ -150,6 +132,7 @@ func drainOnce(o options, clip *sim.Clip) (rtcStall, hlsStall, exit time.Duratio
 	mu.Lock()
 	defer mu.Unlock()
 	from, to := term.Add(-time.Second), term.Add(10*time.Second)
+	got := frames()
 	longest := func(at []time.Time) time.Duration {
 		var gap time.Duration
 		prev := from
@@ -162,32 +145,19 @@ func drainOnce(o options, clip *sim.Clip) (rtcStall, hlsStall, exit time.Duratio
 		}
 		return max(gap, to.Sub(prev))
 	}
-	return longest(frames), longest(parts), exit, nil
+	return longest(got), longest(parts), exit, nil
 }
 
 // failoverOnce is one round on a cluster of its own.
 func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Duration, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nodes, err := startCluster(ctx, o.clusterPlain, "a", "b", "c")
+	rig, err := startRig(ctx, o, nil, "failover")
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	a, b, c := nodes[0], nodes[1], nodes[2]
-	defer b.stop()
-	defer c.stop()
-	killed := false
-	defer func() {
-		if !killed {
-			a.stop()
-		} else {
-			os.RemoveAll(a.dataDir)
-		}
-	}()
-	st, err := a.createStream("failover")
-	if err != nil {
-		return 0, 0, 0, err
-	}
+	defer rig.close()
+	a, b, c, st := rig.a, rig.b, rig.c, rig.st
 	pubCtx, stopPub := context.WithCancel(ctx)
 	defer stopPub()
 	var wg sync.WaitGroup
@@ -201,17 +171,10 @@ func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Durati
 			return 0, 0, 0, err
 		}
 	}
-	var mu sync.Mutex
-	var frames []time.Time
-	viewer, err := rtc.Dial(ctx, on(c, st.Playback.WebRTC), rtc.Options{Frame: func(f rtc.Frame) {
-		mu.Lock()
-		frames = append(frames, f.Received)
-		mu.Unlock()
-	}})
+	frames, err := rig.watch(ctx)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("webrtc on c: %w", err)
+		return 0, 0, 0, err
 	}
-	defer viewer.Close()
 	playlist := strings.TrimSuffix(on(c, st.Playback.HLS), "index.m3u8") + "video.m3u8"
 	// An LL-HLS viewer on c too (its relay runs): a reload every 200 ms.
 	hlsCtx, stopHLS := context.WithCancel(ctx)
@@ -225,7 +188,7 @@ func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Durati
 	time.Sleep(3 * time.Second) // the relays on c settle: measuring, not synchronising
 	a.cmd.Process.Kill()
 	<-a.done
-	killed = true
+	rig.aGone = true
 	stopPub()
 	wg.Wait()
 	// The newest part c has of a's: what comes after it is the new origin's.
@@ -267,19 +230,16 @@ func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Durati
 	})
 	mw.Go(func() {
 		frame = poll(func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(frames) > 0 && frames[len(frames)-1].After(back)
+			got := frames()
+			return len(got) > 0 && got[len(got)-1].After(back)
 		})
 		if frame > 0 {
-			mu.Lock()
-			for _, at := range frames {
+			for _, at := range frames() {
 				if at.After(back) {
 					frame = at.Sub(back)
 					break
 				}
 			}
-			mu.Unlock()
 		}
 	})
 	mw.Wait()
@@ -287,4 +247,61 @@ func failoverOnce(o options, clip *sim.Clip) (liveAgain, frame, part time.Durati
 		return 0, 0, 0, fmt.Errorf("after 30 s: live again %v, a new LL-HLS part %v, a new WebRTC frame %v", liveAgain, part, frame)
 	}
 	return liveAgain, frame, part, nil
+}
+
+// rig is three nodes, a, b and c, with a stream on a.
+type rig struct {
+	a, b, c *server
+	st      *streamInfo
+	aGone   bool // a exited (killed, or drained): only its data is left
+	viewer  *rtc.Client
+}
+
+// startRig starts the three nodes (extra: flags for each) and creates
+// the stream (named name) on a.
+func startRig(ctx context.Context, o options, extra []string, name string) (*rig, error) {
+	nodes, err := startClusterWith(ctx, o.clusterPlain, extra, "a", "b", "c")
+	if err != nil {
+		return nil, err
+	}
+	r := &rig{a: nodes[0], b: nodes[1], c: nodes[2]}
+	if r.st, err = r.a.createStream(name); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// watch opens a WebRTC viewer of the stream on c; frames is when each of
+// its frames came.
+func (r *rig) watch(ctx context.Context) (frames func() []time.Time, err error) {
+	var mu sync.Mutex
+	var at []time.Time
+	r.viewer, err = rtc.Dial(ctx, on(r.c, r.st.Playback.WebRTC), rtc.Options{Frame: func(f rtc.Frame) {
+		mu.Lock()
+		at = append(at, f.Received)
+		mu.Unlock()
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("webrtc on c: %w", err)
+	}
+	return func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), at...)
+	}, nil
+}
+
+// close stops the viewer and the nodes.
+func (r *rig) close() {
+	if r.viewer != nil {
+		r.viewer.Close()
+	}
+	r.c.stop()
+	r.b.stop()
+	if r.aGone {
+		os.RemoveAll(r.a.dataDir)
+	} else {
+		r.a.stop()
+	}
 }
