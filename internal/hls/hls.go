@@ -47,9 +47,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(file, ".m3u8"):
 		h.serveMedia(w, r, p, strings.TrimSuffix(file, ".m3u8"))
 	default:
-		// A preload hint is answered when its part is ready: at most a part
-		// away, plus slack for a publisher that hiccups.
-		p.ServeFile(w, r, file, 3*time.Second)
+		// A preload hint is answered when its part is ready: normally a
+		// part away. It is held as long as a blocking playlist request
+		// (three target durations): a publisher that reconnects, or a
+		// stream that moves to another node, comes back within it, and a
+		// player waiting for the part plays on.
+		var target time.Duration
+		p.View(func(v *cmaf.View) { target = targetDuration(v) })
+		p.ServeFile(w, r, file, 3*target)
 	}
 }
 
