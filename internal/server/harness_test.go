@@ -372,17 +372,17 @@ func ffmpegPublish(url string, extra ...string) []string {
 	return append(args, "-f", "flv", url)
 }
 
-// publishLoop publishes with ffmpeg to first and, each time ffmpeg ends
-// (its server went away), again 200 ms later to then, until ctx ends: an
-// encoder in a reconnect loop. The test waits for it at its end.
-func publishLoop(t *testing.T, ctx context.Context, first, then string) {
+// publishSimLoop publishes the test source to first and, each time its
+// connection ends (its server went away), again 200 ms later to then,
+// until ctx ends: glasses in a reconnect loop. The test waits for it at
+// its end.
+func publishSimLoop(t *testing.T, ctx context.Context, first, then string) {
 	t.Helper()
-	needTool(t, "ffmpeg")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for url := first; ctx.Err() == nil; url = then {
-			exec.CommandContext(ctx, "ffmpeg", ffmpegPublish(url)...).Run()
+			(&sim.Source{}).Publish(ctx, url)
 			select {
 			case <-ctx.Done():
 			case <-time.After(200 * time.Millisecond):
