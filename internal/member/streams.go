@@ -464,9 +464,12 @@ func (m *Member) Adopt(key string) (live.Kept, error) {
 	// after.
 	// A copy with no segment (the stream was idle) keeps nothing: the
 	// stream starts here as it would have.
+	// A copy whose last segment was cut before every track had media in
+	// it keeps nothing either: finished, that track's segment would be
+	// listed with no duration (players refuse such a playlist).
 	var seed *cmaf.Snapshot
-	if m, err := m.relays.Mirror(e.ID); err == nil {
-		if snap := m.Snapshot(); len(snap.Segments) > 0 {
+	if mr, err := m.relays.Mirror(e.ID); err == nil {
+		if snap := mr.Snapshot(); len(snap.Segments) > 0 && everyTrackHasMedia(snap) {
 			seed = snap
 		}
 	}
@@ -488,6 +491,18 @@ func (m *Member) Adopt(key string) (live.Kept, error) {
 	m.log.Info("stream comes to this node: its publisher is here", "stream", e.ID, "from", e.Origin, "segment", pos.Seq, "window", seed != nil)
 	return live.Kept{ID: e.ID, Key: key, Name: e.Name, Record: e.Record, Public: e.Public, CreatedAt: e.CreatedAt, Resume: &pos, Seed: seed,
 		Durable: e.Durable}, nil
+}
+
+// everyTrackHasMedia says each track of a snapshot's last segment has
+// media: a part, or a duration.
+func everyTrackHasMedia(snap *cmaf.Snapshot) bool {
+	last := snap.Segments[len(snap.Segments)-1]
+	for _, t := range last.Tracks {
+		if len(t.Parts) == 0 || t.Duration == 0 && !t.Complete {
+			return false
+		}
+	}
+	return len(last.Tracks) > 0
 }
 
 // takeoverMargin is how much more stream time than its relays a dead
