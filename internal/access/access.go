@@ -200,21 +200,50 @@ func (s *Signer) Token(id string, rights Right) (string, time.Time) {
 // IsToken says whether a path element is a token rather than a bare id.
 func IsToken(seg string) bool { return strings.IndexByte(seg, '.') >= 0 }
 
+// Keep makes tok, a token of this signer's key another node handed out,
+// the one this signer hands out for its stream and rights while it has
+// more than half its life left: the URLs given out stay the same when
+// the stream's session moves to this node. It reports whether it did.
+func (s *Signer) Keep(tok string) bool {
+	id, rights, exp, err := s.parse(tok)
+	if err != nil || exp.Sub(s.now()) <= s.ttl/2 {
+		return false
+	}
+	k := cacheKey{id, rights}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.cache[k]; ok && m.exp.After(exp) {
+		return false // one that lasts longer is handed out already
+	}
+	s.cache[k] = minted{token: tok, exp: exp, gen: s.gens[id]}
+	return true
+}
+
 // Verify checks a token for the rights need and returns its stream's id.
 func (s *Signer) Verify(tok string, need Right) (string, error) {
+	id, rights, _, err := s.parse(tok)
+	if err != nil || rights&need != need {
+		return "", ErrInvalid
+	}
+	return id, nil
+}
+
+// parse checks a token's signature, that it has not expired and that its
+// generation is its stream's, and returns what it grants.
+func (s *Signer) parse(tok string) (string, Right, time.Time, error) {
 	dot := strings.LastIndexByte(tok, '.')
 	if dot < 0 || len(tok)-dot-1 != sigEncLen || dot > 256 {
-		return "", ErrInvalid
+		return "", 0, time.Time{}, ErrInvalid
 	}
 	msg := tok[:dot]
 	var got [sigLen + 2]byte
 	n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(tok[dot+1:]))
 	if err != nil || n != sigLen {
-		return "", ErrInvalid
+		return "", 0, time.Time{}, ErrInvalid
 	}
 	var want [sigLen]byte
 	if !hmac.Equal(got[:sigLen], s.sign(want[:0], msg)) {
-		return "", ErrInvalid
+		return "", 0, time.Time{}, ErrInvalid
 	}
 	// Signed, so well formed: id.rights.exp.gen
 	id, rest, _ := strings.Cut(msg, ".")
@@ -224,12 +253,12 @@ func (s *Signer) Verify(tok string, need Right) (string, error) {
 	exp, err2 := strconv.ParseInt(e, 36, 64)
 	gen, err3 := strconv.ParseUint(g, 36, 32)
 	if err1 != nil || err2 != nil || err3 != nil {
-		return "", ErrInvalid
+		return "", 0, time.Time{}, ErrInvalid
 	}
-	if Right(rights)&need != need || s.now().Unix() >= exp || uint32(gen) != s.generation(id) {
-		return "", ErrInvalid
+	if s.now().Unix() >= exp || uint32(gen) != s.generation(id) {
+		return "", 0, time.Time{}, ErrInvalid
 	}
-	return id, nil
+	return id, Right(rights), time.Unix(exp, 0), nil
 }
 
 // Revoke ends every token of a stream issued so far and returns the new

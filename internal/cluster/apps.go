@@ -69,14 +69,14 @@ func (a *Apps) App(ctx context.Context, pkg string) (store.App, error) {
 	if err != nil {
 		return store.App{}, err
 	}
-	e, err := kv.Get(ctx, pkg)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+	b, ok, err := a.c.get(ctx, kv, pkg)
+	if errors.Is(err, jetstream.ErrInvalidKey) || err == nil && !ok {
 		return store.App{}, store.ErrNotFound
 	}
 	if err != nil {
 		return store.App{}, fmt.Errorf("cluster: app %s: %w", pkg, err)
 	}
-	return decodeApp(e.Value())
+	return decodeApp(b)
 }
 
 // Apps lists the apps by package name.

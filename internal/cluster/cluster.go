@@ -165,6 +165,8 @@ type Cluster struct {
 	usersKV, managedKV jetstream.KeyValue
 	// cameraKV is the users' camera leases; set before up.
 	cameraKV jetstream.KeyValue
+	// sessionsKV is the users' sessions, sealed; set before up.
+	sessionsKV jetstream.KeyValue
 	// generationsKV is the playback tokens' generations; set before up.
 	generationsKV jetstream.KeyValue
 	// recordingsKV is the recordings' index; set before up.
@@ -174,6 +176,11 @@ type Cluster struct {
 	nodes   map[string]Node
 	heard   map[string]heard       // when each node's newest heartbeat came, here
 	left    map[string]time.Time   // nodes that left (their entry deleted), when, here
+	// mirrors are this node's copies of the users' homes and sessions
+	// and of the apps, kept by watching their buckets: what a read
+	// answers while a bucket does not (its leader died and the others
+	// are electing one).
+	mirrors map[string]map[string][]byte
 	streams map[string]StreamEntry // this node's copy of the directory
 	revs    map[string]uint64      // the revision of each of its entries
 	// interims are directory writes told before the bucket took them.
@@ -201,7 +208,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, mirrors: map[string]map[string][]byte{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {
@@ -387,11 +394,17 @@ func (c *Cluster) run() {
 		}
 	}
 	close(c.up)
-	c.wg.Add(4)
+	c.wg.Add(4 + 3)
 	go func() {
 		defer c.wg.Done()
 		c.watch()
 	}()
+	for _, kv := range []jetstream.KeyValue{c.usersKV, c.sessionsKV, c.appsKV} {
+		go func() {
+			defer c.wg.Done()
+			c.mirror(kv)
+		}()
+	}
 	go func() {
 		defer c.wg.Done()
 		c.watchStreams()
@@ -443,6 +456,10 @@ func (c *Cluster) open() error {
 		return err
 	}
 	c.cameraKV, err = c.bucket(ctx, bucketSpec{name: cameraBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	c.sessionsKV, err = c.bucket(ctx, bucketSpec{name: sessionsBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,49 @@ func userKey(user string) string {
 	return hex.EncodeToString(h[:16])
 }
 
+// mirror keeps this node's copy of kv's entries (Cluster.mirrors).
+func (c *Cluster) mirror(kv jetstream.KeyValue) {
+	name := kv.Bucket()
+	c.mu.Lock()
+	c.mirrors[name] = map[string][]byte{}
+	c.mu.Unlock()
+	c.follow(kv, func(key string, value []byte, deleted bool) {
+		if deleted {
+			delete(c.mirrors[name], key)
+		} else {
+			c.mirrors[name][key] = value
+		}
+	})
+}
+
+// mirrorRead bounds how long a read waits for a bucket before it answers
+// from this node's copy.
+const mirrorRead = time.Second
+
+// get reads key from kv, or, when kv does not answer within mirrorRead,
+// from this node's copy of it (ok false: there is no such entry).
+func (c *Cluster) get(ctx context.Context, kv jetstream.KeyValue, key string) (value []byte, ok bool, err error) {
+	rctx, cancel := context.WithTimeout(ctx, mirrorRead)
+	e, err := kv.Get(rctx, key)
+	cancel()
+	switch {
+	case err == nil:
+		return e.Value(), true, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, false, nil
+	case errors.Is(err, jetstream.ErrInvalidKey):
+		return nil, false, err
+	}
+	c.mu.Lock()
+	m, mirrored := c.mirrors[kv.Bucket()]
+	v, ok := m[key]
+	c.mu.Unlock()
+	if !mirrored || ctx.Err() != nil {
+		return nil, false, err
+	}
+	return v, ok, nil
+}
+
 // Users are the users' home nodes.
 type Users struct{ c *Cluster }
 
@@ -52,24 +95,23 @@ func (u *Users) Claim(ctx context.Context, user string) error {
 // Home is the live node that holds the user's session; "" when none does
 // (never connected, or its node is gone).
 func (u *Users) Home(ctx context.Context, user string) (string, error) {
-	if err := u.c.WaitReady(ctx); err != nil {
+	node, err := u.Recorded(ctx, user)
+	if err != nil || node == "" || !u.c.Alive(node) {
 		return "", err
 	}
-	e, err := u.c.usersKV.Get(ctx, userKey(user))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", nil
+	return node, nil
+}
+
+// Moved records here, ahead of the bucket, that the user's session moved
+// to node (which is writing it to the bucket).
+func (u *Users) Moved(user, node string) {
+	b, _ := json.Marshal(userHome{User: user, Node: node, Since: time.Now().UTC(), V: writeFormat})
+	c := u.c
+	c.mu.Lock()
+	if m := c.mirrors[usersBucket]; m != nil {
+		m[userKey(user)] = b
 	}
-	if err != nil {
-		return "", fmt.Errorf("cluster: user's home: %w", err)
-	}
-	var h userHome
-	if json.Unmarshal(e.Value(), &h) != nil || h.User != user {
-		return "", nil
-	}
-	if !u.c.Alive(h.Node) {
-		return "", nil
-	}
-	return h.Node, nil
+	c.mu.Unlock()
 }
 
 // managedBucket maps managed streams' ids to their users, so that a node
@@ -190,4 +232,59 @@ func (u *Users) Lease(ctx context.Context, user string) (CameraLease, bool, erro
 		return CameraLease{}, false, nil
 	}
 	return l, true, nil
+}
+
+// sessionsBucket holds each user's session as their home last recorded
+// it (sealed: it names the glasses' publish key), for the node that goes
+// on with it when the home dies.
+const sessionsBucket = "glasscast_sessions"
+
+// PutSession records a user's session (sealed by the caller); nil forgets
+// it.
+func (u *Users) PutSession(ctx context.Context, user string, sealed []byte) error {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return err
+	}
+	var err error
+	if sealed == nil {
+		err = u.c.sessionsKV.Delete(ctx, userKey(user))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
+	} else {
+		_, err = u.c.sessionsKV.Put(ctx, userKey(user), sealed)
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: user's session: %w", err)
+	}
+	return nil
+}
+
+// Session is a user's session as recorded (sealed); nil when none is.
+func (u *Users) Session(ctx context.Context, user string) ([]byte, error) {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return nil, err
+	}
+	b, _, err := u.c.get(ctx, u.c.sessionsKV, userKey(user))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: user's session: %w", err)
+	}
+	return b, nil
+}
+
+// Recorded is the node recorded as the user's home, alive or not ("":
+// none).
+func (u *Users) Recorded(ctx context.Context, user string) (string, error) {
+	if err := u.c.WaitReady(ctx); err != nil {
+		return "", err
+	}
+	b, ok, err := u.c.get(ctx, u.c.usersKV, userKey(user))
+	if err != nil {
+		return "", fmt.Errorf("cluster: user's home: %w", err)
+	}
+	var h userHome
+	if !ok || json.Unmarshal(b, &h) != nil || h.User != user {
+		return "", nil
+	}
+	return h.Node, nil
 }

@@ -42,6 +42,9 @@ type appSession struct {
 	// badKeySeen: an init for this starting session came with a wrong API
 	// key; the start, if it times out, says so.
 	badKeySeen bool
+	// restored: taken over with its session from another node; its
+	// socket, when back, hears where the managed stream stands.
+	restored bool
 }
 
 // endGraceLocked tells the starts waiting on a grace that it is over.
@@ -157,6 +160,7 @@ func (u *User) beginAppLocked(app store.App, stop *protocol.StopRequest) *appSes
 	a := &appSession{u: u, pkg: pkg, app: app, sessionID: userID + "-" + pkg, state: appStarting,
 		subs: map[string]bool{}, ready: make(chan struct{})}
 	u.apps[pkg] = a
+	u.savedLocked()
 	armInit := func() {
 		a.timer = u.after(p.cfg.AppInitTimeout, func() {
 			switch {
@@ -333,6 +337,7 @@ func (u *User) endAppLocked(a *appSession, reason string) protocol.StopRequest {
 	if u.apps[a.pkg] == a {
 		delete(u.apps, a.pkg)
 	}
+	u.savedLocked()
 	if a.sock != nil {
 		a.sock.peer.Send(protocol.AppStopped{Type: protocol.TypeAppStopped, Reason: reason, Timestamp: protocol.Now()})
 		a.sock.peer.Close(1000, "App stopped")
@@ -498,6 +503,14 @@ func (s *AppSocket) init(m *protocol.AppConnectionInit) {
 		MentraOSSettings: mentraosSettings, Capabilities: mentraLiveCapabilities, Timestamp: protocol.Now(),
 	})
 	s.peer.Send(protocol.DeviceStateUpdate{Type: protocol.TypeDeviceStateUpdate, State: u.deviceSnapshotLocked(), FullSnapshot: true, Timestamp: protocol.Now()})
+	if a.restored {
+		// Its session moved here from a node that went away: the stream
+		// it shares is where it was, at the same URLs.
+		a.restored = false
+		if ms := u.managed; ms != nil && ms.viewers[a.pkg] {
+			ms.sendLocked(a.pkg, ms.statusMsg(ms.status, "The stream goes on: its session moved to another node"))
+		}
+	}
 	p.log.Info("app connected", "user", userID, "app", m.PackageName)
 }
 
@@ -534,9 +547,13 @@ func (s *AppSocket) Gone() {
 	if a.sock != s || a.state != appRunning {
 		return
 	}
+	u.graceLocked(a, u.p.cfg.AppGrace)
+}
+
+// graceLocked waits grace for the app's socket to come back.
+func (u *User) graceLocked(a *appSession, grace time.Duration) {
 	a.sock, a.state = nil, appGrace
 	a.graceOver = make(chan struct{})
-	grace := u.p.cfg.AppGrace
 	a.timer = u.after(grace, func() {
 		if a.state != appGrace || u.apps[a.pkg] != a {
 			return

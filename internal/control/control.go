@@ -83,11 +83,17 @@ type Config struct {
 	Camera Camera
 	// Directory finds a managed stream's user (default: a LocalDirectory).
 	Directory Directory
+	// Sessions, when set, is told of each change of a user's session, for
+	// the node that goes on with it if this one goes away.
+	Sessions Sessions
 	// PublicURL is the base of the playback URLs handed out.
 	PublicURL string
 	// Grant, when set, is the path element of a media stream's viewer
 	// URLs granting right (a playback token); unset, the stream's id.
 	Grant func(mediaID string, right access.Right) string
+	// KeepGrant, when set, makes a playback token another node handed out
+	// for a stream whose session moved here the one Grant hands out.
+	KeepGrant func(grant string)
 	// RTMPBase is rtmp://HOST:PORT/live/ as the glasses reach glasscast.
 	RTMPBase string
 	// AppWebSocketURL is the /app-ws URL put in session_request webhooks.

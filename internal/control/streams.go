@@ -268,6 +268,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 			ms.sendLocked(a.pkg, ms.statusMsg(protocol.StreamInitializing, "Waiting for stream to start..."))
 		}
 		p.log.Info("app joined the managed stream", "user", u.id, "app", a.pkg, "stream", ms.id, "viewers", len(ms.viewers))
+		u.savedLocked()
 		return
 	}
 
@@ -314,6 +315,7 @@ func (u *User) managedRequestLocked(a *appSession, req *protocol.ManagedStreamRe
 		}))
 	}
 	ms.followLocked(ms.st)
+	u.savedLocked()
 	p.log.Info("managed stream starting", "user", u.id, "app", a.pkg, "stream", ms.id, "media", st.ID())
 }
 
@@ -352,6 +354,7 @@ func (ms *managedStream) leaveLocked(pkg, why string) {
 	if len(ms.viewers) == 0 {
 		ms.endLocked(protocol.StreamStopped, "", why)
 	}
+	ms.u.savedLocked()
 }
 
 // endLocked ends the managed stream: the apps still on it hear the final
@@ -386,6 +389,7 @@ func (ms *managedStream) endLocked(status protocol.StreamStatus, code protocol.E
 	ms.broadcastLocked(final)
 	ms.viewers = map[string]bool{}
 	u.sendGlassesLocked(protocol.StopRTMPStream{Type: protocol.TypeStopRTMPStream, SessionID: u.id, AppID: protocol.ManagedAppID, StreamID: ms.id, Timestamp: protocol.Now()})
+	u.savedLocked()
 	u.p.log.Info("managed stream ended", "user", u.id, "stream", ms.id, "status", status, "message", message)
 }
 
@@ -415,6 +419,7 @@ func (ms *managedStream) followLocked(m Media) {
 			if u.managed == ms && !ms.ended && ms.st == m && !ms.played {
 				ms.status, ms.played = protocol.StreamActive, true
 				ms.broadcastLocked(ms.statusMsg(protocol.StreamActive, "Stream is now live"))
+				u.savedLocked()
 				p.log.Info("managed stream active", "user", u.id, "stream", ms.id, "after", p.cfg.Clock.Now().Sub(ms.createdAt).Round(time.Millisecond))
 			}
 		})

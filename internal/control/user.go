@@ -25,6 +25,9 @@ type User struct {
 	unmanaged *unmanagedStream
 	grace     Timer
 	disposed  bool
+	// detached: handed to another node (Plane.Detach); nothing here
+	// records it any more.
+	detached bool
 
 	keepMu sync.Mutex // orders the saves of the user's running apps
 }
@@ -252,6 +255,7 @@ func (u *User) disposeLocked(reason string) {
 		u.glasses = nil
 	}
 	u.p.forget(u)
+	u.savedLocked()
 	u.p.log.Info("user session ended", "user", u.id, "reason", reason)
 }
 

@@ -55,6 +55,10 @@ type appBridge struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+	// moved is closed when the user's session moves to another node.
+	moved    chan struct{}
+	moveOnce sync.Once
+	forget   func()
 
 	mu      sync.Mutex
 	pending map[string]bool // stream requests sent to the home, not answered yet: their status types
@@ -127,12 +131,22 @@ func (m *Member) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) 
 	defer cancel()
 	c := m.c
 	home, err := c.Users().Home(ctx, user)
+	if err == nil && home == "" {
+		// Its home is gone: its phone is on its way to another node,
+		// which goes on with the session.
+		wctx, wcancel := context.WithTimeout(context.Background(), homeWait)
+		home = m.waitHome(wctx, user)
+		wcancel()
+	}
 	if err != nil || home == "" || home == c.Node() {
 		return nil
 	}
 	id := make([]byte, 12)
 	rand.Read(id)
-	b := &appBridge{nc: c.Conn(), seal: m.seal, me: c.Node(), home: home, id: hex.EncodeToString(id), stop: make(chan struct{}), done: make(chan struct{})}
+	b := &appBridge{nc: c.Conn(), seal: m.seal, me: c.Node(), home: home, id: hex.EncodeToString(id), stop: make(chan struct{}), done: make(chan struct{}),
+		moved: make(chan struct{})}
+	m.bridges.add(user, b)
+	b.forget = func() { m.bridges.remove(user, b) }
 	mine := appsockApp(b.me, b.id)
 	b.sub, err = b.nc.Subscribe(mine, func(msg *nats.Msg) {
 		if code := msg.Header.Get(hdrClose); code != "" {
@@ -146,6 +160,7 @@ func (m *Member) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) 
 		}
 	})
 	if err != nil {
+		b.forget()
 		return nil
 	}
 	b.nc.FlushTimeout(2 * time.Second) // subscribed before the home answers
@@ -156,6 +171,10 @@ func (m *Member) bridgeApp(init *protocol.AppConnectionInit, peer control.Peer) 
 		for {
 			select {
 			case <-b.stop:
+				return
+			case <-b.moved:
+				b.homeGone(peer)
+				peer.Close(int(drainClose), "The user's session moved to another node: reconnect")
 				return
 			case <-tick.C:
 				if !c.Alive(home) {
@@ -205,6 +224,7 @@ func (b *appBridge) Gone() {
 		b.sub.Unsubscribe()
 		close(b.stop)
 		<-b.done
+		b.forget()
 	})
 }
 
@@ -481,6 +501,12 @@ func (c *clusterCamera) Release(user string, l control.Lease) {
 	}
 	c.LocalCamera.Release(user, l)
 	c.q.Push(cameraChange{user: user, lease: l})
+}
+
+// Forget lets a lease go here without recording its end: the user's
+// session, and the lease with it, went to another node.
+func (c *clusterCamera) Forget(user string, l control.Lease) {
+	c.LocalCamera.Release(user, l)
 }
 
 // close writes out what is queued and stops.

@@ -74,6 +74,9 @@ type View interface {
 	// camera leases (nil: the plane's own, in memory).
 	Directory() control.Directory
 	Camera() control.Camera
+	// Sessions records users' sessions for the node that goes on with
+	// them (nil alone).
+	Sessions() control.Sessions
 	// Elsewhere is the API's view of what other nodes hold (nil alone).
 	Elsewhere() api.Elsewhere
 	// WHEP and Recordings route the requests for a WebRTC session or a
@@ -146,6 +149,8 @@ type Member struct {
 	relays   *relay.Relays         // other nodes' streams, played here
 	managed  *managedDirectory     // the managed streams' users
 	leases   *clusterCamera        // the camera leases, recorded
+	sessions *sessionStore         // the users' sessions, recorded
+	bridges  bridgeSet             // this node's app sockets bridged to their home
 	draining atomic.Bool           // stopping, its sockets and publishers sent to the others
 	outputs  outputsShared
 	left     atomic.Bool // Leave has begun: this node writes no more entries
@@ -236,6 +241,8 @@ func Join(cfg Config, log *slog.Logger) (_ *Member, err error) {
 	m.undo.push(m.managed.close)
 	m.leases = m.newClusterCamera()
 	m.undo.push(m.leases.close)
+	m.sessions = m.newSessionStore()
+	m.undo.push(m.sessions.close)
 	return m, nil
 }
 
@@ -249,7 +256,8 @@ func (m *Member) Relays() *relay.Relays     { return m.relays }
 func (m *Member) Directory() control.Directory {
 	return m.managed
 }
-func (m *Member) Camera() control.Camera { return m.leases }
+func (m *Member) Camera() control.Camera     { return m.leases }
+func (m *Member) Sessions() control.Sessions { return m.sessions }
 
 // Nodes lists the cluster's nodes.
 func (m *Member) Nodes() []cluster.Node { return m.c.Nodes() }
@@ -295,6 +303,7 @@ func (Alone) ShareRevocation(context.Context, string, uint32) error {
 }
 func (Alone) Directory() control.Directory              { return nil }
 func (Alone) Camera() control.Camera                    { return nil }
+func (Alone) Sessions() control.Sessions                { return nil }
 func (Alone) Elsewhere() api.Elsewhere                  { return nil }
 func (Alone) WHEP(next http.Handler) http.Handler       { return next }
 func (Alone) Recordings(next http.Handler) http.Handler { return next }

@@ -329,13 +329,7 @@ func (m *Member) sessionsAnywhere(apps *api.Apps) error {
 	c := m.c
 	users := c.Users()
 	m.p().Sockets.Bridge = m.bridgeApp
-	m.p().Sockets.GlassesConnected = func(user string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := users.Claim(ctx, user); err != nil && c.Ready() {
-			m.log.Warn("cluster: this node is not recorded as the user's home", "user", user, "err", err)
-		}
-	}
+	m.p().Sockets.GlassesConnected = m.glassesConnected
 	wait := m.p().Plane.StartTimeout() + 10*time.Second
 	m.startStopAtHome = func(ctx context.Context, user, pkg, action string) (int, []byte, bool) {
 		home, err := users.Home(ctx, user)
@@ -414,6 +408,9 @@ func (m *Member) sessionsAnywhere(apps *api.Apps) error {
 	if err := m.serveWHEPEnd(); err != nil {
 		return err
 	}
+	if err := m.serveHandover(); err != nil {
+		return err
+	}
 	return m.serveBridges()
 }
 
@@ -424,6 +421,7 @@ func (m *Member) Leave() {
 	m.stopSessions()
 	m.managed.close()
 	m.leases.close()
+	m.sessions.close()
 	m.stopTend()
 	m.stopMoves()
 	if m.relays != nil {
@@ -441,6 +439,10 @@ func (m *Member) Leave() {
 	}
 	m.c.Close()
 }
+
+// errTakenElsewhere refuses a publish whose stream another node took over
+// at the same moment.
+var errTakenElsewhere = errors.New("another node took the stream over a moment ago")
 
 // Adopt takes over another node's stream whose key a publisher brought
 // here: the directory names this node its origin from now on (the node
@@ -479,6 +481,12 @@ func (m *Member) Adopt(key string) (live.Kept, error) {
 	err := dir.Claim(ctx, e.ID, func(cur *cluster.StreamEntry) error {
 		if cur.KeyHash != e.KeyHash || cur.Status == live.StatusEnded.String() {
 			return live.ErrEnded
+		}
+		// Another node took it over meanwhile (its publisher reached it
+		// at the same moment): that node is its origin, and this publish
+		// is refused (a publisher that tries again takes it from there).
+		if cur.Origin != e.Origin && cur.Origin != me {
+			return errTakenElsewhere
 		}
 		cur.Origin, cur.Status, cur.Since = me, live.StatusIdle.String(), time.Now().UTC()
 		return nil

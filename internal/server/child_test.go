@@ -49,7 +49,7 @@ func runChild(cfgJSON string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Println("serving", srv.Public())
+	fmt.Println("serving", "http://"+srv.HTTPAddr().String()) // its own address, whatever its public URL
 	if err := srv.Run(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -864,8 +864,11 @@ func watchWHEP(t *testing.T, ctx context.Context, url string) *rtc.Client {
 // that n1 lists and plays; n3 is killed with SIGKILL. n1 says the stream is
 // reconnecting, then, once the reconnect window has passed, ended, and
 // stops playing it; n1's own stream plays on throughout.
-func TestClusterNodeKilled(t *testing.T) {
-	parallel(t)
+// killableCluster forms three nodes: n1 and n2 in this process, n3 in a
+// child process (which a test can SIGKILL and start again with n3conf, on
+// the same data directory); tweak sets each one up (i from 0).
+func killableCluster(t *testing.T, tweak func(i int, c *config.Config)) (n1, n2 *harness, n3 *childNode, n3conf func(*config.Config)) {
+	t.Helper()
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	certs := clusterCerts(t, 3)
 	node := func(i int) func(c *config.Config) {
@@ -881,14 +884,26 @@ func TestClusterNodeKilled(t *testing.T) {
 			}
 			c.JWTSecret = "the-secret-every-node-shares-0123456789"
 			c.ReconnectWindow = 3 * time.Second
+			if tweak != nil {
+				tweak(i, c)
+			}
 		}
 	}
-	n1, n2 := start(t, node(0)), start(t, node(1))
-	n3data := t.TempDir() // kept for n3 back after its crash
-	n3conf := func(c *config.Config) { node(2)(c); c.Data = n3data }
-	n3 := startChild(t, n3conf)
+	n1, n2 = start(t, node(0)), start(t, node(1))
+	n3data := t.TempDir() // kept for n3 back after a crash
+	n3conf = func(c *config.Config) { node(2)(c); c.Data = n3data }
+	n3 = startChild(t, n3conf)
 	waitCluster(t, n1, "n1", "n2", "n3")
 	waitCluster(t, n2, "n2", "n1", "n3")
+	return n1, n2, n3, n3conf
+}
+
+func TestClusterNodeKilled(t *testing.T) {
+	parallel(t)
+	n1, n2, n3, n3conf := killableCluster(t, nil)
+	var c3 config.Config
+	n3conf(&c3)
+	n3data := c3.Data // n3 comes back on it
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

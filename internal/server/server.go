@@ -275,6 +275,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s.plane = control.New(control.Config{
 		Directory:           s.view.Directory(),
 		Camera:              s.view.Camera(),
+		Sessions:            s.view.Sessions(),
 		KeepAliveInterval:   cfg.KeepAliveInterval,
 		AckTimeout:          cfg.AckTimeout,
 		MaxMissedAcks:       cfg.MaxMissedAcks,
@@ -283,6 +284,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		UserGrace:           cfg.UserGrace,
 		PublicURL:           s.public,
 		Grant:               s.Grant,
+		KeepGrant:           func(g string) { s.access.Keep(g) },
 		Record:              cfg.RecordManaged,
 		Outputs:             planeOutputs{s.outputs},
 		CheckURL:            checkRTMPURL,
