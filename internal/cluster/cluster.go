@@ -172,10 +172,10 @@ type Cluster struct {
 	// recordingsKV is the recordings' index; set before up.
 	recordingsKV jetstream.KeyValue
 
-	mu      sync.Mutex
-	nodes   map[string]Node
-	heard   map[string]heard       // when each node's newest heartbeat came, here
-	left    map[string]time.Time   // nodes that left (their entry deleted), when, here
+	mu    sync.Mutex
+	nodes map[string]Node
+	heard map[string]heard     // when each node's newest heartbeat came, here
+	left  map[string]time.Time // nodes that left (their entry deleted), when, here
 	// mirrors are this node's copies of the users' homes and sessions
 	// and of the apps, kept by watching their buckets: what a read
 	// answers while a bucket does not (its leader died and the others

@@ -75,7 +75,9 @@ func TestClusterHomeKilled(t *testing.T) {
 		t.Fatalf("the stream's URLs are not the shared public URL's: %s", before.HLSURL)
 	}
 	checkProbe(t, toStream(before), 1280, 720, 1)
-	waitLease(t, n1, user, func(l cluster.CameraLease, held bool) bool { return held && l.Node == "n3" && l.StreamID == before.StreamID })
+	waitLease(t, n1, user, func(l cluster.CameraLease, held bool) bool {
+		return held && l.Node == "n3" && l.StreamID == before.StreamID
+	})
 	drain(rec.ch)
 
 	n3.kill()
