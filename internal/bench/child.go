@@ -85,8 +85,11 @@ func (s *server) waitHealthy(ctx context.Context) error {
 	for {
 		resp, err := http.Get(s.httpURL + "/healthz")
 		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// A cluster node joining its cluster serves; it joins once
+			// the others are up.
+			if resp.StatusCode == http.StatusOK || strings.HasPrefix(string(b), "joining") {
 				return nil
 			}
 		}

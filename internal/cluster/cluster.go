@@ -176,13 +176,20 @@ type Cluster struct {
 	nodes map[string]Node
 	heard map[string]heard     // when each node's newest heartbeat came, here
 	left  map[string]time.Time // nodes that left (their entry deleted), when, here
-	// mirrors are this node's copies of the users' homes and sessions
-	// and of the apps, kept by watching their buckets: what a read
+	// mirrors are this node's copies of the users' homes, sessions and
+	// camera leases and of the apps, kept by watching their buckets: what a read
 	// answers while a bucket does not (its leader died and the others
 	// are electing one).
 	mirrors map[string]map[string][]byte
-	streams map[string]StreamEntry // this node's copy of the directory
-	revs    map[string]uint64      // the revision of each of its entries
+	// loaded is closed once this node's copy of the stream directory has
+	// every entry the bucket had when the node joined.
+	loaded chan struct{}
+	// moves are the users' sessions' moves other nodes told of.
+	moves map[string]move
+	// unanswered is when a read of each bucket last went unanswered.
+	unanswered map[string]time.Time
+	streams    map[string]StreamEntry // this node's copy of the directory
+	revs       map[string]uint64      // the revision of each of its entries
 	// interims are directory writes told before the bucket took them.
 	interims   map[string]interim
 	interimSub *nats.Subscription
@@ -208,7 +215,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, nodes: map[string]Node{}, mirrors: map[string]map[string][]byte{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, loaded: make(chan struct{}), nodes: map[string]Node{}, mirrors: map[string]map[string][]byte{}, unanswered: map[string]time.Time{}, moves: map[string]move{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {
@@ -394,12 +401,12 @@ func (c *Cluster) run() {
 		}
 	}
 	close(c.up)
-	c.wg.Add(4 + 3)
+	c.wg.Add(4 + 4)
 	go func() {
 		defer c.wg.Done()
 		c.watch()
 	}()
-	for _, kv := range []jetstream.KeyValue{c.usersKV, c.sessionsKV, c.appsKV} {
+	for _, kv := range []jetstream.KeyValue{c.usersKV, c.sessionsKV, c.appsKV, c.cameraKV} {
 		go func() {
 			defer c.wg.Done()
 			c.mirror(kv)
@@ -688,8 +695,10 @@ func (c *Cluster) follow(kv jetstream.KeyValue, change func(key string, value []
 	c.followRevisions(kv, func(key string, value []byte, deleted bool, _ uint64) { change(key, value, deleted) })
 }
 
-// followRevisions is follow with each entry's revision.
-func (c *Cluster) followRevisions(kv jetstream.KeyValue, change func(key string, value []byte, deleted bool, rev uint64)) {
+// followRevisions is follow with each entry's revision; loaded, when
+// set, is called once the entries the bucket had when it was first
+// watched are all in.
+func (c *Cluster) followRevisions(kv jetstream.KeyValue, change func(key string, value []byte, deleted bool, rev uint64), loaded ...func()) {
 	for c.ctx.Err() == nil {
 		w, err := kv.WatchAll(c.ctx)
 		if err != nil {
@@ -701,8 +710,12 @@ func (c *Cluster) followRevisions(kv jetstream.KeyValue, change func(key string,
 			continue
 		}
 		for e := range w.Updates() {
-			if e == nil {
-				continue // the initial values are all in
+			if e == nil { // the initial values are all in
+				for _, f := range loaded {
+					f()
+				}
+				loaded = nil
+				continue
 			}
 			c.mu.Lock()
 			change(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut, e.Revision())
@@ -756,6 +769,28 @@ func (c *Cluster) Changed() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.changed
+}
+
+// Loaded says this node's copy of the stream directory has every entry
+// the bucket had when the node joined: a publish here finds its stream
+// wherever it was created.
+func (c *Cluster) Loaded() bool {
+	select {
+	case <-c.loaded:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitLoaded waits until Loaded, or ctx ends.
+func (c *Cluster) WaitLoaded(ctx context.Context) error {
+	select {
+	case <-c.loaded:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Ready says the node has joined (the shared buckets are open).

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -331,6 +332,8 @@ func (s *Streams) missing(id string) {
 
 // watchStreams keeps this node's copy of the directory.
 func (c *Cluster) watchStreams() {
+	var once sync.Once
+	loaded := func() { once.Do(func() { close(c.loaded) }) }
 	c.followRevisions(c.streamsKV, func(key string, value []byte, deleted bool, rev uint64) {
 		if len(c.revs) > 100_000 {
 			clear(c.revs) // those of entries long deleted
@@ -349,7 +352,7 @@ func (c *Cluster) watchStreams() {
 		case json.Unmarshal(value, &e) == nil && e.ID == key:
 			c.streams[key] = e
 		}
-	})
+	}, loaded)
 }
 
 func (s *Streams) kv(ctx context.Context) (jetstream.KeyValue, error) {

@@ -52,25 +52,34 @@ const mirrorRead = time.Second
 
 // get reads key from kv, or, when kv does not answer within mirrorRead,
 // from this node's copy of it (ok false: there is no such entry).
+// A bucket that did not answer a read is not asked again for a moment
+// (the reads that follow answer from the copy at once): a restore makes
+// a few in a row.
 func (c *Cluster) get(ctx context.Context, kv jetstream.KeyValue, key string) (value []byte, ok bool, err error) {
-	rctx, cancel := context.WithTimeout(ctx, mirrorRead)
-	e, err := kv.Get(rctx, key)
-	cancel()
-	switch {
-	case err == nil:
-		return e.Value(), true, nil
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, false, nil
-	case errors.Is(err, jetstream.ErrInvalidKey):
-		return nil, false, err
+	name := kv.Bucket()
+	c.mu.Lock()
+	m, mirrored := c.mirrors[name]
+	quiet := time.Since(c.unanswered[name]) < mirrorRead
+	c.mu.Unlock()
+	if !mirrored || !quiet {
+		rctx, cancel := context.WithTimeout(ctx, mirrorRead)
+		e, err := kv.Get(rctx, key)
+		cancel()
+		switch {
+		case err == nil:
+			return e.Value(), true, nil
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil, false, nil
+		case errors.Is(err, jetstream.ErrInvalidKey) || !mirrored || ctx.Err() != nil:
+			return nil, false, err
+		}
+		c.mu.Lock()
+		c.unanswered[name] = time.Now()
+		c.mu.Unlock()
 	}
 	c.mu.Lock()
-	m, mirrored := c.mirrors[kv.Bucket()]
 	v, ok := m[key]
 	c.mu.Unlock()
-	if !mirrored || ctx.Err() != nil {
-		return nil, false, err
-	}
 	return v, ok, nil
 }
 
@@ -103,15 +112,27 @@ func (u *Users) Home(ctx context.Context, user string) (string, error) {
 }
 
 // Moved records here, ahead of the bucket, that the user's session moved
-// to node (which is writing it to the bucket).
+// to node (which is writing it to the bucket, whose leader may be the
+// node that died): Recorded says so for a while, whatever the bucket says.
 func (u *Users) Moved(user, node string) {
-	b, _ := json.Marshal(userHome{User: user, Node: node, Since: time.Now().UTC(), V: writeFormat})
 	c := u.c
 	c.mu.Lock()
-	if m := c.mirrors[usersBucket]; m != nil {
-		m[userKey(user)] = b
+	defer c.mu.Unlock()
+	if len(c.moves) > 10_000 {
+		clear(c.moves) // a bound; each lasts moveHint
 	}
-	c.mu.Unlock()
+	c.moves[user] = move{node: node, at: time.Now()}
+}
+
+// moveHint is how long a move told by the node a session moved to stands
+// over what the users' bucket says: long enough for the bucket to elect
+// a leader and take the write.
+const moveHint = 30 * time.Second
+
+// move is a user's session's move to a node, as it told this one.
+type move struct {
+	node string
+	at   time.Time
 }
 
 // managedBucket maps managed streams' ids to their users, so that a node
@@ -220,15 +241,12 @@ func (u *Users) Lease(ctx context.Context, user string) (CameraLease, bool, erro
 	if err := u.c.WaitReady(ctx); err != nil {
 		return CameraLease{}, false, err
 	}
-	e, err := u.c.cameraKV.Get(ctx, userKey(user))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return CameraLease{}, false, nil
-	}
+	b, ok, err := u.c.get(ctx, u.c.cameraKV, userKey(user))
 	if err != nil {
 		return CameraLease{}, false, fmt.Errorf("cluster: camera lease: %w", err)
 	}
 	var l CameraLease
-	if json.Unmarshal(e.Value(), &l) != nil || l.User != user || !u.c.Alive(l.Node) {
+	if !ok || json.Unmarshal(b, &l) != nil || l.User != user || !u.c.Alive(l.Node) {
 		return CameraLease{}, false, nil
 	}
 	return l, true, nil
@@ -277,6 +295,12 @@ func (u *Users) Session(ctx context.Context, user string) ([]byte, error) {
 func (u *Users) Recorded(ctx context.Context, user string) (string, error) {
 	if err := u.c.WaitReady(ctx); err != nil {
 		return "", err
+	}
+	u.c.mu.Lock()
+	mv, moved := u.c.moves[user]
+	u.c.mu.Unlock()
+	if moved && time.Since(mv.at) < moveHint {
+		return mv.node, nil
 	}
 	b, ok, err := u.c.get(ctx, u.c.usersKV, userKey(user))
 	if err != nil {

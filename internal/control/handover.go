@@ -180,6 +180,15 @@ func (p *Plane) Detach(userID string, closeCode int, reason string) (Session, bo
 	return s, true
 }
 
+// DetachAll lets every user's session go as Detach does, for the nodes
+// their phones reach next (this node is leaving the cluster): nothing
+// ends, and what each user's session was is where Sessions recorded it.
+func (p *Plane) DetachAll(closeCode int, reason string) {
+	for _, u := range p.allUsers() {
+		p.Detach(u.id, closeCode, reason)
+	}
+}
+
 // Restore goes on with a session another node held: its apps wait for
 // their SDKs to reconnect here (brought back in a new session, as any app
 // whose socket dropped, if they do not), and its managed stream follows

@@ -415,14 +415,12 @@ func (m *Member) newManagedDirectory() *managedDirectory {
 	users := m.c.Users()
 	d := &managedDirectory{LocalDirectory: control.NewLocalDirectory()}
 	d.q = event.NewQueue("managed-directory", nil, func(ch managedChange) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		var err error
-		if ch.user == "" {
-			err = users.DeleteManaged(ctx, ch.id)
-		} else {
-			err = users.PutManaged(ctx, ch.id, ch.user)
-		}
+		err := m.write(func(ctx context.Context) error {
+			if ch.user == "" {
+				return users.DeleteManaged(ctx, ch.id)
+			}
+			return users.PutManaged(ctx, ch.id, ch.user)
+		})
 		if err != nil && m.c.Ready() {
 			m.log.Warn("cluster: the managed stream directory not updated", "stream", ch.id, "err", err)
 		}
@@ -468,15 +466,13 @@ func (m *Member) newClusterCamera() *clusterCamera {
 	users := m.c.Users()
 	c := &clusterCamera{LocalCamera: control.NewLocalCamera()}
 	c.q = event.NewQueue("camera-leases", nil, func(ch cameraChange) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		var err error
-		if ch.held {
-			err = users.PutLease(ctx, cluster.CameraLease{User: ch.user, Exclusive: ch.lease.Exclusive, Holder: ch.lease.Holder,
-				StreamID: ch.lease.StreamID, Since: ch.at})
-		} else {
-			err = users.DeleteLease(ctx, ch.user, ch.lease.StreamID)
-		}
+		err := m.write(func(ctx context.Context) error {
+			if ch.held {
+				return users.PutLease(ctx, cluster.CameraLease{User: ch.user, Exclusive: ch.lease.Exclusive, Holder: ch.lease.Holder,
+					StreamID: ch.lease.StreamID, Since: ch.at})
+			}
+			return users.DeleteLease(ctx, ch.user, ch.lease.StreamID)
+		})
 		if err != nil && m.c.Ready() {
 			m.log.Warn("cluster: a camera lease not recorded", "user", ch.user, "err", err)
 		}

@@ -62,6 +62,10 @@ func (m *Member) drain(stopIngest func()) {
 		}
 		return n
 	}
+	// The users' sessions go with their phones to the nodes these reach
+	// (handed over when asked); those whose phone has not come back by
+	// the end are let go as they are, for the node it reaches later.
+	defer m.p().Plane.DetachAll(int(drainClose), drainCloseReason)
 	all := m.waitCluster(deadline, func() bool { return moved() == len(held) })
 	if !all {
 		m.log.Warn("draining: timed out; streams whose publisher did not come back elsewhere end here", "streams", len(held), "moved", moved())

@@ -48,6 +48,10 @@ type View interface {
 	Nodes() []cluster.Node
 	// Draining says the node is sending what it holds to the others.
 	Draining() bool
+	// Joining says the node has not joined its cluster yet, or does not
+	// have the stream directory yet (a balancer sends no one here
+	// meanwhile).
+	Joining() bool
 
 	// Adopt takes over another node's stream whose key a publisher
 	// brought here (live.ErrUnknownKey: no stream has the key).
@@ -252,6 +256,7 @@ func (m *Member) Apps() store.Apps { return m.c.Apps() }
 func (m *Member) Node() string              { return m.c.Node() }
 func (m *Member) Cluster() *cluster.Cluster { return m.c }
 func (m *Member) Draining() bool            { return m.draining.Load() }
+func (m *Member) Joining() bool             { return !m.c.Loaded() }
 func (m *Member) Relays() *relay.Relays     { return m.relays }
 func (m *Member) Directory() control.Directory {
 	return m.managed
@@ -290,6 +295,7 @@ func (a Alone) Nodes() []cluster.Node {
 		Alive: true, Stats: a.Stats()}}
 }
 func (Alone) Draining() bool                                      { return false }
+func (Alone) Joining() bool                                       { return false }
 func (Alone) Adopt(string) (live.Kept, error)                     { return live.Kept{}, live.ErrUnknownKey }
 func (Alone) Packager(string) (*cmaf.Packager, bool)              { return nil, false }
 func (Alone) Hub(string) (*stream.Hub, bool)                      { return nil, false }

@@ -25,8 +25,9 @@ import (
 
 // handoverWait bounds how long a node waits for the old home to hand a
 // session over: a live node answers within milliseconds; one that does
-// not is taken as gone (its heartbeats take seconds more to say so).
-const handoverWait = 700 * time.Millisecond
+// not in time is taken as gone (its heartbeats take seconds more to say
+// so); one that died has no one listening, which NATS says at once.
+const handoverWait = 2 * time.Second
 
 // homeWait bounds how long an app's socket waits for its user's session
 // to have a new home when the old one is gone.
@@ -70,14 +71,33 @@ func (m *Member) newSessionStore() *sessionStore {
 			b, _ := json.Marshal(sess)
 			sealed = m.seal.Seal(sessionSubject(sess.User), b)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := users.PutSession(ctx, sess.User, sealed); err != nil && m.c.Ready() {
+		err := m.write(func(ctx context.Context) error { return users.PutSession(ctx, sess.User, sealed) })
+		if err != nil && m.c.Ready() {
 			m.log.Warn("cluster: a user's session not recorded", "user", sess.User, "err", err)
 		}
 	})
 	return s
 }
+
+// write makes a write to a shared bucket, trying again for up to
+// writeRetry when the bucket does not answer (its leader died and the
+// others are electing one: NATS's elections take up to about ten
+// seconds), until this node leaves.
+func (m *Member) write(f func(ctx context.Context) error) error {
+	deadline := time.Now().Add(writeRetry)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		err := f(ctx)
+		cancel()
+		if err == nil || !m.c.Ready() || m.left.Load() || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// writeRetry bounds how long write tries.
+const writeRetry = 30 * time.Second
 
 func (s *sessionStore) Save(sess control.Session) { s.q.Push(sess) }
 
@@ -91,7 +111,9 @@ func (s *sessionStore) close() {
 func (m *Member) glassesConnected(user string) {
 	c := m.c
 	users := c.Users()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	// The phone waits for its ack meanwhile; a node that has just
+	// started may need a few seconds to join.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	prev, err := users.Recorded(ctx, user)
 	moved := err == nil && prev != "" && prev != c.Node()
@@ -115,16 +137,9 @@ func (m *Member) glassesConnected(user string) {
 	// Recorded once the bucket answers again.
 	m.log.Info("cluster: the user's home not recorded yet; trying again", "user", user, "err", err)
 	go func() {
-		for try := 0; try < 10 && c.Ready() && !m.left.Load(); try++ {
-			time.Sleep(time.Second)
-			cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := users.Claim(cctx, user)
-			ccancel()
-			if err == nil {
-				return
-			}
+		if err := m.write(func(ctx context.Context) error { return users.Claim(ctx, user) }); err != nil && c.Ready() {
+			m.log.Warn("cluster: this node is not recorded as the user's home", "user", user, "err", err)
 		}
-		m.log.Warn("cluster: this node is not recorded as the user's home", "user", user)
 	}()
 }
 
@@ -146,6 +161,8 @@ func (m *Member) takeSession(ctx context.Context, user, prev string) (control.Se
 	}
 	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) {
 		m.log.Warn("cluster: the user's old home not asked for the session", "user", user, "node", prev, "err", err)
+	} else {
+		m.log.Debug("the user's old home did not answer", "user", user, "node", prev, "err", err)
 	}
 	sealed, err := m.c.Users().Session(ctx, user)
 	if err != nil || sealed == nil {
@@ -187,6 +204,7 @@ func (m *Member) serveHandover() error {
 			return
 		}
 		user := string(plain)
+		m.log.Debug("asked for a user's session", "user", user)
 		b := []byte("{}")
 		if sess, ok := m.p().Plane.Detach(user, int(drainClose), "The user's session moved to another node: reconnect"); ok {
 			b, _ = json.Marshal(sess)

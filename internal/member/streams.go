@@ -452,6 +452,13 @@ func (m *Member) Adopt(key string) (live.Kept, error) {
 		return live.Kept{}, live.ErrUnknownKey // not started
 	}
 	dir := m.c.Streams()
+	if !m.c.Loaded() {
+		// Just joined: the stream may be one this node does not know of
+		// yet.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m.c.WaitLoaded(ctx)
+		cancel()
+	}
 	e, ok := dir.ByKey(key)
 	switch {
 	case !ok:

@@ -890,6 +890,9 @@ func killableCluster(t *testing.T, tweak func(i int, c *config.Config)) (n1, n2 
 		}
 	}
 	n1, n2 = start(t, node(0)), start(t, node(1))
+	for _, n := range []*harness{n1, n2} {
+		n.base = "http://" + n.srv.HTTPAddr().String() // the test's own calls go to the node, whatever its public URL
+	}
 	n3data := t.TempDir() // kept for n3 back after a crash
 	n3conf = func(c *config.Config) { node(2)(c); c.Data = n3data }
 	n3 = startChild(t, n3conf)

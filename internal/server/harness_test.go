@@ -140,7 +140,11 @@ func start(t testing.TB, tweak func(*config.Config)) *harness {
 		http.DefaultClient.CloseIdleConnections()
 	}
 	t.Cleanup(h.stop)
-	h.waitHealthy()
+	direct := *h // the node itself, not what its public URL points at
+	if cfg.PublicURL != "" && strings.HasPrefix(h.base, "http:") {
+		direct.base = "http://" + srv.HTTPAddr().String()
+	}
+	direct.waitHealthy()
 	return h
 }
 
@@ -197,16 +201,26 @@ func (l *logTail) String() string {
 	return string(l.buf)
 }
 
-func (h *harness) waitHealthy() {
+func (h *harness) waitHealthy() { h.waitHealth(false) }
+
+// waitServing waits until the node's health check says it serves: a
+// cluster node once it has joined.
+func (h *harness) waitServing() { h.waitHealth(true) }
+
+// waitHealth waits for the node's health check; one that says it is
+// joining its cluster (which needs the other nodes up) is healthy unless
+// joined.
+func (h *harness) waitHealth(joined bool) {
 	h.t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(30 * time.Second)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		resp, err := http.Get(h.base + "/healthz")
 		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || !joined && strings.HasPrefix(string(b), "joining") {
 				return
 			}
 		}

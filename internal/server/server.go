@@ -674,6 +674,9 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, `{"users":%d,"glassesConnections":%d,"appSessions":%d,"streams":%d}`+"\n", users, phones, apps, streams)
 }
 
+// healthJoining is /healthz's answer (503) while a cluster node joins.
+const healthJoining = "joining the cluster"
+
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if s.view.Draining() {
@@ -682,6 +685,12 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	}
 	if !s.ready.Load() {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	if s.view.Joining() {
+		// It serves, but a phone or a publisher sent here now would wait
+		// for the cluster's view of its session or stream.
+		http.Error(w, healthJoining, http.StatusServiceUnavailable)
 		return
 	}
 	w.Write([]byte("ok\n"))

@@ -21,8 +21,9 @@ import (
 // through the balancer to another node, which goes on with the session
 // from what n3 recorded; both apps' SDKs reconnect and hear the stream is
 // active, at the same URLs; the glasses' push comes back; the URLs play;
-// the camera lease is the new home's; and the stream stops when its apps
-// stop it there.
+// the camera lease is the new home's. n3 comes back, and the new home
+// drains (SIGTERM): the same, the session handed over by the draining
+// node to n3, which runs the stream (an app leaves it there).
 func TestClusterHomeKilled(t *testing.T) {
 	parallel(t)
 	const goPkg, tsPkg, user = "com.example.follows", "com.example.managedstreaming", "kai@example.com"
@@ -43,13 +44,12 @@ func TestClusterHomeKilled(t *testing.T) {
 	conf := phonesFirst(balancerConf(lbHTTP, bases...), bases[2], bases[0], bases[1]) +
 		strings.Replace(rtmpBalancer(lbRTMP, addr(rtmpPorts[2]), addr(rtmpPorts[0]), addr(rtmpPorts[1])), "balance roundrobin", "balance first", 1)
 	startHAProxy(t, conf, lbHTTP)
-	n1, _, n3, _ := killableCluster(t, func(i int, c *config.Config) {
+	n1, n2, n3, n3conf := killableCluster(t, func(i int, c *config.Config) {
 		c.Apps = apps
 		c.PublicURL = lb
 		c.IngestURL = "rtmp://" + addr(lbRTMP) + "/live/"
 		c.HTTP, c.RTMP = addr(httpPorts[i]), addr(rtmpPorts[i])
 	})
-	n1.base = bases[0] // the test's own calls go to n1
 
 	w := &world{harness: n1, apps: map[string]*testApp{goPkg: serveApp(t, lnGo, goPkg, apps[0].APIKey)}}
 	_, events := w.glasses(user, func(g *sim.Glasses) { g.Server, g.RetryBase = lb, 300*time.Millisecond })
@@ -105,13 +105,44 @@ func TestClusterHomeKilled(t *testing.T) {
 		return held && l.Node == home && l.StreamID == before.StreamID
 	})
 
-	// The new home runs the stream: the Go app leaves it, the TypeScript
-	// app still has it; its stop by voice ends it.
+	// n3 is back (two nodes of three keep the buckets' quorum through
+	// the drain below), then a drain (SIGTERM) of the new home: it hands
+	// the session itself to the node the phone reaches next (n3, first in
+	// the balancer's order), and the same holds.
+	n3 = startChild(t, n3conf)
+	n3.waitServing() // and the balancer sends the phone to it
+	homeNode, other, otherName := n1, n2, "n2"
+	if home == "n2" {
+		homeNode, other, otherName = n2, n1, "n1"
+	}
+	waitCluster(t, other, otherName, home, "n3")
+	drain(rec.ch)
+	stopped := make(chan struct{})
+	drained := time.Now()
+	go func() { homeNode.stop(); close(stopped) }()
+	again := rec.wait(t, sdk.StatusActive, 30*time.Second)
+	if again.StreamID != before.StreamID || again.HLSURL != before.HLSURL || again.DASHURL != before.DASHURL || again.WebRTCURL != before.WebRTCURL {
+		t.Fatalf("after %s's drain the stream is %+v, before %+v", home, again, before)
+	}
+	t.Logf("the Go app heard active again %v after %s began to drain", time.Since(drained).Round(time.Millisecond), home)
+	ts.expect(`^Stream status: active`, 30*time.Second)
+	if got := ts.expect(`^HLS URL: (\S+)`, 5*time.Second)[1]; got != before.HLSURL {
+		t.Fatalf("after the drain the TypeScript app's HLS URL is %s, was %s", got, before.HLSURL)
+	}
+	waitHome(t, other, user, "n3")
+	waitLease(t, other, user, func(l cluster.CameraLease, held bool) bool {
+		return held && l.Node == "n3" && l.StreamID == before.StreamID
+	})
+	checkProbe(t, toStream(before), 1280, 720, 1)
+	<-stopped
+
+	// n3 runs the stream: the Go app leaves it, the TypeScript app still
+	// has it.
 	if err := s.Camera.StopManagedStream(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	rec.wait(t, sdk.StatusStopped, 10*time.Second)
-	waitLease(t, n1, user, func(l cluster.CameraLease, held bool) bool { return held && l.StreamID == before.StreamID })
+	waitLease(t, other, user, func(l cluster.CameraLease, held bool) bool { return held && l.StreamID == before.StreamID })
 }
 
 // phonesFirst sends a balancer's phone sockets (/glasses-ws) to the first
