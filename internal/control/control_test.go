@@ -228,7 +228,10 @@ type world struct {
 	appSocks map[string]*control.AppSocket
 }
 
-func newWorld(t *testing.T, pkgs ...string) *world {
+func newWorld(t *testing.T, pkgs ...string) *world { return newWorldWith(t, nil, pkgs...) }
+
+// newWorldWith is newWorld with the plane's configuration tweaked.
+func newWorldWith(t *testing.T, tweak func(*control.Config), pkgs ...string) *world {
 	w := &world{t: t, clock: &fakeClock{now: time.Unix(1_700_000_000, 0), set: make(chan struct{}, 1024)}, sockets: map[string]*peer{}, appSocks: map[string]*control.AppSocket{}}
 	known := apps{}
 	for _, pkg := range pkgs {
@@ -237,12 +240,16 @@ func newWorld(t *testing.T, pkgs ...string) *world {
 	known["no.camera"] = store.App{PackageName: "no.camera", PublicURL: "http://no.camera", KeyHash: store.HashKey(apiKey)}
 	w.reg = live.New(live.Config{}, quiet)
 	w.hooks = &webhooks{w: w}
-	w.p = control.New(control.Config{
+	cfg := control.Config{
 		Clock:     w.clock,
 		PublicURL: "http://glasscast.test",
 		RTMPBase:  "rtmp://glasscast.test/live/",
 		CheckURL:  func(raw string) error { _, err := rtmp.ParseURL(raw); return err },
-	}, w.reg, known, nil, w.hooks, quiet)
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	w.p = control.New(cfg, w.reg, known, nil, w.hooks, quiet)
 	t.Cleanup(func() {
 		w.p.Close()
 		w.reg.Close()

@@ -137,7 +137,13 @@ func (p *Plane) Detach(userID string, closeCode int, reason string) (Session, bo
 		return Session{}, false
 	}
 	s := u.snapshotLocked()
-	u.detached, u.disposed = true, true
+	u.detached = true
+	// An unmanaged stream's exclusive lease does not move: its app hears
+	// it stopped, and why, and starts it again on the new home.
+	if us := u.unmanaged; us != nil {
+		us.endLocked(protocol.StreamStopped, "", "The user's session moved to another node: start the stream again", true)
+	}
+	u.disposed = true
 	if u.grace != nil {
 		u.grace.Stop()
 	}
