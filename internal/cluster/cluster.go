@@ -180,16 +180,16 @@ type Cluster struct {
 	// camera leases and of the apps, kept by watching their buckets: what a read
 	// answers while a bucket does not (its leader died and the others
 	// are electing one).
-	mirrors map[string]map[string][]byte
+	mirrors map[string]map[string]mirrored
 	// loaded is closed once this node's copy of the stream directory has
 	// every entry the bucket had when the node joined.
 	loaded chan struct{}
 	// moves are the users' sessions' moves other nodes told of.
 	moves map[string]move
-	// unanswered is when a read of each bucket last went unanswered.
-	unanswered map[string]time.Time
-	streams    map[string]StreamEntry // this node's copy of the directory
-	revs       map[string]uint64      // the revision of each of its entries
+	// ttls are the mirrored buckets' age limits.
+	ttls    map[string]time.Duration
+	streams map[string]StreamEntry // this node's copy of the directory
+	revs    map[string]uint64      // the revision of each of its entries
 	// interims are directory writes told before the bucket took them.
 	interims   map[string]interim
 	interimSub *nats.Subscription
@@ -215,7 +215,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, loaded: make(chan struct{}), nodes: map[string]Node{}, mirrors: map[string]map[string][]byte{}, unanswered: map[string]time.Time{}, moves: map[string]move{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, loaded: make(chan struct{}), nodes: map[string]Node{}, mirrors: map[string]map[string]mirrored{}, ttls: map[string]time.Duration{}, moves: map[string]move{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {
@@ -406,10 +406,10 @@ func (c *Cluster) run() {
 		defer c.wg.Done()
 		c.watch()
 	}()
-	for _, kv := range []jetstream.KeyValue{c.usersKV, c.sessionsKV, c.appsKV, c.cameraKV} {
+	for kv, ttl := range map[jetstream.KeyValue]time.Duration{c.usersKV: usersTTL, c.sessionsKV: usersTTL, c.cameraKV: usersTTL, c.appsKV: 0} {
 		go func() {
 			defer c.wg.Done()
-			c.mirror(kv)
+			c.mirror(kv, ttl)
 		}()
 	}
 	go func() {
@@ -453,20 +453,19 @@ func (c *Cluster) open() error {
 	if err != nil {
 		return err
 	}
-	// A day bounds what users who never come back leave behind.
-	c.usersKV, err = c.bucket(ctx, bucketSpec{name: usersBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
+	c.usersKV, err = c.bucket(ctx, bucketSpec{name: usersBucket, memory: true, consistent: true, ttl: usersTTL})
 	if err != nil {
 		return err
 	}
-	c.managedKV, err = c.bucket(ctx, bucketSpec{name: managedBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
+	c.managedKV, err = c.bucket(ctx, bucketSpec{name: managedBucket, memory: true, consistent: true, ttl: usersTTL})
 	if err != nil {
 		return err
 	}
-	c.cameraKV, err = c.bucket(ctx, bucketSpec{name: cameraBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
+	c.cameraKV, err = c.bucket(ctx, bucketSpec{name: cameraBucket, memory: true, consistent: true, ttl: usersTTL})
 	if err != nil {
 		return err
 	}
-	c.sessionsKV, err = c.bucket(ctx, bucketSpec{name: sessionsBucket, memory: true, consistent: true, ttl: 24 * time.Hour})
+	c.sessionsKV, err = c.bucket(ctx, bucketSpec{name: sessionsBucket, memory: true, consistent: true, ttl: usersTTL})
 	if err != nil {
 		return err
 	}
@@ -699,6 +698,13 @@ func (c *Cluster) follow(kv jetstream.KeyValue, change func(key string, value []
 // set, is called once the entries the bucket had when it was first
 // watched are all in.
 func (c *Cluster) followRevisions(kv jetstream.KeyValue, change func(key string, value []byte, deleted bool, rev uint64), loaded ...func()) {
+	c.followEntries(kv, func(e jetstream.KeyValueEntry) {
+		change(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut, e.Revision())
+	}, loaded...)
+}
+
+// followEntries is follow with each entry as the bucket gives it.
+func (c *Cluster) followEntries(kv jetstream.KeyValue, change func(e jetstream.KeyValueEntry), loaded ...func()) {
 	for c.ctx.Err() == nil {
 		w, err := kv.WatchAll(c.ctx)
 		if err != nil {
@@ -718,7 +724,7 @@ func (c *Cluster) followRevisions(kv jetstream.KeyValue, change func(key string,
 				continue
 			}
 			c.mu.Lock()
-			change(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut, e.Revision())
+			change(e)
 			close(c.changed)
 			c.changed = make(chan struct{})
 			c.mu.Unlock()

@@ -31,56 +31,74 @@ func userKey(user string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-// mirror keeps this node's copy of kv's entries (Cluster.mirrors).
-func (c *Cluster) mirror(kv jetstream.KeyValue) {
+// usersTTL is how long the users' buckets keep an entry: a day bounds
+// what users who never come back leave behind.
+const usersTTL = 24 * time.Hour
+
+// mirrored is an entry of this node's copy of a bucket.
+type mirrored struct {
+	value   []byte
+	created time.Time // by the NATS servers' clock, as the bucket's age limit counts
+}
+
+// mirror keeps this node's copy of kv's entries (Cluster.mirrors); ttl is
+// the bucket's age limit (0: none), which removes entries without telling
+// its watchers: the copy drops them as the bucket does.
+func (c *Cluster) mirror(kv jetstream.KeyValue, ttl time.Duration) {
 	name := kv.Bucket()
 	c.mu.Lock()
-	c.mirrors[name] = map[string][]byte{}
+	c.mirrors[name], c.ttls[name] = map[string]mirrored{}, ttl
 	c.mu.Unlock()
-	c.follow(kv, func(key string, value []byte, deleted bool) {
-		if deleted {
-			delete(c.mirrors[name], key)
+	changes := 0
+	c.followEntries(kv, func(e jetstream.KeyValueEntry) {
+		m := c.mirrors[name]
+		if e.Operation() != jetstream.KeyValuePut {
+			delete(m, e.Key())
 		} else {
-			c.mirrors[name][key] = value
+			m[e.Key()] = mirrored{value: e.Value(), created: e.Created()}
+		}
+		if changes++; ttl > 0 && changes%1024 == 0 {
+			for k, v := range m {
+				if time.Since(v.created) > ttl {
+					delete(m, k)
+				}
+			}
 		}
 	})
 }
 
-// mirrorRead bounds how long a read waits for a bucket before it answers
-// from this node's copy.
+// mirrorRead bounds how long a read waits for a bucket.
 const mirrorRead = time.Second
 
-// get reads key from kv, or, when kv does not answer within mirrorRead,
-// from this node's copy of it (ok false: there is no such entry).
-// A bucket that did not answer a read is not asked again for a moment
-// (the reads that follow answer from the copy at once): a restore makes
-// a few in a row.
+// get reads key: from this node's copy of kv when the copy has it (the
+// copy follows the bucket within milliseconds, and answers while the
+// bucket has no leader: its leader died and the others are electing
+// one, which takes NATS up to about ten seconds), else from kv (an entry
+// written a moment ago may not be in the copy yet); a bucket that does
+// not answer within mirrorRead is taken as not having it. ok false: there
+// is no such entry.
 func (c *Cluster) get(ctx context.Context, kv jetstream.KeyValue, key string) (value []byte, ok bool, err error) {
 	name := kv.Bucket()
 	c.mu.Lock()
-	m, mirrored := c.mirrors[name]
-	quiet := time.Since(c.unanswered[name]) < mirrorRead
-	c.mu.Unlock()
-	if !mirrored || !quiet {
-		rctx, cancel := context.WithTimeout(ctx, mirrorRead)
-		e, err := kv.Get(rctx, key)
-		cancel()
-		switch {
-		case err == nil:
-			return e.Value(), true, nil
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			return nil, false, nil
-		case errors.Is(err, jetstream.ErrInvalidKey) || !mirrored || ctx.Err() != nil:
-			return nil, false, err
-		}
-		c.mu.Lock()
-		c.unanswered[name] = time.Now()
-		c.mu.Unlock()
-	}
-	c.mu.Lock()
+	m, isMirrored := c.mirrors[name]
 	v, ok := m[key]
+	ttl := c.ttls[name]
 	c.mu.Unlock()
-	return v, ok, nil
+	if ok && (ttl == 0 || time.Since(v.created) <= ttl) {
+		return v.value, true, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, mirrorRead)
+	e, err := kv.Get(rctx, key)
+	cancel()
+	switch {
+	case err == nil:
+		return e.Value(), true, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, false, nil
+	case errors.Is(err, jetstream.ErrInvalidKey) || !isMirrored || ctx.Err() != nil:
+		return nil, false, err
+	}
+	return nil, false, nil
 }
 
 // Users are the users' home nodes.

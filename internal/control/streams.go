@@ -441,6 +441,11 @@ func (ms *managedStream) followLocked(m Media) {
 			}
 		}
 	})
+	// What the media did before it was watched: a stream that played
+	// and is live again (or dropped) by now is said so.
+	if ms.played {
+		ms.mediaChangedLocked(m.Status())
+	}
 }
 
 // ---- unmanaged ----
