@@ -1857,7 +1857,9 @@ func (b *busRecord) none(t *testing.T, secrets map[string]string) {
 // ok.
 func waitLease(t *testing.T, node *harness, user string, ok func(cluster.CameraLease, bool) bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Recorded on a queue, which waits out the election of the camera
+	// bucket's leader when the node that led it died.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
 		l, held, err := node.srv.Cluster().Users().Lease(ctx, user)
