@@ -160,16 +160,7 @@ func (p *Plane) Detach(userID string, closeCode int, reason string) (Session, bo
 	}
 	if ms := u.managed; ms != nil {
 		ms.ended = true
-		ms.ka.stop()
-		if ms.stopWatch != nil {
-			ms.stopWatch()
-		}
-		if ms.stopMedia != nil {
-			ms.stopMedia()
-		}
-		for _, t := range ms.timers {
-			t.Stop()
-		}
+		ms.stopLocked()
 		if f, ok := p.cfg.Camera.(interface{ Forget(string, Lease) }); ok {
 			f.Forget(u.id, ms.lease)
 		} else {

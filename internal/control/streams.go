@@ -370,16 +370,7 @@ func (ms *managedStream) endLocked(status protocol.StreamStatus, code protocol.E
 	}
 	u.p.cfg.Camera.Release(u.id, ms.lease)
 	u.p.cfg.Directory.Delete(ms.id)
-	ms.ka.stop()
-	if ms.stopWatch != nil {
-		ms.stopWatch()
-	}
-	if ms.stopMedia != nil {
-		ms.stopMedia()
-	}
-	for _, t := range ms.timers {
-		t.Stop()
-	}
+	ms.stopLocked()
 	// The URLs stop answering before anyone hears the stream is over; what
 	// follows (the packager's last part, outputs stopping) does not hold
 	// the user's lock.
@@ -391,6 +382,21 @@ func (ms *managedStream) endLocked(status protocol.StreamStatus, code protocol.E
 	u.sendGlassesLocked(protocol.StopRTMPStream{Type: protocol.TypeStopRTMPStream, SessionID: u.id, AppID: protocol.ManagedAppID, StreamID: ms.id, Timestamp: protocol.Now()})
 	u.savedLocked()
 	u.p.log.Info("managed stream ended", "user", u.id, "stream", ms.id, "status", status, "message", message)
+}
+
+// stopLocked stops what runs for the stream here: keep-alives, timers,
+// the watch of its media.
+func (ms *managedStream) stopLocked() {
+	ms.ka.stop()
+	if ms.stopWatch != nil {
+		ms.stopWatch()
+	}
+	if ms.stopMedia != nil {
+		ms.stopMedia()
+	}
+	for _, t := range ms.timers {
+		t.Stop()
+	}
 }
 
 // followLocked makes the managed stream follow media m: "active" once it
