@@ -69,7 +69,7 @@ func (a *Apps) App(ctx context.Context, pkg string) (store.App, error) {
 	if err != nil {
 		return store.App{}, err
 	}
-	b, ok, err := a.c.get(ctx, kv, pkg)
+	b, ok, err := a.c.get(ctx, kv, pkg, false)
 	if errors.Is(err, jetstream.ErrInvalidKey) || err == nil && !ok {
 		return store.App{}, store.ErrNotFound
 	}

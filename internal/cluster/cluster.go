@@ -186,8 +186,11 @@ type Cluster struct {
 	loaded chan struct{}
 	// moves are the users' sessions' moves other nodes told of.
 	moves map[string]move
-	// ttls are the mirrored buckets' age limits.
-	ttls    map[string]time.Duration
+	// ttls are the mirrored buckets' age limits; unanswered is when a
+	// read of each last went unanswered.
+	ttls       map[string]time.Duration
+	unanswered map[string]time.Time
+
 	streams map[string]StreamEntry // this node's copy of the directory
 	revs    map[string]uint64      // the revision of each of its entries
 	// interims are directory writes told before the bucket took them.
@@ -215,7 +218,7 @@ func Start(cfg Config, log *slog.Logger) (*Cluster, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	c := &Cluster{cfg: cfg, log: log, loaded: make(chan struct{}), nodes: map[string]Node{}, mirrors: map[string]map[string]mirrored{}, ttls: map[string]time.Duration{}, moves: map[string]move{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, loaded: make(chan struct{}), nodes: map[string]Node{}, mirrors: map[string]map[string]mirrored{}, ttls: map[string]time.Duration{}, unanswered: map[string]time.Time{}, moves: map[string]move{}, heard: map[string]heard{}, left: map[string]time.Time{}, streams: map[string]StreamEntry{}, revs: map[string]uint64{}, interims: map[string]interim{}, missing: map[string]time.Time{}, recordings: map[string]RecordingEntry{}, changed: make(chan struct{}), up: make(chan struct{})}
 	if !cfg.TLS.On() && cfg.Insecure {
 		for _, u := range append(append([]string{}, cfg.Routes...), cfg.URLs...) {
 			if !onLoopback(u) {

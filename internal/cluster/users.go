@@ -70,21 +70,25 @@ func (c *Cluster) mirror(kv jetstream.KeyValue, ttl time.Duration) {
 // mirrorRead bounds how long a read waits for a bucket.
 const mirrorRead = time.Second
 
-// get reads key: from this node's copy of kv when the copy has it (the
-// copy follows the bucket within milliseconds, and answers while the
-// bucket has no leader: its leader died and the others are electing
-// one, which takes NATS up to about ten seconds), else from kv (an entry
-// written a moment ago may not be in the copy yet); a bucket that does
-// not answer within mirrorRead is taken as not having it. ok false: there
-// is no such entry.
-func (c *Cluster) get(ctx context.Context, kv jetstream.KeyValue, key string) (value []byte, ok bool, err error) {
+// get reads key: from this node's copy of kv when the copy has it and
+// copyFirst (the copy follows the bucket within milliseconds, and answers
+// while the bucket has no leader: its leader died and the others are
+// electing one, which takes NATS up to about ten seconds), else from kv
+// (an entry written a moment ago may not be in the copy yet); a bucket
+// that does not answer within mirrorRead is answered from the copy. ok
+// false: there is no such entry. Reads that must see every write made
+// before them (an app whose key was just replaced) are not copyFirst; a
+// bucket that did not answer is not asked again for mirrorRead.
+func (c *Cluster) get(ctx context.Context, kv jetstream.KeyValue, key string, copyFirst bool) (value []byte, ok bool, err error) {
 	name := kv.Bucket()
 	c.mu.Lock()
 	m, isMirrored := c.mirrors[name]
 	v, ok := m[key]
 	ttl := c.ttls[name]
+	quiet := time.Since(c.unanswered[name]) < mirrorRead
 	c.mu.Unlock()
-	if ok && (ttl == 0 || time.Since(v.created) <= ttl) {
+	ok = ok && (ttl == 0 || time.Since(v.created) <= ttl)
+	if ok && (copyFirst || quiet) {
 		return v.value, true, nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, mirrorRead)
@@ -97,6 +101,14 @@ func (c *Cluster) get(ctx context.Context, kv jetstream.KeyValue, key string) (v
 		return nil, false, nil
 	case errors.Is(err, jetstream.ErrInvalidKey) || !isMirrored || ctx.Err() != nil:
 		return nil, false, err
+	}
+	// Not asked again for a moment: the reads that follow (a restore
+	// makes a few) answer from the copy at once.
+	c.mu.Lock()
+	c.unanswered[name] = time.Now()
+	c.mu.Unlock()
+	if ok {
+		return v.value, true, nil
 	}
 	return nil, false, nil
 }
@@ -259,7 +271,7 @@ func (u *Users) Lease(ctx context.Context, user string) (CameraLease, bool, erro
 	if err := u.c.WaitReady(ctx); err != nil {
 		return CameraLease{}, false, err
 	}
-	b, ok, err := u.c.get(ctx, u.c.cameraKV, userKey(user))
+	b, ok, err := u.c.get(ctx, u.c.cameraKV, userKey(user), true)
 	if err != nil {
 		return CameraLease{}, false, fmt.Errorf("cluster: camera lease: %w", err)
 	}
@@ -301,7 +313,7 @@ func (u *Users) Session(ctx context.Context, user string) ([]byte, error) {
 	if err := u.c.WaitReady(ctx); err != nil {
 		return nil, err
 	}
-	b, _, err := u.c.get(ctx, u.c.sessionsKV, userKey(user))
+	b, _, err := u.c.get(ctx, u.c.sessionsKV, userKey(user), true)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: user's session: %w", err)
 	}
@@ -320,7 +332,7 @@ func (u *Users) Recorded(ctx context.Context, user string) (string, error) {
 	if moved && time.Since(mv.at) < moveHint {
 		return mv.node, nil
 	}
-	b, ok, err := u.c.get(ctx, u.c.usersKV, userKey(user))
+	b, ok, err := u.c.get(ctx, u.c.usersKV, userKey(user), true)
 	if err != nil {
 		return "", fmt.Errorf("cluster: user's home: %w", err)
 	}
