@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,22 @@ func TestClusterHomeKilled(t *testing.T) {
 		c.HTTP, c.RTMP = addr(httpPorts[i]), addr(rtmpPorts[i])
 	})
 
+	// Every node serves, and the balancer sees it (its checks of the
+	// phones' backend run with those of the others): six answers in a
+	// row through it, two from each node.
+	n1.waitServing()
+	n3.waitServing()
+	for ok, deadline := 0, time.Now().Add(30*time.Second); ok < 6; {
+		if code, _ := fetch(t, lb+"/healthz"); code == http.StatusOK {
+			ok++
+		} else {
+			ok = 0
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the balancer does not see the three nodes up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	w := &world{harness: n1, apps: map[string]*testApp{goPkg: serveApp(t, lnGo, goPkg, apps[0].APIKey)}}
 	_, events := w.glasses(user, func(g *sim.Glasses) { g.Server, g.RetryBase = lb, 300*time.Millisecond })
 	waitHome(t, n1, user, "n3")
