@@ -265,8 +265,9 @@ func (u *User) restoreManagedLocked(m *ManagedSession, media func(ms *ManagedSes
 		ms.endLocked(protocol.StreamError, protocol.CodeKeepAliveTimeout, "Stream timed out waiting for keep-alive")
 	})
 	if !ms.played {
-		left := p.cfg.ManagedStartTimeout - p.cfg.Clock.Now().Sub(ms.createdAt)
-		ms.timers = append(ms.timers, u.after(max(left, 0), func() {
+		// A whole start timeout from here: createdAt is by the old home's
+		// clock, which this node's is not compared with.
+		ms.timers = append(ms.timers, u.after(p.cfg.ManagedStartTimeout, func() {
 			if u.managed == ms && !ms.played {
 				ms.endLocked(protocol.StreamError, protocol.CodeTimeout, fmt.Sprintf("Stream start timeout: nothing playable came from the glasses within %v", p.cfg.ManagedStartTimeout))
 			}
